@@ -1,0 +1,77 @@
+"""The one composition root: configuration → adapters → Service.
+
+Invariants: adapters are built lazily, once per process (a warm Cloud Functions
+instance reuses them); nothing is built at import time; the backend chosen by the
+configuration ("gcp" or "local") is the only switch between cloud and embedded parts.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from .config import Config, load_config
+from .ports import Clock, Compute, Publisher, Store
+from .service import Service
+
+_lock = threading.Lock()
+_service: Service | None = None
+
+
+def build_store(config: Config) -> Store:
+    if config.backend == "gcp" or os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        from .adapters.firestore_store import FirestoreStore
+
+        return FirestoreStore(project=config.project, database=config.firestore_database,
+                              event_ttl_days=config.event_ttl_days)
+    from .adapters.sqlite_store import SqliteStore
+
+    return SqliteStore(Path(config.local.state_dir) / "yoyo.sqlite3")
+
+
+def build_compute(config: Config) -> Compute:
+    if config.backend == "gcp":
+        from .adapters.compute_engine import ComputeEngine
+
+        return ComputeEngine(project=config.project)
+    from .local.compute import LocalCompute
+
+    return LocalCompute.from_config(config)
+
+
+def build_publisher(config: Config) -> Publisher:
+    if config.backend == "gcp" or os.environ.get("PUBSUB_EMULATOR_HOST"):
+        from .adapters.pubsub import PubSubPublisher
+
+        return PubSubPublisher(project=config.project)
+    from .local.bus import LocalBusPublisher
+
+    return LocalBusPublisher.from_config(config)
+
+
+def build_clock() -> Clock:
+    from .adapters.clock import SystemClock
+
+    return SystemClock()
+
+
+def build_service(config: Config | None = None) -> Service:
+    config = config or load_config()
+    return Service(build_store(config), build_compute(config), build_clock(), config)
+
+
+def service() -> Service:
+    """The process-wide service, built on first use."""
+    global _service
+    with _lock:
+        if _service is None:
+            _service = build_service()
+        return _service
+
+
+def reset() -> None:
+    """Forget the process-wide service (tests, configuration reloads)."""
+    global _service
+    with _lock:
+        _service = None

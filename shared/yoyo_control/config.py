@@ -1,0 +1,275 @@
+"""Configuration: one JSON document (env YOYO_CONFIG or YOYO_CONFIG_FILE) → typed values.
+
+Invariants: parsing either returns a complete, valid Config or raises ConfigError
+naming the offending key; durations are seconds (numbers) or strings like "90s",
+"30m", "1h30m"; unknown keys are errors (a typo must not silently change behaviour).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from . import names
+from .domain.model import PoolPolicy
+from .errors import ConfigError
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(value: object, what: str = "duration") -> float:
+    """Seconds from a number or a string like "30m", "1h30m", "45s", "600"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        else:
+            match = _DURATION.match(text)
+            if not match or not any(match.groups()):
+                raise ConfigError(f"{what}: {value!r} is not a duration like 30m, 1h30m or 90s")
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            seconds = h * 3600 + m * 60 + s
+    else:
+        raise ConfigError(f"{what}: expected a duration, got {value!r}")
+    if seconds < 0 or seconds != seconds or seconds > 366 * 86400:
+        raise ConfigError(f"{what}: {value!r} is out of range")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Cycle:
+    cron: str = "0 2 * * *"
+    time_zone: str = "Etc/UTC"
+    window_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    budget_ids: tuple[str, ...] = ()
+    kill_fraction: float = 1.0
+    kill_thresholds: tuple[float, ...] = (1.0,)
+    forecast_kill: bool = False
+
+
+@dataclass(frozen=True)
+class Caps:
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The embedded stack (make run): where it keeps state and how fast local VMs boot."""
+
+    state_dir: str = ".yoyo"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    boot_delay_s: float = 3.0
+    heartbeat_interval_s: float = 2.0
+    idle_shutdown_s: float = 120.0
+    deadman_grace_s: float = 60.0
+    tick_interval_s: float = 0.0  # 0: follow tick_cron; >0 overrides it (seconds)
+    token_latency_s: float = 0.02
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str = "local"
+    project: str = "local-project"
+    region: str = "us-central1"
+    firestore_database: str = "(default)"
+    topic_prefix: str = "yoyo"
+    timezone: str = "UTC"
+    event_ttl_days: int = 30
+    tick_cron: str = "* * * * *"
+    budget: BudgetPolicy = BudgetPolicy()
+    caps: Caps = Caps()
+    pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
+    cycles: Mapping[str, Cycle] = field(default_factory=dict)
+    local: LocalSettings = LocalSettings()
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.topic_prefix}-{suffix}"
+
+    def policy(self, pool: str) -> PoolPolicy:
+        try:
+            return self.pools[pool]
+        except KeyError:
+            raise ConfigError(f"unknown pool {pool!r} (configured: {sorted(self.pools)})") from None
+
+
+DEFAULT_LOCAL: dict[str, Any] = {
+    "backend": "local",
+    "project": "local-project",
+    "tick_cron": "* * * * *",
+    "budget": {"budget_ids": ["local-budget"], "kill_fraction": 1.0},
+    "local": {"tick_interval_s": 2, "boot_delay_s": 3, "heartbeat_interval_s": 1},
+    "pools": {
+        "default": {
+            "zone": "local",
+            "instances": ["yoyo-default-0"],
+            "hourly_price_usd": 0.35,
+            "idle_timeout_s": 30,
+            "heartbeat_gap_s": 15,
+            "boot_grace_s": 20,
+            "lease_s": 60,
+            "action_retry_s": 10,
+            "restart_backoff_s": 5,
+            "cycle": {"cron": "0 2 * * *", "window_s": 120},
+        }
+    },
+}
+
+_DURATION_FIELDS = {f.name for f in fields(PoolPolicy) if f.name.endswith("_s")}
+
+
+def _only_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _mapping(raw: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def _number(raw: object, where: str, minimum: float = 0.0) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < minimum:
+        raise ConfigError(f"{where}: expected a number >= {minimum}, got {raw!r}")
+    return float(raw)
+
+
+def _optional_money(raw: object, where: str) -> float | None:
+    return None if raw is None else _number(raw, where)
+
+
+def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy, Cycle]:
+    where = f"pools.{name}"
+    allowed = {f.name for f in fields(PoolPolicy)} - {"pool", "timezone"} | {"cycle"}
+    _only_keys(raw, allowed, where)
+    kwargs: dict[str, Any] = {"pool": name, "timezone": timezone}
+    for key, value in raw.items():
+        if key == "cycle":
+            continue
+        if key in _DURATION_FIELDS:
+            kwargs[key] = parse_duration(value, f"{where}.{key}")
+        elif key == "instances":
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) and v for v in value)
+            ):
+                raise ConfigError(f"{where}.instances: expected a non-empty list of names")
+            kwargs[key] = tuple(value)
+        elif key == "zone":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}.zone: expected a zone name")
+            kwargs[key] = value
+        elif key in ("daily_cap_usd", "monthly_cap_usd"):
+            kwargs[key] = _optional_money(value, f"{where}.{key}")
+        elif key in ("restart_budget", "queue_threshold", "max_action_attempts"):
+            kwargs[key] = int(
+                _number(value, f"{where}.{key}", 0 if key != "queue_threshold" else 1)
+            )
+        else:
+            kwargs[key] = _number(value, f"{where}.{key}")
+    if "instances" not in kwargs:
+        raise ConfigError(f"{where}.instances: required")
+    cycle_raw = _mapping(raw.get("cycle", {}), f"{where}.cycle")
+    _only_keys(cycle_raw, {"cron", "time_zone", "window_s"}, f"{where}.cycle")
+    cycle = Cycle(
+        cron=str(cycle_raw.get("cron", Cycle.cron)),
+        time_zone=str(cycle_raw.get("time_zone", Cycle.time_zone)),
+        window_s=parse_duration(cycle_raw.get("window_s", Cycle.window_s), f"{where}.cycle"),
+    )
+    return PoolPolicy(**kwargs), cycle
+
+
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    raw = _mapping(raw, "config")
+    allowed = {f.name for f in fields(Config)} - {"cycles"}
+    _only_keys(raw, allowed, "config")
+    backend = raw.get("backend", "local")
+    if backend not in ("local", "gcp"):
+        raise ConfigError(f"config.backend: {backend!r} is not one of 'local', 'gcp'")
+    timezone = str(raw.get("timezone", "UTC"))
+    budget_raw = _mapping(raw.get("budget", {}), "budget")
+    _only_keys(budget_raw, {f.name for f in fields(BudgetPolicy)}, "budget")
+    budget = BudgetPolicy(
+        budget_ids=tuple(str(b) for b in budget_raw.get("budget_ids", ())),
+        kill_fraction=_number(budget_raw.get("kill_fraction", 1.0), "budget.kill_fraction"),
+        kill_thresholds=tuple(
+            _number(t, "budget.kill_thresholds") for t in budget_raw.get("kill_thresholds", [1.0])
+        ),
+        forecast_kill=bool(budget_raw.get("forecast_kill", False)),
+    )
+    caps_raw = _mapping(raw.get("caps", {}), "caps")
+    _only_keys(caps_raw, {"daily_usd", "monthly_usd"}, "caps")
+    caps = Caps(
+        daily_usd=_optional_money(caps_raw.get("daily_usd"), "caps.daily_usd"),
+        monthly_usd=_optional_money(caps_raw.get("monthly_usd"), "caps.monthly_usd"),
+    )
+    local_raw = _mapping(raw.get("local", {}), "local")
+    _only_keys(local_raw, {f.name for f in fields(LocalSettings)}, "local")
+    local = LocalSettings(**{k: v for k, v in local_raw.items()})
+    pools_raw = _mapping(raw.get("pools", {}), "pools")
+    if not pools_raw:
+        raise ConfigError("pools: at least one pool must be configured")
+    pools, cycles = {}, {}
+    for name, pool_raw in pools_raw.items():
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
+            raise ConfigError(f"pools: {name!r} is not a valid pool name ([a-z][a-z0-9-]*)")
+        pools[name], cycles[name] = _pool(name, _mapping(pool_raw, f"pools.{name}"), timezone)
+    return Config(
+        backend=backend,
+        project=str(raw.get("project", "local-project")),
+        region=str(raw.get("region", "us-central1")),
+        firestore_database=str(raw.get("firestore_database", "(default)")),
+        topic_prefix=str(raw.get("topic_prefix", "yoyo")),
+        timezone=timezone,
+        event_ttl_days=int(_number(raw.get("event_ttl_days", 30), "event_ttl_days", 1)),
+        tick_cron=str(raw.get("tick_cron", "* * * * *")),
+        budget=budget,
+        caps=caps,
+        pools=pools,
+        cycles=cycles,
+        local=local,
+    )
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration from the environment, or the embedded local default."""
+    env = os.environ if environ is None else environ
+    if env.get(names.ENV_CONFIG):
+        try:
+            raw = json.loads(env[names.ENV_CONFIG])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{names.ENV_CONFIG} is not JSON: {exc}") from None
+    elif env.get(names.ENV_CONFIG_FILE):
+        path = Path(env[names.ENV_CONFIG_FILE])
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{names.ENV_CONFIG_FILE}={path}: {exc}") from None
+    else:
+        raw = DEFAULT_LOCAL
+    config = parse_config(raw)
+    backend = env.get(names.ENV_BACKEND)
+    if backend:
+        if backend not in ("local", "gcp"):
+            raise ConfigError(f"{names.ENV_BACKEND}={backend!r} is not one of 'local', 'gcp'")
+        config = Config(
+            **{**{f.name: getattr(config, f.name) for f in fields(config)}, "backend": backend}
+        )
+    return config

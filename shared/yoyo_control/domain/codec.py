@@ -1,0 +1,66 @@
+"""Plain-dict codec for the domain's frozen dataclasses (for any document store).
+
+Invariants: ``from_doc(cls, to_doc(x)) == x`` for every value of the model; unknown
+keys in a stored document are ignored and missing keys take the field default, so a
+document written by an older or newer version still loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_doc(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_doc(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_doc(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [to_doc(v) for v in value]
+    return value
+
+
+@cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_doc(cls: type[T], doc: Mapping[str, Any]) -> T:
+    hints = _hints(cls)  # type: ignore[arg-type]
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in doc:
+            kwargs[f.name] = _decode(hints[f.name], doc[f.name])
+    return cls(**kwargs)
+
+
+def _decode(tp: Any, raw: Any) -> Any:
+    if raw is None:
+        return None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], raw) if len(inner) == 1 else raw
+    if origin is tuple:
+        return tuple(_decode(args[0], v) for v in raw)
+    if origin in (Mapping, dict, typing.Mapping) or tp in (Mapping, dict):
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _decode(value_type, v) for k, v in raw.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_doc(tp, raw)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp(raw)
+    if tp is float and isinstance(raw, int):
+        return float(raw)
+    return raw

@@ -1,0 +1,391 @@
+"""decide(): the pure lifecycle reconciler (DESIGN.md §3).
+
+Invariants:
+- Pure: the same (state, kill, policy, now) always gives the same Decision.
+- The kill switch (rule 1) and the spend cap (rule 2) are checked before anything can
+  grant a lease, and while either holds no START action is emitted.
+- An instance is desired RUNNING only under a valid lease; every action carries
+  ``request_id = uuid5(pool, instance, epoch, action)``; the epoch grows on every grant
+  and on every decision that issues new actions. An action still in flight is not
+  re-issued until ``action_retry_s`` has passed, and then with its original request id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from .ledger import accrue, cap_reached
+from .model import (
+    RUNNING_STATUSES,
+    STOPPED_STATUSES,
+    UNKNOWN,
+    Action,
+    ActionKind,
+    ActionRecord,
+    Change,
+    Desired,
+    Heartbeat,
+    Instance,
+    KillSwitch,
+    Lease,
+    LeaseRequest,
+    PoolPolicy,
+    PoolState,
+    Rule,
+)
+
+REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
+
+
+class Decision(NamedTuple):
+    state: PoolState
+    actions: tuple[Action, ...]
+    changes: tuple[Change, ...]
+
+
+def request_id(pool: str, instance: str, epoch: int, kind: ActionKind) -> str:
+    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{pool}/{instance}/{epoch}/{kind.value}"))
+
+
+def decide(state: PoolState, kill: KillSwitch, policy: PoolPolicy, now: float) -> Decision:
+    draft = _Draft.of(state, policy, now)
+    ledger = accrue(
+        state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
+    )
+    paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd)
+    if kill.engaged:
+        draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")
+    elif paused:
+        draft.block(Rule.SPEND_CAP, paused)
+    else:
+        draft.run_lease_rules()
+    draft.run_instance_rules()
+    actions = draft.plan_actions()
+    new = replace(
+        state,
+        epoch=draft.epoch,
+        lease=draft.lease,
+        requests=draft.requests,
+        instances=draft.instances,
+        ledger=ledger,
+        paused=paused,
+    )
+    if draft.changes:
+        new = replace(new, last_decision="; ".join(c.reason for c in draft.changes))
+    if new != state:
+        new = replace(new, updated_at=now)
+    return Decision(new, tuple(actions), tuple(draft.changes))
+
+
+@dataclass
+class _Draft:
+    """The working copy one decision mutates; never escapes decide()."""
+
+    state: PoolState
+    policy: PoolPolicy
+    now: float
+    epoch: int
+    lease: Lease | None
+    requests: tuple[LeaseRequest, ...]
+    instances: dict[str, Instance]
+    changes: list[Change] = field(default_factory=list)
+    bumped: bool = False
+
+    @classmethod
+    def of(cls, state: PoolState, policy: PoolPolicy, now: float) -> _Draft:
+        instances = dict(state.instances)
+        for name in policy.instances:
+            instances.setdefault(name, Instance(name=name))
+        return cls(state, policy, now, state.epoch, state.lease, state.requests, instances)
+
+    def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
+        self.changes.append(Change(rule, reason, instance))
+
+    def bump_epoch(self) -> int:
+        if not self.bumped:
+            self.epoch += 1
+            self.bumped = True
+        return self.epoch
+
+    # --- lease rules (1, 2, 3, 4, 6) ------------------------------------------------
+
+    def block(self, rule: Rule, why: str) -> None:
+        """Rules 1 and 2: no lease, no pending request, everything stops."""
+        if self.lease is not None:
+            self.note(rule, f"lease revoked: {why}")
+            self.lease = None
+        if self.requests:
+            holders = ", ".join(sorted({r.holder for r in self.requests}))
+            self.note(rule, f"run request denied ({holders}): {why}")
+            self.requests = ()
+
+    def run_lease_rules(self) -> None:
+        policy, now = self.policy, self.now
+        if self.lease is not None and not self.lease.valid(now):
+            self.note(Rule.NO_LEASE, f"lease epoch {self.lease.epoch} expired")
+            self.lease = None
+        wanted = [r for r in self.requests if r.until > now]
+        if self._demand_active():
+            depth = self.state.demand.depth
+            wanted.append(LeaseRequest("queue", f"queue depth {depth}", now + policy.lease_s))
+        self.requests = ()
+        if wanted:
+            self._grant_or_extend(wanted)
+        if self.lease is not None and self._busy_heartbeats():
+            self._extend_to(now + policy.lease_s, "busy heartbeat", quiet=True)
+        if self.lease is not None and self._idle_for() >= policy.idle_timeout_s:
+            self.note(Rule.IDLE, f"idle for {self._idle_for():.0f}s: lease released")
+            self.lease = None
+
+    def _grant_or_extend(self, wanted: list[LeaseRequest]) -> None:
+        until = max(r.until for r in wanted)
+        reasons = tuple(dict.fromkeys(r.reason for r in wanted))
+        if self.lease is None:
+            epoch = self.bump_epoch()
+            self.lease = Lease(
+                holder=wanted[0].holder,
+                reasons=reasons,
+                epoch=epoch,
+                granted_at=self.now,
+                expires_at=until,
+                max_until=self.now + self.policy.max_lease_s,
+            )
+            self.lease = replace(self.lease, expires_at=min(until, self.lease.max_until))
+            for name, inst in self.instances.items():
+                self.instances[name] = replace(
+                    inst, restarts=0, next_start_at=None, retired_epoch=None, error=None
+                )
+            self.note(
+                Rule.LEASE,
+                f"lease epoch {epoch} granted to {wanted[0].holder}: " + ", ".join(reasons),
+            )
+        else:
+            self._extend_to(until, ", ".join(reasons))
+
+    def _extend_to(self, until: float, why: str, quiet: bool = False) -> None:
+        lease = self.lease
+        assert lease is not None
+        target = min(until, lease.max_until)
+        if quiet and target - lease.expires_at < self.policy.lease_s / 2:
+            return  # busy heartbeats extend in coarse steps: one write, not one per beat
+        if target > lease.expires_at:
+            reasons = tuple(dict.fromkeys((*lease.reasons, why)))[-8:]
+            self.lease = replace(lease, expires_at=target, reasons=reasons)
+            self.note(Rule.LEASE, f"lease extended to {target:.0f}: {why}")
+
+    def _demand_active(self) -> bool:
+        demand, policy = self.state.demand, self.policy
+        if demand.updated_at is None or demand.depth < max(1, policy.queue_threshold):
+            return False
+        # A demand nobody refreshes or clears stops counting after a lease's length.
+        return self.now - demand.updated_at < max(policy.lease_s, policy.idle_timeout_s)
+
+    def _fresh(self, hb: Heartbeat) -> bool:
+        return self.now - hb.received_at <= self.policy.heartbeat_gap_s
+
+    def _busy_heartbeats(self) -> list[Heartbeat]:
+        return [
+            hb
+            for hb in self.state.heartbeats.values()
+            if self._fresh(hb) and (hb.busy or hb.running > 0 or hb.waiting > 0)
+        ]
+
+    def _idle_for(self) -> float:
+        lease = self.lease
+        assert lease is not None
+        if self._demand_active() or self._busy_heartbeats():
+            return 0.0
+        marks = [lease.granted_at]
+        marks += [i.running_since for i in self.instances.values() if i.running_since]
+        for hb in self.state.heartbeats.values():
+            marks += [t for t in (hb.last_busy_at, hb.last_request_at) if t is not None]
+        if self.state.demand.updated_at is not None and self.state.demand.depth > 0:
+            marks.append(self.state.demand.updated_at)
+        return self.now - max(marks)
+
+    # --- instance rules (5, 7, 8) ---------------------------------------------------
+
+    def run_instance_rules(self) -> None:
+        lease = self.lease
+        if lease is None or not lease.valid(self.now):
+            return
+        for name in self.policy.instances:
+            inst = self.instances[name]
+            if inst.retired_epoch == lease.epoch or inst.error:
+                continue
+            cooling = inst.next_start_at is not None and self.now < inst.next_start_at
+            if self._over_max_session(inst):
+                self.instances[name] = replace(inst, retired_epoch=lease.epoch)
+                self.note(
+                    Rule.MAX_SESSION,
+                    f"{name} ran {self.policy.max_session_s:.0f}s: "
+                    "stopped for the rest of this lease",
+                    name,
+                )
+            elif not cooling and self._heartbeat_gap(inst):
+                self._restart(inst, Rule.HEARTBEAT_GAP, "no heartbeat")
+            elif self._preempted(inst):
+                self._restart(inst, Rule.PREEMPTED, f"observed {inst.observed}")
+        eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
+        if not eligible and self.policy.instances:
+            self.note(Rule.LEASE, "no instance can run under this lease: released")
+            self.lease = None
+
+    def _eligible(self, inst: Instance) -> bool:
+        lease = self.lease
+        return lease is not None and inst.retired_epoch != lease.epoch and inst.error is None
+
+    def _over_max_session(self, inst: Instance) -> bool:
+        return (
+            inst.observed in RUNNING_STATUSES
+            and inst.running_since is not None
+            and self.now - inst.running_since >= self.policy.max_session_s
+        )
+
+    def _heartbeat_gap(self, inst: Instance) -> bool:
+        if inst.observed != "RUNNING" or inst.running_since is None:
+            return False
+        if self.now - inst.running_since < self.policy.boot_grace_s:
+            return False
+        hb = self.state.heartbeats.get(inst.name)
+        last = hb.received_at if hb is not None and hb.received_at >= inst.running_since else None
+        return self.now - (last if last is not None else inst.running_since) >= (
+            self.policy.heartbeat_gap_s
+        )
+
+    def _preempted(self, inst: Instance) -> bool:
+        la = inst.last_action
+        return (
+            inst.desired == Desired.RUNNING
+            and inst.observed in STOPPED_STATUSES
+            and la is not None
+            and la.kind == ActionKind.START
+            and la.outcome == "done"
+            and inst.observed_at is not None
+            and inst.observed_at > la.issued_at
+        )
+
+    def _restart(self, inst: Instance, rule: Rule, what: str) -> None:
+        lease = self.lease
+        assert lease is not None
+        restarts = inst.restarts + 1
+        la = inst.last_action
+        if la is not None and la.outcome == "done":
+            la = replace(la, outcome=f"done; then {rule.name.lower()}")
+        if restarts > self.policy.restart_budget:
+            self.instances[inst.name] = replace(
+                inst, restarts=restarts, retired_epoch=lease.epoch, last_action=la
+            )
+            self.note(
+                rule,
+                f"{inst.name}: {what}; gave up after {self.policy.restart_budget} restarts",
+                inst.name,
+            )
+            return
+        delay = self.policy.restart_backoff_s * 2 ** (restarts - 1)
+        self.instances[inst.name] = replace(
+            inst, restarts=restarts, next_start_at=self.now + delay, last_action=la
+        )
+        self.note(
+            rule,
+            f"{inst.name}: {what}; restart {restarts}/{self.policy.restart_budget} in {delay:.0f}s",
+            inst.name,
+        )
+
+    # --- desired state and actions ------------------------------------------------
+
+    def _wanted_running(self) -> set[str]:
+        lease = self.lease
+        if lease is None or not lease.valid(self.now):
+            return set()
+        eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
+        demand = self.state.demand.depth if self._demand_active() else 0
+        by_demand = demand // max(1, self.policy.queue_threshold)
+        busy = len(self._busy_heartbeats())
+        return set(eligible[: max(1, min(len(eligible), max(by_demand, busy)))])
+
+    def plan_actions(self) -> list[Action]:
+        wanted = self._wanted_running()
+        actions: list[Action] = []
+        for name in sorted(self.instances):
+            inst = self.instances[name]
+            desired = Desired.RUNNING if name in wanted else Desired.STOPPED
+            cooling = inst.next_start_at is not None and self.now < inst.next_start_at
+            kind: ActionKind | None = None
+            rule, reason = self._why(inst, desired)
+            if desired == Desired.RUNNING and not cooling:
+                if inst.observed in STOPPED_STATUSES or inst.observed == UNKNOWN:
+                    kind = ActionKind.START
+            elif self._needs_stop(inst):
+                kind = ActionKind.STOP
+            if desired != inst.desired:
+                inst = replace(inst, desired=desired)
+            if kind is not None:
+                inst, action = self._action(inst, kind, rule, reason)
+                if action is not None:
+                    actions.append(action)
+            self.instances[name] = inst
+        return actions
+
+    def _needs_stop(self, inst: Instance) -> bool:
+        if inst.observed in RUNNING_STATUSES:
+            return True
+        la = inst.last_action
+        return inst.observed == UNKNOWN and la is not None and la.kind == ActionKind.START
+
+    def _why(self, inst: Instance, desired: Desired) -> tuple[Rule, str]:
+        """The highest-priority rule that explains the desired status of ``inst``."""
+        for change in reversed(self.changes):
+            if change.instance == inst.name:
+                return change.rule, change.reason
+        if desired == Desired.RUNNING:
+            lease = self.lease
+            assert lease is not None
+            return Rule.LEASE, f"lease epoch {lease.epoch} held by {lease.holder}"
+        if inst.orphan:
+            return Rule.ORPHAN, f"{inst.name} is labelled for the pool but not configured"
+        for change in reversed(self.changes):
+            if change.instance is None and change.rule != Rule.LEASE:
+                return change.rule, change.reason
+        if self.lease is None:
+            return Rule.NO_LEASE, "no valid lease"
+        return Rule.LEASE, f"not needed under lease epoch {self.lease.epoch}"
+
+    def _action(
+        self, inst: Instance, kind: ActionKind, rule: Rule, reason: str
+    ) -> tuple[Instance, Action | None]:
+        la = inst.last_action
+        if la is not None and la.kind == kind and la.outcome is None:
+            if self.now - la.issued_at < self.policy.action_retry_s:
+                return inst, None  # in flight: its executor is on it
+            return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
+        if la is not None and la.kind == kind and (la.outcome or "").startswith("retry"):
+            wait = self.policy.action_retry_s * 2 ** max(0, la.attempts - 1)
+            if self.now - la.issued_at < wait:
+                return inst, None
+            return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
+        if inst.error and kind == ActionKind.START:
+            return inst, None
+        epoch = self.bump_epoch()
+        rid = request_id(self.state.pool, inst.name, epoch, kind)
+        return self._issue(inst, epoch, rid, kind, rule, reason, 0)
+
+    def _issue(
+        self,
+        inst: Instance,
+        epoch: int,
+        rid: str,
+        kind: ActionKind,
+        rule: Rule,
+        reason: str,
+        attempts: int,
+    ) -> tuple[Instance, Action]:
+        record = ActionRecord(
+            kind, epoch, rid, self.now, f"{rule.value}: {reason}", attempts=attempts
+        )
+        action = Action(
+            kind, self.state.pool, inst.name, self.policy.zone, epoch, rid, rule, reason
+        )
+        return replace(inst, last_action=record), action

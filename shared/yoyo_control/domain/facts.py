@@ -1,0 +1,215 @@
+"""Facts: what an event tells the control plane, already decoded and validated.
+
+Invariants: a fact never starts or stops anything; it is recorded once (keyed by its
+message id) and then folded into the pool state by ``apply_fact`` before ``decide``
+runs. ``apply_fact`` is pure and returns the changes it made with their reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from .ledger import accrue
+from .model import (
+    MISSING,
+    UNKNOWN,
+    Change,
+    Demand,
+    Heartbeat,
+    Instance,
+    KillSwitch,
+    LeaseRequest,
+    PoolPolicy,
+    PoolState,
+    Rule,
+)
+from .model import RUNNING_STATUSES as _RUNNING
+
+
+@dataclass(frozen=True)
+class Fact:
+    message_id: str
+    at: float  # when it happened (publish time), seconds since the epoch
+
+
+# --- facts about one pool ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequested(Fact):
+    """Cycle window, wake-on-request, operator start: ask for (or extend) the lease."""
+
+    pool: str
+    holder: str
+    reason: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class QueueDepthObserved(Fact):
+    """Work has piled up (or drained): a monitoring incident or a producer's depth."""
+
+    pool: str
+    depth: int
+    source: str
+
+
+@dataclass(frozen=True)
+class HeartbeatReceived(Fact):
+    pool: str
+    heartbeat: Heartbeat
+
+
+@dataclass(frozen=True)
+class StopRequested(Fact):
+    pool: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExtendRequested(Fact):
+    pool: str
+    by: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class StatusObserved(Fact):
+    """Instance statuses read from Compute Engine at ``at`` (by the tick)."""
+
+    pool: str
+    statuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+# --- facts about the whole control plane ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick(Fact):
+    """The every-minute pulse: refresh observations and re-decide every pool."""
+
+
+@dataclass(frozen=True)
+class KillRequested(Fact):
+    reason: str
+    by: str
+
+
+@dataclass(frozen=True)
+class UnkillRequested(Fact):
+    by: str
+
+
+@dataclass(frozen=True)
+class KillSwitchWritten(Fact):
+    """The kill switch document was written (console flip or our own write)."""
+
+    kill: KillSwitch
+
+
+@dataclass(frozen=True)
+class BudgetNotified(Fact):
+    budget_id: str
+    display_name: str
+    cost: float
+    amount: float
+    currency: str
+    alert_threshold: float | None = None
+    forecast_threshold: float | None = None
+    interval_start: str = ""
+
+
+PoolFact = (
+    RunRequested
+    | QueueDepthObserved
+    | HeartbeatReceived
+    | StopRequested
+    | ExtendRequested
+    | StatusObserved
+)
+GlobalFact = Tick | KillRequested | UnkillRequested | KillSwitchWritten | BudgetNotified
+
+
+def kind_of(fact: Fact) -> str:
+    return type(fact).__name__
+
+
+def apply_fact(
+    state: PoolState, fact: Fact, policy: PoolPolicy, now: float
+) -> tuple[PoolState, tuple[Change, ...]]:
+    """Fold a pool fact into the state. Global facts leave the pool state unchanged."""
+    if isinstance(fact, RunRequested):
+        request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
+        return replace(state, requests=(*state.requests, request)), ()
+    if isinstance(fact, QueueDepthObserved):
+        demand = Demand(depth=max(0, fact.depth), source=fact.source, updated_at=now)
+        return replace(state, demand=demand), ()
+    if isinstance(fact, HeartbeatReceived):
+        beats = dict(state.heartbeats)
+        beats[fact.heartbeat.instance] = fact.heartbeat
+        return replace(state, heartbeats=beats), ()
+    if isinstance(fact, StopRequested):
+        if state.lease is None and not state.requests:
+            return state, (Change(Rule.OPERATOR, f"stop by {fact.by}: no lease to release"),)
+        change = Change(Rule.OPERATOR, f"lease released by {fact.by}: {fact.reason}")
+        return replace(state, lease=None, requests=(), demand=Demand()), (change,)
+    if isinstance(fact, ExtendRequested):
+        return _extend(state, fact, now)
+    if isinstance(fact, StatusObserved):
+        # Charge the time up to this observation at the statuses we knew before it.
+        ledger = accrue(
+            state.ledger,
+            state.instances.values(),
+            policy.hourly_price_usd,
+            max(fact.at, state.ledger.accrued_until or fact.at),
+            policy.timezone,
+        )
+        return _observe(replace(state, ledger=ledger), fact)
+    return state, ()
+
+
+def _extend(
+    state: PoolState, fact: ExtendRequested, now: float
+) -> tuple[PoolState, tuple[Change, ...]]:
+    lease = state.lease
+    if lease is None or not lease.valid(now):
+        return state, (Change(Rule.OPERATOR, f"extend by {fact.by}: no valid lease"),)
+    expires = min(max(lease.expires_at, now + fact.duration_s), lease.max_until)
+    reasons = (*lease.reasons, f"extended by {fact.by}")[-8:]
+    change = Change(Rule.OPERATOR, f"lease extended by {fact.by} to {expires:.0f}")
+    return replace(state, lease=replace(lease, expires_at=expires, reasons=reasons)), (change,)
+
+
+def _observe(state: PoolState, fact: StatusObserved) -> tuple[PoolState, tuple[Change, ...]]:
+    """Record observed statuses, ignoring observations older than what we know."""
+    instances = dict(state.instances)
+    changes: list[Change] = []
+    for name, status in fact.statuses.items():
+        current = instances.get(name)
+        if current is None:
+            current = Instance(name=name, orphan=True)
+            changes.append(Change(Rule.ORPHAN, f"found {name} ({status}) labelled for pool", name))
+        if current.observed_at is not None and current.observed_at > fact.at:
+            continue  # a newer observation (an action's outcome) already landed
+        instances[name] = observed(current, status, fact.at)
+    # Configured instances the listing did not return do not exist.
+    for name, current in state.instances.items():
+        unlisted = name not in fact.statuses and not current.orphan
+        newer = current.observed_at is None or current.observed_at <= fact.at
+        if unlisted and newer and current.observed != MISSING:
+            instances[name] = observed(current, MISSING, fact.at)
+    return replace(state, instances=instances), tuple(changes)
+
+
+def observed(instance: Instance, status: str, at: float) -> Instance:
+    """The instance after observing ``status`` at ``at`` (tracks when it began running)."""
+    running_since = instance.running_since
+    if status in _RUNNING:
+        if running_since is None:
+            running_since = at
+    elif status != UNKNOWN:
+        running_since = None
+    return replace(instance, observed=status, observed_at=at, running_since=running_since)

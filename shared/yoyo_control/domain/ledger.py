@@ -1,0 +1,83 @@
+"""Real-time spend ledger: observed running time × configured hourly price.
+
+Invariants: pure; periods (day, month) are calendar periods in the pool's time zone;
+an interval that crosses a period boundary is split so that each period is charged
+only for its own part; a ledger with nothing running is returned unchanged except for
+a period roll-over, so an idle pool causes no store writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .model import BILLED_STATUSES, Instance, Ledger
+
+
+def period_keys(now: float, timezone: str) -> tuple[str, str]:
+    local = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(timezone))
+    return local.strftime("%Y-%m-%d"), local.strftime("%Y-%m")
+
+
+def _day_start(now: float, timezone: str) -> float:
+    local = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(timezone))
+    midnight = datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(timezone))
+    return midnight.timestamp()
+
+
+def _month_start(now: float, timezone: str) -> float:
+    local = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(timezone))
+    return datetime(local.year, local.month, 1, tzinfo=ZoneInfo(timezone)).timestamp()
+
+
+def billed_seconds(instances: Iterable[Instance], start: float, end: float) -> float:
+    """Instance-seconds billed in [start, end) given when each instance began running."""
+    total = 0.0
+    for inst in instances:
+        if inst.observed in BILLED_STATUSES and inst.running_since is not None:
+            total += max(0.0, end - max(start, inst.running_since))
+    return total
+
+
+def accrue(
+    ledger: Ledger,
+    instances: Iterable[Instance],
+    hourly_price: float,
+    now: float,
+    timezone: str,
+) -> Ledger:
+    day, month = period_keys(now, timezone)
+    if ledger.day != day:
+        ledger = replace(ledger, day=day, day_usd=0.0)
+    if ledger.month != month:
+        ledger = replace(ledger, month=month, month_usd=0.0)
+    running = [i for i in instances if i.observed in BILLED_STATUSES and i.running_since]
+    if not running:
+        return replace(ledger, accrued_until=None) if ledger.accrued_until else ledger
+    # Never accrued since these started: charge from each one's running_since.
+    start = min(ledger.accrued_until if ledger.accrued_until is not None else 0.0, now)
+    per_second = hourly_price / 3600.0
+    day_cost = billed_seconds(running, max(start, _day_start(now, timezone)), now) * per_second
+    month_cost = billed_seconds(running, max(start, _month_start(now, timezone)), now)
+    return replace(
+        ledger,
+        day_usd=ledger.day_usd + day_cost,
+        month_usd=ledger.month_usd + month_cost * per_second,
+        accrued_until=now,
+    )
+
+
+def cap_reached(ledger: Ledger, daily_cap: float | None, monthly_cap: float | None) -> str | None:
+    """Why spend is capped, or None."""
+    if daily_cap is not None and ledger.day_usd >= daily_cap:
+        return f"daily cap {daily_cap:.2f} reached ({ledger.day_usd:.2f} on {ledger.day})"
+    if monthly_cap is not None and ledger.month_usd >= monthly_cap:
+        return f"monthly cap {monthly_cap:.2f} reached ({ledger.month_usd:.2f} in {ledger.month})"
+    return None
+
+
+def next_period_start(now: float, timezone: str) -> float:
+    """When the day containing ``now`` ends (a daily pause lifts)."""
+    return _day_start(_day_start(now, timezone) + timedelta(hours=26).total_seconds(), timezone)

@@ -1,0 +1,225 @@
+"""The pool's state, its policy and the kill switch, as immutable values.
+
+Invariants: every value here is a frozen dataclass of plain data (str, int, float,
+bool, None, tuples, mappings of these); times are seconds since the Unix epoch
+(float) and durations are seconds. Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class Desired(StrEnum):
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+
+
+# Compute Engine instance statuses (plus UNKNOWN before the first observation and
+# MISSING when the instance does not exist).
+RUNNING_STATUSES = frozenset({"PROVISIONING", "STAGING", "RUNNING", "REPAIRING"})
+STOPPED_STATUSES = frozenset({"TERMINATED", "STOPPED", "SUSPENDED"})
+TRANSITIONAL_STATUSES = frozenset({"STOPPING", "SUSPENDING"})
+BILLED_STATUSES = frozenset({"RUNNING", "STOPPING"})
+UNKNOWN = "UNKNOWN"
+MISSING = "MISSING"
+
+
+class ActionKind(StrEnum):
+    START = "start"
+    STOP = "stop"
+
+
+class Rule(StrEnum):
+    """The lifecycle rules of DESIGN.md §3, in priority order, plus bookkeeping."""
+
+    KILL_SWITCH = "1-kill-switch"
+    SPEND_CAP = "2-spend-cap"
+    NO_LEASE = "3-no-lease"
+    LEASE = "4-lease"
+    HEARTBEAT_GAP = "5-heartbeat-gap"
+    IDLE = "6-idle"
+    MAX_SESSION = "7-max-session"
+    PREEMPTED = "8-preempted"
+    OPERATOR = "operator"
+    ORPHAN = "orphan"
+    OUTCOME = "outcome"
+
+
+def empty_map() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    """How one pool behaves. Durations in seconds, money in the billing currency."""
+
+    pool: str
+    zone: str = "local"
+    instances: tuple[str, ...] = ()
+    hourly_price_usd: float = 0.0
+    idle_timeout_s: float = 600.0
+    heartbeat_gap_s: float = 180.0
+    boot_grace_s: float = 300.0
+    max_session_s: float = 4 * 3600.0
+    lease_s: float = 1800.0
+    max_lease_s: float = 8 * 3600.0
+    restart_budget: int = 3
+    restart_backoff_s: float = 60.0
+    queue_threshold: int = 1
+    action_retry_s: float = 60.0
+    max_action_attempts: int = 5
+    daily_cap_usd: float | None = None
+    monthly_cap_usd: float | None = None
+    timezone: str = "UTC"
+
+    @property
+    def max_instances(self) -> int:
+        return len(self.instances)
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    engaged: bool = False
+    reason: str = ""
+    by: str = ""
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The single lifecycle owner: VMs of the pool may run only while it is valid."""
+
+    holder: str
+    reasons: tuple[str, ...]
+    epoch: int
+    granted_at: float
+    expires_at: float
+    max_until: float
+
+    def valid(self, now: float) -> bool:
+        return now < min(self.expires_at, self.max_until)
+
+    def deadline(self) -> float:
+        return min(self.expires_at, self.max_until)
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    """A trigger's wish for a run window; decide() grants or extends the lease."""
+
+    holder: str
+    reason: str
+    until: float
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """Progress of the last lifecycle action on an instance, kept on the pool document."""
+
+    kind: ActionKind
+    epoch: int
+    request_id: str
+    issued_at: float
+    reason: str
+    outcome: str | None = None  # None while in flight; "done", "skipped: …" or "error: …"
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The latest report of the agent on one VM (stored per instance, not in the pool)."""
+
+    instance: str
+    boot_id: str
+    sent_at: float
+    received_at: float
+    busy: bool = False
+    running: int = 0
+    waiting: int = 0
+    last_request_at: float | None = None
+    last_busy_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    desired: Desired = Desired.STOPPED
+    observed: str = UNKNOWN
+    observed_at: float | None = None
+    running_since: float | None = None
+    last_action: ActionRecord | None = None
+    restarts: int = 0
+    next_start_at: float | None = None
+    retired_epoch: int | None = None  # not restarted again under this lease epoch
+    error: str | None = None  # permanent error: not retried until the next lease
+    orphan: bool = False  # labelled for the pool but not in its configuration
+
+
+@dataclass(frozen=True)
+class Demand:
+    depth: int = 0
+    source: str = ""
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Spend integrated from observed running time × hourly price (DESIGN.md §4)."""
+
+    day: str = ""
+    month: str = ""
+    day_usd: float = 0.0
+    month_usd: float = 0.0
+    accrued_until: float | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The latest budget notification seen (billing data; lags real spend)."""
+
+    cost: float = 0.0
+    amount: float = 0.0
+    currency: str = ""
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class PoolState:
+    pool: str
+    epoch: int = 0
+    lease: Lease | None = None
+    requests: tuple[LeaseRequest, ...] = ()
+    instances: Mapping[str, Instance] = field(default_factory=dict)
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # per-instance docs
+    demand: Demand = Demand()
+    ledger: Ledger = Ledger()
+    paused: str | None = None  # why no lease may be granted (spend cap)
+    last_decision: str = ""
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """A call the service must make on Compute Engine after the decision commits."""
+
+    kind: ActionKind
+    pool: str
+    instance: str
+    zone: str
+    epoch: int
+    request_id: str
+    rule: Rule
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One named state change a decision made (for the event log)."""
+
+    rule: Rule
+    reason: str
+    instance: str | None = None

@@ -1,0 +1,65 @@
+"""What an executed action's outcome does to the pool state (pure).
+
+Invariants: an outcome applies only to the action that is still the instance's
+``last_action`` (same request id), so a late or stale outcome never overwrites a newer
+decision; a temporary failure counts an attempt and becomes permanent after
+``max_action_attempts``; a permanent failure of a start parks the instance until the
+next lease.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import StrEnum
+
+from .facts import observed
+from .model import MISSING, Action, ActionKind, PoolPolicy, PoolState
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    TEMPORARY = "retry"
+    PERMANENT = "error"
+    NOT_FOUND = "not-found"
+
+
+def record_outcome(
+    state: PoolState,
+    action: Action,
+    outcome: Outcome,
+    detail: str,
+    policy: PoolPolicy,
+    now: float,
+) -> tuple[PoolState, bool]:
+    """The state after ``action`` finished with ``outcome``; False if it was stale."""
+    inst = state.instances.get(action.instance)
+    if inst is None or inst.last_action is None:
+        return state, False
+    la = inst.last_action
+    if la.request_id != action.request_id:
+        return state, False
+    if outcome == Outcome.DONE:
+        status = "RUNNING" if action.kind == ActionKind.START else "TERMINATED"
+        inst = observed(inst, status, now)
+        la = replace(la, outcome="done")
+    elif outcome == Outcome.SKIPPED:
+        la = replace(la, outcome=f"skipped: {detail}")
+    elif outcome == Outcome.TEMPORARY:
+        attempts = la.attempts + 1
+        if attempts >= policy.max_action_attempts:
+            message = f"gave up after {attempts} attempts: {detail}"
+            la = replace(la, outcome=f"error: {message}", attempts=attempts)
+            inst = replace(inst, error=message)
+        else:
+            la = replace(la, outcome=f"retry: {detail}", attempts=attempts, issued_at=now)
+    elif outcome == Outcome.NOT_FOUND:
+        inst = replace(observed(inst, MISSING, now), error=f"not found: {detail}")
+        la = replace(la, outcome=f"error: not found: {detail}")
+    else:
+        la = replace(la, outcome=f"error: {detail}")
+        if action.kind == ActionKind.START:
+            inst = replace(inst, error=detail)
+    instances = dict(state.instances)
+    instances[action.instance] = replace(inst, last_action=la)
+    return replace(state, instances=instances, updated_at=now), True

@@ -1,0 +1,96 @@
+"""The ports: what the service needs from the outside world, as Protocols.
+
+Invariants: the service and the domain depend only on these; every adapter in
+``adapters/`` implements one of them; only adapters import google.*, sqlite3 or
+read the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from .domain.model import Heartbeat, KillSwitch, PoolState
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log: a fact, a decision, an action outcome or a rejection."""
+
+    id: str  # facts: "fact:<message id>"; others: unique
+    kind: str  # "fact" | "decision" | "action" | "rejected" | "error"
+    at: float
+    pool: str = ""
+    message_id: str = ""
+    reason: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Transaction(Protocol):
+    """Reads first, then writes; the store commits all or nothing."""
+
+    def load_pool(self, pool: str) -> PoolState: ...
+    def load_kill(self) -> KillSwitch: ...
+    def has_event(self, event_id: str) -> bool: ...
+    def save_pool(self, state: PoolState) -> None: ...
+    def save_kill(self, kill: KillSwitch) -> None: ...
+    def append(self, event: Event) -> None: ...
+
+
+class Store(Protocol):
+    def transact(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` in one serialisable transaction (retried on contention).
+
+        ``fn`` may be called more than once; it must not have side effects outside
+        the transaction. Raises TemporaryError when contention does not clear.
+        """
+        ...
+
+    def get_kill(self) -> KillSwitch: ...
+    def get_pool(self, pool: str) -> PoolState: ...
+    def list_pools(self) -> list[str]: ...
+    def put_heartbeat(self, pool: str, heartbeat: Heartbeat) -> Heartbeat | None:
+        """Store the instance's latest heartbeat; return the one it replaced."""
+        ...
+
+    def events(
+        self, pool: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[Event]:
+        """The newest ``limit`` events (optionally of one pool, after ``since``), oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ObservedInstance:
+    name: str
+    status: str  # Compute Engine status: RUNNING, TERMINATED, STAGING, …
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Compute(Protocol):
+    def list_instances(self, pool: str, zone: str) -> list[ObservedInstance]:
+        """Every instance labelled for ``pool`` in ``zone``."""
+        ...
+
+    def get(self, zone: str, instance: str) -> ObservedInstance: ...
+
+    def start(self, zone: str, instance: str, request_id: str) -> None:
+        """Start and wait (bounded) for the operation. Idempotent per request_id."""
+        ...
+
+    def stop(self, zone: str, instance: str, request_id: str) -> None:
+        """Stop and wait (bounded) for the operation. Idempotent per request_id."""
+        ...
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
+        """Publish and return the message id."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...

@@ -1,0 +1,340 @@
+"""The service: handle(fact) and reconcile(pool) — the transaction boundary.
+
+Invariants (DESIGN.md §3):
+- A fact is recorded in the event log exactly once (keyed by message id) in the same
+  transaction that folds it into the pool state; a redelivery only re-reconciles.
+- Each reconcile reads the pool and the kill switch, decides and writes in ONE store
+  transaction; Compute is called only after that commit, with the action's request id.
+- The kill switch is re-read immediately before every start.
+- Every action's outcome is recorded; temporary failures raise TemporaryError after all
+  actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import logs
+from .config import Config
+from .domain.budget import BudgetRules, is_ours, kill_reason
+from .domain.codec import to_doc
+from .domain.decide import Decision, decide
+from .domain.facts import (
+    BudgetNotified,
+    Fact,
+    HeartbeatReceived,
+    KillRequested,
+    KillSwitchWritten,
+    StatusObserved,
+    Tick,
+    UnkillRequested,
+    apply_fact,
+    kind_of,
+)
+from .domain.heartbeats import matters, merge
+from .domain.model import Action, ActionKind, KillSwitch, PoolState
+from .domain.outcomes import Outcome, record_outcome
+from .errors import InvalidMessage, PermanentError, TemporaryError
+from .ports import Clock, Compute, Event, Store, Transaction
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What handle() did, for the entry points, the CLI and the tests."""
+
+    fact: str
+    duplicate: bool = False
+    pools: tuple[str, ...] = ()
+    actions: tuple[Action, ...] = ()
+    note: str = ""
+
+
+def fact_event_id(fact: Fact) -> str:
+    return f"fact:{kind_of(fact)}:{fact.message_id}"
+
+
+class Service:
+    def __init__(self, store: Store, compute: Compute, clock: Clock, config: Config) -> None:
+        self.store = store
+        self.compute = compute
+        self.clock = clock
+        self.config = config
+        self.budget_rules = BudgetRules(
+            config.budget.budget_ids,
+            config.budget.kill_fraction,
+            config.budget.kill_thresholds,
+            config.budget.forecast_kill,
+        )
+
+    # --- entry -----------------------------------------------------------------------
+
+    def handle(self, fact: Fact) -> Handled:
+        pool = getattr(fact, "pool", None)
+        if pool is not None and pool not in self.config.pools:
+            raise InvalidMessage(f"unknown pool {pool!r} (configured: {sorted(self.config.pools)})")
+        if isinstance(fact, HeartbeatReceived):
+            return self._heartbeat(fact)
+        if isinstance(fact, Tick):
+            return self._tick(fact)
+        if isinstance(fact, (KillRequested, UnkillRequested, KillSwitchWritten, BudgetNotified)):
+            return self._global(fact)
+        assert pool is not None, f"{kind_of(fact)} has no pool"
+        decision, duplicate = self.reconcile(pool, fact)
+        return Handled(kind_of(fact), duplicate, (pool,), decision.actions)
+
+    def reconcile(
+        self, pool: str, fact: Fact | None = None, observation: StatusObserved | None = None
+    ) -> tuple[Decision, bool]:
+        """One transaction: (record fact) → apply → decide → write; then execute."""
+        policy = self.config.policy(pool)
+
+        def txn(tx: Transaction) -> tuple[Decision, bool]:
+            now = self.clock.now()
+            kill = tx.load_kill()
+            loaded = tx.load_pool(pool)
+            state = loaded
+            duplicate = fact is not None and tx.has_event(fact_event_id(fact))
+            events: list[Event] = []
+            for item in (fact if not duplicate else None, observation):
+                if item is None:
+                    continue
+                if item is fact:
+                    events.append(self._fact_event(item, now))
+                state, changes = apply_fact(state, item, policy, now)
+                if changes:
+                    events.append(self._decision_event(pool, now, changes, (), state.epoch))
+            decision = decide(state, kill, policy, now)
+            if decision.changes or decision.actions:
+                events.append(
+                    self._decision_event(
+                        pool,
+                        now,
+                        decision.changes,
+                        decision.actions,
+                        decision.state.epoch,
+                        fact.message_id if fact else "",
+                    )
+                )
+            if decision.state != loaded:
+                tx.save_pool(decision.state)
+            for event in events:
+                tx.append(event)
+            return decision, duplicate
+
+        decision, duplicate = self.store.transact(txn)
+        for change in decision.changes:
+            logs.info(
+                change.reason,
+                pool=pool,
+                rule=change.rule.value,
+                instance=change.instance,
+                message_id=fact.message_id if fact else None,
+            )
+        self.execute(decision.actions)
+        return decision, duplicate
+
+    def reconcile_all(self) -> list[Action]:
+        actions: list[Action] = []
+        for pool in self.config.pools:
+            decision, _ = self.reconcile(pool)
+            actions.extend(decision.actions)
+        return actions
+
+    # --- fact kinds ------------------------------------------------------------------
+
+    def _heartbeat(self, fact: HeartbeatReceived) -> Handled:
+        policy = self.config.policy(fact.pool)
+        if fact.heartbeat.instance not in policy.instances:
+            raise InvalidMessage(
+                f"instance {fact.heartbeat.instance!r} is not in pool {fact.pool!r}"
+            )
+        hb = replace(fact.heartbeat, received_at=self.clock.now())
+        previous = self.store.put_heartbeat(fact.pool, hb)
+        stored = merge(previous, hb)
+        if stored is None:
+            return Handled(kind_of(fact), pools=(fact.pool,), note="stale heartbeat ignored")
+        if not matters(previous, stored):
+            return Handled(kind_of(fact), pools=(fact.pool,), note="heartbeat recorded")
+        decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=stored))
+        return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
+
+    def _tick(self, fact: Tick) -> Handled:
+        duplicate = self._record_global(fact, None)
+        actions: list[Action] = []
+        for pool, policy in self.config.pools.items():
+            observed_at = self.clock.now()
+            listed = self.compute.list_instances(pool, policy.zone)
+            observation = StatusObserved(
+                message_id=fact.message_id,
+                at=observed_at,
+                pool=pool,
+                statuses={i.name: i.status for i in listed},
+            )
+            decision, _ = self.reconcile(pool, observation=observation)
+            actions.extend(decision.actions)
+        return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
+
+    def _global(self, fact: Fact) -> Handled:
+        note = ""
+
+        def new_kill(current: KillSwitch, now: float) -> KillSwitch | None:
+            nonlocal note
+            if isinstance(fact, KillRequested):
+                note = "kill switch engaged"
+                return KillSwitch(True, fact.reason, fact.by, now)
+            if isinstance(fact, UnkillRequested):
+                note = "kill switch lifted"
+                return KillSwitch(False, f"lifted by {fact.by}", fact.by, now)
+            if isinstance(fact, BudgetNotified):
+                if not is_ours(fact, self.budget_rules):
+                    note = f"budget {fact.budget_id!r} is not configured: ignored"
+                    return None
+                reason = kill_reason(fact, self.budget_rules)
+                if reason is None:
+                    note = f"budget update: {fact.cost:.2f} of {fact.amount:.2f}: no action"
+                    return None
+                if current.engaged and current.reason.startswith("budget:"):
+                    note = "budget kill already engaged"
+                    return None
+                note = f"kill switch engaged: {reason}"
+                return KillSwitch(True, reason, "budget", now)
+            note = f"kill switch written: engaged={current.engaged}"
+            return None
+
+        duplicate = self._record_global(fact, new_kill)
+        actions: list[Action] = []
+        if not (isinstance(fact, BudgetNotified) and note.endswith(("ignored", "no action"))):
+            actions = self.reconcile_all()
+        logs.info(note or kind_of(fact), message_id=fact.message_id, source=kind_of(fact))
+        return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions), note)
+
+    def _record_global(self, fact: Fact, new_kill: Any) -> bool:
+        def txn(tx: Transaction) -> bool:
+            now = self.clock.now()
+            if tx.has_event(fact_event_id(fact)):
+                return True
+            current = tx.load_kill()
+            kill = new_kill(current, now) if new_kill is not None else None
+            tx.append(self._fact_event(fact, now))
+            if kill is not None:
+                tx.save_kill(kill)
+            return False
+
+        return self.store.transact(txn)
+
+    # --- actions ---------------------------------------------------------------------
+
+    def execute(self, actions: Iterable[Action]) -> None:
+        temporary: list[str] = []
+        for action in actions:
+            if action.kind == ActionKind.START:
+                kill = self.store.get_kill()
+                if kill.engaged:
+                    self._outcome(action, Outcome.SKIPPED, "kill switch engaged")
+                    continue
+            try:
+                call = self.compute.start if action.kind == ActionKind.START else self.compute.stop
+                call(action.zone, action.instance, action.request_id)
+            except TemporaryError as exc:
+                temporary.append(f"{action.kind} {action.instance}: {exc}")
+                self._outcome(action, Outcome.TEMPORARY, str(exc))
+            except PermanentError as exc:
+                kind = Outcome.NOT_FOUND if "not found" in str(exc).lower() else Outcome.PERMANENT
+                self._outcome(action, kind, str(exc))
+            else:
+                self._outcome(action, Outcome.DONE, "")
+        if temporary:
+            raise TemporaryError("; ".join(temporary))
+
+    def _outcome(self, action: Action, outcome: Outcome, detail: str) -> None:
+        policy = self.config.policy(action.pool)
+
+        def txn(tx: Transaction) -> None:
+            now = self.clock.now()
+            state = tx.load_pool(action.pool)
+            new, current = record_outcome(state, action, outcome, detail, policy, now)
+            if current:
+                tx.save_pool(new)
+            tx.append(
+                Event(
+                    id=f"action:{action.request_id}:{uuid.uuid4().hex[:8]}",
+                    kind="action",
+                    at=now,
+                    pool=action.pool,
+                    reason=f"{action.kind} {action.instance}: {outcome.value}"
+                    + (f": {detail}" if detail else "")
+                    + ("" if current else " (stale)"),
+                    data={"action": to_doc(action), "outcome": outcome.value, "detail": detail},
+                )
+            )
+
+        self.store.transact(txn)
+        severity = "INFO" if outcome in (Outcome.DONE, Outcome.SKIPPED) else "WARNING"
+        logs.log(
+            severity,
+            f"{action.kind} {action.instance}: {outcome.value} {detail}".strip(),
+            pool=action.pool,
+            instance=action.instance,
+            rule=action.rule.value,
+        )
+
+    # --- event log -------------------------------------------------------------------
+
+    def reject(self, message_id: str, source: str, reason: str) -> None:
+        """Record a malformed or foreign message (it is acknowledged, not retried)."""
+        now = self.clock.now()
+        event = Event(
+            id=f"rejected:{source}:{message_id or uuid.uuid4().hex}",
+            kind="rejected",
+            at=now,
+            message_id=message_id,
+            reason=reason,
+            data={"source": source},
+        )
+        self.store.transact(lambda tx: None if tx.has_event(event.id) else tx.append(event))
+
+    @staticmethod
+    def _fact_event(fact: Fact, now: float) -> Event:
+        return Event(
+            id=fact_event_id(fact),
+            kind="fact",
+            at=now,
+            pool=getattr(fact, "pool", ""),
+            message_id=fact.message_id,
+            reason=kind_of(fact),
+            data={"fact": kind_of(fact), **to_doc(fact)},
+        )
+
+    @staticmethod
+    def _decision_event(
+        pool: str,
+        now: float,
+        changes: Iterable[Any],
+        actions: Iterable[Action],
+        epoch: int,
+        message_id: str = "",
+    ) -> Event:
+        changes, actions = list(changes), list(actions)
+        reason = "; ".join(c.reason for c in changes) or "; ".join(
+            f"{a.kind} {a.instance}: {a.reason}" for a in actions
+        )
+        return Event(
+            id=f"decision:{pool}:{uuid.uuid4().hex}",
+            kind="decision",
+            at=now,
+            pool=pool,
+            message_id=message_id,
+            reason=reason,
+            data={
+                "epoch": epoch,
+                "changes": [to_doc(c) for c in changes],
+                "actions": [to_doc(a) for a in actions],
+            },
+        )
+
+
+def pool_summary(state: PoolState) -> dict[str, Any]:
+    return to_doc(state)  # type: ignore[no-any-return]
