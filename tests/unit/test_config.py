@@ -1,0 +1,66 @@
+"""Configuration parsing: valid documents load, mistakes name the offending key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yoyo_control.config import DEFAULT_LOCAL, load_config, parse_config, parse_duration
+from yoyo_control.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("600", 600),
+        (45, 45),
+        (2.5, 2.5),
+        ("2h", 7200),
+    ],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "soon", "-5", "5x", None, True, [], "1d"])
+def test_bad_durations_are_rejected_with_the_value(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        parse_duration(bad, "window")
+
+
+def test_the_embedded_default_is_a_valid_local_config() -> None:
+    config = load_config({})
+    assert config.backend == "local" and "default" in config.pools
+    assert config.pools["default"].instances == ("yoyo-default-0",)
+
+
+def test_config_from_environment_json_and_backend_override() -> None:
+    raw = {"pools": {"gpu": {"instances": ["a", "b"], "idle_timeout_s": "15m"}}}
+    config = load_config({"YOYO_CONFIG": json.dumps(raw), "YOYO_BACKEND": "gcp"})
+    assert config.backend == "gcp" and config.pools["gpu"].idle_timeout_s == 900
+    assert config.pools["gpu"].max_instances == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"pools": {}}, "at least one pool"),
+        ({"pools": {"gpu": {}}}, "pools.gpu.instances: required"),
+        ({"pools": {"gpu": {"instances": ["a"], "idle_timout_s": 5}}}, "idle_timout_s"),
+        ({"pools": {"GPU!": {"instances": ["a"]}}}, "not a valid pool name"),
+        ({"backend": "aws", "pools": DEFAULT_LOCAL["pools"]}, "config.backend"),
+        ({"pools": {"gpu": {"instances": ["a"], "queue_threshold": 0}}}, "queue_threshold"),
+    ],
+)
+def test_mistakes_name_the_offending_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_unparseable_environment_config_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="YOYO_CONFIG is not JSON"):
+        load_config({"YOYO_CONFIG": "{nope"})

@@ -1,0 +1,207 @@
+"""Service: record once, decide in one transaction, act after commit, record outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeCompute
+from yoyo_control.adapters.clock import ManualClock
+from yoyo_control.adapters.sqlite_store import SqliteStore
+from yoyo_control.config import parse_config
+from yoyo_control.domain.facts import (
+    BudgetNotified,
+    HeartbeatReceived,
+    KillRequested,
+    RunRequested,
+    StopRequested,
+    Tick,
+    UnkillRequested,
+)
+from yoyo_control.domain.model import Heartbeat
+from yoyo_control.errors import InvalidMessage, PermanentError, TemporaryError
+from yoyo_control.service import Service
+
+CONFIG = parse_config(
+    {
+        "budget": {"budget_ids": ["b-1"], "kill_fraction": 1.0},
+        "pools": {
+            "gpu": {
+                "zone": "z",
+                "instances": ["vm-0"],
+                "idle_timeout_s": 600,
+                "action_retry_s": 60,
+                "max_action_attempts": 3,
+            }
+        },
+    }
+)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    clock = ManualClock()
+    compute = FakeCompute()
+    compute.add("gpu", "vm-0")
+    store = SqliteStore(tmp_path / "s.db")
+    return Service(store, compute, clock, CONFIG), store, compute, clock
+
+
+def run(clock: ManualClock, mid: str = "m1") -> RunRequested:
+    return RunRequested(mid, clock.now(), "gpu", "cycle", "nightly", 1800)
+
+
+def test_a_redelivered_fact_is_recorded_once_and_starts_once(world) -> None:
+    service, store, compute, clock = world
+    first = service.handle(run(clock))
+    second = service.handle(run(clock))
+    assert not first.duplicate and second.duplicate
+    assert [c.kind for c in compute.acted("start")] == ["start"]
+    facts = [e for e in store.events(limit=500) if e.kind == "fact"]
+    assert [e.message_id for e in facts] == ["m1"]
+    assert compute.status["vm-0"] == "RUNNING"
+    assert store.get_pool("gpu").instances["vm-0"].last_action.outcome == "done"
+
+
+def test_the_kill_switch_is_reread_immediately_before_every_start(world) -> None:
+    service, store, compute, clock = world
+
+    engaged_between_commit_and_call: list[bool] = []
+    # Engage the switch behind the service's back after the decision commits:
+    original = store.get_kill
+
+    def get_kill_after_flip():
+        if not engaged_between_commit_and_call:
+            engaged_between_commit_and_call.append(True)
+            store.transact(lambda tx: tx.save_kill(type(original())(True, "race", "test")))
+        return original()
+
+    store.get_kill = get_kill_after_flip
+    handled = service.handle(run(clock))
+    assert handled.actions  # the decision wanted a start …
+    assert compute.calls == []  # … but the re-read saw the switch and no start was called
+    outcome = store.get_pool("gpu").instances["vm-0"].last_action.outcome
+    assert outcome == "skipped: kill switch engaged"
+
+
+def test_temporary_compute_failure_raises_and_is_retried_with_the_same_request_id(world) -> None:
+    service, store, compute, clock = world
+    compute.faults.append(TemporaryError("503 backend error"))
+    with pytest.raises(TemporaryError):
+        service.handle(run(clock))
+    record = store.get_pool("gpu").instances["vm-0"].last_action
+    assert record.outcome.startswith("retry") and record.attempts == 1
+    clock.advance(61)
+    service.handle(Tick("t1", clock.now()))
+    assert [c.request_id for c in compute.acted("start")] == [record.request_id]
+
+
+def test_temporary_failures_become_permanent_after_the_attempt_budget(world) -> None:
+    service, store, compute, clock = world
+    compute.faults.extend(TemporaryError("429 rate limited") for _ in range(3))
+    with pytest.raises(TemporaryError):
+        service.handle(run(clock))
+    for i in range(2):
+        clock.advance(60 * 2 ** (i + 1))
+        with pytest.raises(TemporaryError):
+            service.handle(Tick(f"t{i}", clock.now()))
+    inst = store.get_pool("gpu").instances["vm-0"]
+    assert inst.error and "gave up after 3 attempts" in inst.error
+    clock.advance(3600)
+    service.handle(Tick("t-later", clock.now()))  # not retried forever
+    assert compute.calls == []
+
+
+def test_permanent_compute_error_is_recorded_and_swallowed(world) -> None:
+    service, store, compute, clock = world
+    compute.faults.append(PermanentError("QUOTA_EXCEEDED: GPUS_ALL_REGIONS"))
+    service.handle(run(clock))
+    inst = store.get_pool("gpu").instances["vm-0"]
+    assert inst.error == "QUOTA_EXCEEDED: GPUS_ALL_REGIONS"
+    assert any("error" in e.reason for e in store.events(limit=50) if e.kind == "action")
+
+
+def test_unknown_pool_is_an_invalid_message(world) -> None:
+    service, *_ = world
+    with pytest.raises(InvalidMessage, match="unknown pool 'nope'"):
+        service.handle(RunRequested("m", 0.0, "nope", "cycle", "x", 60))
+
+
+def test_routine_heartbeats_touch_only_the_instance_document(world) -> None:
+    service, store, _compute, clock = world
+    service.handle(run(clock))
+
+    def beat(mid: str, busy: bool) -> HeartbeatReceived:
+        return HeartbeatReceived(
+            mid, clock.now(), "gpu", Heartbeat("vm-0", "boot-1", clock.now(), 0.0, busy=busy)
+        )
+
+    assert service.handle(beat("h1", True)).note == ""  # first beat of a boot matters
+    clock.advance(30)
+    assert service.handle(beat("h2", True)).note == "heartbeat recorded"
+    clock.advance(30)
+    assert service.handle(beat("h3", False)).note == ""  # busy → idle matters
+    logged = {e.message_id for e in store.events(limit=500) if e.kind == "fact"}
+    assert {"h1", "h3"} <= logged and "h2" not in logged
+    assert store.get_pool("gpu").heartbeats["vm-0"].last_busy_at == clock.now() - 30
+
+
+def test_a_stale_heartbeat_never_replaces_a_newer_one(world) -> None:
+    service, store, _compute, clock = world
+    new = Heartbeat("vm-0", "boot-2", clock.now(), 0.0, busy=True)
+    old = Heartbeat("vm-0", "boot-1", clock.now() - 100, 0.0)
+    service.handle(HeartbeatReceived("h-new", clock.now(), "gpu", new))
+    assert service.handle(HeartbeatReceived("h-old", clock.now(), "gpu", old)).note == (
+        "stale heartbeat ignored"
+    )
+    assert store.get_pool("gpu").heartbeats["vm-0"].boot_id == "boot-2"
+
+
+def test_budget_over_the_kill_fraction_engages_the_kill_switch_and_stops(world) -> None:
+    service, store, compute, clock = world
+    service.handle(run(clock))
+    over = BudgetNotified("b1", clock.now(), "b-1", "yoyo", 152.37, 150.0, "USD", 1.0)
+    service.handle(over)
+    kill = store.get_kill()
+    assert kill.engaged and kill.reason == "budget: 152.37 of 150.00 USD" and kill.by == "budget"
+    assert compute.status["vm-0"] == "TERMINATED"
+
+
+def test_a_foreign_budget_is_logged_and_ignored(world) -> None:
+    service, store, _compute, clock = world
+    handled = service.handle(BudgetNotified("b2", clock.now(), "other", "x", 999, 1, "USD"))
+    assert "not configured" in handled.note and not store.get_kill().engaged
+
+
+def test_kill_then_unkill_then_a_new_lease_starts_again(world) -> None:
+    service, _store, compute, clock = world
+    service.handle(run(clock, "m1"))
+    service.handle(KillRequested("k", clock.now(), "maintenance", "ops"))
+    assert compute.status["vm-0"] == "TERMINATED"
+    service.handle(run(clock, "m2"))
+    assert len(compute.acted("start")) == 1  # denied while engaged
+    service.handle(UnkillRequested("u", clock.now(), "ops"))
+    service.handle(run(clock, "m3"))
+    assert len(compute.acted("start")) == 2 and compute.status["vm-0"] == "RUNNING"
+
+
+def test_operator_stop_releases_the_lease_and_stops(world) -> None:
+    service, store, compute, clock = world
+    service.handle(run(clock))
+    service.handle(StopRequested("s", clock.now(), "gpu", "alice", "done for today"))
+    assert store.get_pool("gpu").lease is None and compute.status["vm-0"] == "TERMINATED"
+    reasons = [e.reason for e in store.events(limit=50) if e.kind == "decision"]
+    assert any("released by alice" in r for r in reasons)
+
+
+def test_tick_observes_a_preemption_and_restarts_after_backoff(world) -> None:
+    service, _store, compute, clock = world
+    service.handle(run(clock))
+    clock.advance(60)
+    compute.preempt("vm-0")
+    service.handle(Tick("t1", clock.now()))
+    assert compute.status["vm-0"] == "TERMINATED"
+    clock.advance(61)
+    service.handle(Tick("t2", clock.now()))
+    assert compute.status["vm-0"] == "RUNNING" and len(compute.acted("start")) == 2
