@@ -1,0 +1,397 @@
+# --- Project and placement ---------------------------------------------------------
+
+variable "project_id" {
+  description = "ID of the Google Cloud project everything is deployed into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a valid project ID (6-30 lowercase letters, digits or hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region of the Cloud Functions, Cloud Scheduler jobs, buckets and subnetwork."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "prefix" {
+  description = "Prefix of every resource name. Topics are deployed as \"<prefix>-<suffix>\" (the code's topic_prefix)."
+  type        = string
+  default     = "yoyo"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,10}[a-z0-9]$", var.prefix))
+    error_message = "prefix must be 3-12 characters: lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "enable_apis" {
+  description = "Enable the Google APIs the deployment needs (google_project_service). Turn off when a project factory already does it."
+  type        = bool
+  default     = true
+}
+
+# --- Control plane -----------------------------------------------------------------
+
+variable "timezone" {
+  description = "Time zone (IANA name) the control plane uses for daily/monthly spend periods."
+  type        = string
+  default     = "UTC"
+}
+
+variable "event_ttl_days" {
+  description = "Days an event-log document is kept before the Firestore TTL policy deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.event_ttl_days >= 1 && var.event_ttl_days <= 3650 && floor(var.event_ttl_days) == var.event_ttl_days
+    error_message = "event_ttl_days must be a whole number between 1 and 3650."
+  }
+}
+
+variable "caps" {
+  description = "Spend caps over all pools, in the billing currency, enforced by the control plane from its real-time ledger. null means no cap."
+  type = object({
+    daily_usd   = optional(number)
+    monthly_usd = optional(number)
+  })
+  default = {}
+
+  validation {
+    condition     = (var.caps.daily_usd == null || try(var.caps.daily_usd > 0, false)) && (var.caps.monthly_usd == null || try(var.caps.monthly_usd > 0, false))
+    error_message = "caps.daily_usd and caps.monthly_usd must be positive or null."
+  }
+}
+
+# --- Cloud Functions ---------------------------------------------------------------
+
+variable "function_source_zip" {
+  description = "Path of the function source archive built by `make package` (build/function-source.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.function_source_zip, ".zip")
+    error_message = "function_source_zip must be the path of a .zip archive."
+  }
+}
+
+variable "python_runtime" {
+  description = "Cloud Functions runtime."
+  type        = string
+  default     = "python312"
+
+  validation {
+    condition     = contains(["python311", "python312"], var.python_runtime)
+    error_message = "python_runtime must be python311 or python312."
+  }
+}
+
+variable "function_memory" {
+  description = "Memory of each function instance (Cloud Functions available_memory)."
+  type        = string
+  default     = "512M"
+
+  validation {
+    condition     = contains(["256M", "512M", "1G", "2G", "4G"], var.function_memory)
+    error_message = "function_memory must be one of 256M, 512M, 1G, 2G, 4G."
+  }
+}
+
+variable "function_timeout_s" {
+  description = "Timeout of the event-driven functions, in seconds (event functions allow at most 540)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.function_timeout_s >= 10 && var.function_timeout_s <= 540
+    error_message = "function_timeout_s must be between 10 and 540."
+  }
+}
+
+variable "function_max_instances" {
+  description = "Upper bound on concurrently running instances of each function."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.function_max_instances >= 1 && var.function_max_instances <= 100
+    error_message = "function_max_instances must be between 1 and 100."
+  }
+}
+
+variable "function_publish_topics" {
+  description = "Topic suffixes the functions' service account may publish to (roles/pubsub.publisher on each). The control plane needs none by default."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for t in var.function_publish_topics : contains(["cycle", "tick", "queue", "budget", "heartbeat", "control", "work"], t)])
+    error_message = "function_publish_topics may only name the deployment's topics: cycle, tick, queue, budget, heartbeat, control, work."
+  }
+}
+
+variable "status_page_invokers" {
+  description = "IAM members (e.g. \"group:ops@example.com\") allowed to call the authenticated status page. Never allUsers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = !contains(var.status_page_invokers, "allUsers") && !contains(var.status_page_invokers, "allAuthenticatedUsers")
+    error_message = "The status page is authenticated: allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "status_page_ingress" {
+  description = "Ingress of the status page: ALLOW_ALL (reachable with an identity token from anywhere) or ALLOW_INTERNAL_ONLY."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.status_page_ingress)
+    error_message = "status_page_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+# --- Firestore ---------------------------------------------------------------------
+
+variable "create_firestore_database" {
+  description = "Create the Firestore database. Set false when it already exists (a project has one \"(default)\" database at most)."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_database" {
+  description = "Firestore database ID the control plane uses."
+  type        = string
+  default     = "(default)"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as us-central1, or a multi-region such as nam5). Permanent once created. null means var.region."
+  type        = string
+  default     = null
+}
+
+# --- Budget ------------------------------------------------------------------------
+
+variable "billing_account" {
+  description = "Billing account ID (XXXXXX-XXXXXX-XXXXXX) the budget is created on. null skips the budget (then list existing ones in budget.extra_budget_ids)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.billing_account == null || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must look like 012345-6789AB-CDEF01."
+  }
+}
+
+variable "budget" {
+  description = <<-EOT
+    Cloud Billing budget on this project and how the control plane reacts to its notifications.
+    amount: monthly budget in the billing account's currency; alert_thresholds: fractions of the amount that
+    send a notification on actual spend; forecast_threshold: fraction on forecasted spend (null: none);
+    kill_fraction / kill_thresholds / forecast_kill: when a notification engages the kill switch;
+    extra_budget_ids: other budgets whose notifications the control plane also acts on.
+  EOT
+  type = object({
+    amount             = optional(number, 100)
+    currency_code      = optional(string)
+    alert_thresholds   = optional(list(number), [0.5, 0.9, 1.0])
+    forecast_threshold = optional(number, 1.0)
+    kill_fraction      = optional(number, 1.0)
+    kill_thresholds    = optional(list(number), [1.0])
+    forecast_kill      = optional(bool, false)
+    extra_budget_ids   = optional(list(string), [])
+  })
+  default = {}
+
+  validation {
+    condition     = var.budget.amount > 0 && floor(var.budget.amount) == var.budget.amount
+    error_message = "budget.amount must be a positive whole number."
+  }
+
+  validation {
+    condition     = length(var.budget.alert_thresholds) > 0 && alltrue([for t in var.budget.alert_thresholds : t > 0 && t <= 10])
+    error_message = "budget.alert_thresholds must be a non-empty list of fractions in (0, 10]."
+  }
+
+  validation {
+    condition     = var.budget.forecast_threshold == null || try(var.budget.forecast_threshold > 0 && var.budget.forecast_threshold <= 10, false)
+    error_message = "budget.forecast_threshold must be in (0, 10] or null."
+  }
+
+  validation {
+    condition     = var.budget.kill_fraction > 0 && alltrue([for t in var.budget.kill_thresholds : t > 0])
+    error_message = "budget.kill_fraction and budget.kill_thresholds must be positive."
+  }
+}
+
+# --- GPU pools ---------------------------------------------------------------------
+
+variable "pools" {
+  description = "GPU pools: each is a set of spot VMs the control plane starts only while there is work. See the README's configuration reference for every field."
+  type = map(object({
+    zone              = string
+    image             = string
+    instance_count    = optional(number, 1)
+    machine_type      = optional(string, "g2-standard-8")
+    gpu_type          = optional(string, "nvidia-l4")
+    gpu_count         = optional(number, 1)
+    boot_disk_size_gb = optional(number, 200)
+    boot_disk_type    = optional(string, "pd-balanced")
+    hourly_price_usd  = number
+    weights_prefix    = optional(string)
+
+    idle_timeout_s    = optional(number, 600)
+    heartbeat_gap_s   = optional(number, 180)
+    boot_grace_s      = optional(number, 300)
+    max_session_s     = optional(number, 14400)
+    lease_s           = optional(number, 1800)
+    max_lease_s       = optional(number, 28800)
+    restart_budget    = optional(number, 3)
+    restart_backoff_s = optional(number, 60)
+    queue_threshold   = optional(number, 1)
+    daily_cap_usd     = optional(number)
+    monthly_cap_usd   = optional(number)
+
+    cycle = optional(object({
+      cron      = string
+      time_zone = optional(string, "Etc/UTC")
+      window_s  = optional(number, 1800)
+    }))
+
+    heartbeat_interval_s = optional(number, 30)
+    idle_shutdown_s      = optional(number)
+    deadman_grace_s      = optional(number)
+  }))
+
+  validation {
+    condition     = length(var.pools) > 0 && alltrue([for name, _ in var.pools : can(regex("^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$", name))])
+    error_message = "Define at least one pool; pool names are 1-20 lowercase letters, digits or hyphens, starting with a letter."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.instance_count >= 1 && p.instance_count <= 16 && floor(p.instance_count) == p.instance_count])
+    error_message = "instance_count must be a whole number between 1 and 16."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.gpu_count >= 0 && contains([0, 1, 2, 4, 8], p.gpu_count)])
+    error_message = "gpu_count must be 0, 1, 2, 4 or 8."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.hourly_price_usd >= 0])
+    error_message = "hourly_price_usd must not be negative."
+  }
+
+  validation {
+    condition = alltrue([for p in values(var.pools) : alltrue([
+      p.idle_timeout_s > 0, p.heartbeat_gap_s > 0, p.boot_grace_s >= 0, p.lease_s > 0,
+      p.max_lease_s >= p.lease_s, p.restart_budget >= 0, p.restart_backoff_s >= 0,
+      p.queue_threshold >= 1, floor(p.queue_threshold) == p.queue_threshold, p.heartbeat_interval_s >= 5,
+    ])])
+    error_message = "Pool durations must be positive, max_lease_s >= lease_s, restart_budget >= 0, queue_threshold a whole number >= 1 and heartbeat_interval_s >= 5."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.max_session_s >= 600 && p.max_session_s <= 604800 && floor(p.max_session_s) == p.max_session_s])
+    error_message = "max_session_s (also the VM's Compute Engine max_run_duration) must be a whole number between 600 and 604800."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.cycle == null || try(p.cycle.window_s >= 60 && p.cycle.window_s % 60 == 0, false)])
+    error_message = "cycle.window_s must be a positive multiple of 60 seconds."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.cycle == null || try(length(split(" ", trimspace(p.cycle.cron))) == 5, false)])
+    error_message = "cycle.cron must be a five-field cron expression, e.g. \"0 2 * * *\"."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : contains(["pd-standard", "pd-balanced", "pd-ssd", "hyperdisk-balanced"], p.boot_disk_type)])
+    error_message = "boot_disk_type must be pd-standard, pd-balanced, pd-ssd or hyperdisk-balanced."
+  }
+}
+
+# --- VM network and image ---------------------------------------------------------
+
+variable "network" {
+  description = "Existing VPC network (name or self link) for the GPU VMs. null creates a dedicated network and subnetwork with Private Google Access."
+  type        = string
+  default     = null
+}
+
+variable "subnetwork" {
+  description = "Existing subnetwork (name or self link) in var.region, used with var.network. It must have Private Google Access: the VMs have no external IP."
+  type        = string
+  default     = null
+}
+
+variable "subnetwork_cidr" {
+  description = "IP range of the subnetwork created when var.network is null."
+  type        = string
+  default     = "10.20.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.subnetwork_cidr, 0))
+    error_message = "subnetwork_cidr must be a CIDR range."
+  }
+}
+
+variable "allow_iap_ssh" {
+  description = "Create a firewall rule letting IAP TCP forwarding reach the VMs on port 22 (only on the network this module creates)."
+  type        = bool
+  default     = false
+}
+
+variable "enable_secure_boot" {
+  description = "Shielded VM Secure Boot. Needs a signed NVIDIA kernel module (vm/image/build-image.sh installs Ubuntu's signed one)."
+  type        = bool
+  default     = true
+}
+
+variable "vm_startup_script" {
+  description = "Startup script of the GPU VMs. null uses vm/startup.sh from this repository."
+  type        = string
+  default     = null
+}
+
+variable "weights_bucket_name" {
+  description = "Name of the model-weights bucket to create. null derives \"<project>-<prefix>-weights\"."
+  type        = string
+  default     = null
+}
+
+variable "source_bucket_name" {
+  description = "Name of the function-source bucket to create. null derives \"<project>-<prefix>-source\"."
+  type        = string
+  default     = null
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the buckets with their contents (weights included)."
+  type        = bool
+  default     = false
+}
+
+variable "inference_source_ranges" {
+  description = "Private IP ranges allowed to reach vLLM (tcp:8000) on the VMs (only on the network this module creates). Empty: none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.inference_source_ranges : can(cidrhost(r, 0)) && r != "0.0.0.0/0"])
+    error_message = "inference_source_ranges must be CIDR ranges, and not 0.0.0.0/0."
+  }
+}

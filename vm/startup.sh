@@ -1,0 +1,91 @@
+#!/bin/bash
+# Yo-Yo GPU VM startup script (instance metadata "startup-script", set by Terraform).
+#
+# Run by the guest environment on every boot, so it is idempotent:
+#   1. write /etc/yoyo/agent.json from the "yoyo-agent-config" metadata, adding the
+#      instance name (only rewritten when it changed);
+#   2. install the image's systemd units into /etc/systemd/system when they differ;
+#   3. enable and start the units: weights prefetch -> vLLM, and the agent.
+# The units themselves are baked into the image (vm/image/build-image.sh) under
+# /opt/yoyo/share/systemd. On a reboot they already start before this script runs,
+# with the previous configuration; this script only restarts what a change affects.
+set -euo pipefail
+
+readonly METADATA_URL="http://metadata.google.internal/computeMetadata/v1"
+readonly CONFIG_KEY="yoyo-agent-config"
+readonly CONFIG_DIR="/etc/yoyo"
+readonly CONFIG="${CONFIG_DIR}/agent.json"
+readonly UNIT_SRC="/opt/yoyo/share/systemd"
+readonly UNIT_DST="/etc/systemd/system"
+readonly UNITS=(yoyo-weights.service vllm.service yoyo-agent.service)
+readonly PYTHON="/opt/yoyo/venv/bin/python"
+
+log() { echo "yoyo-startup: $*"; }
+
+metadata() {
+  curl --silent --show-error --fail --retry 10 --retry-connrefused --retry-delay 2 \
+    --header "Metadata-Flavor: Google" "${METADATA_URL}/$1"
+}
+
+# Prints "changed" when the configuration file was (re)written.
+write_config() {
+  local raw name tmp
+  raw="$(metadata "instance/attributes/${CONFIG_KEY}")"
+  name="$(metadata instance/name)"
+  install -d -m 0755 "${CONFIG_DIR}"
+  tmp="$(mktemp "${CONFIG_DIR}/.agent.json.XXXXXX")"
+  # Validate the JSON and add the instance name; sorted keys keep the file stable.
+  printf '%s' "${raw}" | "${PYTHON}" -c '
+import json, sys
+config = json.load(sys.stdin)
+if not isinstance(config, dict):
+    sys.exit("yoyo-agent-config is not a JSON object")
+config["instance"] = sys.argv[1]
+json.dump(config, sys.stdout, indent=2, sort_keys=True)
+sys.stdout.write("\n")
+' "${name}" >"${tmp}"
+  chmod 0644 "${tmp}"
+  if cmp --silent "${tmp}" "${CONFIG}"; then
+    rm -f "${tmp}"
+  else
+    mv -f "${tmp}" "${CONFIG}"
+    echo changed
+  fi
+}
+
+# Prints "changed" when any unit file was installed or replaced.
+install_units() {
+  local unit changed=""
+  for unit in "${UNITS[@]}"; do
+    if ! cmp --silent "${UNIT_SRC}/${unit}" "${UNIT_DST}/${unit}"; then
+      install -m 0644 "${UNIT_SRC}/${unit}" "${UNIT_DST}/${unit}"
+      changed="changed"
+    fi
+  done
+  if [[ -n "${changed}" ]]; then
+    systemctl daemon-reload
+    echo changed
+  fi
+}
+
+main() {
+  local config_changed units_changed unit
+  config_changed="$(write_config)"
+  units_changed="$(install_units)"
+  log "config ${config_changed:-unchanged}, units ${units_changed:-unchanged}"
+
+  for unit in "${UNITS[@]}"; do
+    systemctl is-enabled --quiet "${unit}" || systemctl enable "${unit}"
+  done
+
+  # --no-block: the weights download can take a while; the agent must not wait for it.
+  if [[ -n "${config_changed}${units_changed}" ]]; then
+    # Restarting the weights unit restarts vLLM (Requires=); the weights are fetched
+    # again only if their URI changed.
+    systemctl restart --no-block yoyo-agent.service yoyo-weights.service
+  fi
+  systemctl start --no-block yoyo-agent.service vllm.service
+  log "units started"
+}
+
+main "$@"
