@@ -92,6 +92,14 @@ def test_rule1_kill_switch_denies_requests_and_emits_no_start() -> None:
     assert Rule.KILL_SWITCH in rules(d)
 
 
+def test_rule1_stops_after_the_lease_is_gone_still_name_the_kill_switch() -> None:
+    s = state(instances={"vm-0": running("vm-0")})
+    d = decide(s, KillSwitch(True, "maintenance", "ops", T0), POLICY, T0 + 60)
+    assert [(a.rule, a.reason) for a in d.actions] == [
+        (Rule.KILL_SWITCH, "kill switch engaged by ops: maintenance")
+    ]
+
+
 def test_rule1_kill_switch_wins_over_busy_heartbeats() -> None:
     s = state(
         lease=lease(),

@@ -92,6 +92,7 @@ class _Draft:
     instances: dict[str, Instance]
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
+    blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
 
     @classmethod
     def of(cls, state: PoolState, policy: PoolPolicy, now: float) -> _Draft:
@@ -113,6 +114,7 @@ class _Draft:
 
     def block(self, rule: Rule, why: str) -> None:
         """Rules 1 and 2: no lease, no pending request, everything stops."""
+        self.blocked = Change(rule, why)
         if self.lease is not None:
             self.note(rule, f"lease revoked: {why}")
             self.lease = None
@@ -344,6 +346,8 @@ class _Draft:
             lease = self.lease
             assert lease is not None
             return Rule.LEASE, f"lease epoch {lease.epoch} held by {lease.holder}"
+        if self.blocked is not None:
+            return self.blocked.rule, self.blocked.reason
         if inst.orphan:
             return Rule.ORPHAN, f"{inst.name} is labelled for the pool but not configured"
         for change in reversed(self.changes):
