@@ -380,6 +380,13 @@ def test_orphan_instance_labelled_for_the_pool_is_stopped() -> None:
     assert kinds(d) == [("stop", "stray")] and d.actions[0].rule == Rule.ORPHAN
 
 
+def test_a_configured_instance_seen_first_by_a_tick_is_not_an_orphan() -> None:
+    obs = StatusObserved("tick", T0, "p", {"vm-0": "RUNNING", "vm-1": "TERMINATED"})
+    s, changes = apply_fact(state(), obs, POLICY, T0)
+    assert changes == ()
+    assert not s.instances["vm-0"].orphan and s.instances["vm-0"].observed == "RUNNING"
+
+
 @pytest.mark.parametrize("status", ["STAGING", "PROVISIONING", "RUNNING", "REPAIRING"])
 def test_every_running_status_is_stopped_without_a_lease(status: str) -> None:
     s = state(

@@ -167,7 +167,7 @@ def apply_fact(
             max(fact.at, state.ledger.accrued_until or fact.at),
             policy.timezone,
         )
-        return _observe(replace(state, ledger=ledger), fact)
+        return _observe(replace(state, ledger=ledger), fact, policy)
     return state, ()
 
 
@@ -183,15 +183,24 @@ def _extend(
     return replace(state, lease=replace(lease, expires_at=expires, reasons=reasons)), (change,)
 
 
-def _observe(state: PoolState, fact: StatusObserved) -> tuple[PoolState, tuple[Change, ...]]:
-    """Record observed statuses, ignoring observations older than what we know."""
+def _observe(
+    state: PoolState, fact: StatusObserved, policy: PoolPolicy
+) -> tuple[PoolState, tuple[Change, ...]]:
+    """Record observed statuses, ignoring observations older than what we know.
+
+    An instance listed for the pool that its configuration does not name is an orphan.
+    """
     instances = dict(state.instances)
     changes: list[Change] = []
     for name, status in fact.statuses.items():
         current = instances.get(name)
         if current is None:
-            current = Instance(name=name, orphan=True)
-            changes.append(Change(Rule.ORPHAN, f"found {name} ({status}) labelled for pool", name))
+            orphan = name not in policy.instances
+            current = Instance(name=name, orphan=orphan)
+            if orphan:
+                changes.append(
+                    Change(Rule.ORPHAN, f"found {name} ({status}) labelled for the pool", name)
+                )
         if current.observed_at is not None and current.observed_at > fact.at:
             continue  # a newer observation (an action's outcome) already landed
         instances[name] = observed(current, status, fact.at)
