@@ -1,0 +1,105 @@
+"""``python -m yoyo_control.agent --config FILE``: the agent's own composition root.
+
+Invariants: the agent reads the store only (kill switch, its pool's lease) and publishes
+only heartbeats; SIGTERM/SIGINT end it cleanly; a configuration error is one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .. import logs
+from ..errors import ConfigError
+from . import metrics, preemption
+from .config import AgentConfig, load_agent_config
+from .loop import Agent, run_command
+from .policy import Settings
+
+
+def _boot_id(config: AgentConfig) -> str:
+    if config.boot_id:
+        return config.boot_id
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _store(config: AgentConfig) -> Any:
+    if config.sqlite_path:
+        from ..adapters.sqlite_store import SqliteStore
+
+        return SqliteStore(config.sqlite_path)
+    from ..adapters.firestore_store import FirestoreStore  # type: ignore[import-not-found]
+
+    return FirestoreStore(project=config.project, database=config.firestore_database)
+
+
+def _publisher(config: AgentConfig) -> Any:
+    if config.pubsub_url:
+        from ..local.bus import LocalBusPublisher
+
+        return LocalBusPublisher(config.pubsub_url, config.project)
+    from ..adapters.pubsub import PubSubPublisher  # type: ignore[import-not-found]
+
+    return PubSubPublisher(project=config.project)
+
+
+def build(config: AgentConfig) -> Agent:
+    from ..adapters.clock import SystemClock
+
+    settings = Settings(
+        pool=config.pool,
+        instance=config.instance,
+        boot_id=_boot_id(config),
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        idle_shutdown_s=config.idle_shutdown_s,
+        deadman_grace_s=config.deadman_grace_s,
+        poweroff_retry_s=config.poweroff_retry_s,
+    )
+    return Agent(
+        settings=settings,
+        topic=config.heartbeat_topic,
+        store=_store(config),
+        publisher=_publisher(config),
+        read_metrics=functools.partial(metrics.read, config.metrics_url),
+        poweroff=functools.partial(run_command, config.poweroff_command),
+        clock=SystemClock(),
+        preempted=threading.Event(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yoyo_control.agent")
+    parser.add_argument("--config", required=True, help="the agent's JSON configuration")
+    args = parser.parse_args(argv)
+    try:
+        config = load_agent_config(args.config)
+        agent = build(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    preemption.start(config.metadata_url, agent.preempted, stop)
+    logs.info(
+        f"agent: started (heartbeat every {config.heartbeat_interval_s:g}s, idle backstop "
+        f"{config.idle_shutdown_s:g}s, dead-man grace {config.deadman_grace_s:g}s)",
+        pool=config.pool,
+        instance=config.instance,
+    )
+    agent.run(stop, min(config.poll_s, config.heartbeat_interval_s))
+    logs.info("agent: stopped", pool=config.pool, instance=config.instance)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

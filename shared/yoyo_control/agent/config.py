@@ -1,0 +1,111 @@
+"""The agent's configuration file (JSON): every key it reads.
+
+Required:
+- ``pool`` (str), ``instance`` (str): who this VM is (vm/startup.sh adds ``instance``).
+- ``project`` (str): the Google Cloud project (Pub/Sub and Firestore).
+
+Optional (defaults in brackets):
+- ``heartbeat_topic`` ["yoyo-heartbeat"]: the full topic name heartbeats go to.
+- ``firestore_database`` ["(default)"]: where the kill switch and the pool's lease live.
+- ``heartbeat_interval_s`` [30]: seconds between heartbeats (also sent at once when the
+  VM turns busy or idle, and when preemption is noticed).
+- ``idle_shutdown_s`` [1800]: the idle backstop: power off after this long without work
+  (no running or waiting request on the inference server, no request finished).
+- ``deadman_grace_s`` [900]: the dead-man switch: power off when the pool has no valid
+  lease and the control plane has written nothing for this long after the later of the
+  lease's end and the agent's start.
+- ``metrics_url`` ["http://127.0.0.1:8000/metrics"]: the inference server's Prometheus
+  endpoint (vLLM names: ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
+  ``vllm:request_success_total``).
+- ``poweroff_command`` [["systemctl", "poweroff"]]: argv run to power the VM off.
+- ``metadata_url`` ["http://metadata.google.internal/computeMetadata/v1"]: the GCE
+  metadata server, watched for ``instance/preempted``; "" disables the watch (local VMs).
+- ``pubsub_url`` [""]: a Pub/Sub REST base URL (the local bus, or the Pub/Sub emulator);
+  "" publishes with the Google Cloud client library.
+- ``sqlite_path`` [""]: read the kill switch and the lease from this SQLite store (the
+  local stack) instead of Firestore.
+- ``boot_id`` [""]: this boot's id; "" reads /proc/sys/kernel/random/boot_id.
+- ``poll_s`` [1]: how often the agent looks at the world (≤ the heartbeat interval).
+- ``poweroff_retry_s`` [30]: how long to wait before running the power-off command again
+  when the VM is still up.
+
+Invariant: unknown keys are ignored (the deployment may add keys for other units, such
+as ``weights_uri``); a missing required key or a wrong type is a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+DEFAULT_METADATA_URL = "http://metadata.google.internal/computeMetadata/v1"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    pool: str
+    instance: str
+    project: str
+    heartbeat_topic: str = "yoyo-heartbeat"
+    firestore_database: str = "(default)"
+    heartbeat_interval_s: float = 30.0
+    idle_shutdown_s: float = 1800.0
+    deadman_grace_s: float = 900.0
+    metrics_url: str = "http://127.0.0.1:8000/metrics"
+    poweroff_command: tuple[str, ...] = ("systemctl", "poweroff")
+    metadata_url: str = DEFAULT_METADATA_URL
+    pubsub_url: str = ""
+    sqlite_path: str = ""
+    boot_id: str = ""
+    poll_s: float = 1.0
+    poweroff_retry_s: float = 30.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("agent config: expected a JSON object")
+    known = {f.name: f for f in fields(AgentConfig) if f.name != "extra"}
+    kwargs: dict[str, Any] = {}
+    for name in ("pool", "instance", "project"):
+        value = raw.get(name)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"agent config: {name!r} is required (a non-empty string)")
+    for name, value in raw.items():
+        if name not in known:
+            continue
+        default = known[name].default
+        if name == "poweroff_command":
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) for v in value)
+            ):
+                raise ConfigError("agent config: 'poweroff_command' must be a list of strings")
+            kwargs[name] = tuple(value)
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"agent config: {name!r} must be a number >= 0")
+            kwargs[name] = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"agent config: {name!r} must be a string")
+            kwargs[name] = value
+    kwargs["extra"] = {k: v for k, v in raw.items() if k not in known}
+    config = AgentConfig(**kwargs)
+    if config.heartbeat_interval_s <= 0 or config.poll_s <= 0:
+        raise ConfigError("agent config: heartbeat_interval_s and poll_s must be > 0")
+    return config
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"agent config {path}: {exc}") from None
+    return parse_agent_config(raw)

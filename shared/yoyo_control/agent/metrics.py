@@ -1,0 +1,46 @@
+"""Read vLLM's Prometheus text exposition: requests running, waiting and finished.
+
+Invariants: a metric present under several label sets (one per model) is summed; comments,
+other metrics and malformed lines are ignored; a metric that is absent counts as 0.
+"""
+
+from __future__ import annotations
+
+from .policy import Metrics
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+SUCCEEDED = "vllm:request_success_total"
+
+
+def parse(text: str) -> Metrics:
+    sums = {RUNNING: 0.0, WAITING: 0.0, SUCCEEDED: 0.0}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "}" in line:
+            name = line.split("{", 1)[0]
+            rest = line.rsplit("}", 1)[1].split()
+        else:
+            name, *rest = line.split()
+        if name not in sums or not rest:
+            continue
+        try:
+            sums[name] += float(rest[0])
+        except ValueError:
+            continue
+    return Metrics(int(sums[RUNNING]), int(sums[WAITING]), sums[SUCCEEDED])
+
+
+def read(url: str, timeout: float = 2.0) -> Metrics | None:
+    """Metrics from ``url``, or None when the server does not answer 200."""
+    from ..local import http
+
+    try:
+        status, body = http.get(url, timeout)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    return parse(body.decode("utf-8", "replace"))

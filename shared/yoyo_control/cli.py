@@ -1,0 +1,695 @@
+"""``yoyoctl``: operate the control plane, local or on Google Cloud, from one configuration.
+
+The configuration comes from YOYO_CONFIG / YOYO_CONFIG_FILE / the embedded default, and
+bootstrap builds the Store and the Publisher from it, so the same commands drive the local
+stack (``yoyoctl local up``) and a cloud deployment. Commands publish control messages
+(docs/messages.md) exactly as ``gcloud pubsub topics publish`` would; ``--direct`` writes
+the kill switch document like an operator flipping it in the console.
+
+Invariants (STYLE.md): every command takes ``--json``; an error is one line on stderr and
+exit code 1 (a traceback only with ``--debug``), a usage error exit code 2; destructive
+commands (kill, unkill, stop) ask for confirmation unless ``--yes``; after each action the
+exact next command to run is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import names
+from .config import load_config, parse_duration
+from .domain.codec import to_doc
+from .domain.model import KillSwitch
+from .errors import ConfigError, YoyoError
+
+
+class CliError(YoyoError):
+    """A failure worth one line to the operator."""
+
+
+# --- plumbing ------------------------------------------------------------------------
+
+
+class Ctx:
+    """What every command gets: the configuration, adapters built on demand, output."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json = bool(getattr(args, "json", False))
+        self.config = load_config()
+        self._adopt_local_runtime()
+        self._store: Any = None
+        self._publisher: Any = None
+
+    def _adopt_local_runtime(self) -> None:
+        """Talk to the emulators a running ``local up --emulators`` started."""
+        if self.config.backend != "local":
+            return
+        runtime = Path(self.config.local.state_dir) / "local-up.json"
+        try:
+            info = json.loads(runtime.read_text())
+        except (OSError, ValueError):
+            return
+        for key, value in (info.get("emulators") or {}).items():
+            os.environ.setdefault(key, value)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from .bootstrap import build_store
+
+            self._store = build_store(self.config)
+        return self._store
+
+    @property
+    def publisher(self) -> Any:
+        if self._publisher is None:
+            from .bootstrap import build_publisher
+
+            self._publisher = build_publisher(self.config)
+        return self._publisher
+
+    def pool(self) -> str:
+        pool = getattr(self.args, "pool", None)
+        if pool:
+            self.config.policy(pool)  # ConfigError if unknown
+            return str(pool)
+        if len(self.config.pools) == 1:
+            return next(iter(self.config.pools))
+        raise CliError(f"several pools are configured ({sorted(self.config.pools)}): pass --pool")
+
+    def publish(self, suffix: str, doc: dict[str, Any], **attributes: str) -> str:
+        data = json.dumps(doc).encode()
+        return str(self.publisher.publish(self.config.topic(suffix), data, **attributes))
+
+    def out(self, doc: Any, text: str, next_command: str | None = None) -> None:
+        if self.json:
+            if next_command and isinstance(doc, dict):
+                doc = {**doc, "next": next_command}
+            print(json.dumps(doc, indent=2, default=str))
+            return
+        if text:
+            print(text)
+        if next_command:
+            print(f"\nnext: {next_command}")
+
+    def confirm(self, question: str) -> None:
+        if getattr(self.args, "yes", False):
+            return
+        if not sys.stdin.isatty():
+            raise CliError(f"{question} — refusing without confirmation: add --yes")
+        answer = input(f"{question} [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise CliError("cancelled")
+
+
+def _by() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "operator"
+    return f"{user}@yoyoctl"[:100]
+
+
+def _clock(at: float | None) -> str:
+    if at is None:
+        return "—"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rel(now: float, at: float | None) -> str:
+    if at is None:
+        return "never"
+    d = int(abs(now - at))
+    text = f"{d}s" if d < 120 else f"{d // 60}m" if d < 7200 else f"{d // 3600}h{d % 3600 // 60}m"
+    return f"in {text}" if at > now else f"{text} ago"
+
+
+def _duration_arg(value: str) -> float:
+    try:
+        return parse_duration(value, "--for")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _window(seconds: float) -> str:
+    return f"{int(seconds // 60)}m" if seconds % 60 == 0 else f"{int(seconds)}s"
+
+
+# --- status --------------------------------------------------------------------------
+
+
+def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
+    store, config = ctx.store, ctx.config
+    kill = store.get_kill()
+    live: dict[str, Any] = {}
+    if config.backend == "local":
+        from .local.compute import InstanceTable
+
+        table = InstanceTable(Path(config.local.state_dir) / "compute.sqlite3")
+        live = {r.name: r for r in table.rows()}
+    pools = []
+    for pool, policy in config.pools.items():
+        state = store.get_pool(pool)
+        lease = state.lease
+        instances = []
+        for name in policy.instances:
+            inst = state.instances.get(name)
+            hb = state.heartbeats.get(name)
+            row = live.get(name)
+            instances.append(
+                {
+                    "name": name,
+                    "desired": inst.desired.value if inst else "STOPPED",
+                    "observed": inst.observed if inst else "UNKNOWN",
+                    "observed_at": inst.observed_at if inst else None,
+                    "running_since": inst.running_since if inst else None,
+                    "vm": row.status if row else None,
+                    "endpoint": row.endpoint if row else None,
+                    "last_heartbeat": to_doc(hb) if hb else None,
+                    "last_action": to_doc(inst.last_action) if inst and inst.last_action else None,
+                    "error": inst.error if inst else None,
+                }
+            )
+        decisions = [
+            {"at": e.at, "reason": e.reason}
+            for e in store.events(pool=pool, limit=200)
+            if e.kind == "decision" and e.reason
+        ][-5:]
+        pools.append(
+            {
+                "pool": pool,
+                "lease": (
+                    {**to_doc(lease), "valid": lease.valid(now), "deadline": lease.deadline()}
+                    if lease
+                    else None
+                ),
+                "paused": state.paused,
+                "demand": to_doc(state.demand),
+                "ledger": to_doc(state.ledger),
+                "hourly_price_usd": policy.hourly_price_usd,
+                "instances": instances,
+                "last_decision": state.last_decision,
+                "decisions": decisions,
+            }
+        )
+    return {"now": now, "backend": config.backend, "kill_switch": to_doc(kill), "pools": pools}
+
+
+def cmd_status(ctx: Ctx) -> int:
+    now = time.time()
+    doc = status_doc(ctx, now)
+    kill = doc["kill_switch"]
+    lines = []
+    if kill["engaged"]:
+        lines.append(
+            f"KILL SWITCH ENGAGED by {kill['by'] or '?'} at {_clock(kill['at'])}: {kill['reason']}"
+        )
+    else:
+        lines.append("kill switch: off")
+    for p in doc["pools"]:
+        lease = p["lease"]
+        lines.append(f"\npool {p['pool']}")
+        if lease and lease["valid"]:
+            lines.append(
+                f"  lease:    epoch {lease['epoch']} held by {lease['holder']}, deadline "
+                f"{_clock(lease['deadline'])} ({_rel(now, lease['deadline'])}); "
+                f"reasons: {', '.join(lease['reasons'])}"
+            )
+        else:
+            lines.append("  lease:    none (no VM may run)")
+        if p["paused"]:
+            lines.append(f"  paused:   {p['paused']}")
+        demand = p["demand"]
+        lines.append(f"  demand:   queue depth {demand['depth']} ({demand['source'] or 'none'})")
+        ledger = p["ledger"]
+        lines.append(
+            f"  spend:    ${ledger['day_usd']:.4f} today, ${ledger['month_usd']:.4f} this month "
+            f"(ledger at ${p['hourly_price_usd']:.2f}/h per VM)"
+        )
+        for inst in p["instances"]:
+            hb = inst["last_heartbeat"]
+            beat = "no heartbeat"
+            if hb:
+                load = "busy" if hb["busy"] or hb["running"] or hb["waiting"] else "idle"
+                beat = (
+                    f"heartbeat {_rel(now, hb['received_at'])} ({load}, {hb['running']} running,"
+                    f" {hb['waiting']} waiting)"
+                )
+            vm = f", vm {inst['vm']}" if inst["vm"] else ""
+            lines.append(
+                f"  {inst['name']}: desired {inst['desired']}, observed {inst['observed']}{vm}; "
+                f"{beat}" + (f"; error: {inst['error']}" if inst["error"] else "")
+            )
+        for d in p["decisions"]:
+            lines.append(f"  {_clock(d['at'])[11:19]}  {d['reason']}")
+    hint = "yoyoctl events --follow"
+    if kill["engaged"]:
+        hint = "yoyoctl unkill --yes"
+    elif not any(p["lease"] and p["lease"]["valid"] for p in doc["pools"]):
+        hint = 'yoyoctl ask "hello"   (or: yoyoctl submit --count 3)'
+    ctx.out(doc, "\n".join(lines), hint)
+    return 0
+
+
+# --- kill switch ---------------------------------------------------------------------
+
+
+def _write_kill(ctx: Ctx, kill: KillSwitch) -> None:
+    ctx.store.transact(lambda tx: tx.save_kill(kill))
+
+
+def cmd_kill(ctx: Ctx) -> int:
+    reason = ctx.args.reason
+    ctx.confirm(f"Engage the kill switch (every VM stops, none starts) because {reason!r}?")
+    by = _by()
+    if ctx.args.direct:
+        _write_kill(ctx, KillSwitch(True, reason, by, time.time()))
+        doc: dict[str, Any] = {"engaged": True, "reason": reason, "by": by, "via": "store"}
+        text = f"kill switch engaged in the store ({names.KILL_SWITCH_PATH}); VMs are stopping"
+    else:
+        mid = ctx.publish(names.TOPIC_CONTROL, {"command": "kill", "reason": reason, "by": by})
+        doc = {"engaged": True, "reason": reason, "by": by, "via": "control", "message_id": mid}
+        text = f"kill command published (message {mid}); VMs are stopping"
+    ctx.out(doc, text, "yoyoctl status   (lift it later with: yoyoctl unkill --yes)")
+    return 0
+
+
+def cmd_unkill(ctx: Ctx) -> int:
+    ctx.confirm("Lift the kill switch (VMs may start again)?")
+    by = _by()
+    if ctx.args.direct:
+        _write_kill(ctx, KillSwitch(False, f"lifted by {by}", by, time.time()))
+        doc: dict[str, Any] = {"engaged": False, "by": by, "via": "store"}
+        text = "kill switch lifted in the store"
+    else:
+        mid = ctx.publish(names.TOPIC_CONTROL, {"command": "unkill", "by": by})
+        doc = {"engaged": False, "by": by, "via": "control", "message_id": mid}
+        text = f"unkill command published (message {mid})"
+    ctx.out(doc, text, "yoyoctl status")
+    return 0
+
+
+# --- lease commands ------------------------------------------------------------------
+
+
+def cmd_start(ctx: Ctx) -> int:
+    pool = ctx.pool()
+    doc: dict[str, Any] = {"command": "start", "pool": pool, "by": _by()}
+    if ctx.args.duration is not None:
+        doc["for"] = _window(ctx.args.duration)
+    if ctx.args.reason:
+        doc["reason"] = ctx.args.reason
+    mid = ctx.publish(names.TOPIC_CONTROL, doc)
+    ctx.out(
+        {**doc, "message_id": mid},
+        f"start requested for pool {pool} (message {mid}); the lease is granted at once",
+        f"yoyoctl status --pool {pool}",
+    )
+    return 0
+
+
+def cmd_stop(ctx: Ctx) -> int:
+    pool = ctx.pool()
+    ctx.confirm(f"Release pool {pool}'s lease (its VMs stop)?")
+    doc: dict[str, Any] = {"command": "stop", "pool": pool, "by": _by()}
+    if ctx.args.reason:
+        doc["reason"] = ctx.args.reason
+    mid = ctx.publish(names.TOPIC_CONTROL, doc)
+    ctx.out(
+        {**doc, "message_id": mid},
+        f"stop requested for pool {pool} (message {mid})",
+        f"yoyoctl status --pool {pool}",
+    )
+    return 0
+
+
+def cmd_extend(ctx: Ctx) -> int:
+    pool = ctx.pool()
+    doc: dict[str, Any] = {"command": "extend", "pool": pool, "by": _by()}
+    if ctx.args.duration is not None:
+        doc["for"] = _window(ctx.args.duration)
+    mid = ctx.publish(names.TOPIC_CONTROL, doc)
+    ctx.out(
+        {**doc, "message_id": mid},
+        f"extend requested for pool {pool} (message {mid})",
+        f"yoyoctl status --pool {pool}",
+    )
+    return 0
+
+
+# --- events --------------------------------------------------------------------------
+
+
+def _event_line(e: Any) -> str:
+    where = f" [{e.pool}]" if e.pool else ""
+    return f"{_clock(e.at)[11:19]} {e.kind:<8}{where} {e.reason}"
+
+
+def _event_doc(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "kind": e.kind,
+        "at": e.at,
+        "pool": e.pool,
+        "message_id": e.message_id,
+        "reason": e.reason,
+        "data": dict(e.data),
+    }
+
+
+def cmd_events(ctx: Ctx) -> int:
+    pool = ctx.args.pool
+
+    def shown(e: Any) -> bool:
+        return bool(ctx.args.all) or not (e.kind == "fact" and e.reason == "Tick")
+
+    events = [e for e in ctx.store.events(pool=pool, limit=ctx.args.limit * 4) if shown(e)]
+    events = events[-ctx.args.limit :]
+    if not ctx.args.follow:
+        ctx.out(
+            {"events": [_event_doc(e) for e in events]},
+            "\n".join(_event_line(e) for e in events) or "no events yet",
+            "yoyoctl events --follow",
+        )
+        return 0
+    seen = {e.id for e in events}
+    since = events[-1].at - 1 if events else time.time() - 1
+    for e in events:
+        print(json.dumps(_event_doc(e), default=str) if ctx.json else _event_line(e), flush=True)
+    try:
+        while True:
+            time.sleep(ctx.args.interval)
+            for e in ctx.store.events(pool=pool, since=since, limit=500):
+                if e.id in seen or not shown(e):
+                    continue
+                seen.add(e.id)
+                since = max(since, e.at - 1)
+                print(
+                    json.dumps(_event_doc(e), default=str) if ctx.json else _event_line(e),
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        return 0
+
+
+# --- work and requests ---------------------------------------------------------------
+
+
+def cmd_submit(ctx: Ctx) -> int:
+    pool = ctx.pool()
+    count = ctx.args.count
+    ids = [
+        ctx.publish(
+            names.TOPIC_WORK,
+            {"prompt": f"{ctx.args.prompt} #{i + 1}", "max_tokens": ctx.args.max_tokens},
+            pool=pool,
+        )
+        for i in range(count)
+    ]
+    depth_id = ctx.publish(names.TOPIC_QUEUE, {"pool": pool, "depth": count})
+    ctx.out(
+        {"pool": pool, "work_message_ids": ids, "queue_message_id": depth_id, "depth": count},
+        f"{count} work item(s) queued on {ctx.config.topic(names.TOPIC_WORK)} for pool {pool}; "
+        f"queue depth {count} published (message {depth_id})",
+        f"yoyoctl status --pool {pool}   (or watch: yoyoctl events --follow)",
+    )
+    return 0
+
+
+def _ready(ctx: Ctx, pool: str) -> list[str]:
+    if ctx.args.url:
+        from .local import http
+
+        try:
+            status, _ = http.get(f"{ctx.args.url.rstrip('/')}/health", timeout=2.0)
+        except OSError:
+            return []
+        return [ctx.args.url.rstrip("/")] if status == 200 else []
+    if ctx.config.backend != "local":
+        raise CliError("on Google Cloud pass --url http://VM_ADDRESS:8000 (reachable from here)")
+    from .local.compute import ready_endpoints
+
+    return ready_endpoints(ctx.config, pool)
+
+
+def cmd_ask(ctx: Ctx) -> int:
+    from .local import http
+
+    pool = ctx.pool()
+    started = time.monotonic()
+    endpoints = _ready(ctx, pool)
+    woke = not endpoints
+    if woke:
+        kill = ctx.store.get_kill()
+        if kill.engaged:
+            raise CliError(
+                f"the kill switch is engaged ({kill.reason}): no VM will start; "
+                "lift it with: yoyoctl unkill --yes"
+            )
+        ctx.publish(
+            names.TOPIC_CONTROL,
+            {"command": "start", "pool": pool, "by": _by(), "reason": "wake on request (ask)"},
+        )
+        if not ctx.json:
+            print(f"pool {pool} is scaled to zero: waking it (cold start)...", flush=True)
+        deadline = started + ctx.args.timeout
+        while not endpoints:
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"no VM of pool {pool} became ready within {ctx.args.timeout:.0f}s; "
+                    f"see: yoyoctl status --pool {pool}"
+                )
+            time.sleep(0.2)
+            endpoints = _ready(ctx, pool)
+            if not endpoints and ctx.store.get_kill().engaged:
+                raise CliError("the kill switch was engaged while waking; see: yoyoctl status")
+    waited = time.monotonic() - started
+    base = endpoints[0]
+    body = {"prompt": ctx.args.prompt, "max_tokens": ctx.args.max_tokens}
+    _, models = http.post_json(
+        f"{base}/v1/completions", {**body, "model": _model(base)}, timeout=ctx.args.timeout
+    )
+    if not isinstance(models, dict) or "choices" not in models:
+        raise CliError(f"the inference server at {base} answered: {models}")
+    answer = models["choices"][0]["text"].strip()
+    total = time.monotonic() - started
+    doc = {
+        "pool": pool,
+        "endpoint": base,
+        "answer": answer,
+        "cold_start": woke,
+        "cold_start_wait_s": round(waited, 3) if woke else 0.0,
+        "total_s": round(total, 3),
+        "usage": models.get("usage"),
+    }
+    text = (
+        f"{answer}\n\n"
+        + (f"cold start: waited {waited:.1f}s for a VM" if woke else "warm: a VM was already up")
+        + f"; total {total:.1f}s"
+    )
+    ctx.out(doc, text, f"yoyoctl status --pool {pool}")
+    return 0
+
+
+def _model(base: str) -> str:
+    from .local import http
+
+    try:
+        status, raw = http.get(f"{base}/v1/models")
+        return str(json.loads(raw)["data"][0]["id"]) if status == 200 else ""
+    except (OSError, ValueError, KeyError, IndexError):
+        return ""
+
+
+# --- schedule and cycle --------------------------------------------------------------
+
+
+def _scheduler_client() -> Any:
+    from google.cloud import scheduler_v1
+
+    return scheduler_v1.CloudSchedulerClient()
+
+
+def cmd_schedule(ctx: Ctx) -> int:
+    config, now = ctx.config, time.time()
+    jobs: list[dict[str, Any]] = []
+    if config.backend == "gcp":
+        parent = f"projects/{config.project}/locations/{config.region}"
+        prefix = f"{config.topic_prefix}-"
+        for job in _scheduler_client().list_jobs(parent=parent):
+            short = job.name.rsplit("/", 1)[-1]
+            if not short.startswith(prefix):
+                continue
+            jobs.append(
+                {
+                    "job": short,
+                    "schedule": job.schedule,
+                    "time_zone": job.time_zone,
+                    "state": job.state.name,
+                    "next": job.schedule_time.timestamp() if job.schedule_time else None,
+                    "last_attempt": (
+                        job.last_attempt_time.timestamp() if job.last_attempt_time else None
+                    ),
+                }
+            )
+    else:
+        from .local.scheduler import jobs as local_jobs
+
+        for job in local_jobs(config):
+            schedule = f"every {config.local.tick_interval_s:g}s"
+            zone = "Etc/UTC"
+            if job.name.startswith("cycle-"):
+                cycle = config.cycles[job.name[len("cycle-") :]]
+                schedule, zone = cycle.cron, cycle.time_zone
+            elif config.local.tick_interval_s <= 0:
+                schedule = config.tick_cron
+            jobs.append(
+                {
+                    "job": job.name,
+                    "schedule": schedule,
+                    "time_zone": zone,
+                    "state": "ENABLED",
+                    "next": job.next_at(now),
+                    "last_attempt": None,
+                }
+            )
+    text = (
+        "\n".join(
+            f"{j['job']:<20} {j['schedule']:<16} {j['time_zone']:<12} next {_clock(j['next'])} "
+            f"({_rel(now, j['next'])})"
+            for j in jobs
+        )
+        or "no scheduler jobs found"
+    )
+    pool = next(iter(config.pools))
+    ctx.out({"jobs": jobs}, text, f"yoyoctl cycle --now --pool {pool}")
+    return 0
+
+
+def cmd_cycle(ctx: Ctx) -> int:
+    if not ctx.args.now:
+        raise CliError("cycle runs a pool's scheduled cycle now: add --now")
+    pool = ctx.pool()
+    config = ctx.config
+    if config.backend == "gcp":
+        name = (
+            f"projects/{config.project}/locations/{config.region}/jobs/"
+            f"{config.topic_prefix}-cycle-{pool}"
+        )
+        _scheduler_client().run_job(name=name)
+        doc: dict[str, Any] = {"pool": pool, "job": name}
+        text = f"ran Cloud Scheduler job {name}"
+    else:
+        window = config.cycles[pool].window_s if pool in config.cycles else 1800.0
+        payload = {"pool": pool, "window": _window(window)}
+        mid = ctx.publish(names.TOPIC_CYCLE, payload)
+        doc = {**payload, "message_id": mid}
+        text = f"cycle published for pool {pool} ({_window(window)} window, message {mid})"
+    ctx.out(doc, text, f"yoyoctl status --pool {pool}")
+    return 0
+
+
+# --- local stack ---------------------------------------------------------------------
+
+
+def cmd_local_up(ctx: Ctx) -> int:
+    from .local.stack import up
+
+    if ctx.config.backend != "local":
+        raise CliError("local up runs the embedded stack: the configuration's backend is gcp")
+    return up(emulators=ctx.args.emulators, config=ctx.config)
+
+
+# --- the parser ----------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    common.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    pool = argparse.ArgumentParser(add_help=False)
+    pool.add_argument("--pool", help="the pool (default: the only configured one)")
+
+    parser = argparse.ArgumentParser(
+        prog="yoyoctl", description="Operate the Yo-Yo control plane.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[Ctx], int], help: str, *parents: Any) -> Any:
+        p = sub.add_parser(name, help=help, parents=[common, *parents])
+        p.set_defaults(fn=fn)
+        return p
+
+    add("status", cmd_status, "pools, leases, VMs, kill switch, spend, decisions", pool)
+    p = add("kill", cmd_kill, "engage the kill switch (every VM stops)")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--direct", action="store_true", help="write the switch in the store")
+    p = add("unkill", cmd_unkill, "lift the kill switch")
+    p.add_argument("--direct", action="store_true", help="write the switch in the store")
+    p = add("start", cmd_start, "grant a pool a lease now", pool)
+    p.add_argument("--for", dest="duration", type=_duration_arg, help="e.g. 30m")
+    p.add_argument("--reason")
+    p = add("stop", cmd_stop, "release a pool's lease (its VMs stop)", pool)
+    p.add_argument("--reason")
+    p = add("extend", cmd_extend, "extend a pool's lease", pool)
+    p.add_argument("--for", dest="duration", type=_duration_arg, help="e.g. 30m")
+    p = add("events", cmd_events, "the event log (facts, decisions, actions)", pool)
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--all", action="store_true", help="also the ticks")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p = add("submit", cmd_submit, "queue work for a pool (the queue-threshold path)", pool)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--prompt", default="summarise this document")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p = add("ask", cmd_ask, "send one request, waking the pool if needed", pool)
+    p.add_argument("prompt")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--url", help="the inference server (on Google Cloud)")
+    add("schedule", cmd_schedule, "next cycle and tick times")
+    p = add("cycle", cmd_cycle, "run a pool's cycle now", pool)
+    p.add_argument("--now", action="store_true", required=True)
+    local = sub.add_parser("local", help="the local stack", parents=[common])
+    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    p = local_sub.add_parser("up", help="run everything on this machine", parents=[common])
+    p.add_argument(
+        "--emulators",
+        action="store_true",
+        help="Firestore and Pub/Sub emulators instead of SQLite and the local bus",
+    )
+    p.set_defaults(fn=cmd_local_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(Ctx(args)))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        known = (YoyoError, OSError, ValueError)
+        what = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+        print(f"error: {what}", file=sys.stderr)
+        if not isinstance(exc, known):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

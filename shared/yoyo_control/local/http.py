@@ -1,0 +1,42 @@
+"""Tiny JSON-over-HTTP client helpers (stdlib only, so local VM processes start fast).
+
+Invariants: never raises on an HTTP status (callers read ``status``); connection errors
+and timeouts raise ``OSError``; bodies are bytes in, (status, bytes) out.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def post_json(url: str, doc: Any, timeout: float = 10.0) -> tuple[int, Any]:
+    status, raw = request(
+        "POST", url, json.dumps(doc).encode(), {"Content-Type": "application/json"}, timeout
+    )
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    return request("GET", url, timeout=timeout)

@@ -1,0 +1,327 @@
+"""A simulated inference server speaking vLLM's OpenAI-compatible HTTP API (no model, no GPU).
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions``,
+``POST /v1/chat/completions``, ``GET /metrics`` (Prometheus text with vLLM's names:
+``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
+``vllm:request_success_total``, ``vllm:generation_tokens_total``).
+
+Invariants:
+- Inference is SIMULATED: each generated "token" is a word of a fixed sentence and takes
+  ``token_latency_s``; at most ``max_num_seqs`` requests run at once, the rest wait.
+- Until ``boot_delay_s`` has passed every endpoint answers 503 (weights still loading), as
+  a VM that is RUNNING for Compute Engine is not yet serving.
+- With a work subscription configured, a puller drains the pool's work queue over the
+  Pub/Sub REST API (the local bus or the emulator): each item is one completion, acked only
+  after it finished; an item is pulled only when a sequence slot is free.
+- The server's port is written atomically to ``--port-file`` once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import http
+
+SENTENCE = [
+    "This",
+    "answer",
+    "was",
+    "simulated",
+    "by",
+    "a",
+    "local",
+    "Yo-Yo",
+    "VM:",
+    "no",
+    "model",
+    "ran,",
+    "each",
+    "word",
+    "stands",
+    "for",
+    "one",
+    "generated",
+    "token,",
+    "and",
+    "the",
+    "timing",
+    "follows",
+    "the",
+    "configured",
+    "token",
+    "latency.",
+]
+
+
+class Engine:
+    def __init__(self, model: str, token_latency_s: float, max_num_seqs: int = 4) -> None:
+        self.model = model
+        self.token_latency_s = token_latency_s
+        self.max_num_seqs = max_num_seqs
+        self.slots = threading.BoundedSemaphore(max_num_seqs)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.waiting = 0
+        self.succeeded: dict[str, int] = {"stop": 0, "length": 0}
+        self.generated = 0
+        self.prompt_tokens = 0
+
+    def generate(self, prompt: str, max_tokens: int) -> tuple[str, str, int]:
+        """(text, finish_reason, tokens) after the simulated decode time."""
+        with self.lock:
+            self.waiting += 1
+        self.slots.acquire()
+        with self.lock:
+            self.waiting -= 1
+            self.running += 1
+            self.prompt_tokens += len(prompt.split())
+        words: list[str] = []
+        reason = "length"
+        try:
+            n = max(0, min(max_tokens, len(SENTENCE)))
+            for i in range(n):
+                time.sleep(self.token_latency_s)
+                words.append(SENTENCE[i])
+            reason = "stop" if n == len(SENTENCE) else "length"
+            return " " + " ".join(words), reason, n
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.succeeded[reason] += 1
+                self.generated += len(words)
+            self.slots.release()
+
+    def busy_slots_free(self) -> bool:
+        with self.lock:
+            return self.running + self.waiting < self.max_num_seqs
+
+    def metrics(self) -> str:
+        label = f'model_name="{self.model}"'
+        with self.lock:
+            lines = [
+                "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+                "# TYPE vllm:num_requests_running gauge",
+                f"vllm:num_requests_running{{{label}}} {float(self.running)}",
+                "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
+                "# TYPE vllm:num_requests_waiting gauge",
+                f"vllm:num_requests_waiting{{{label}}} {float(self.waiting)}",
+                "# HELP vllm:request_success_total Count of successfully processed requests.",
+                "# TYPE vllm:request_success_total counter",
+            ]
+            for reason, count in self.succeeded.items():
+                lines.append(
+                    f'vllm:request_success_total{{finished_reason="{reason}",{label}}} '
+                    f"{float(count)}"
+                )
+            lines += [
+                "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+                "# TYPE vllm:generation_tokens_total counter",
+                f"vllm:generation_tokens_total{{{label}}} {float(self.generated)}",
+                "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+                "# TYPE vllm:prompt_tokens_total counter",
+                f"vllm:prompt_tokens_total{{{label}}} {float(self.prompt_tokens)}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _completion(engine: Engine, body: dict[str, Any], chat: bool) -> dict[str, Any]:
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("'messages' must be a non-empty list")
+        prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+    else:
+        prompt = body.get("prompt", "")
+        if isinstance(prompt, list):
+            prompt = " ".join(str(p) for p in prompt)
+        if not isinstance(prompt, str):
+            raise ValueError("'prompt' must be a string")
+    max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+    text, reason, n = engine.generate(prompt, max_tokens)
+    usage = {
+        "prompt_tokens": len(prompt.split()),
+        "completion_tokens": n,
+        "total_tokens": len(prompt.split()) + n,
+    }
+    base = {"created": int(time.time()), "model": body.get("model") or engine.model}
+    if chat:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text.strip()},
+            "finish_reason": reason,
+        }
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            **base,
+            "choices": [choice],
+            "usage": usage,
+        }
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        **base,
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+def make_handler(engine: Engine, ready_at: float) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, doc: Any) -> None:
+            self._send(status, json.dumps(doc).encode())
+
+        def _loading(self) -> bool:
+            if time.time() < ready_at:
+                self._json(503, {"error": {"message": "loading model weights"}})
+                return True
+            return False
+
+        def do_GET(self) -> None:
+            if self._loading():
+                return
+            if self.path == "/health":
+                self._send(200, b"")
+            elif self.path == "/metrics":
+                self._send(200, engine.metrics().encode(), "text/plain; version=0.0.4")
+            elif self.path == "/v1/models":
+                model = {
+                    "id": engine.model,
+                    "object": "model",
+                    "owned_by": "yoyo-local",
+                    "created": int(ready_at),
+                }
+                self._json(200, {"object": "list", "data": [model]})
+            else:
+                self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self._loading():
+                return
+            if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                self._json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            try:
+                body = json.loads(raw or b"{}")
+                doc = _completion(engine, body, chat=self.path.endswith("chat/completions"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._json(400, {"error": {"message": str(exc), "type": "BadRequestError"}})
+                return
+            self._json(200, doc)
+
+    return Handler
+
+
+def pull_work(
+    engine: Engine,
+    pubsub_url: str,
+    project: str,
+    subscription: str,
+    stop: threading.Event,
+    ready_at: float,
+) -> None:
+    """Drain the pool's work queue: one pulled item = one simulated completion, then ack."""
+    base = f"{pubsub_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
+    while not stop.is_set():
+        if time.time() < ready_at or not engine.busy_slots_free():
+            stop.wait(0.1)
+            continue
+        try:
+            status, doc = http.post_json(f"{base}:pull", {"maxMessages": 1}, timeout=10)
+        except OSError:
+            stop.wait(1.0)
+            continue
+        received = (doc or {}).get("receivedMessages") or [] if status == 200 else []
+        if not received:
+            stop.wait(0.2)
+            continue
+        for item in received:
+            threading.Thread(
+                target=_work_item, args=(engine, base, item), daemon=True, name="work"
+            ).start()
+
+
+def _work_item(engine: Engine, base: str, item: dict[str, Any]) -> None:
+    raw = base64.b64decode(item["message"].get("data", ""))
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            body = {"prompt": str(body)}
+    except ValueError:
+        body = {"prompt": raw.decode("utf-8", "replace")}
+    # A malformed work item is acknowledged, not redelivered forever.
+    with contextlib.suppress(ValueError, TypeError):
+        _completion(engine, body, chat="messages" in body)
+    # An ack that does not arrive: redelivered after the ack deadline.
+    with contextlib.suppress(OSError):
+        http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yoyo_control.local.inference")
+    parser.add_argument("--port-file", required=True)
+    parser.add_argument("--model", default="yoyo-local/simulated")
+    parser.add_argument("--token-latency-s", type=float, default=0.02)
+    parser.add_argument("--boot-delay-s", type=float, default=0.0)
+    parser.add_argument("--max-num-seqs", type=int, default=4)
+    parser.add_argument("--pubsub-url", default="")
+    parser.add_argument("--project", default="local-project")
+    parser.add_argument("--work-subscription", default="")
+    parser.add_argument("--spec", default="", help="(ignored; marks the VM for ps)")
+    args = parser.parse_args(argv)
+    engine = Engine(args.model, args.token_latency_s, args.max_num_seqs)
+    ready_at = time.time() + args.boot_delay_s
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(engine, ready_at))
+    server.daemon_threads = True
+    port_file = Path(args.port_file)
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(server.server_address[1]))
+    os.replace(tmp, port_file)
+    stop = threading.Event()
+
+    def shutdown(*_: Any) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    if args.pubsub_url and args.work_subscription:
+        threading.Thread(
+            target=pull_work,
+            args=(engine, args.pubsub_url, args.project, args.work_subscription, stop, ready_at),
+            daemon=True,
+            name="pull",
+        ).start()
+    server.serve_forever(poll_interval=0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

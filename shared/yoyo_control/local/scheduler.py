@@ -1,0 +1,103 @@
+"""The local scheduler: Cloud Scheduler's jobs, fired from the same cron expressions.
+
+Jobs: one cycle job per pool (``config.cycles[pool].cron`` in its time zone, publishing
+``{"pool": P, "window": "30m"}`` to the cycle topic, as terraform/scheduler.tf does) and
+the tick (``config.tick_cron`` in UTC, or every ``local.tick_interval_s`` seconds when
+that is > 0, publishing ``{}``). A tick is also published at start-up so a restarted
+stack converges at once.
+
+Invariants: each job fires at most once per scheduled time (a late wake-up fires once,
+not once per missed minute); a failed publish is logged and the job keeps its schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import logs, names
+from ..config import Config
+from ..ports import Publisher
+from . import cron
+
+
+def window_text(seconds: float) -> str:
+    return f"{int(seconds // 60)}m" if seconds % 60 == 0 else f"{int(seconds)}s"
+
+
+@dataclass
+class Job:
+    name: str
+    topic: str
+    payload: bytes
+    next_at: Callable[[float], float]  # the first fire time strictly after t
+
+
+def jobs(config: Config) -> list[Job]:
+    out: list[Job] = []
+    for pool, cycle in config.cycles.items():
+        spec = cron.parse(cycle.cron)
+        zone = cycle.time_zone
+        out.append(
+            Job(
+                f"cycle-{pool}",
+                config.topic(names.TOPIC_CYCLE),
+                json.dumps({"pool": pool, "window": window_text(cycle.window_s)}).encode(),
+                lambda t, spec=spec, zone=zone: cron.next_fire(spec, t, zone),
+            )
+        )
+    interval = float(config.local.tick_interval_s)
+    if interval > 0:
+        tick_next: Callable[[float], float] = lambda t: t + interval  # noqa: E731
+    else:
+        spec = cron.parse(config.tick_cron)
+        tick_next = lambda t: cron.next_fire(spec, t, "Etc/UTC")  # noqa: E731
+    out.append(Job("tick", config.topic(names.TOPIC_TICK), b"{}", tick_next))
+    return out
+
+
+class Scheduler:
+    def __init__(
+        self, config: Config, publisher: Publisher, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.jobs = jobs(config)
+        self.publisher = publisher
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def fire(self, job: Job) -> None:
+        try:
+            self.publisher.publish(job.topic, job.payload)
+        except Exception as exc:
+            logs.warning(f"scheduler: {job.name} not published: {exc}", topic=job.topic)
+
+    def start(self, tick_now: bool = True) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, args=(tick_now,), name="scheduler", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self, tick_now: bool) -> None:
+        now = self.clock()
+        due = {job.name: job.next_at(now) for job in self.jobs}
+        if tick_now:
+            for job in self.jobs:
+                if job.name == "tick":
+                    self.fire(job)
+        while not self._stop.is_set():
+            now = self.clock()
+            for job in self.jobs:
+                if due[job.name] <= now:
+                    self.fire(job)
+                    due[job.name] = job.next_at(now)
+            wait = min(due.values()) - self.clock()
+            self._stop.wait(min(max(wait, 0.01), 1.0))

@@ -1,0 +1,303 @@
+"""``yoyoctl local up``: the whole control plane on one machine, in the foreground.
+
+One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
+- ``/on_cycle`` … ``/on_control``, ``/on_kill_switch_written``: the real entry points of
+  functions/main.py, each loaded with ``functions_framework.create_app`` as Cloud
+  Functions does, fed CloudEvents by the bus (Pub/Sub topics) and the kill watcher
+  (the Firestore trigger);
+- ``/bus/v1/...``: the local bus (Pub/Sub REST subset; see bus.py);
+- ``/healthz``: the stack's own state (JSON);
+- ``/``: the status page (the ``status_page`` HTTP function).
+Beside it run the scheduler (cycle and tick), the kill watcher, and the supervisor of the
+local VMs. With ``--emulators`` the store is the Firestore emulator and the topics live
+in the Pub/Sub emulator (a bridge pulls and pushes the same CloudEvents).
+
+Invariants: state is in ``local.state_dir`` (SQLite store, instance table, VM files,
+``local-up.json`` for other ``yoyoctl`` processes); SIGINT/SIGTERM stop everything in
+reverse order and leave no process behind (VM process groups are killed and reaped,
+emulators stopped); the configuration the functions load is the one this process has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import bootstrap, logs, names
+from ..config import Config, load_config
+from ..errors import ConfigError
+from . import bus as busmod
+from .compute import InstanceTable, Row
+from .killwatch import KillWatch
+from .logview import PrettyStream
+from .scheduler import Scheduler
+from .supervisor import Supervisor
+
+RUNTIME_FILE = "local-up.json"
+
+
+def functions_source() -> Path:
+    """functions/main.py: $YOYO_FUNCTIONS_SOURCE, else beside the package's repository."""
+    env = os.environ.get("YOYO_FUNCTIONS_SOURCE")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parents[3] / "functions" / "main.py", Path.cwd() / "functions/main.py"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(
+        "functions/main.py not found (looked in "
+        + ", ".join(str(p) for p in candidates)
+        + "); set YOYO_FUNCTIONS_SOURCE"
+    )
+
+
+def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[], Any]) -> Any:
+    """The one WSGI app: every entry point, the bus, /healthz and the status page."""
+    import functions_framework
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    source = str(functions_source())
+    mounts: dict[str, Any] = {}
+    for entry in [*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN]:
+        mounts[f"/{entry}"] = functions_framework.create_app(entry, source, "cloudevent")
+    if broker is not None:
+        mounts["/bus"] = busmod.BusApp(broker)
+    page = functions_framework.create_app(names.ENTRY_STATUS_PAGE, source, "http")
+
+    def root(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == "/healthz":
+            body = json.dumps(health()).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        return page(environ, start_response)
+
+    return DispatcherMiddleware(root, mounts)
+
+
+def work_subscription(config: Config, pool: str) -> str:
+    return f"{config.topic(names.TOPIC_WORK)}-sub-{pool}"
+
+
+class Stack:
+    def __init__(self, config: Config, emulators: bool = False) -> None:
+        self.config = config
+        self.use_emulators = emulators
+        self.state_dir = Path(config.local.state_dir).resolve()
+        self.base_url = f"http://{config.local.host}:{config.local.port}"
+        self.started_at = time.time()
+        self.stopping = threading.Event()
+        self._cleanup: list[tuple[str, Callable[[], None]]] = []
+        self.emulator_env: dict[str, str] = {}
+        self.pubsub_url = f"{self.base_url}/bus"
+        self.broker: busmod.Broker | None = None
+
+    # --- what a local VM runs ---------------------------------------------------------
+
+    def vm_spec(self, row: Row, boot_id: str) -> dict[str, Any]:
+        c, local = self.config, self.config.local
+        sqlite_path = "" if self.use_emulators else str(self.state_dir / "yoyo.sqlite3")
+        return {
+            "project": c.project,
+            "boot_delay_s": local.boot_delay_s,
+            "token_latency_s": local.token_latency_s,
+            "pubsub_url": self.pubsub_url,
+            "work_subscription": work_subscription(c, row.pool),
+            "agent": {
+                "pool": row.pool,
+                "instance": row.name,
+                "project": c.project,
+                "heartbeat_topic": c.topic(names.TOPIC_HEARTBEAT),
+                "firestore_database": c.firestore_database,
+                "heartbeat_interval_s": local.heartbeat_interval_s,
+                "idle_shutdown_s": local.idle_shutdown_s,
+                "deadman_grace_s": local.deadman_grace_s,
+                "metrics_url": "http://127.0.0.1:0/metrics",  # the VM fills in its port
+                "poweroff_command": [sys.executable, "-m", "yoyo_control.local.vm", "poweroff"],
+                "metadata_url": "",
+                "pubsub_url": self.pubsub_url,
+                "sqlite_path": sqlite_path,
+                "boot_id": boot_id,
+                "poll_s": min(1.0, float(local.heartbeat_interval_s)),
+                "poweroff_retry_s": 5.0,
+            },
+        }
+
+    # --- start / stop -----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ok": not self.stopping.is_set(),
+            "pid": os.getpid(),
+            "url": self.base_url,
+            "state_dir": str(self.state_dir),
+            "emulators": self.emulator_env,
+            "started_at": self.started_at,
+        }
+
+    def _on_stop(self, what: str, fn: Callable[[], None]) -> None:
+        self._cleanup.append((what, fn))
+
+    def start(self) -> None:
+        from werkzeug.serving import make_server
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        if self.use_emulators:
+            self._start_emulators()
+        bootstrap.reset()
+        store = bootstrap.build_store(config)
+        table = InstanceTable(self.state_dir / "compute.sqlite3")
+        for pool, policy in config.pools.items():
+            for instance in policy.instances:
+                table.register(pool, policy.zone, instance)
+
+        if not self.use_emulators:
+            self.broker = busmod.Broker(config.project)
+        app = build_app(config, self.broker, self.health)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = make_server(config.local.host, config.local.port, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+        thread.start()
+        self._on_stop("http server", server.shutdown)
+        logs.info(f"serving the functions, the bus and the status page on {self.base_url}")
+
+        if self.broker is not None:
+            self._wire_bus(self.broker)
+        else:
+            self._wire_emulator_bridge()
+
+        supervisor = Supervisor(table, self.state_dir, self.vm_spec, sink=self._vm_line)
+        supervisor.start()
+        self._on_stop("local VMs", supervisor.stop)
+
+        watch = KillWatch(
+            store,
+            f"{self.base_url}/{names.ENTRY_KILL_SWITCH_WRITTEN}/",
+            config.project,
+            config.firestore_database,
+            busmod.http_deliver,
+        )
+        watch.start()
+        self._on_stop("kill-switch watcher", watch.stop)
+
+        scheduler = Scheduler(config, self.publisher())
+        scheduler.start()
+        self._on_stop("scheduler", scheduler.stop)
+
+        runtime = self.state_dir / RUNTIME_FILE
+        runtime.write_text(json.dumps(self.health(), indent=2))
+        self._on_stop("runtime file", lambda: runtime.unlink(missing_ok=True))
+
+    def publisher(self) -> busmod.LocalBusPublisher:
+        return busmod.LocalBusPublisher(self.pubsub_url, self.config.project)
+
+    def _wire_bus(self, broker: busmod.Broker) -> None:
+        config = self.config
+        for topic in names.EVENT_TOPICS:
+            entry = names.ENTRY_POINTS[topic]
+            broker.create_subscription(
+                f"{config.topic(topic)}-push", config.topic(topic), f"{self.base_url}/{entry}/"
+            )
+        work_topic = config.topic(names.TOPIC_WORK)
+        subs = {}
+        for pool in config.pools:
+            name = work_subscription(config, pool)
+            broker.create_subscription(name, work_topic, None, f'attributes.pool = "{pool}"', 60)
+            subs[name] = pool
+        queue_topic = config.topic(names.TOPIC_QUEUE)
+
+        def drained(sub: busmod.Subscription) -> None:
+            # Like the backlog alert closing: the pool's work queue is empty again.
+            pool = subs.get(sub.name)
+            if pool is not None:
+                broker.publish(queue_topic, json.dumps({"pool": pool, "depth": 0}).encode(), {})
+                logs.info("work queue drained: depth 0 published", pool=pool)
+
+        broker.on_drained.append(drained)
+        broker.start()
+        self._on_stop("bus", broker.stop)
+
+    def _start_emulators(self) -> None:
+        from . import emulators
+
+        firestore = emulators.start_firestore(self.config.project)
+        self._on_stop("Firestore emulator", firestore.stop)
+        pubsub = emulators.start_pubsub(self.config.project)
+        self._on_stop("Pub/Sub emulator", pubsub.stop)
+        self.emulator_env = {
+            "FIRESTORE_EMULATOR_HOST": firestore.host_port,
+            "PUBSUB_EMULATOR_HOST": pubsub.host_port,
+        }
+        os.environ.update(self.emulator_env)
+        self.pubsub_url = f"http://{pubsub.host_port}"
+        logs.info(f"emulators up: Firestore {firestore.host_port}, Pub/Sub {pubsub.host_port}")
+
+    def _wire_emulator_bridge(self) -> None:
+        from .bridge import Bridge
+
+        bridge = Bridge(self.config, self.pubsub_url, self.base_url, work_subscription)
+        bridge.start()
+        self._on_stop("emulator bridge", bridge.stop)
+
+    def _vm_line(self, instance: str, line: str) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream.line(line, prefix=f"vm {instance} | ")
+
+    _stream: PrettyStream | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for what, fn in reversed(self._cleanup):
+            try:
+                fn()
+            except Exception as exc:
+                logs.error(f"stopping {what}: {type(exc).__name__}: {exc}")
+        self._cleanup = []
+
+
+def up(emulators: bool = False, config: Config | None = None) -> int:
+    """Run the stack until SIGINT/SIGTERM. Returns the process exit code."""
+    stream = PrettyStream(sys.stdout)
+    logs.set_stream(stream)  # type: ignore[arg-type]
+    config = config or load_config()
+    stack = Stack(config, emulators)
+    stack._stream = stream
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        stack.start()
+        pools = ", ".join(
+            f"{p} ({len(pol.instances)} VM{'s' if len(pol.instances) > 1 else ''})"
+            for p, pol in config.pools.items()
+        )
+        logs.info(
+            f"Yo-Yo local stack up: pools {pools}; state in {stack.state_dir}. "
+            f"Status page: {stack.base_url}/ ; in another terminal try: "
+            'yoyoctl status, yoyoctl ask "hello", yoyoctl submit --count 3. Ctrl-C stops.'
+        )
+        stop.wait()
+        logs.info("stopping the local stack (Ctrl-C)")
+    except OSError as exc:
+        logs.error(f"local stack failed to start: {exc}")
+        return 1
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            with contextlib.suppress(Exception):
+                signal.signal(sig, handler)
+        logs.info("local stack stopped; no process left behind")
+        logs.set_stream(None)
+    return 0

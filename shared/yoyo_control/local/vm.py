@@ -1,0 +1,136 @@
+"""A local "VM": the leader of its own process group, standing in for systemd on a GPU VM.
+
+``python -m yoyo_control.local.vm run --spec FILE`` starts the two units a real VM runs:
+the (simulated) inference server and the real VM agent, restarts either if it dies
+(``Restart=always``), and ends both when it is told to stop.
+``python -m yoyo_control.local.vm poweroff`` is the agent's power-off command locally:
+it signals the caller's whole process group, i.e. the VM it runs in.
+
+Invariants:
+- Every process of a VM is in the VM's process group (the supervisor started the leader
+  with a new session); ending the group ends the VM, and the leader's exit is what the
+  supervisor observes as TERMINATED.
+- The VM ends itself when its supervisor (the ``local up`` process) disappears, so a
+  crashed stack leaves no VM behind.
+- Child pids are written to ``pids`` in the VM's directory (tests check the process tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STOP_GRACE_S = 3.0
+
+
+def _spawn(argv: list[str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "yoyo_control.local.inference",
+        "--spec",
+        spec_path,
+        "--port-file",
+        spec["port_file"],
+        "--token-latency-s",
+        str(spec["token_latency_s"]),
+        "--boot-delay-s",
+        str(spec["boot_delay_s"]),
+        "--pubsub-url",
+        spec.get("pubsub_url", ""),
+        "--project",
+        spec["project"],
+        "--work-subscription",
+        spec.get("work_subscription", ""),
+    ]
+
+
+def run(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    vm_dir = Path(spec_path).parent
+    supervisor = int(spec["supervisor_pid"])
+    stopping = False
+
+    def on_term(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    port_file = Path(spec["port_file"])
+    port_file.unlink(missing_ok=True)
+    log = sys.stdout
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    children["inference"] = _spawn(_inference_argv(spec, spec_path), log)
+    deadline = time.monotonic() + 30
+    while not port_file.exists() and time.monotonic() < deadline and not stopping:
+        time.sleep(0.02)
+    agent_cfg = dict(spec["agent"])
+    if port_file.exists():
+        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port_file.read_text().strip()}/metrics"
+    agent_path = vm_dir / "agent.json"
+    agent_path.write_text(json.dumps(agent_cfg, indent=2))
+    agent_argv = [sys.executable, "-m", "yoyo_control.agent", "--config", str(agent_path)]
+    if not stopping:
+        children["agent"] = _spawn(agent_argv, log)
+    argv = {"inference": _inference_argv(spec, spec_path), "agent": agent_argv}
+
+    def write_pids() -> None:
+        pids = [os.getpid(), *(c.pid for c in children.values())]
+        (vm_dir / "pids").write_text(" ".join(str(p) for p in pids))
+
+    write_pids()
+    while not stopping:
+        if os.getppid() != supervisor:  # the supervisor is gone: so is the machine
+            break
+        for name, child in list(children.items()):
+            if child.poll() is not None and not stopping:
+                time.sleep(0.5)  # RestartSec
+                children[name] = _spawn(argv[name], log)
+                write_pids()
+        time.sleep(0.1)
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children.values():
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0
+
+
+def poweroff() -> int:
+    """Power off the VM this command runs in: signal its whole process group."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # report success to the caller
+    os.killpg(os.getpgrp(), signal.SIGTERM)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yoyo_control.local.vm")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run")
+    run_parser.add_argument("--spec", required=True)
+    sub.add_parser("poweroff")
+    args = parser.parse_args(argv)
+    if args.command == "poweroff":
+        return poweroff()
+    return run(args.spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

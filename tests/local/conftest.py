@@ -1,0 +1,185 @@
+"""The local stack as a subprocess (``yoyoctl local up``), driven only through ``yoyoctl``.
+
+Invariants: each stack has its own state dir and port under tmp_path and runs in its own
+session, so teardown can end its whole process tree even when a test failed; the test
+configuration uses short timeouts so the whole file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stack_config(state_dir: Path, port: int) -> dict[str, Any]:
+    return {
+        "backend": "local",
+        "project": "local-project",
+        "budget": {"budget_ids": ["local-budget"]},
+        "local": {
+            "state_dir": str(state_dir),
+            "port": port,
+            "tick_interval_s": 0.5,
+            "boot_delay_s": 0.5,
+            "heartbeat_interval_s": 0.5,
+            "idle_shutdown_s": 120,
+            "deadman_grace_s": 120,
+            "token_latency_s": 0.01,
+        },
+        "pools": {
+            "default": {
+                "zone": "local",
+                "instances": ["vm-0"],
+                "hourly_price_usd": 0.35,
+                "idle_timeout_s": 4,
+                "heartbeat_gap_s": 10,
+                "boot_grace_s": 10,
+                "lease_s": 30,
+                "action_retry_s": 5,
+                "restart_backoff_s": 1,
+                "cycle": {"cron": "0 2 * * *", "window_s": 120},
+            }
+        },
+    }
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line mentions ``text`` (the stack's state dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    env: dict[str, str]
+    log_path: Path
+
+    def yoyoctl(self, *args: str, check: bool = True, timeout: float = 60) -> Any:
+        """Run ``yoyoctl ARGS --json`` and return its parsed output."""
+        result = subprocess.run(
+            [YOYOCTL, *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"yoyoctl {' '.join(args)} exited {result.returncode}: {result.stderr}"
+            )
+        return json.loads(result.stdout) if result.returncode == 0 else result
+
+    def status(self) -> dict[str, Any]:
+        return self.yoyoctl("status")["pools"][0]
+
+    def vm(self) -> str:
+        return str(self.status()["instances"][0]["vm"])
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.log()}")
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-60:])
+
+    def leftover_processes(self) -> list[int]:
+        return processes_mentioning(str(self.state_dir))
+
+    def interrupt(self, timeout: float = 20) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+    def kill_everything(self) -> None:
+        """Teardown: whatever a failed test left, end it (the stack's session, its VMs)."""
+        if self.process.poll() is None:
+            try:
+                self.interrupt(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        for pid in processes_mentioning(str(self.state_dir)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def start_stack(tmp: Path) -> Stack:
+    state_dir = tmp / "state"
+    config_path = tmp / "config.json"
+    config_path.write_text(json.dumps(stack_config(state_dir, free_port())))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
+    env.pop("FIRESTORE_EMULATOR_HOST", None)
+    env.pop("PUBSUB_EMULATOR_HOST", None)
+    env["YOYO_CONFIG_FILE"] = str(config_path)
+    log_path = tmp / "local-up.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [YOYOCTL, "local", "up"],
+            env=env,
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack = Stack(process, state_dir, env, log_path)
+    runtime = state_dir / "local-up.json"
+    deadline = time.monotonic() + 30
+    while not runtime.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stack.kill_everything()
+            raise AssertionError(f"yoyoctl local up did not start:\n{stack.log()}")
+        time.sleep(0.05)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s
+    finally:
+        s.kill_everything()
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[Stack]:
+    s = start_stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.kill_everything()

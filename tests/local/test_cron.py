@@ -1,0 +1,51 @@
+"""The 5-field cron matcher (Cloud Scheduler's dialect)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from yoyo_control.errors import ConfigError
+from yoyo_control.local.cron import next_fire, parse
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        ("* * * * *", "2027-01-15 08:00:30", "2027-01-15 08:01"),
+        ("* * * * *", "2027-01-15 08:00:00", "2027-01-15 08:01"),  # strictly after
+        ("0 2 * * *", "2027-01-15 08:00:00", "2027-01-16 02:00"),
+        ("*/15 9-17 * * mon-fri", "2027-01-15 17:50:00", "2027-01-18 09:00"),  # Fri → Mon
+        ("30 4 1,15 * *", "2027-01-15 05:00:00", "2027-02-01 04:30"),
+        ("0 0 29 2 *", "2027-01-01 00:00:00", "2028-02-29 00:00"),  # leap day
+        ("0 12 * jan,jul sun", "2027-01-15 00:00:00", "2027-01-17 12:00"),
+        ("0 0 * * 7", "2027-01-15 00:00:00", "2027-01-17 00:00"),  # 7 is Sunday too
+        ("0 0 13 * 5", "2027-01-15 08:00:00", "2027-01-22 00:00"),  # day OR weekday
+        ("5-10/5 * * * *", "2027-01-15 08:06:00", "2027-01-15 08:10"),
+    ],
+)
+def test_next_fire(expr: str, after: str, expected: str) -> None:
+    assert iso(next_fire(parse(expr), at(after))) == expected
+
+
+def test_time_zone_is_the_schedules_own() -> None:
+    # 02:00 in Paris (UTC+1 in January) is 01:00 UTC.
+    fire = next_fire(parse("0 2 * * *"), at("2027-01-15 08:00:00"), "Europe/Paris")
+    assert iso(fire) == "2027-01-16 01:00"
+
+
+@pytest.mark.parametrize(
+    "expr", ["* * * *", "60 * * * *", "* 24 * * *", "*/0 * * * *", "5-1 * * * *", "x * * * *"]
+)
+def test_bad_expressions_are_config_errors(expr: str) -> None:
+    with pytest.raises(ConfigError, match="cron"):
+        parse(expr)
