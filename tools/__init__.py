@@ -1,0 +1,1 @@
+"""Developer tooling run from a checkout (``python -m tools.<name>``); never deployed."""

@@ -43,13 +43,24 @@ class Getter:
     wraps_set: bool = False
 
 
+@dataclass(frozen=True)
+class Flags:
+    """The generator's ``// name - computed: .., optional: .., required: ..`` comment."""
+
+    computed: bool
+    optional: bool
+    required: bool
+
+
 @dataclass
 class ClassInfo:
     fqn: str
     base: str
     tf_type: str = ""  # static tfResourceType, for resources/data sources/providers
-    hcl: dict[str, HclEntry] = field(default_factory=dict)  # camel -> entry
+    hcl: dict[str, HclEntry] = field(default_factory=dict)  # backing field -> entry
+    config_fields: dict[str, str] = field(default_factory=dict)  # config prop -> field
     getters: dict[str, Getter] = field(default_factory=dict)  # camel -> getter
+    flags: dict[str, Flags] = field(default_factory=dict)  # tf name -> flags
 
 
 @dataclass
@@ -58,8 +69,10 @@ class JsMeta:
     classes: dict[str, ClassInfo] = field(default_factory=dict)  # fqn -> info
 
 
-_CLASS = re.compile(r"^class (\w+) extends ([\w.]+) \{\n(.*?)^\}", re.M | re.S)
-_FUNC = re.compile(r"^function (\w+)ToHclTerraform\(struct\) \{\n(.*?)^\}", re.M | re.S)
+# Top-level definitions start at column 0 and end at the next line that is just "}".
+# (two patterns with literal prefixes: far faster to scan than one alternation)
+_CLASS = re.compile(r"\nclass (\w+) extends ([\w.]+) \{\n")
+_FUNC = re.compile(r"\nfunction (\w+)ToHclTerraform\(struct\) \{\n")
 _ENTRY = re.compile(
     r"\n\s+(\w+): \{\n\s+value: (.*?),\n\s+isBlock: (true|false),\n"
     r'\s+type: "(\w+)",\n\s+storageClassType: "(\w+)",\n\s+\}',
@@ -74,6 +87,10 @@ _ATTR_CALL = re.compile(
     r"^(cdktn\.Fn\.tolist\()?this\.get(String|Number|Boolean|List|NumberList|StringMap|"
     r"NumberMap|BooleanMap|AnyMap)Attribute\('([^']+)'\)\)?$"
 )
+_FLAGS = re.compile(
+    r"\n    // (\w+) - computed: (true|false), optional: (true|false), required: (true|false)\n"
+)
+_CONFIG_FIELD = re.compile(r"\n        this\._(\w+)(?:\.internalValue)? = config\.(\w+);")
 _INTERP = re.compile(r"^this\.interpolationForAttribute\('([^']+)'\)$")
 
 _ATTR_KIND = {
@@ -123,13 +140,18 @@ def _getters(body: str) -> dict[str, Getter]:
     return out
 
 
+def _body(text: str, start: int) -> str:
+    end = text.find("\n}", start)
+    return text[start : end if end >= 0 else len(text)]
+
+
 def parse_js(text: str, meta: JsMeta) -> None:
     """Add the structs and classes defined in one generated JS module to ``meta``."""
     for m in _FUNC.finditer(text):
         name = m.group(1)
-        meta.structs[name[0].upper() + name[1:]] = _hcl_table(m.group(2))
+        meta.structs[name[0].upper() + name[1:]] = _hcl_table(_body(text, m.end()))
     for m in _CLASS.finditer(text):
-        body = m.group(3)
+        body = _body(text, m.end())
         rtti = _RTTI.search(body)
         if rtti is None:
             continue
@@ -141,4 +163,9 @@ def parse_js(text: str, meta: JsMeta) -> None:
         if synth >= 0:
             info.hcl = _hcl_table(body[synth:])
         info.getters = _getters(body)
+        info.config_fields = {m.group(2): m.group(1) for m in _CONFIG_FIELD.finditer(body)}
+        info.flags = {
+            m.group(1): Flags(*(m.group(i) == "true" for i in (2, 3, 4)))
+            for m in _FLAGS.finditer(body)
+        }
         meta.classes[info.fqn] = info

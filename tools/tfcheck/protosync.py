@@ -143,7 +143,7 @@ def extract(names: list[str], library: Path | None = None) -> dict[str, bytes]:
 def _type_ref(field: descriptor_pb2.FieldDescriptorProto, package: str, scope: str = "") -> str:
     """Shortest unambiguous reference: drop the package and the enclosing message."""
     if field.type in (_FDP.TYPE_MESSAGE, _FDP.TYPE_ENUM):
-        name = field.type_name
+        name = str(field.type_name)
         prefixes = ([f"{scope}."] if scope else []) + [f".{package}."]
         for prefix in prefixes:
             if name.startswith(prefix):
@@ -214,9 +214,7 @@ class _Renderer:
         if msg.HasField("options"):
             raise ValueError(f"unsupported message options in {msg.name}")
         full = f"{scope}.{msg.name}"
-        maps = {
-            f"{full}.{n.name}": n for n in msg.nested_type if n.options.map_entry
-        }
+        maps = {f"{full}.{n.name}": n for n in msg.nested_type if n.options.map_entry}
         self.emit(depth, f"message {msg.name} {{")
         body_start = len(self.lines)
         for enum in msg.enum_type:

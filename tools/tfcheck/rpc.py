@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
 
 from .paths import atomic_write, build_dir, source_hash
 from .protosync import PROTO_DIR, PROTOS
@@ -66,8 +66,11 @@ def _pool() -> descriptor_pool.DescriptorPool:
 
 
 @functools.cache
-def message(full_name: str) -> type[Message]:
-    """Message class by fully qualified name, e.g. ``tfplugin6.GetProviderSchema.Response``."""
+def message(full_name: str) -> Any:
+    """Message class by fully qualified name, e.g. ``tfplugin6.GetProviderSchema.Response``.
+
+    Typed ``Any``: the classes are built at run time, so their fields are not known
+    statically."""
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(full_name))
 
 

@@ -1,0 +1,16 @@
+# `scheduling` is a nested block; it cannot be assigned as an attribute.
+resource "google_compute_instance" "gpu" {
+  name         = "yoyo-gpu"
+  zone         = "europe-west4-a"
+  machine_type = "g2-standard-8"
+
+  boot_disk {}
+
+  network_interface {
+    network = "default"
+  }
+
+  scheduling = {
+    preemptible = true
+  }
+}
