@@ -1,0 +1,589 @@
+"""Every event source's message → a validated Fact (all decoding and validation lives here).
+
+Invariants:
+- Pure: no I/O, no clock, no store. The same delivery always decodes to the same fact.
+- Each decoder returns a complete Fact or raises ``InvalidMessage`` whose text says which
+  field was wrong and how; ``ConfigError`` never escapes (an unknown pool is invalid).
+- Size is checked before parsing: message data above ``MAX_DATA_BYTES`` (decoded) is
+  refused without being decoded or parsed.
+- The message id is the Pub/Sub ``messageId`` (else the CloudEvent ``id``); a fact's
+  ``at`` is the publish time (else the CloudEvent ``time``). Ids are restricted to a
+  safe alphabet so they can key documents in any store.
+- Human- and producer-written payloads (cycle, control, producer depth) refuse unknown
+  keys (a typo must not silently change behaviour); Google- and agent-written payloads
+  (budget, incident, heartbeat) ignore keys they do not use (formats grow).
+
+Message formats: docs/messages.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import names
+from .config import Config, parse_duration
+from .domain.facts import (
+    BudgetNotified,
+    ExtendRequested,
+    Fact,
+    HeartbeatReceived,
+    KillRequested,
+    KillSwitchWritten,
+    QueueDepthObserved,
+    RunRequested,
+    StopRequested,
+    Tick,
+    UnkillRequested,
+)
+from .domain.model import Heartbeat, KillSwitch, PoolPolicy
+from .errors import ConfigError, InvalidMessage
+
+MAX_DATA_BYTES = 64 * 1024
+_MAX_B64_CHARS = 4 * ((MAX_DATA_BYTES + 2) // 3)
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
+_MAX_EPOCH = 4_102_444_800.0  # 2100-01-01: anything later is not a real time
+_MAX_COUNT = 1_000_000_000
+# A heartbeat may not claim to be sent later than this after its publish time (a VM with
+# a clock far ahead would otherwise make every later heartbeat look stale).
+MAX_CLOCK_SKEW_S = 300.0
+SOURCE_KILL_SWITCH = "kill_switch"
+
+
+@dataclass(frozen=True)
+class PubSubMessage:
+    """One Pub/Sub message, unwrapped from its CloudEvent (data already base64-decoded)."""
+
+    data: bytes
+    message_id: str
+    publish_time: float
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- primitives ----------------------------------------------------------------------
+
+
+def _fail(reason: str) -> InvalidMessage:
+    return InvalidMessage(reason if len(reason) <= 300 else reason[:297] + "...")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def safe_id(value: object) -> str:
+    """``value`` as a message id when it is a safe, non-empty id; else ""."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and _SAFE_ID.fullmatch(value):
+        return value
+    return ""
+
+
+def parse_time(value: object, what: str) -> float:
+    """Seconds since the epoch from epoch seconds (number or digits) or an RFC 3339 string.
+
+    A string without an offset is taken as UTC.
+    """
+    if isinstance(value, bool):
+        raise _fail(f"{what}: expected a time, got {_show(value)}")
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", value):
+        value = float(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text[-1:] in "zZ":
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise _fail(f"{what}: {_show(value)} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp()
+    else:
+        raise _fail(f"{what}: expected a time, got {_show(value)}")
+    if not (0.0 <= seconds <= _MAX_EPOCH):
+        raise _fail(f"{what}: {_show(value)} is out of range")
+    return seconds
+
+
+def _duration(value: object, what: str) -> float:
+    try:
+        seconds = parse_duration(value, what)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if seconds < 1:
+        raise _fail(f"{what}: must be at least 1s, got {_show(value)}")
+    return seconds
+
+
+def _text(
+    raw: Mapping[str, Any], key: str, what: str, *, default: str | None = None, limit: int = 200
+) -> str:
+    value = raw.get(key)
+    if value is None:
+        if default is None:
+            raise _fail(f"{what}: {key!r} is required")
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(f"{what}: {key!r} must be a non-empty string, got {_show(value)}")
+    if len(value) > limit:
+        raise _fail(f"{what}: {key!r} is longer than {limit} characters")
+    return value.strip()
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _fail(f"{what}: {_show(value)} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(f"{what}: expected a number, got {_show(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise _fail(f"{what}: expected a finite number >= 0, got {_show(value)}")
+    return number
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"{what}: expected a whole number, got {_show(value)}")
+    if not 0 <= value <= _MAX_COUNT:
+        raise _fail(f"{what}: {value} is out of range 0..{_MAX_COUNT}")
+    return value
+
+
+def _only_keys(raw: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if unknown:
+        raise _fail(f"{what}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _object(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def json_payload(message: PubSubMessage, what: str) -> Mapping[str, Any]:
+    """The message data as a JSON object (UTF-8, no NaN/Infinity)."""
+    if not message.data.strip():
+        raise _fail(f"{what}: empty message (expected a JSON object)")
+    try:
+        text = message.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(f"{what}: message data is not UTF-8 text") from None
+    try:
+        payload = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(f"{what}: message data is not JSON: {exc}") from None
+    return _object(payload, what)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _pool(raw: Mapping[str, Any], key: str, what: str, config: Config) -> PoolPolicy:
+    name = _text(raw, key, what, limit=64)
+    try:
+        return config.policy(name)
+    except ConfigError as exc:
+        raise _fail(f"{what}: {exc}") from None
+
+
+# --- the Pub/Sub envelope ------------------------------------------------------------
+
+
+def unwrap_pubsub(event: Mapping[str, Any]) -> PubSubMessage:
+    """The Pub/Sub message inside a ``messagePublished`` CloudEvent (attributes + "data")."""
+    data = event.get("data")
+    if isinstance(data, (bytes, bytearray, str)):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            raise _fail("envelope: CloudEvent data is not a Pub/Sub message (not JSON)") from None
+    envelope = _object(data, "envelope: CloudEvent data")
+    message = _object(envelope.get("message"), "envelope: data.message")
+    message_id = safe_id(message.get("messageId")) or safe_id(message.get("message_id"))
+    message_id = message_id or safe_id(event.get("id"))
+    if not message_id:
+        raw_id = message.get("messageId", event.get("id"))
+        raise _fail(f"envelope: no usable message id (messageId or CloudEvent id): {_show(raw_id)}")
+    published = message.get("publishTime") or message.get("publish_time") or event.get("time")
+    if published is None:
+        raise _fail("envelope: no publishTime and no CloudEvent time")
+    publish_time = parse_time(published, "envelope: publishTime")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise _fail("envelope: message.attributes must map strings to strings")
+    encoded = message.get("data")
+    if encoded is None:
+        encoded = ""
+    if not isinstance(encoded, str):
+        raise _fail(f"envelope: message.data must be a base64 string, got {_show(encoded)}")
+    if len(encoded) > _MAX_B64_CHARS:
+        raise _fail(f"message data is larger than {MAX_DATA_BYTES} bytes")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail("envelope: message.data is not valid base64") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise _fail(f"message data is larger than {MAX_DATA_BYTES} bytes")
+    return PubSubMessage(raw, message_id, publish_time, dict(attributes))
+
+
+def event_message_id(event: Mapping[str, Any]) -> str:
+    """The best message id for logging and rejecting ``event`` (never raises; "" if none)."""
+    data = event.get("data")
+    message = data.get("message") if isinstance(data, Mapping) else None
+    if isinstance(message, Mapping):
+        for key in ("messageId", "message_id"):
+            found = safe_id(message.get(key))
+            if found:
+                return found
+    return safe_id(event.get("id"))
+
+
+# --- cycle, tick, queue --------------------------------------------------------------
+
+
+def decode_cycle(message: PubSubMessage, config: Config) -> RunRequested:
+    """``{"pool": ..., "window": "30m"}`` (window optional: the pool's cycle window)."""
+    what = "cycle"
+    raw = json_payload(message, what)
+    _only_keys(raw, {"pool", "window"}, what)
+    policy = _pool(raw, "pool", what, config)
+    if raw.get("window") is None:
+        window = config.cycles[policy.pool].window_s if policy.pool in config.cycles else 1800.0
+    else:
+        window = _duration(raw["window"], f"{what}: window")
+    return RunRequested(
+        message.message_id,
+        message.publish_time,
+        policy.pool,
+        holder="cycle",
+        reason=f"scheduled cycle ({window:g}s window)",
+        duration_s=window,
+    )
+
+
+def decode_tick(message: PubSubMessage, config: Config) -> Tick:
+    """Any body (Cloud Scheduler sends ``{}``): only the id and time matter."""
+    return Tick(message.message_id, message.publish_time)
+
+
+def decode_queue(message: PubSubMessage, config: Config) -> QueueDepthObserved:
+    """A Cloud Monitoring incident (version 1.2) or a producer's ``{"pool", "depth"}``."""
+    raw = json_payload(message, "queue")
+    if "incident" in raw:
+        return _incident(message, raw, config)
+    what = "queue depth"
+    _only_keys(raw, {"pool", "depth"}, what)
+    policy = _pool(raw, "pool", what, config)
+    if "depth" not in raw:
+        raise _fail(f"{what}: 'depth' is required")
+    depth = _count(raw["depth"], f"{what}: depth")
+    return QueueDepthObserved(
+        message.message_id, message.publish_time, policy.pool, depth, "producer"
+    )
+
+
+def _incident(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> QueueDepthObserved:
+    what = "monitoring incident"
+    incident = _object(raw.get("incident"), f"{what}: incident")
+    state = incident.get("state")
+    if not isinstance(state, str) or state.lower() not in ("open", "closed"):
+        raise _fail(f"{what}: state must be 'open' or 'closed', got {_show(state)}")
+    labels: Mapping[str, Any] = {}
+    for where in (incident.get("policy_user_labels"), _meta_labels(incident)):
+        if isinstance(where, Mapping) and where.get("yoyo_pool") is not None:
+            labels = where
+            break
+    if not labels:
+        raise _fail(f"{what}: no yoyo_pool in policy_user_labels or metadata.user_labels")
+    policy = _pool(labels, "yoyo_pool", what, config)
+    depth = 0
+    if state.lower() == "open":
+        depth = policy.queue_threshold
+        observed = incident.get("observed_value")
+        if isinstance(observed, (str, int, float)) and not isinstance(observed, bool):
+            try:
+                value = float(observed)
+            except ValueError:
+                value = math.nan
+            if math.isfinite(value) and value >= 0:
+                depth = max(depth, min(int(value), _MAX_COUNT))
+    incident_id = safe_id(incident.get("incident_id"))
+    source = f"monitoring:{incident_id}" if incident_id else "monitoring"
+    return QueueDepthObserved(message.message_id, message.publish_time, policy.pool, depth, source)
+
+
+def _meta_labels(incident: Mapping[str, Any]) -> object:
+    metadata = incident.get("metadata")
+    return metadata.get("user_labels") if isinstance(metadata, Mapping) else None
+
+
+# --- budget --------------------------------------------------------------------------
+
+
+def decode_budget(message: PubSubMessage, config: Config) -> BudgetNotified:
+    """A Cloud Billing budget notification (schemaVersion 1.0): data + attributes."""
+    what = "budget notification"
+    budget_id = message.attributes.get("budgetId", "").strip()
+    if not budget_id:
+        raise _fail(f"{what}: attribute 'budgetId' is missing")
+    raw = json_payload(message, what)
+    for key in ("costAmount", "budgetAmount"):
+        if key not in raw:
+            raise _fail(f"{what}: {key!r} is required")
+    thresholds = {}
+    for key in ("alertThresholdExceeded", "forecastThresholdExceeded"):
+        value = raw.get(key)
+        thresholds[key] = None if value is None else _number(value, f"{what}: {key}")
+    interval = raw.get("costIntervalStart")
+    if interval is not None:
+        parse_time(interval, f"{what}: costIntervalStart")
+    return BudgetNotified(
+        message.message_id,
+        message.publish_time,
+        budget_id=budget_id[:200],
+        display_name=_text(raw, "budgetDisplayName", what, default=""),
+        cost=_number(raw["costAmount"], f"{what}: costAmount"),
+        amount=_number(raw["budgetAmount"], f"{what}: budgetAmount"),
+        currency=_text(raw, "currencyCode", what, default="", limit=8),
+        alert_threshold=thresholds["alertThresholdExceeded"],
+        forecast_threshold=thresholds["forecastThresholdExceeded"],
+        interval_start=interval.strip() if isinstance(interval, str) else "",
+    )
+
+
+# --- heartbeat -----------------------------------------------------------------------
+
+
+def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceived:
+    """``{pool, instance, boot_id, sent_at, busy, running, waiting, last_request_at}``."""
+    what = "heartbeat"
+    raw = json_payload(message, what)
+    policy = _pool(raw, "pool", what, config)
+    instance = _text(raw, "instance", what, limit=63)
+    if instance not in policy.instances:
+        raise _fail(f"{what}: instance {instance!r} is not in pool {policy.pool!r}")
+    if "sent_at" not in raw:
+        raise _fail(f"{what}: 'sent_at' is required")
+    sent_at = parse_time(raw["sent_at"], f"{what}: sent_at")
+    if sent_at > message.publish_time + MAX_CLOCK_SKEW_S:
+        raise _fail(
+            f"{what}: sent_at is {sent_at - message.publish_time:.0f}s after its publish time "
+            f"(the VM's clock is wrong; at most {MAX_CLOCK_SKEW_S:.0f}s is accepted)"
+        )
+    busy = raw.get("busy", False)
+    if not isinstance(busy, bool):
+        raise _fail(f"{what}: busy must be true or false, got {_show(busy)}")
+    last = raw.get("last_request_at")
+    heartbeat = Heartbeat(
+        instance=instance,
+        boot_id=_text(raw, "boot_id", what, limit=128),
+        sent_at=sent_at,
+        received_at=message.publish_time,
+        busy=busy,
+        running=_count(raw.get("running", 0), f"{what}: running"),
+        waiting=_count(raw.get("waiting", 0), f"{what}: waiting"),
+        last_request_at=None if last is None else parse_time(last, f"{what}: last_request_at"),
+    )
+    return HeartbeatReceived(message.message_id, message.publish_time, policy.pool, heartbeat)
+
+
+# --- control -------------------------------------------------------------------------
+
+_COMMAND_KEYS = {
+    "kill": {"reason", "by"},
+    "unkill": {"by"},
+    "start": {"pool", "for", "by", "reason"},
+    "stop": {"pool", "by", "reason"},
+    "extend": {"pool", "for", "by"},
+}
+
+
+def decode_control(message: PubSubMessage, config: Config) -> Fact:
+    """An operator command: kill, unkill, start, stop, extend (docs/messages.md)."""
+    raw = json_payload(message, "control")
+    command = raw.get("command")
+    if not isinstance(command, str) or command.strip().lower() not in _COMMAND_KEYS:
+        raise _fail(f"control: unknown command {_show(command)}; one of {sorted(_COMMAND_KEYS)}")
+    command = command.strip().lower()
+    what = f"control {command}"
+    _only_keys(raw, {"command", *_COMMAND_KEYS[command]}, what)
+    by = _text(raw, "by", what, default="operator", limit=100)
+    mid, at = message.message_id, message.publish_time
+    if command == "kill":
+        reason = _text(raw, "reason", what, default=f"engaged by {by}", limit=500)
+        return KillRequested(mid, at, reason=reason, by=by)
+    if command == "unkill":
+        return UnkillRequested(mid, at, by=by)
+    policy = _pool(raw, "pool", what, config)
+    if command == "stop":
+        reason = _text(raw, "reason", what, default=f"stopped by {by}", limit=500)
+        return StopRequested(mid, at, policy.pool, by=by, reason=reason)
+    duration = policy.lease_s if raw.get("for") is None else _duration(raw["for"], f"{what}: for")
+    if command == "extend":
+        return ExtendRequested(mid, at, policy.pool, by=by, duration_s=duration)
+    reason = _text(raw, "reason", what, default=f"started by {by}", limit=500)
+    return RunRequested(mid, at, policy.pool, holder="operator", reason=reason, duration_s=duration)
+
+
+# --- kill switch document written ----------------------------------------------------
+
+
+def decode_kill_switch_written(event: Mapping[str, Any]) -> KillSwitchWritten:
+    """A Firestore ``document.v1.written`` CloudEvent for the kill switch document.
+
+    ``data`` is a serialised ``google.events.cloud.firestore.v1.DocumentEventData``
+    (application/protobuf) or its JSON form (dict, or JSON text).
+    """
+    what = "kill switch write"
+    message_id = safe_id(event.get("id"))
+    if not message_id:
+        raise _fail(f"{what}: no usable CloudEvent id")
+    if event.get("time") is None:
+        raise _fail(f"{what}: no CloudEvent time")
+    at = parse_time(event.get("time"), f"{what}: time")
+    written = _document_event(event.get("data"), what)
+    document = written.value if written.HasField("value") else None
+    names_seen = [d.name for d in (written.value, written.old_value) if d.name]
+    if not names_seen:  # the data names no document: Eventarc's subject does
+        names_seen = [str(event.get("subject") or event.get("document") or "")]
+    path = names.KILL_SWITCH_PATH
+    if not any(n == path or n.endswith(f"/{path}") for n in names_seen):
+        raise _fail(f"{what}: not the {path} document: {_show(names_seen)}")
+    if document is None:  # deleted: the switch reads as not engaged
+        return KillSwitchWritten(message_id, at, KillSwitch())
+    fields = {key: _plain(value) for key, value in document.fields.items()}
+    return KillSwitchWritten(message_id, at, kill_from_fields(fields))
+
+
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "engaged"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "", "disengaged", "none", "null"})
+
+
+def kill_from_fields(fields: Mapping[str, Any]) -> KillSwitch:
+    """The switch as the store reads a hand-written document (adapters/firestore_store.py's
+    ``kill_from_doc``): a missing or null ``engaged`` is off, anything that is not clearly
+    "no" is ON (the kill switch wins); a console write is never refused."""
+    raw = fields.get("engaged")
+    if raw is None:
+        engaged = False
+    elif isinstance(raw, bool):
+        engaged = raw
+    elif isinstance(raw, (int, float)):
+        engaged = raw != 0
+    elif isinstance(raw, str):
+        word = raw.strip().lower()
+        engaged = word in _TRUE_WORDS or word not in _FALSE_WORDS
+    else:
+        engaged = True
+    when = fields.get("at")
+    try:
+        at = None if when is None else parse_time(when, "at")
+    except InvalidMessage:
+        at = None
+    return KillSwitch(
+        engaged=engaged,
+        reason=_plain_text(fields.get("reason"), 500),
+        by=_plain_text(fields.get("by"), 100),
+        at=at,
+    )
+
+
+def _plain_text(value: object, limit: int) -> str:
+    return "" if value is None else (value if isinstance(value, str) else str(value))[:limit]
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A Firestore ``Value`` (protobuf) as a plain Python value; timestamps as seconds."""
+    kind = value.WhichOneof("value_type")
+    if kind in (None, "null_value"):
+        return None
+    if kind == "timestamp_value":
+        return float(value.timestamp_value.seconds) + value.timestamp_value.nanos / 1e9
+    if kind == "map_value":
+        if depth > 20:
+            return {}
+        return {k: _plain(v, depth + 1) for k, v in value.map_value.fields.items()}
+    if kind == "array_value":
+        return [] if depth > 20 else [_plain(v, depth + 1) for v in value.array_value.values]
+    if kind in ("geo_point_value", "bytes_value"):
+        return str(getattr(value, kind))
+    return getattr(value, kind)
+
+
+def _document_event(data: object, what: str) -> Any:
+    from google.events.cloud.firestore import DocumentEventData
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    pb_class = DocumentEventData.pb()
+    if data is None:
+        raise _fail(f"{what}: no event data")
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) > MAX_DATA_BYTES:
+            raise _fail(f"{what}: event data is larger than {MAX_DATA_BYTES} bytes")
+        if not bytes(data).lstrip().startswith(b"{"):  # protobuf starts with a field tag
+            try:
+                return pb_class.FromString(bytes(data))
+            except (DecodeError, ValueError, RecursionError):
+                raise _fail(f"{what}: data is not a DocumentEventData protobuf") from None
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            raise _fail(f"{what}: data is not DocumentEventData JSON") from None
+    if not isinstance(data, Mapping):
+        raise _fail(f"{what}: expected DocumentEventData, got {type(data).__name__}")
+    try:
+        text = json.dumps(data)
+        if len(text) > MAX_DATA_BYTES:
+            raise _fail(f"{what}: event data is larger than {MAX_DATA_BYTES} bytes")
+        return json_format.Parse(text, pb_class(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise _fail(f"{what}: not a DocumentEventData: {exc}") from None
+
+
+# --- dispatch ------------------------------------------------------------------------
+
+PubSubDecoder = Callable[[PubSubMessage, Config], Fact]
+
+DECODERS: Mapping[str, PubSubDecoder] = {
+    names.TOPIC_CYCLE: decode_cycle,
+    names.TOPIC_TICK: decode_tick,
+    names.TOPIC_QUEUE: decode_queue,
+    names.TOPIC_BUDGET: decode_budget,
+    names.TOPIC_HEARTBEAT: decode_heartbeat,
+    names.TOPIC_CONTROL: decode_control,
+}
+
+
+def decode(source: str, event: Mapping[str, Any], config: Config) -> Fact:
+    """The fact carried by a CloudEvent (attributes + "data") from ``source``.
+
+    ``source`` is a topic suffix of names.EVENT_TOPICS or SOURCE_KILL_SWITCH.
+    """
+    if source == SOURCE_KILL_SWITCH:
+        return decode_kill_switch_written(event)
+    return DECODERS[source](unwrap_pubsub(event), config)

@@ -1,0 +1,33 @@
+"""functions/main.py defines exactly the deployed entry points, and builds nothing on import."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+from functions_framework import _function_registry
+
+from yoyo_control import bootstrap, names
+
+EVENT_ENTRIES = {*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN}
+
+
+def test_every_entry_point_exists_with_its_signature_type(app, monkeypatch):
+    monkeypatch.setattr(bootstrap, "_service", None)
+    for entry in sorted(EVENT_ENTRIES):
+        app(entry, "cloudevent")
+        assert _function_registry.REGISTRY_MAP[entry] == "cloudevent", entry
+    app(names.ENTRY_STATUS_PAGE, "http")
+    assert _function_registry.REGISTRY_MAP[names.ENTRY_STATUS_PAGE] == "http"
+    assert bootstrap._service is None  # loading the source built no adapter
+
+
+def test_main_defines_no_other_public_function(app):
+    app(names.ENTRY_STATUS_PAGE, "http")
+    main = sys.modules["main"]
+    public = {
+        name
+        for name, value in vars(main).items()
+        if inspect.isfunction(value) and value.__module__ == "main" and not name.startswith("_")
+    }
+    assert public == {*EVENT_ENTRIES, names.ENTRY_STATUS_PAGE}

@@ -1,0 +1,319 @@
+"""Property-based fuzzing of every entry point: no crash, the right ack/redeliver answer.
+
+Properties (the envelope and the payload are both fuzzed):
+1. Healthy store and Compute: every delivery answers 200; one that does not decode is in
+   the event log as ``rejected`` under its message id.
+2. A store that raises TemporaryError: a delivery that decodes answers 500 (redelivered),
+   one that does not answers 200 (a bad message never loops, even with the store down).
+3. A Compute that raises TemporaryError: a valid tick, and a valid cycle that must start a
+   VM, answer 500.
+The decoder is the oracle for "decodes"; the properties check the mapping and that
+nothing escapes as an unhandled exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from typing import Any
+
+import hypothesis
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from yoyo_control import messages, names
+from yoyo_control.errors import TemporaryError
+
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+FUZZ_FAULTS = settings(FUZZ, max_examples=20)
+SOURCES = [*names.ENTRY_POINTS]  # topic suffixes
+_ids = itertools.count(1)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+good_times = st.one_of(
+    st.just("2026-11-23T04:06:10Z"),
+    st.just("2026-11-23T04:06:10.123456789+00:00"),
+    st.floats(1.79e9, 1.7954e9),
+    st.integers(1_790_000_000, 1_795_400_000),
+)
+times = st.one_of(good_times, good_times, good_times, st.integers(0, 2**40), st.text(max_size=25))
+durations = st.one_of(
+    st.sampled_from(["30m", "1h30m", "90s", "600", "0", "-1m", "soon"]), st.floats(-10, 1e8)
+)
+
+
+def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly plausible values, sometimes anything at all."""
+    return st.one_of(valid, valid, valid, json_values)
+
+
+@st.composite
+def objects(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
+    """A JSON object with these keys: each mostly plausible, sometimes odd or missing."""
+    body: dict[str, Any] = {}
+    for key, valid in fields.items():
+        roll = draw(st.integers(0, 19))  # small draws (what Hypothesis tries first) are valid
+        if roll == 19:
+            continue
+        body[key] = draw(json_values) if roll == 18 else draw(valid)
+    if draw(st.integers(0, 9)) == 9:
+        body.update(draw(st.dictionaries(st.text(max_size=6), json_values, max_size=2)))
+    return body
+
+
+pool_names = st.sampled_from(["default", "default", "default", "nope"])
+incidents = objects(
+    {
+        "state": st.sampled_from(["open", "closed", "OPEN"]),
+        "observed_value": st.sampled_from(["212.000", "0", "nan", "1e400", 7]),
+        "policy_user_labels": objects({"yoyo_pool": pool_names}),
+        "metadata": objects({"user_labels": objects({"yoyo_pool": pool_names})}),
+        "incident_id": st.text(max_size=12),
+    }
+)
+COMMANDS = {
+    "kill": {"reason": st.text(max_size=20), "by": st.sampled_from(["alice", ""])},
+    "unkill": {"by": st.sampled_from(["alice", "bob"])},
+    "start": {"pool": pool_names, "for": durations, "by": st.just("alice")},
+    "stop": {"pool": pool_names, "reason": st.text(max_size=20)},
+    "extend": {"pool": pool_names, "for": durations},
+    "nuke": {"pool": pool_names},
+}
+BODIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "cycle": objects({"pool": pool_names, "window": durations}),
+    "tick": objects({}),
+    "queue": st.one_of(
+        objects({"pool": pool_names, "depth": st.integers(-5, 10**6)}),
+        objects({"version": st.just("1.2"), "incident": incidents}),
+    ),
+    "budget": objects(
+        {
+            "costAmount": st.floats(0, 1e6),
+            "budgetAmount": st.floats(0, 1e6),
+            "currencyCode": st.just("USD"),
+            "budgetDisplayName": st.text(max_size=10),
+            "alertThresholdExceeded": st.sampled_from([0.5, 1.0, 1.2]),
+            "forecastThresholdExceeded": st.sampled_from([0.9, 1.0]),
+            "costIntervalStart": times,
+        }
+    ),
+    "heartbeat": objects(
+        {
+            "pool": pool_names,
+            "instance": st.sampled_from(["yoyo-default-0", "yoyo-default-0", "vm-x"]),
+            "boot_id": st.sampled_from(["b-1", "b-2"]),
+            "sent_at": times,
+            "busy": st.booleans(),
+            "running": st.integers(-1, 5),
+            "waiting": st.integers(-1, 5),
+            "last_request_at": st.one_of(st.none(), times),
+        }
+    ),
+    "control": st.sampled_from(sorted(COMMANDS)).flatmap(
+        lambda c: objects({"command": st.just(c), **COMMANDS[c]})
+    ),
+}
+
+
+@st.composite
+def payloads(draw: st.DrawFn, source: str) -> bytes:
+    shape = draw(st.integers(0, 9))
+    if shape == 9:
+        return json.dumps(draw(json_values)).encode()
+    if shape == 8:
+        return draw(st.binary(max_size=64))
+    if shape == 7 and draw(st.booleans()):
+        return b'{"pad": "' + b"x" * (messages.MAX_DATA_BYTES + 1) + b'"}'
+    return json.dumps(draw(BODIES[source])).encode()
+
+
+@st.composite
+def deliveries(draw: st.DrawFn, sources: list[str] = SOURCES) -> tuple[str, dict[str, Any]]:
+    """(source, structured CloudEvent) with a fuzzed Pub/Sub envelope around a payload."""
+    source = draw(st.sampled_from(sources))
+    data = draw(payloads(source))
+    mid = f"fz-{next(_ids)}"
+    message: dict[str, Any] = {
+        "data": base64.b64encode(data).decode(),
+        "messageId": mid,
+        "publishTime": "2026-11-23T04:06:14.109Z",
+    }
+    if source == "budget" or draw(st.integers(0, 4)) == 4:
+        message["attributes"] = {
+            "budgetId": "de72f49d-779b-4945-a127-4d6ce8def0bb",
+            "billingAccountId": "01D4EE-079462-DFD6EC",
+            "schemaVersion": "1.0",
+        }
+    if draw(st.integers(0, 3)) == 3:  # a broken envelope
+        for key in draw(
+            st.sets(st.sampled_from(["data", "messageId", "publishTime", "attributes"]))
+        ):
+            if draw(st.booleans()):
+                message.pop(key, None)
+            else:
+                message[key] = draw(json_values)
+    envelope: Any = {"subscription": "projects/p/subscriptions/s", "message": message}
+    if draw(st.integers(0, 19)) == 19:
+        envelope = draw(json_values)
+    event = {
+        "specversion": "1.0",
+        "id": draw(st.one_of(st.just(mid), st.just(mid), st.text(min_size=1, max_size=12))),
+        "source": "//pubsub.googleapis.com/projects/my-project/topics/yoyo-fuzz",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "time": draw(st.one_of(st.just("2026-11-23T04:06:14.109Z"), st.text(max_size=5))),
+        "data": envelope,
+    }
+    return source, event
+
+
+def decodes(world, source: str, event: dict[str, Any]) -> bool:
+    try:
+        messages.decode(source, event, world.service.config)
+    except Exception:
+        return False
+    return True
+
+
+def post(call, source: str, event: dict[str, Any]) -> Any:
+    target = names.ENTRY_POINTS.get(source, names.ENTRY_KILL_SWITCH_WRITTEN)
+    return call(target, event)
+
+
+def logged_as_rejected(world, event: dict[str, Any], before: int) -> bool:
+    rejected = [e for e in world.store.events(limit=100_000) if e.kind == "rejected"]
+    mid = messages.event_message_id(event)
+    if mid:
+        return any(e.message_id == mid for e in rejected)
+    return len(rejected) > before
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@FUZZ
+@given(data=st.data())
+def test_every_delivery_is_acknowledged_and_bad_ones_are_rejected(world, call, source, data):
+    _, event = data.draw(deliveries([source]))
+    before = len([e for e in world.store.events(limit=100_000) if e.kind == "rejected"])
+    valid = decodes(world, source, event)
+    hypothesis.event(
+        f"{source}: {'valid' if valid else 'rejected'}"
+    )  # --hypothesis-show-statistics
+    response = post(call, source, event)
+    assert response.status_code == 200, response.data
+    if not valid:
+        assert logged_as_rejected(world, event, before)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@FUZZ_FAULTS
+@given(data=st.data())
+def test_a_failing_store_redelivers_valid_facts_only(world, call, source, data, monkeypatch):
+    _, event = data.draw(deliveries([source]))
+
+    def down(_fn):
+        raise TemporaryError("firestore: deadline exceeded")
+
+    valid = decodes(world, source, event)
+    with monkeypatch.context() as patch:
+        patch.setattr(world.store, "transact", down)
+        response = post(call, source, event)
+    assert response.status_code == (500 if valid else 200)
+
+
+@FUZZ_FAULTS
+@given(delivery=deliveries(["tick", "cycle"]))
+def test_a_failing_compute_redelivers_ticks_and_starts(world, call, delivery, monkeypatch):
+    source, event = delivery
+
+    def unavailable(*_args):
+        raise TemporaryError("compute: 503")
+
+    valid = decodes(world, source, event)
+    world.clock.advance(9 * 3600)  # every earlier lease has expired: a valid cycle must start
+    with monkeypatch.context() as patch:
+        for method in ("list_instances", "start", "stop", "get"):
+            patch.setattr(world.compute, method, unavailable)
+        response = post(call, source, event)
+    assert response.status_code == (500 if valid else 200)
+
+
+KILL_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-source": "//firestore.googleapis.com/projects/my-project/databases/(default)",
+    "ce-type": "google.cloud.firestore.document.v1.written",
+    "ce-subject": "documents/yoyo_control/kill_switch",
+    "ce-time": "2026-11-23T04:06:14.109Z",
+}
+firestore_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "booleanValue": json_values,
+        "stringValue": json_values,
+        "timestampValue": maybe(times),
+        "doubleValue": json_values,
+        "nullValue": json_values,
+    },
+)
+kill_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "value": maybe(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(
+                        [
+                            "projects/p/databases/(default)/documents/yoyo_control/kill_switch",
+                            "projects/p/databases/(default)/documents/other/doc",
+                        ]
+                    )
+                },
+                optional={
+                    "fields": maybe(
+                        st.dictionaries(
+                            st.sampled_from(["engaged", "reason", "by", "at", "x"]),
+                            firestore_values,
+                        )
+                    )
+                },
+            )
+        ),
+        "oldValue": json_values,
+        "updateMask": json_values,
+    },
+)
+
+
+@FUZZ
+@given(
+    body=st.one_of(
+        st.binary(max_size=128),
+        kill_documents.map(lambda d: json.dumps(d).encode()),
+    ),
+    content_type=st.sampled_from(["application/protobuf", "application/json"]),
+)
+def test_kill_switch_writes_never_loop(world, app, body, content_type):
+    event_id = f"fz-{next(_ids)}"
+    headers = {**KILL_HEADERS, "ce-id": event_id, "Content-Type": content_type}
+    client = app(names.ENTRY_KILL_SWITCH_WRITTEN)
+    response = client.post("/", data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    recorded = world.store.events(limit=100_000)
+    assert any(e.message_id == event_id and e.kind in ("fact", "rejected") for e in recorded)
