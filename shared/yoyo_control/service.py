@@ -182,12 +182,16 @@ class Service:
 
         def new_kill(current: KillSwitch, now: float) -> KillSwitch | None:
             nonlocal note
+            operator = isinstance(fact, (KillRequested, UnkillRequested))
+            if operator and current.at is not None and fact.at < current.at:
+                note = "stale command ignored: the switch changed after it was published"
+                return None
             if isinstance(fact, KillRequested):
                 note = "kill switch engaged"
-                return KillSwitch(True, fact.reason, fact.by, now)
+                return KillSwitch(True, fact.reason, fact.by, fact.at)
             if isinstance(fact, UnkillRequested):
                 note = "kill switch lifted"
-                return KillSwitch(False, f"lifted by {fact.by}", fact.by, now)
+                return KillSwitch(False, f"lifted by {fact.by}", fact.by, fact.at)
             if isinstance(fact, BudgetNotified):
                 if not is_ours(fact, self.budget_rules):
                     note = f"budget {fact.budget_id!r} is not configured: ignored"

@@ -15,7 +15,6 @@ from yoyo_control import names
 CONTROL = names.ENTRY_POINTS[names.TOPIC_CONTROL]
 
 
-@pytest.mark.xfail(strict=True, reason="service applies kill/unkill in delivery order")
 def test_an_older_unkill_delivered_late_does_not_lift_a_newer_kill(world, call, envelope):
     kill = envelope(
         {"command": "kill", "reason": "incident"},

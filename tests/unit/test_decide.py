@@ -393,3 +393,20 @@ def test_every_running_status_is_stopped_without_a_lease(status: str) -> None:
         instances={"vm-0": Instance("vm-0", observed=status, observed_at=T0, running_since=T0)}
     )
     assert kinds(decide(s, OFF, POLICY, T0 + 1)) == [("stop", "vm-0")]
+
+
+def test_rule6_an_explicit_extension_counts_as_activity() -> None:
+    s = state(lease=lease(expires=T0 + 5000), instances={"vm-0": running("vm-0")})
+    extended = replace(s, lease=replace(s.lease, active_at=T0 + 900))
+    assert Rule.IDLE in rules(decide(s, OFF, POLICY, T0 + 1000))
+    assert Rule.IDLE not in rules(decide(extended, OFF, POLICY, T0 + 1000))
+
+
+def test_a_reordered_older_queue_observation_is_ignored() -> None:
+    from yoyo_control.domain.facts import QueueDepthObserved
+
+    closed = QueueDepthObserved("c", T0 + 100, "p", 0, "monitoring")
+    stale_open = QueueDepthObserved("o", T0 + 50, "p", 212, "monitoring")
+    s, _ = apply_fact(state(), closed, POLICY, T0 + 101)
+    s, _ = apply_fact(s, stale_open, POLICY, T0 + 102)
+    assert s.demand.depth == 0 and s.demand.observed_at == T0 + 100

@@ -205,3 +205,13 @@ def test_tick_observes_a_preemption_and_restarts_after_backoff(world) -> None:
     clock.advance(61)
     service.handle(Tick("t2", clock.now()))
     assert compute.status["vm-0"] == "RUNNING" and len(compute.acted("start")) == 2
+
+
+def test_an_unkill_published_before_the_kill_but_delivered_after_is_ignored(world) -> None:
+    service, store, _compute, clock = world
+    published_unkill = clock.now()
+    clock.advance(5)
+    service.handle(KillRequested("k", clock.now(), "maintenance", "ops"))
+    handled = service.handle(UnkillRequested("u", published_unkill, "ops"))
+    assert "stale command ignored" in handled.note
+    assert store.get_kill().engaged

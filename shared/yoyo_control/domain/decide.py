@@ -164,6 +164,7 @@ class _Draft:
                 f"lease epoch {epoch} granted to {wanted[0].holder}: " + ", ".join(reasons),
             )
         else:
+            self.lease = replace(self.lease, active_at=self.now)
             self._extend_to(until, ", ".join(reasons))
 
     def _extend_to(self, until: float, why: str, quiet: bool = False) -> None:
@@ -199,7 +200,7 @@ class _Draft:
         assert lease is not None
         if self._demand_active() or self._busy_heartbeats():
             return 0.0
-        marks = [lease.granted_at]
+        marks = [lease.granted_at, lease.active_at or lease.granted_at]
         marks += [i.running_since for i in self.instances.values() if i.running_since]
         for hb in self.state.heartbeats.values():
             marks += [t for t in (hb.last_busy_at, hb.last_request_at) if t is not None]

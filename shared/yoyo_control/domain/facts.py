@@ -145,7 +145,10 @@ def apply_fact(
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
         return replace(state, requests=(*state.requests, request)), ()
     if isinstance(fact, QueueDepthObserved):
-        demand = Demand(depth=max(0, fact.depth), source=fact.source, updated_at=now)
+        known = state.demand.observed_at
+        if known is not None and fact.at < known:
+            return state, ()  # reordered delivery: a newer observation already landed
+        demand = Demand(max(0, fact.depth), fact.source, updated_at=now, observed_at=fact.at)
         return replace(state, demand=demand), ()
     if isinstance(fact, HeartbeatReceived):
         beats = dict(state.heartbeats)
@@ -180,7 +183,8 @@ def _extend(
     expires = min(max(lease.expires_at, now + fact.duration_s), lease.max_until)
     reasons = (*lease.reasons, f"extended by {fact.by}")[-8:]
     change = Change(Rule.OPERATOR, f"lease extended by {fact.by} to {expires:.0f}")
-    return replace(state, lease=replace(lease, expires_at=expires, reasons=reasons)), (change,)
+    extended = replace(lease, expires_at=expires, reasons=reasons, active_at=now)
+    return replace(state, lease=extended), (change,)
 
 
 def _observe(

@@ -99,6 +99,7 @@ class Lease:
     granted_at: float
     expires_at: float
     max_until: float
+    active_at: float | None = None  # last explicit request or extension (counts as activity)
 
     def valid(self, now: float) -> bool:
         return now < min(self.expires_at, self.max_until)
@@ -163,7 +164,8 @@ class Instance:
 class Demand:
     depth: int = 0
     source: str = ""
-    updated_at: float | None = None
+    updated_at: float | None = None  # when we learnt it
+    observed_at: float | None = None  # when it was true (publish time): older news is ignored
 
 
 @dataclass(frozen=True)
