@@ -8,8 +8,6 @@ older than the switch's last change, keeping the publish time on the switch).
 
 from __future__ import annotations
 
-import pytest
-
 from yoyo_control import names
 
 CONTROL = names.ENTRY_POINTS[names.TOPIC_CONTROL]
