@@ -410,3 +410,10 @@ def test_a_reordered_older_queue_observation_is_ignored() -> None:
     s, _ = apply_fact(state(), closed, POLICY, T0 + 101)
     s, _ = apply_fact(s, stale_open, POLICY, T0 + 102)
     assert s.demand.depth == 0 and s.demand.observed_at == T0 + 100
+
+
+def test_rule4_standing_queue_demand_extends_in_coarse_steps_not_every_decision() -> None:
+    s = state(lease=lease(expires=T0 + 1800), demand=Demand(12, "producer", T0 + 10))
+    assert decide(s, OFF, POLICY, T0 + 20).state.lease.expires_at == T0 + 1800  # no write
+    later = decide(s, OFF, POLICY, T0 + 901)  # half a lease gained: one extension
+    assert later.state.lease.expires_at == T0 + 901 + POLICY.lease_s

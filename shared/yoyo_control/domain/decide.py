@@ -129,12 +129,16 @@ class _Draft:
             self.note(Rule.NO_LEASE, f"lease epoch {self.lease.epoch} expired")
             self.lease = None
         wanted = [r for r in self.requests if r.until > now]
-        if self._demand_active():
-            depth = self.state.demand.depth
-            wanted.append(LeaseRequest("queue", f"queue depth {depth}", now + policy.lease_s))
         self.requests = ()
+        queued = f"queue depth {self.state.demand.depth}"
+        if self._demand_active() and self.lease is None:
+            wanted.append(LeaseRequest("queue", queued, now + policy.lease_s))
         if wanted:
             self._grant_or_extend(wanted)
+        # Standing activity (queued work, busy VMs) extends in coarse steps: one write per
+        # half lease, not one per event.
+        if self.lease is not None and self._demand_active():
+            self._extend_to(now + policy.lease_s, queued, quiet=True)
         if self.lease is not None and self._busy_heartbeats():
             self._extend_to(now + policy.lease_s, "busy heartbeat", quiet=True)
         if self.lease is not None and self._idle_for() >= policy.idle_timeout_s:
@@ -172,7 +176,7 @@ class _Draft:
         assert lease is not None
         target = min(until, lease.max_until)
         if quiet and target - lease.expires_at < self.policy.lease_s / 2:
-            return  # busy heartbeats extend in coarse steps: one write, not one per beat
+            return
         if target > lease.expires_at:
             reasons = tuple(dict.fromkeys((*lease.reasons, why)))[-8:]
             self.lease = replace(lease, expires_at=target, reasons=reasons)
