@@ -3,7 +3,8 @@
 Invariants: every ``transact`` runs in ``BEGIN IMMEDIATE`` (one writer at a time across
 threads and processes), so transactions are serialisable; a busy database is retried
 for ``busy_timeout_s`` then reported as TemporaryError; documents are the same dicts
-the Firestore adapter stores (domain/codec.py).
+the Firestore adapter stores (domain/codec.py); ``events()`` orders by (``at``,
+insertion order), like the Firestore adapter's (``at``, commit time, position).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, pool TEXT NOT NULL, message_id TEXT NOT NULL, reason TEXT NOT NULL,
     data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_pool ON events (pool, seq);
+CREATE INDEX IF NOT EXISTS events_at ON events (at, seq);
+CREATE INDEX IF NOT EXISTS events_pool_at ON events (pool, at, seq);
 """
 
 
@@ -180,7 +183,7 @@ class SqliteStore:
         if since is not None:
             sql += " AND at > ?"
             args.append(since)
-        sql += " ORDER BY seq DESC LIMIT ?"
+        sql += " ORDER BY at DESC, seq DESC LIMIT ?"  # by time; insertion order breaks ties
         args.append(limit)
         rows = self._conn().execute(sql, args).fetchall()
         return [
