@@ -29,3 +29,51 @@ resource "google_firestore_field" "event_ttl" {
 
   depends_on = [google_firestore_database.this]
 }
+
+# events() reads the newest events first, of every pool or of one: Firestore needs a
+# composite index for each ordering (the emulator does not, production does).
+resource "google_firestore_index" "events_by_time" {
+  project    = var.project_id
+  database   = var.firestore_database
+  collection = local.collection_events
+
+  fields {
+    field_path = "at"
+    order      = "DESCENDING"
+  }
+  fields {
+    field_path = "committed_at"
+    order      = "DESCENDING"
+  }
+  fields {
+    field_path = "n"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_firestore_database.this]
+}
+
+resource "google_firestore_index" "events_by_pool_and_time" {
+  project    = var.project_id
+  database   = var.firestore_database
+  collection = local.collection_events
+
+  fields {
+    field_path = "pool"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "at"
+    order      = "DESCENDING"
+  }
+  fields {
+    field_path = "committed_at"
+    order      = "DESCENDING"
+  }
+  fields {
+    field_path = "n"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_firestore_database.this]
+}

@@ -35,7 +35,7 @@ from .domain.facts import (
     kind_of,
 )
 from .domain.heartbeats import matters, merge
-from .domain.model import Action, ActionKind, KillSwitch, PoolState
+from .domain.model import Action, ActionKind, Heartbeat, KillSwitch
 from .domain.outcomes import Outcome, record_outcome
 from .errors import InvalidMessage, PermanentError, TemporaryError
 from .ports import Clock, Compute, Event, Store, Transaction
@@ -118,7 +118,8 @@ class Service:
                         fact.message_id if fact else "",
                     )
                 )
-            if decision.state != loaded:
+            # Heartbeats live in their own documents: they alone never rewrite the pool.
+            if replace(decision.state, heartbeats=loaded.heartbeats) != loaded:
                 tx.save_pool(decision.state)
             for event in events:
                 tx.append(event)
@@ -154,6 +155,11 @@ class Service:
         hb = replace(fact.heartbeat, received_at=self.clock.now())
         previous = self.store.put_heartbeat(fact.pool, hb)
         stored = merge(previous, hb)
+        if stored is None and previous is not None and _same_report(previous, hb):
+            # A redelivery: the beat was stored but its reconcile may have failed. The
+            # reconcile is idempotent on the fact id, so run it again.
+            decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=previous))
+            return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
         if stored is None:
             return Handled(kind_of(fact), pools=(fact.pool,), note="stale heartbeat ignored")
         if not matters(previous, stored):
@@ -233,6 +239,7 @@ class Service:
 
     def execute(self, actions: Iterable[Action]) -> None:
         temporary: list[str] = []
+        started: set[str] = set()
         for action in actions:
             if action.kind == ActionKind.START:
                 kill = self.store.get_kill()
@@ -250,6 +257,13 @@ class Service:
                 self._outcome(action, kind, str(exc))
             else:
                 self._outcome(action, Outcome.DONE, "")
+                if action.kind == ActionKind.START:
+                    started.add(action.pool)
+        # A kill engaged between the re-read and the call saw no running VM to stop:
+        # look once more, now that the start is on record.
+        if started and self.store.get_kill().engaged:
+            for pool in sorted(started):
+                self.reconcile(pool)
         if temporary:
             raise TemporaryError("; ".join(temporary))
 
@@ -340,5 +354,5 @@ class Service:
         )
 
 
-def pool_summary(state: PoolState) -> dict[str, Any]:
-    return to_doc(state)  # type: ignore[no-any-return]
+def _same_report(stored: Heartbeat, new: Heartbeat) -> bool:
+    return stored.boot_id == new.boot_id and stored.sent_at == new.sent_at

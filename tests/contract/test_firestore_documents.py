@@ -159,8 +159,9 @@ def test_bootstrap_builds_a_working_store_for_the_emulator(firestore_factory) ->
 
 @pytest.mark.emulator
 def test_contention_that_does_not_clear_is_a_temporary_error(firestore_factory) -> None:
-    """Two store objects read the pool, then both commit; with no retries allowed the
-    loser's transaction fails with TemporaryError and writes nothing."""
+    """Two store objects read the pool, then both commit; with no retries allowed at
+    least one transaction fails with TemporaryError and writes nothing. (The emulator
+    locks pessimistically: sometimes both time out, so "exactly one wins" would flake.)"""
     stores = [firestore_factory(max_attempts=1, retry_deadline_s=0.0) for _ in range(2)]
     both_read = threading.Barrier(2, timeout=30)
     outcomes: list[str] = []
@@ -187,7 +188,8 @@ def test_contention_that_does_not_clear_is_a_temporary_error(firestore_factory) 
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert sorted(outcomes) == ["committed", "temporary"]
-    assert stores[0].get_pool("gpu").epoch == 1
-    assert len(stores[0].events()) == 1
-    assert sum(s.stats["temporary"] for s in stores) == 1
+    assert len(outcomes) == 2 and "temporary" in outcomes and "not run again" not in outcomes
+    committed = outcomes.count("committed")
+    assert stores[0].get_pool("gpu").epoch == committed  # the loser wrote nothing
+    assert len(stores[0].events()) == committed
+    assert sum(s.stats["temporary"] for s in stores) == 2 - committed

@@ -1,8 +1,8 @@
 """Service behaviours found while running the contract suite, on each real store.
 
-The two ``xfail(strict=True)`` tests pin down gaps in service.py (not in the stores):
-they fail today and will XPASS, failing the run, once service.py is fixed; then drop
-the marker. The fix for each is described in its reason.
+Each pins down a gap found in service.py (not in the stores) and since fixed: a
+heartbeat redelivered after its reconcile failed, and a kill engaged between the
+start's kill re-read and the start call.
 """
 
 from __future__ import annotations
@@ -52,13 +52,6 @@ def fact_ids(store: Any) -> set[str]:
     return {e.message_id for e in store.events(limit=1000) if e.kind == "fact"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service._heartbeat: put_heartbeat stored the beat, the reconcile then raised "
-    "TemporaryError; on redelivery merge() calls the same beat stale and it is acked "
-    "without a reconcile or a log entry. Fix: when the stored beat has the same boot_id "
-    "and sent_at (a redelivery), reconcile(pool, fact) anyway (idempotent on the fact id).",
-)
 def test_a_heartbeat_redelivered_after_a_failed_reconcile_is_recorded_and_reconciled(
     store,
 ) -> None:
@@ -75,14 +68,6 @@ def test_a_heartbeat_redelivered_after_a_failed_reconcile_is_recorded_and_reconc
     assert "hb-1" in fact_ids(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kill engaged between the start's kill re-read and the start call is "
-    "reconciled while the start is still in flight (observed TERMINATED, no stop "
-    "issued); the start then lands and nothing stops the VM until the next tick. Fix: "
-    "in Service.execute, after a START finishes, re-read the kill switch and reconcile "
-    "the pool if it is engaged.",
-)
 def test_a_kill_engaged_during_a_start_stops_the_vm_without_waiting_for_a_tick(
     store,
 ) -> None:
