@@ -43,6 +43,7 @@ from .domain.facts import (
     Tick,
     UnkillRequested,
 )
+from .domain.killswitch import kill_from_fields
 from .domain.model import Heartbeat, KillSwitch, PoolPolicy
 from .errors import ConfigError, InvalidMessage
 
@@ -475,43 +476,6 @@ def decode_kill_switch_written(event: Mapping[str, Any]) -> KillSwitchWritten:
         return KillSwitchWritten(message_id, at, KillSwitch())
     fields = {key: _plain(value) for key, value in document.fields.items()}
     return KillSwitchWritten(message_id, at, kill_from_fields(fields))
-
-
-_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "engaged"})
-_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "", "disengaged", "none", "null"})
-
-
-def kill_from_fields(fields: Mapping[str, Any]) -> KillSwitch:
-    """The switch as the store reads a hand-written document (adapters/firestore_store.py's
-    ``kill_from_doc``): a missing or null ``engaged`` is off, anything that is not clearly
-    "no" is ON (the kill switch wins); a console write is never refused."""
-    raw = fields.get("engaged")
-    if raw is None:
-        engaged = False
-    elif isinstance(raw, bool):
-        engaged = raw
-    elif isinstance(raw, (int, float)):
-        engaged = raw != 0
-    elif isinstance(raw, str):
-        word = raw.strip().lower()
-        engaged = word in _TRUE_WORDS or word not in _FALSE_WORDS
-    else:
-        engaged = True
-    when = fields.get("at")
-    try:
-        at = None if when is None else parse_time(when, "at")
-    except InvalidMessage:
-        at = None
-    return KillSwitch(
-        engaged=engaged,
-        reason=_plain_text(fields.get("reason"), 500),
-        by=_plain_text(fields.get("by"), 100),
-        at=at,
-    )
-
-
-def _plain_text(value: object, limit: int) -> str:
-    return "" if value is None else (value if isinstance(value, str) else str(value))[:limit]
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

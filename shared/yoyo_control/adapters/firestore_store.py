@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import random
 import re
 import threading
@@ -60,6 +59,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from .. import names
 from ..domain.codec import from_doc, to_doc
 from ..domain.heartbeats import merge
+from ..domain.killswitch import kill_from_fields
 from ..domain.model import Heartbeat, KillSwitch, PoolState
 from ..errors import TemporaryError
 from ..ports import Event
@@ -78,7 +78,6 @@ _TRANSIENT = (
 _COMMIT_EXHAUSTED = "Failed to commit transaction"  # the client's ValueError after max_attempts
 _MAX_ID_BYTES = 1500
 _RESERVED_ID = re.compile(r"^__.*__$")
-_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "", "disengaged", "none", "null"})
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -111,50 +110,8 @@ def pool_to_doc(state: PoolState) -> dict[str, Any]:
 
 
 def kill_from_doc(doc: Mapping[str, Any] | None) -> KillSwitch:
-    """The kill switch from a stored (or hand-written) document; see the module docstring."""
-    if not doc:
-        return KillSwitch()
-    return KillSwitch(
-        engaged=_engaged(doc.get("engaged")),
-        reason=_text(doc.get("reason")),
-        by=_text(doc.get("by")),
-        at=_seconds(doc.get("at")),
-    )
-
-
-def _engaged(raw: Any) -> bool:
-    if raw is None:
-        return False
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, (int, float)):
-        return raw != 0
-    if isinstance(raw, str):
-        word = raw.strip().lower()
-        return word not in _FALSE_WORDS  # "true", "yes", "on", "1"… and unknown text
-    return True  # a map, an array, a timestamp…: not a "no", so the switch wins
-
-
-def _text(raw: Any) -> str:
-    return "" if raw is None else raw if isinstance(raw, str) else str(raw)
-
-
-def _seconds(raw: Any) -> float | None:
-    if isinstance(raw, bool) or raw is None:
-        return None
-    if isinstance(raw, datetime):
-        return (raw if raw.tzinfo else raw.replace(tzinfo=UTC)).timestamp()
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-        return value if math.isfinite(value) else None
-    if isinstance(raw, str):
-        text = raw.strip()
-        with contextlib.suppress(ValueError):
-            value = float(text)
-            return value if math.isfinite(value) else None
-        with contextlib.suppress(ValueError):
-            return _seconds(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    return None
+    """The kill switch from a stored (or hand-written) document (domain/killswitch.py)."""
+    return kill_from_fields(doc)
 
 
 def _storable(value: Any, in_array: bool = False) -> bool:
