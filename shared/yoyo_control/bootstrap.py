@@ -23,8 +23,11 @@ def build_store(config: Config) -> Store:
     if config.backend == "gcp" or os.environ.get("FIRESTORE_EMULATOR_HOST"):
         from .adapters.firestore_store import FirestoreStore
 
-        return FirestoreStore(project=config.project, database=config.firestore_database,
-                              event_ttl_days=config.event_ttl_days)
+        return FirestoreStore(
+            project=config.project,
+            database=config.firestore_database,
+            event_ttl_days=config.event_ttl_days,
+        )
     from .adapters.sqlite_store import SqliteStore
 
     return SqliteStore(Path(config.local.state_dir) / "yoyo.sqlite3")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import names
+from .domain.keepalive import KINDS
 from .domain.model import PoolPolicy
 from .errors import ConfigError
 
@@ -175,6 +176,10 @@ def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy,
         elif key == "zone":
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where}.zone: expected a zone name")
+            kwargs[key] = value
+        elif key == "keepalive":
+            if value not in KINDS:
+                raise ConfigError(f"{where}.keepalive: {value!r} is not one of {list(KINDS)}")
             kwargs[key] = value
         elif key in ("daily_cap_usd", "monthly_cap_usd"):
             kwargs[key] = _optional_money(value, f"{where}.{key}")

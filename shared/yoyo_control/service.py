@@ -19,6 +19,7 @@ from typing import Any
 
 from . import logs
 from .config import Config
+from .domain import spend
 from .domain.budget import BudgetRules, is_ours, kill_reason
 from .domain.codec import to_doc
 from .domain.decide import Decision, decide
@@ -37,6 +38,7 @@ from .domain.facts import (
 from .domain.heartbeats import matters, merge
 from .domain.model import Action, ActionKind, Heartbeat, KillSwitch
 from .domain.outcomes import Outcome, record_outcome
+from .domain.spend import NO_SPEND, Spend
 from .errors import InvalidMessage, PermanentError, TemporaryError
 from .ports import Clock, Compute, Event, Store, Transaction
 
@@ -90,6 +92,7 @@ class Service:
     ) -> tuple[Decision, bool]:
         """One transaction: (record fact) → apply → decide → write; then execute."""
         policy = self.config.policy(pool)
+        others = self._others_spend(pool)
 
         def txn(tx: Transaction) -> tuple[Decision, bool]:
             now = self.clock.now()
@@ -106,7 +109,7 @@ class Service:
                 state, changes = apply_fact(state, item, policy, now)
                 if changes:
                     events.append(self._decision_event(pool, now, changes, (), state.epoch))
-            decision = decide(state, kill, policy, now)
+            decision = decide(state, kill, policy, now, others)
             if decision.changes or decision.actions:
                 events.append(
                     self._decision_event(
@@ -136,6 +139,20 @@ class Service:
             )
         self.execute(decision.actions)
         return decision, duplicate
+
+    def _others_spend(self, pool: str) -> Spend:
+        """The other pools' spend, for the caps across pools (config.caps).
+
+        Read outside the transaction (pools never contend); a stale read is bounded by
+        one tick of the other pools' price. Nothing is read when no overall cap is set.
+        """
+        caps = self.config.caps
+        if caps.daily_usd is None and caps.monthly_usd is None:
+            return NO_SPEND
+        pools = [(self.store.get_pool(p), pol) for p, pol in self.config.pools.items() if p != pool]
+        return spend.others(
+            pools, self.clock.now(), self.config.timezone, caps.daily_usd, caps.monthly_usd
+        )
 
     def reconcile_all(self) -> list[Action]:
         actions: list[Action] = []

@@ -30,6 +30,7 @@ POLICY = PoolPolicy(
     zone="z",
     instances=("vm-0", "vm-1"),
     hourly_price_usd=3.6,  # 0.001 per second
+    keepalive="fixed",
     idle_timeout_s=600,
     heartbeat_gap_s=180,
     boot_grace_s=300,
@@ -313,7 +314,7 @@ def test_rule6_a_busy_heartbeat_keeps_and_extends_the_lease() -> None:
         heartbeats={"vm-0": hb("vm-0", T0 + 1500, busy=True)},
     )
     d = decide(s, OFF, POLICY, T0 + 1510)
-    assert d.state.lease.expires_at == T0 + 1510 + POLICY.lease_s
+    assert d.state.lease.expires_at == T0 + 1510 + POLICY.lease_s + POLICY.idle_timeout_s
     assert d.actions == ()
 
 
@@ -417,3 +418,11 @@ def test_rule4_standing_queue_demand_extends_in_coarse_steps_not_every_decision(
     assert decide(s, OFF, POLICY, T0 + 20).state.lease.expires_at == T0 + 1800  # no write
     later = decide(s, OFF, POLICY, T0 + 901)  # half a lease gained: one extension
     assert later.state.lease.expires_at == T0 + 901 + POLICY.lease_s
+
+
+def test_rule6_adaptive_keepalive_uses_the_configured_timeout_until_it_has_seen_a_gap() -> None:
+    from yoyo_control.domain.decide import idle_timeout
+
+    for configured in (4.0, 600.0):
+        policy = replace(POLICY, keepalive="adaptive", idle_timeout_s=configured)
+        assert idle_timeout(policy, state()) == configured

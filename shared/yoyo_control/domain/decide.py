@@ -2,8 +2,9 @@
 
 Invariants:
 - Pure: the same (state, kill, policy, now) always gives the same Decision.
-- The kill switch (rule 1) and the spend cap (rule 2) are checked before anything can
-  grant a lease, and while either holds no START action is emitted.
+- The kill switch (rule 1) and the spend caps (rule 2: the pool's own, and the caps
+  across pools given as ``spend``) are checked before anything can grant a lease, and
+  while either holds no START action is emitted.
 - An instance is desired RUNNING only under a valid lease; every action carries
   ``request_id = uuid5(pool, instance, epoch, action)``; the epoch grows on every grant
   and on every decision that issues new actions. An action still in flight is not
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from . import keepalive
 from .ledger import accrue, cap_reached
 from .model import (
     RUNNING_STATUSES,
@@ -35,6 +37,7 @@ from .model import (
     PoolState,
     Rule,
 )
+from .spend import NO_SPEND, Spend, overall_cap_reached
 
 REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
 
@@ -49,12 +52,35 @@ def request_id(pool: str, instance: str, epoch: int, kind: ActionKind) -> str:
     return str(uuid.uuid5(REQUEST_NAMESPACE, f"{pool}/{instance}/{epoch}/{kind.value}"))
 
 
-def decide(state: PoolState, kill: KillSwitch, policy: PoolPolicy, now: float) -> Decision:
+def idle_timeout(policy: PoolPolicy, state: PoolState) -> float:
+    """The keep-alive rule 6 uses now (domain/keepalive.py)."""
+    if policy.keepalive == "fixed":
+        return policy.idle_timeout_s
+    spec = keepalive.KeepAlive(
+        kind=policy.keepalive,
+        idle_timeout_s=max(policy.keepalive_max_s, policy.idle_timeout_s),
+        boot_s=policy.boot_s,
+        wait_weight=policy.wait_weight,
+        reference_s=policy.idle_timeout_s,
+        # A configured timeout below the adaptive floor is a deliberate choice: honour it.
+        min_s=min(keepalive.KeepAlive.min_s, policy.idle_timeout_s),
+    )
+    return keepalive.idle_timeout(spec, policy.hourly_price_usd, state.idle_gaps)
+
+
+def decide(
+    state: PoolState,
+    kill: KillSwitch,
+    policy: PoolPolicy,
+    now: float,
+    spend: Spend = NO_SPEND,
+) -> Decision:
     draft = _Draft.of(state, policy, now)
     ledger = accrue(
         state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
     )
     paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd)
+    paused = paused or overall_cap_reached(ledger, spend)
     if kill.engaged:
         draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")
     elif paused:
@@ -90,6 +116,7 @@ class _Draft:
     lease: Lease | None
     requests: tuple[LeaseRequest, ...]
     instances: dict[str, Instance]
+    timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -99,7 +126,8 @@ class _Draft:
         instances = dict(state.instances)
         for name in policy.instances:
             instances.setdefault(name, Instance(name=name))
-        return cls(state, policy, now, state.epoch, state.lease, state.requests, instances)
+        timeout = idle_timeout(policy, state)
+        return cls(state, policy, now, state.epoch, state.lease, state.requests, instances, timeout)
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
         self.changes.append(Change(rule, reason, instance))
@@ -140,9 +168,11 @@ class _Draft:
         if self.lease is not None and self._demand_active():
             self._extend_to(now + policy.lease_s, queued, quiet=True)
         if self.lease is not None and self._busy_heartbeats():
-            self._extend_to(now + policy.lease_s, "busy heartbeat", quiet=True)
-        if self.lease is not None and self._idle_for() >= policy.idle_timeout_s:
-            self.note(Rule.IDLE, f"idle for {self._idle_for():.0f}s: lease released")
+            # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
+            self._extend_to(now + policy.lease_s + self.timeout, "busy heartbeat", quiet=True)
+        if self.lease is not None and self._idle_for() >= self.timeout:
+            why = f"keep-alive {self.timeout:.0f}s, {policy.keepalive}"
+            self.note(Rule.IDLE, f"idle for {self._idle_for():.0f}s ({why}): lease released")
             self.lease = None
 
     def _grant_or_extend(self, wanted: list[LeaseRequest]) -> None:
@@ -187,7 +217,7 @@ class _Draft:
         if demand.updated_at is None or demand.depth < max(1, policy.queue_threshold):
             return False
         # A demand nobody refreshes or clears stops counting after a lease's length.
-        return self.now - demand.updated_at < max(policy.lease_s, policy.idle_timeout_s)
+        return self.now - demand.updated_at < max(policy.lease_s, self.timeout)
 
     def _fresh(self, hb: Heartbeat) -> bool:
         return self.now - hb.received_at <= self.policy.heartbeat_gap_s

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from .heartbeats import is_busy
+from .keepalive import record_gap
 from .ledger import accrue
 from .model import (
     MISSING,
@@ -143,7 +145,10 @@ def apply_fact(
     """Fold a pool fact into the state. Global facts leave the pool state unchanged."""
     if isinstance(fact, RunRequested):
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
-        return replace(state, requests=(*state.requests, request)), ()
+        state = replace(state, requests=(*state.requests, request))
+        if fact.holder == "wake":
+            state = activity_resumed(state, fact.at)
+        return state, ()
     if isinstance(fact, QueueDepthObserved):
         known = state.demand.observed_at
         if known is not None and fact.at < known:
@@ -153,7 +158,7 @@ def apply_fact(
     if isinstance(fact, HeartbeatReceived):
         beats = dict(state.heartbeats)
         beats[fact.heartbeat.instance] = fact.heartbeat
-        return replace(state, heartbeats=beats), ()
+        return track_activity(replace(state, heartbeats=beats), fact.heartbeat), ()
     if isinstance(fact, StopRequested):
         if state.lease is None and not state.requests:
             return state, (Change(Rule.OPERATOR, f"stop by {fact.by}: no lease to release"),)
@@ -172,6 +177,27 @@ def apply_fact(
         )
         return _observe(replace(state, ledger=ledger), fact, policy)
     return state, ()
+
+
+def activity_resumed(state: PoolState, at: float) -> PoolState:
+    """Work arrived at an idle pool: the idle gap that ends here joins the history."""
+    if state.idle_since is None:
+        return state
+    gaps = record_gap(state.idle_gaps, max(0.0, at - state.idle_since))
+    return replace(state, idle_gaps=gaps, idle_since=None)
+
+
+def track_activity(state: PoolState, hb: Heartbeat) -> PoolState:
+    """A busy heartbeat ends an idle gap; the pool turns idle when an instance that has
+    served something reports idle and none is busy (a fresh boot's first report, with no
+    request yet, starts no gap: that time was the cold start)."""
+    if is_busy(hb):
+        return activity_resumed(state, hb.last_request_at or hb.received_at)
+    if state.idle_since is not None or hb.last_request_at is None:
+        return state
+    if any(is_busy(other) for other in state.heartbeats.values()):
+        return state
+    return replace(state, idle_since=hb.last_request_at)
 
 
 def _extend(
@@ -218,7 +244,13 @@ def _observe(
 
 
 def observed(instance: Instance, status: str, at: float) -> Instance:
-    """The instance after observing ``status`` at ``at`` (tracks when it began running)."""
+    """The instance after observing ``status`` at ``at`` (tracks when it began running).
+
+    ``observed_at`` is when the status was last seen to change: an unchanged status does
+    not touch the pool document, so an idle pool's tick writes nothing.
+    """
+    if status == instance.observed and instance.observed_at is not None:
+        return instance
     running_since = instance.running_since
     if status in _RUNNING:
         if running_since is None:

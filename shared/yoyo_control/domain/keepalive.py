@@ -156,11 +156,14 @@ def histogram_timeout(
     reference keeps warm is kept warm with room to spare (``margin`` >= 1).
     Ties go to the shorter timeout (a history of short gaps says nothing about the idle
     tail after the last one, so it is not paid for). Fewer than ``min_samples`` gaps:
-    the break-even timeout (bounded by ``reference_s`` from below when given).
+    ``reference_s`` when given (so a pool without history behaves exactly like the fixed
+    reference), else the break-even timeout; with ``min_samples=0`` an empty history
+    gives ``min_s`` (optimistic: nothing seen, nothing to keep warm).
     """
-    if hist.seen < min_samples or hist.total() <= 0:
-        fallback = break_even(hourly_price, cold_cost, min_s, max_s)
-        return fallback if reference_s is None else _clamp(max(fallback, reference_s), min_s, max_s)
+    if hist.seen < min_samples:
+        if reference_s is not None:
+            return _clamp(reference_s, min_s, max_s)
+        return break_even(hourly_price, cold_cost, min_s, max_s)
     candidates = sorted({min_s, max_s, *(e for e in EDGES if min_s < e < max_s)})
     budget = cold_starts(hist, reference_s) if reference_s is not None else math.inf
     best, best_cost = max_s, math.inf
@@ -208,10 +211,10 @@ class KeepAlive:
     idle_timeout_s: float = 600.0  # fixed: the timeout; others: the upper bound
     boot_s: float = 150.0  # expected wake → ready time, for the cold-start cost
     wait_weight: float = 5.0  # a user-second waiting is worth this many VM-seconds
-    min_s: float = 60.0
-    min_samples: int = 3
+    min_s: float = 30.0
+    min_samples: int = 1
     reference_s: float | None = None  # adaptive: no more cold starts than this timeout
-    margin: float = 1.0  # adaptive with reference: head-room over the longest warm gap
+    margin: float = 2.0  # adaptive with reference: head-room over the longest warm gap
 
     def cold_cost(self, hourly_price: float) -> float:
         return cold_start_cost(self.boot_s, hourly_price, self.wait_weight)

@@ -3,7 +3,9 @@
 Invariants: pure; periods (day, month) are calendar periods in the pool's time zone;
 an interval that crosses a period boundary is split so that each period is charged
 only for its own part; a ledger with nothing running is returned unchanged except for
-a period roll-over, so an idle pool causes no store writes.
+a period roll-over, so an idle pool causes no store writes; time never runs backwards
+for a ledger (a ``now`` older than ``accrued_until`` — a transaction that read its clock
+before another committed — charges nothing, and periods only roll forward).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def accrue(
     now: float,
     timezone: str,
 ) -> Ledger:
+    if ledger.accrued_until is not None and now < ledger.accrued_until:
+        now = ledger.accrued_until  # an older clock: nothing to charge, nothing to reset
     day, month = period_keys(now, timezone)
-    if ledger.day != day:
+    if day > ledger.day:  # ISO keys sort as dates: a period only ever rolls forward
         ledger = replace(ledger, day=day, day_usd=0.0)
-    if ledger.month != month:
+    if month > ledger.month:
         ledger = replace(ledger, month=month, month_usd=0.0)
     running = [i for i in instances if i.observed in BILLED_STATUSES and i.running_since]
     if not running:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from .keepalive import GapHistogram
+
 
 class Desired(StrEnum):
     RUNNING = "RUNNING"
@@ -61,7 +63,16 @@ class PoolPolicy:
     zone: str = "local"
     instances: tuple[str, ...] = ()
     hourly_price_usd: float = 0.0
-    idle_timeout_s: float = 600.0
+    # Keep-alive (domain/keepalive.py). "fixed": release the lease after idle_timeout_s.
+    # "adaptive" (the default, chosen by bench/keepalive.py): the cheapest timeout on the
+    # pool's recent idle gaps, in [30 s, keepalive_max_s], never turning a gap that
+    # idle_timeout_s would have kept warm into a cold start (2× margin); idle_timeout_s
+    # until the pool has seen a gap.
+    keepalive: str = "adaptive"
+    idle_timeout_s: float = 900.0
+    keepalive_max_s: float = 1800.0
+    boot_s: float = 150.0  # expected wake → ready: what a cold start makes its user wait
+    wait_weight: float = 5.0  # a user-second of waiting is worth this many VM-seconds
     heartbeat_gap_s: float = 180.0
     boot_grace_s: float = 300.0
     max_session_s: float = 4 * 3600.0
@@ -200,6 +211,8 @@ class PoolState:
     demand: Demand = Demand()
     ledger: Ledger = Ledger()
     paused: str | None = None  # why no lease may be granted (spend cap)
+    idle_gaps: GapHistogram = field(default_factory=GapHistogram)  # recent gaps (bounded)
+    idle_since: float | None = None  # when the pool's last activity ended, while idle
     last_decision: str = ""
     updated_at: float | None = None
 

@@ -4,7 +4,9 @@ Invariants: an outcome applies only to the action that is still the instance's
 ``last_action`` (same request id), so a late or stale outcome never overwrites a newer
 decision; a temporary failure counts an attempt and becomes permanent after
 ``max_action_attempts``; a permanent failure of a start parks the instance until the
-next lease.
+next lease; an outcome that changes an instance's status first charges the ledger up to
+``now`` at the statuses known before it (a stop's outcome arrives when the operation
+finished: the instance ran until then).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import replace
 from enum import StrEnum
 
 from .facts import observed
+from .ledger import accrue
 from .model import MISSING, Action, ActionKind, PoolPolicy, PoolState
 
 
@@ -39,6 +42,11 @@ def record_outcome(
     la = inst.last_action
     if la.request_id != action.request_id:
         return state, False
+    if outcome in (Outcome.DONE, Outcome.NOT_FOUND):
+        ledger = accrue(
+            state.ledger, state.instances.values(), policy.hourly_price_usd, now, policy.timezone
+        )
+        state = replace(state, ledger=ledger)
     if outcome == Outcome.DONE:
         status = "RUNNING" if action.kind == ActionKind.START else "TERMINATED"
         inst = observed(inst, status, now)

@@ -1,0 +1,27 @@
+# Benchmarks: `make bench` regenerates every table of bench/RESULTS.md (the prose around
+# them is kept). Each part can be run alone; none runs in `make test`.
+#   bench-keepalive      simulator: keep-alive policies × derived workloads (~4 min, 2 jobs)
+#   bench-store-ops      store operations per day vs the Firestore free tier (~3 min)
+#   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (~1 min)
+#   bench-local          kill latency and idle detection on `yoyoctl local up` (~4 min)
+
+BENCH_SEEDS ?= 3
+BENCH_JOBS ?= 2
+BENCH_KILLS ?= 20
+BENCH_IDLES ?= 6
+
+.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local
+
+bench: bench-keepalive bench-store-ops bench-control-plane bench-local
+
+bench-keepalive: install
+	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
+
+bench-store-ops: install
+	$(PYTHON) bench/store_ops.py --write
+
+bench-control-plane: install
+	$(PYTHON) bench/control_plane.py --write
+
+bench-local: install
+	$(PYTHON) bench/local_stack.py --kills $(BENCH_KILLS) --idles $(BENCH_IDLES) --write

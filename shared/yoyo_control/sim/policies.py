@@ -1,0 +1,137 @@
+"""Keep-alive policies as the simulator runs them: an idle timeout now, and run windows.
+
+The simulator overrides the pool's ``idle_timeout_s`` before each event with the value
+``SimPolicy.timeout`` gives (the pure functions of domain/keepalive.py, fed with the idle
+gaps the pool has seen so far), and for windowed policies it publishes a ``cycle``
+RunRequested at every window start, as the Cloud Scheduler cycle job does.
+
+Names (``parse_policy``): ``fixed-5m``, ``fixed-15m``, ``always-on``, ``window``
+(09:00–19:00 local, fixed 5 min outside), ``break-even`` (ski rental on the cold-start
+cost), ``adaptive`` (the histogram's cheapest timeout, after 3 gaps), ``adaptive-neutral``
+(the same, but never a timeout that would have turned a gap the 15-minute reference
+kept warm into a cold start, with a 2× margin, from the first gap on),
+``pool`` (no override: the pool's own configured keep-alive, computed by decide()),
+or ``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
+``adaptive:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
+
+Invariants: a policy is an immutable value; ``timeout`` is pure given its arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..domain import keepalive
+from ..domain.keepalive import GapHistogram
+
+DAY = 86400.0
+FOREVER = 366 * DAY  # the configuration's largest duration
+
+
+@dataclass(frozen=True)
+class SimPolicy:
+    name: str
+    kind: str  # fixed | always | window | break-even | adaptive | pool
+    timeout_s: float = 600.0  # fixed: the timeout; window: outside it; adaptive: the maximum
+    window: tuple[float, float] | None = None  # local seconds of day [start, end)
+    reference_s: float | None = None
+    min_s: float = 60.0
+    min_samples: int = 3
+    margin: float = 1.0
+
+    def windows(self) -> tuple[float, float] | None:
+        if self.kind == "always":
+            return (0.0, DAY)
+        return self.window if self.kind == "window" else None
+
+    def max_keepalive_s(self) -> float:
+        """The longest idle time this policy keeps a VM (the agent's backstop sits above)."""
+        return FOREVER if self.kind in ("always", "window") else self.timeout_s
+
+    def timeout(
+        self,
+        now: float,
+        timezone: str,
+        hist: GapHistogram,
+        hourly_price: float,
+        cold_cost: float,
+    ) -> float:
+        if self.kind in ("fixed", "pool"):
+            return self.timeout_s
+        if self.kind == "always":
+            return FOREVER
+        if self.kind == "window":
+            assert self.window is not None
+            start, end = self.window
+            return keepalive.window_timeout(now, timezone, start, end, FOREVER, self.timeout_s)
+        low = min(self.min_s, self.timeout_s)
+        if self.kind == "break-even":
+            return keepalive.break_even(hourly_price, cold_cost, low, self.timeout_s)
+        return keepalive.histogram_timeout(
+            hist,
+            hourly_price,
+            cold_cost,
+            low,
+            self.timeout_s,
+            min_samples=self.min_samples,
+            reference_s=self.reference_s,
+            margin=self.margin,
+        )
+
+
+def _hhmm(text: str) -> float:
+    hour, minute = (int(x) for x in text.split(":"))
+    return hour * 3600.0 + minute * 60.0
+
+
+POLICIES: dict[str, SimPolicy] = {
+    "fixed-5m": SimPolicy("fixed-5m", "fixed", 300.0),
+    "fixed-15m": SimPolicy("fixed-15m", "fixed", 900.0),
+    "always-on": SimPolicy("always-on", "always"),
+    "window": SimPolicy("window", "window", 300.0, window=(_hhmm("09:00"), _hhmm("19:00"))),
+    "break-even": SimPolicy("break-even", "break-even", 1800.0),
+    "adaptive": SimPolicy("adaptive", "adaptive", 1800.0),
+    # No override: the pool's own configured keep-alive, as decide() computes it.
+    "pool": SimPolicy("pool", "pool", 1800.0),
+    "adaptive-neutral": SimPolicy(
+        "adaptive-neutral",
+        "adaptive",
+        1800.0,
+        reference_s=900.0,
+        min_s=30.0,
+        min_samples=1,
+        margin=2.0,
+    ),
+}
+# The default proposed for production, chosen by bench/keepalive.py (bench/RESULTS.md).
+DEFAULT_POLICY = "adaptive-neutral"
+
+
+def _adaptive(name: str, arg: str) -> SimPolicy:
+    """``adaptive:ref=900,margin=2,min_samples=2,max=1800,min=60``."""
+    policy = SimPolicy(name, "adaptive", 1800.0)
+    keys = {"ref": "reference_s", "margin": "margin", "min_samples": "min_samples"}
+    keys |= {"max": "timeout_s", "min": "min_s"}
+    values: dict[str, object] = {}
+    for part in filter(None, arg.split(",")):
+        key, _, value = part.partition("=")
+        if key not in keys:
+            raise ValueError(f"policy {name!r}: unknown option {key!r} ({sorted(keys)})")
+        values[keys[key]] = int(value) if key == "min_samples" else float(value)
+    return replace(policy, **values)  # type: ignore[arg-type]
+
+
+def parse_policy(text: str) -> SimPolicy:
+    if text in POLICIES:
+        return POLICIES[text]
+    kind, _, arg = text.partition(":")
+    if kind == "fixed" and arg:
+        return SimPolicy(text, "fixed", float(arg))
+    if kind == "adaptive":
+        return _adaptive(text, arg)
+    if kind == "window" and "-" in arg:
+        start, end = arg.split("-")
+        return SimPolicy(text, "window", 300.0, window=(_hhmm(start), _hhmm(end)))
+    raise ValueError(
+        f"unknown policy {text!r}: one of {sorted(POLICIES)}, fixed:<s>, window:HH:MM-HH:MM"
+    )
