@@ -599,6 +599,40 @@ def cmd_cycle(ctx: Ctx) -> int:
     return 0
 
 
+# --- money and the simulator ---------------------------------------------------------
+
+
+def cmd_cost(ctx: Ctx) -> int:
+    from .sim import cost_report
+
+    report = cost_report(ctx.store, ctx.config, time.time())
+    lines = []
+    for name, pool in report["pools"].items():
+        caps = f"caps day {_money(pool['daily_cap_usd'])} / month {_money(pool['monthly_cap_usd'])}"
+        paused = f"; PAUSED: {pool['paused']}" if pool["paused"] else ""
+        lines.append(
+            f"pool {name}: today ${pool['day_usd']:.2f}, month ${pool['month_usd']:.2f}, "
+            f"run rate ${pool['run_rate_usd_per_hour']:.2f}/h, projected month "
+            f"${pool['projected_month_usd']:.2f}; {caps}{paused}"
+        )
+    total = report["total"]
+    lines.append(
+        f"total: today ${total['day_usd']:.2f}, month ${total['month_usd']:.2f}, projected "
+        f"month ${total['projected_month_usd']:.2f}; caps day {_money(total['daily_cap_usd'])}"
+        f" / month {_money(total['monthly_cap_usd'])}"
+        + (f"; PAUSED: {total['paused']}" if total["paused"] else "")
+    )
+    kill = report["kill_switch"]
+    if kill["engaged"]:
+        lines.append(f"kill switch ENGAGED by {kill['by'] or '?'}: {kill['reason']}")
+    ctx.out(report, "\n".join(lines), "yoyoctl status")
+    return 0
+
+
+def _money(value: float | None) -> str:
+    return "none" if value is None else f"${value:.2f}"
+
+
 # --- local stack ---------------------------------------------------------------------
 
 
@@ -661,6 +695,9 @@ def _parser() -> argparse.ArgumentParser:
     add("schedule", cmd_schedule, "next cycle and tick times")
     p = add("cycle", cmd_cycle, "run a pool's cycle now", pool)
     p.add_argument("--now", action="store_true", required=True)
+    add("cost", cmd_cost, "spend today and this month, caps, projected month-end spend")
+    # `yoyoctl simulate ARGS` is handed to the simulator's own parser by main().
+    sub.add_parser("simulate", help="replay a derived trace on the real decide() (--help)")
     local = sub.add_parser("local", help="the local stack", parents=[common])
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     p = local_sub.add_parser("up", help="run everything on this machine", parents=[common])
@@ -674,6 +711,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["simulate"]:
+        from .sim import simulate_main
+
+        return simulate_main(words[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
