@@ -73,6 +73,7 @@ def build(config: AgentConfig) -> Agent:
         poweroff=functools.partial(run_command, config.poweroff_command),
         clock=SystemClock(),
         preempted=threading.Event(),
+        store_every_s=config.store_poll_s or config.heartbeat_interval_s,
     )
 
 

@@ -26,6 +26,9 @@ Optional (defaults in brackets):
   local stack) instead of Firestore.
 - ``boot_id`` [""]: this boot's id; "" reads /proc/sys/kernel/random/boot_id.
 - ``poll_s`` [1]: how often the agent looks at the world (≤ the heartbeat interval).
+- ``store_poll_s`` [0 = the heartbeat interval]: how often it re-reads the kill switch and
+  the lease (store reads cost money; the reconciler is the fast stop path, this is the
+  backstop).
 - ``poweroff_retry_s`` [30]: how long to wait before running the power-off command again
   when the VM is still up.
 
@@ -63,6 +66,7 @@ class AgentConfig:
     sqlite_path: str = ""
     boot_id: str = ""
     poll_s: float = 1.0
+    store_poll_s: float = 0.0
     poweroff_retry_s: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
 """The agent's thin I/O shell around policy.step: observe, decide, act, sleep.
 
 Invariants: every observation failure becomes "unknown" for the policy (never a crash);
+the store (kill switch, lease) is read at most once per ``store_every_s``, the last
+reading standing in between;
 a failed heartbeat publish is logged and retried at the next step; the power-off command
 runs only when the policy says so; ``step()`` does one round without sleeping, so tests
 drive it with a manual clock.
@@ -36,9 +38,21 @@ class Agent:
     clock: Clock
     preempted: threading.Event
     state: AgentState | None = None
+    store_every_s: float = 0.0
+    _store_read_at: float | None = None
+    _store_view: tuple[Kill | None, PoolView | None] = (None, None)
 
     def observe(self) -> Observation:
         now = self.clock.now()
+        fresh = self._store_read_at is not None and now - self._store_read_at < self.store_every_s
+        kill, pool = self._store_view if fresh else self._read_store(now)
+        try:
+            metrics = self.read_metrics()
+        except Exception:
+            metrics = None
+        return Observation(now, metrics, kill, pool, self.preempted.is_set())
+
+    def _read_store(self, now: float) -> tuple[Kill | None, PoolView | None]:
         kill: Kill | None = None
         pool: PoolView | None = None
         if self.store is not None:
@@ -51,11 +65,8 @@ class Agent:
             except Exception as exc:  # unknown, not fatal: the idle backstop still holds
                 logs.warning(f"agent: store not readable: {exc}", pool=self.settings.pool)
                 kill, pool = None, None
-        try:
-            metrics = self.read_metrics()
-        except Exception:
-            metrics = None
-        return Observation(now, metrics, kill, pool, self.preempted.is_set())
+        self._store_read_at, self._store_view = now, (kill, pool)
+        return kill, pool
 
     def step(self) -> Verdict:
         obs = self.observe()
