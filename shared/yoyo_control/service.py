@@ -13,7 +13,7 @@ Invariants (DESIGN.md §3):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -155,10 +155,21 @@ class Service:
         )
 
     def reconcile_all(self) -> list[Action]:
+        return self._each_pool(lambda pool: self.reconcile(pool)[0].actions)
+
+    def _each_pool(self, fn: Callable[[str], Iterable[Action]]) -> list[Action]:
+        """``fn`` for every pool, even when one fails: a pool whose Compute calls fail must
+        not starve the others (nor keep the kill switch from them); the failures raise
+        together at the end, so the event is redelivered."""
         actions: list[Action] = []
+        failures: list[str] = []
         for pool in self.config.pools:
-            decision, _ = self.reconcile(pool)
-            actions.extend(decision.actions)
+            try:
+                actions.extend(fn(pool))
+            except TemporaryError as exc:
+                failures.append(f"{pool}: {exc}")
+        if failures:
+            raise TemporaryError("; ".join(failures))
         return actions
 
     # --- fact kinds ------------------------------------------------------------------
@@ -186,18 +197,19 @@ class Service:
 
     def _tick(self, fact: Tick) -> Handled:
         duplicate = self._record_global(fact, None)
-        actions: list[Action] = []
-        for pool, policy in self.config.pools.items():
+
+        def observe_and_reconcile(pool: str) -> Iterable[Action]:
             observed_at = self.clock.now()
-            listed = self.compute.list_instances(pool, policy.zone)
+            listed = self.compute.list_instances(pool, self.config.pools[pool].zone)
             observation = StatusObserved(
                 message_id=fact.message_id,
                 at=observed_at,
                 pool=pool,
                 statuses={i.name: i.status for i in listed},
             )
-            decision, _ = self.reconcile(pool, observation=observation)
-            actions.extend(decision.actions)
+            return self.reconcile(pool, observation=observation)[0].actions
+
+        actions = self._each_pool(observe_and_reconcile)
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
 
     def _global(self, fact: Fact) -> Handled:
@@ -293,15 +305,17 @@ class Service:
             new, current = record_outcome(state, action, outcome, detail, policy, now)
             if current:
                 tx.save_pool(new)
+                record = new.instances[action.instance].last_action
+                said = record.outcome if record is not None and record.outcome else outcome
+            else:
+                said = f"{outcome.value}: {detail} (stale)" if detail else f"{outcome} (stale)"
             tx.append(
                 Event(
                     id=f"action:{action.request_id}:{uuid.uuid4().hex[:8]}",
                     kind="action",
                     at=now,
                     pool=action.pool,
-                    reason=f"{action.kind} {action.instance}: {outcome.value}"
-                    + (f": {detail}" if detail else "")
-                    + ("" if current else " (stale)"),
+                    reason=f"{action.kind} {action.instance}: {said}",
                     data={"action": to_doc(action), "outcome": outcome.value, "detail": detail},
                 )
             )

@@ -39,6 +39,7 @@ from .model import (
 )
 from .spend import NO_SPEND, Spend, overall_cap_reached
 
+_DONE = ("done", "done (observed)")  # an outcome recorded, or the effect observed
 REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
 
 
@@ -299,7 +300,7 @@ class _Draft:
             and inst.observed in STOPPED_STATUSES
             and la is not None
             and la.kind == ActionKind.START
-            and la.outcome == "done"
+            and la.outcome in _DONE
             and inst.observed_at is not None
             and inst.observed_at > la.issued_at
         )
@@ -309,7 +310,7 @@ class _Draft:
         assert lease is not None
         restarts = inst.restarts + 1
         la = inst.last_action
-        if la is not None and la.outcome == "done":
+        if la is not None and la.outcome in _DONE:
             la = replace(la, outcome=f"done; then {rule.name.lower()}")
         if restarts > self.policy.restart_budget:
             self.instances[inst.name] = replace(

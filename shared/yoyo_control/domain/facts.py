@@ -15,8 +15,12 @@ from .heartbeats import is_busy
 from .keepalive import record_gap
 from .ledger import accrue
 from .model import (
+    BILLED_STATUSES,
     MISSING,
+    STOPPED_STATUSES,
     UNKNOWN,
+    ActionKind,
+    ActionRecord,
     Change,
     Demand,
     Heartbeat,
@@ -255,6 +259,23 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
     if status in _RUNNING:
         if running_since is None:
             running_since = at
-    elif status != UNKNOWN:
-        running_since = None
-    return replace(instance, observed=status, observed_at=at, running_since=running_since)
+    elif status not in BILLED_STATUSES and status != UNKNOWN:
+        running_since = None  # STOPPING is still billed: it keeps its running_since
+    return replace(
+        instance,
+        observed=status,
+        observed_at=at,
+        running_since=running_since,
+        last_action=_settled(instance.last_action, status, at),
+    )
+
+
+def _settled(record: ActionRecord | None, status: str, at: float) -> ActionRecord | None:
+    """An unfinished action whose effect is observed after it was issued is done: its
+    request id is spent, and must never be re-sent for a later, different need."""
+    if record is None or at <= record.issued_at:
+        return record
+    if record.outcome is not None and not record.outcome.startswith("retry"):
+        return record
+    reached = status in (_RUNNING if record.kind == ActionKind.START else STOPPED_STATUSES)
+    return replace(record, outcome="done (observed)") if reached else record
