@@ -1,0 +1,283 @@
+"""The lifecycle invariants of DESIGN.md §3–4, checked against ground truth after every step.
+
+Ground truth is the simulated Compute (what really runs, what was really spent); the
+control plane's view is the store. ``Checker.check()`` runs after every delivery and
+every slice of simulated time. A check that fails raises ``AssertionError`` naming the
+invariant, the instance and the times.
+
+Excuses (each one bounded, each one the control plane's own documented behaviour or
+something outside its control):
+- time: a stop Compute failed is retried on the control plane's backoff
+  (``action_retry_s × 2^(attempts-1)``; after giving up, at the next decision); a stop
+  decided but lost with its process is re-issued once ``action_retry_s`` has passed; a
+  tick that could not observe or decide (crash, list error) restarts the one-tick window;
+- money (spend caps): what was billed while Compute refused a stop or a tick failed, what
+  was billed STOPPING after the cap was crossed (Compute's pace), and one tick per VM
+  someone started by hand. Allowed on top: one tick of the pool's peak running instances.
+Nothing else delays a stop or excuses a cent.
+
+Every check is counted per invariant (``checks``: evaluations; ``relevant``: evaluations
+where the invariant had something to say, e.g. an instance was running without a lease);
+``TALLY`` accumulates over the session and conftest.py writes it to build/invariants.json.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from reliability.sim_compute import day_month
+from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, Lease
+
+INVARIANTS = {
+    "no-start-while-killed": "no start is issued while the kill switch is engaged",
+    "owner-or-stop": "a running instance has a valid lease, or a stop was issued within a tick",
+    "lease-deadline": "no instance runs past its lease deadline (or the kill) plus one tick",
+    "max-session": "no instance runs past max_session plus one tick of the control plane's view",
+    "budget-kill": "a budget notification over the kill fraction engages the kill switch",
+    "spend-cap": "spend never exceeds a cap by more than one tick of the running instances",
+    "fact-logged-once": "every accepted fact is in the event log exactly once",
+}
+
+
+@dataclass
+class Tally:
+    checks: int = 0
+    relevant: int = 0
+
+    def add(self, relevant: bool = False) -> None:
+        self.checks += 1
+        self.relevant += int(relevant)
+
+
+# suite → invariant → tally (per session); conftest.py writes it out
+TALLY: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+STATS: dict[str, dict[str, Any]] = defaultdict(dict)  # suite → free-form numbers
+
+
+def ends_at(lease: Lease) -> float:
+    """When a lease stops being valid — computed here, not by the domain under test."""
+    return min(lease.expires_at, lease.max_until)
+
+
+@dataclass
+class Checker:
+    world: Any  # harness.World
+    suite: str
+    tick_s: float = 60.0
+    lease_lost_at: dict[str, float | None] = field(default_factory=dict)
+    last_lease: dict[str, Lease | None] = field(default_factory=dict)
+    excuse_until: dict[str, float] = field(default_factory=dict)  # instance → stop retry due
+    tick_excuse_until: float = float("-inf")  # the last tick that could not observe/decide
+    last_check: float | None = None
+    max_overrun: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Money the control plane could not have saved, per (pool, day or month): billed while
+    # Compute refused a stop or a tick failed, spent STOPPING after the cap was crossed
+    # (Compute's pace), and one tick per VM someone started behind its back.
+    excused_usd: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    stopping_seen: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    over_cap: set[tuple[str, str]] = field(default_factory=set)
+
+    def tally(self, invariant: str, relevant: bool = False) -> None:
+        TALLY[self.suite][invariant].add(relevant)
+
+    # --- hooks --------------------------------------------------------------------------
+
+    def on_start(self, instance: str, request_id: str) -> None:
+        """Called by the simulated Compute before every start call."""
+        kill = self.world.store.get_kill()
+        self.tally("no-start-while-killed", relevant=True)
+        assert not kill.engaged, (
+            f"no-start-while-killed: start {instance} ({request_id[:8]}) issued while the kill "
+            f"switch is engaged ({kill.reason!r} by {kill.by!r} at {kill.at})"
+        )
+
+    def tick_failed(self) -> None:
+        """A tick could not observe or decide: the one-tick window restarts at the next one."""
+        self.tick_excuse_until = max(self.tick_excuse_until, self.world.clock.now())
+
+    def external_start(self, pool: str) -> None:
+        """Someone started a VM behind the control plane's back: it may bill one tick."""
+        policy = self.world.config.pools.get(pool)
+        if policy is not None:
+            self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * self.tick_s)
+
+    def _excuse_usd(self, pool: str, usd: float) -> None:
+        day, month = day_month(self.world.clock.now())
+        self.excused_usd[(pool, day)] += usd
+        self.excused_usd[(pool, month)] += usd
+
+    def _excuse(self, name: str, until: float) -> None:
+        self.excuse_until[name] = max(self.excuse_until.get(name, float("-inf")), until)
+
+    def _stop_refused(self, name: str) -> bool:
+        """The last stop call for ``name`` failed (Compute refused or lost it)."""
+        for call in reversed(self.world.sim.calls):
+            if call.instance == name and call.kind == "stop":
+                return call.result != "ok"
+        return False
+
+    # --- the check ----------------------------------------------------------------------
+
+    def check(self) -> None:
+        w = self.world
+        now = w.clock.now()
+        w.sim.accrue()
+        elapsed = 0.0 if self.last_check is None else now - self.last_check
+        self.last_check = now
+        kill = w.store.get_kill()
+        seen = STATS[self.suite]
+        seen["checks_with_kill_engaged"] = seen.get("checks_with_kill_engaged", 0) + kill.engaged
+        for pool, policy in w.config.pools.items():
+            state = w.pool(pool)
+            if state.lease is not None and now < ends_at(state.lease):
+                seen["checks_with_valid_lease"] = seen.get("checks_with_valid_lease", 0) + 1
+            running = sum(1 for n in policy.instances if w.sim.running(n))
+            seen["checks_with_vm_running"] = seen.get("checks_with_vm_running", 0) + bool(running)
+            lost = self._lease_lost_at(pool, state.lease, now)
+            if kill.engaged and kill.at is not None:
+                lost = kill.at if lost is None else min(lost, kill.at)
+            self._note_backoffs(state, policy)
+            for name, inst in w.sim.instances.items():
+                if inst.pool != pool or not w.sim.running(name):
+                    continue
+                if elapsed and (
+                    self._stop_refused(name) or now <= self.tick_excuse_until + self.tick_s
+                ):
+                    self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * elapsed)
+                configured = name in policy.instances
+                truth_since = inst.running_since
+                assert truth_since is not None
+                unowned = (not configured) or lost is not None
+                since = truth_since if not configured else max(truth_since, lost or truth_since)
+                if unowned:
+                    self._check_unowned(name, pool, since, now, state)
+                else:
+                    self.tally("owner-or-stop")
+                    self.tally("lease-deadline")
+                if configured:
+                    self._check_session(name, pool, state, policy, truth_since, now)
+            self._check_spend(pool, policy, now)
+
+    def _lease_lost_at(self, pool: str, lease: Lease | None, now: float) -> float | None:
+        """When the pool's lease stopped being valid (None: it is valid now)."""
+        previous = self.last_lease.get(pool)
+        self.last_lease[pool] = lease
+        if lease is not None and now < ends_at(lease):
+            self.lease_lost_at[pool] = None
+            return None
+        if pool not in self.lease_lost_at:
+            self.lease_lost_at[pool] = float("-inf")  # never held one: unowned from the start
+        lost = self.lease_lost_at[pool]
+        if lost is None:
+            # It was valid at the last check: it ended at its deadline or during this step,
+            # whichever came first (the earliest possible moment: the strictest check).
+            ends = [now]
+            ends += [ends_at(x) for x in (lease, previous) if x is not None]
+            lost = min(ends)
+            self.lease_lost_at[pool] = lost
+        return lost
+
+    def _note_backoffs(self, state: Any, policy: Any) -> None:
+        """Stops that failed or lost their outcome are retried on the control plane's backoff."""
+        for name, inst in state.instances.items():
+            la = inst.last_action
+            if la is None or la.kind != ActionKind.STOP:
+                continue
+            if la.outcome is None:  # in flight: re-issued once action_retry_s has passed
+                self._excuse(name, la.issued_at + policy.action_retry_s)
+            elif la.outcome.startswith("retry"):
+                wait = policy.action_retry_s * 2 ** max(0, la.attempts - 1)
+                self._excuse(name, la.issued_at + wait)
+            elif la.outcome.startswith("error"):  # gave up: a new stop at the next decision
+                self._excuse(name, la.issued_at)
+
+    def _check_unowned(self, name: str, pool: str, since: float, now: float, state: Any) -> None:
+        window_start = max(since, self.tick_excuse_until)
+        overdue = now > window_start + self.tick_s
+        self.tally("owner-or-stop", relevant=True)
+        if overdue:
+            # Issued: called, or decided and committed (the process that was to call it
+            # died: it is re-issued once action_retry_s has passed — excused below).
+            inst = state.instances.get(name)
+            la = inst.last_action if inst is not None else None
+            decided = la is not None and la.kind == ActionKind.STOP and la.issued_at >= since
+            stops = self.world.sim.calls_for(name, "stop", since=since)
+            assert stops or decided, (
+                f"owner-or-stop: {name} ({pool}) has run without a valid lease since "
+                f"{since - self.world.clock.now():+.0f}s and no stop was issued within a tick"
+            )
+        deadline = max(window_start, self.excuse_until.get(name, since)) + self.tick_s
+        self.tally("lease-deadline", relevant=True)
+        self.max_overrun["lease"] = max(self.max_overrun["lease"], now - since)
+        assert now <= deadline, (
+            f"lease-deadline: {name} ({pool}) still running {now - since:.0f}s after its lease "
+            f"ended / the kill (allowed {deadline - since:.0f}s incl. excuses)"
+        )
+
+    def _check_session(
+        self, name: str, pool: str, state: Any, policy: Any, truth_since: float, now: float
+    ) -> None:
+        inst = state.instances.get(name)
+        known = (
+            inst is not None
+            and inst.observed in RUNNING_STATUSES
+            and inst.running_since is not None
+        )
+        ran = now - truth_since
+        self.tally("max-session", relevant=ran > policy.max_session_s * 0.5)
+        if not known:
+            # The control plane must learn of a run within a tick (a tick lists instances).
+            window_start = max(truth_since, self.tick_excuse_until)
+            assert now <= window_start + self.tick_s, (
+                f"max-session: {name} ({pool}) has run {ran:.0f}s and the control plane does "
+                "not know it is running"
+            )
+            return
+        assert inst is not None and inst.running_since is not None
+        over_since = inst.running_since + policy.max_session_s
+        if now <= over_since:
+            return
+        excuse = self.excuse_until.get(name, over_since)
+        deadline = max(over_since, self.tick_excuse_until, excuse) + self.tick_s
+        self.max_overrun["session"] = max(self.max_overrun["session"], ran - policy.max_session_s)
+        assert now <= deadline, (
+            f"max-session: {name} ({pool}) has run {ran:.0f}s (max_session "
+            f"{policy.max_session_s:.0f}s; control plane counts from "
+            f"{inst.running_since - truth_since:+.0f}s)"
+        )
+
+    def _check_spend(self, pool: str, policy: Any, now: float) -> None:
+        sim = self.world.sim
+        day, month = day_month(now)
+        caps = [
+            (policy.daily_cap_usd, sim.day_spend(pool), "daily", day),
+            (policy.monthly_cap_usd, sim.month_spend(pool), "monthly", month),
+        ]
+        per_tick = policy.hourly_price_usd / 3600.0 * self.tick_s
+        peak = max(1, sim.peak_running.get(pool, 0))
+        stopping = sim.stopping_spend.get(pool, 0.0)
+        stopping_delta = stopping - self.stopping_seen[pool]
+        self.stopping_seen[pool] = stopping
+        for cap, spent, which, period in caps:
+            if cap is None:
+                continue
+            key = (pool, period)
+            if key in self.over_cap:
+                self.excused_usd[key] += stopping_delta
+            if spent >= cap:
+                self.over_cap.add(key)
+            excused = self.excused_usd[key]
+            allowance = per_tick * peak + excused
+            self.tally("spend-cap", relevant=spent >= cap * 0.5)
+            if spent > cap:
+                name = f"{which}-cap-ticks-beyond-excuses"
+                self.max_overrun[name] = max(
+                    self.max_overrun[name], (spent - cap - excused) / per_tick
+                )
+            assert spent <= cap + allowance + 1e-9, (
+                f"spend-cap: {pool} spent {spent:.4f} against a {which} cap of {cap:.4f} "
+                f"(allowed overrun {allowance:.4f}: one tick of {peak} instance(s) "
+                f"+ {excused:.4f} excused)"
+            )
