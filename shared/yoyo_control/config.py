@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from . import names
 from .domain.keepalive import KINDS
 from .domain.model import PoolPolicy
 from .errors import ConfigError
+from .local import cron
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -157,7 +158,7 @@ def _optional_money(raw: object, where: str) -> float | None:
 
 def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy, Cycle]:
     where = f"pools.{name}"
-    allowed = {f.name for f in fields(PoolPolicy)} - {"pool", "timezone"} | {"cycle"}
+    allowed = {f.name for f in fields(PoolPolicy)} - {"pool", "timezone", "tick_s"} | {"cycle"}
     _only_keys(raw, allowed, where)
     kwargs: dict[str, Any] = {"pool": name, "timezone": timezone}
     for key, value in raw.items():
@@ -231,11 +232,18 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     pools_raw = _mapping(raw.get("pools", {}), "pools")
     if not pools_raw:
         raise ConfigError("pools: at least one pool must be configured")
+    tick_cron = str(raw.get("tick_cron", "* * * * *"))
+    tick_s = (
+        float(local.tick_interval_s)
+        if backend == "local" and local.tick_interval_s > 0
+        else cron.longest_gap_s(cron.parse(tick_cron))
+    )
     pools, cycles = {}, {}
     for name, pool_raw in pools_raw.items():
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
             raise ConfigError(f"pools: {name!r} is not a valid pool name ([a-z][a-z0-9-]*)")
-        pools[name], cycles[name] = _pool(name, _mapping(pool_raw, f"pools.{name}"), timezone)
+        policy, cycles[name] = _pool(name, _mapping(pool_raw, f"pools.{name}"), timezone)
+        pools[name] = replace(policy, tick_s=tick_s)  # how stale a decision can get
     return Config(
         backend=backend,
         project=str(raw.get("project", "local-project")),
@@ -244,7 +252,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         topic_prefix=str(raw.get("topic_prefix", "yoyo")),
         timezone=timezone,
         event_ttl_days=int(_number(raw.get("event_ttl_days", 30), "event_ttl_days", 1)),
-        tick_cron=str(raw.get("tick_cron", "* * * * *")),
+        tick_cron=tick_cron,
         budget=budget,
         caps=caps,
         pools=pools,

@@ -378,7 +378,7 @@ def decode_budget(message: PubSubMessage, config: Config) -> BudgetNotified:
 
 
 def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceived:
-    """``{pool, instance, boot_id, sent_at, busy, running, waiting, last_request_at}``."""
+    """``{pool, instance, boot_id, sent_at, busy, ready, running, waiting, last_request_at}``."""
     what = "heartbeat"
     raw = json_payload(message, what)
     policy = _pool(raw, "pool", what, config)
@@ -393,9 +393,10 @@ def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceive
             f"{what}: sent_at is {sent_at - message.publish_time:.0f}s after its publish time "
             f"(the VM's clock is wrong; at most {MAX_CLOCK_SKEW_S:.0f}s is accepted)"
         )
-    busy = raw.get("busy", False)
-    if not isinstance(busy, bool):
-        raise _fail(f"{what}: busy must be true or false, got {_show(busy)}")
+    busy, ready = raw.get("busy", False), raw.get("ready", True)
+    for key, flag in (("busy", busy), ("ready", ready)):
+        if not isinstance(flag, bool):
+            raise _fail(f"{what}: {key} must be true or false, got {_show(flag)}")
     last = raw.get("last_request_at")
     heartbeat = Heartbeat(
         instance=instance,
@@ -403,6 +404,7 @@ def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceive
         sent_at=sent_at,
         received_at=message.publish_time,
         busy=busy,
+        ready=ready,
         running=_count(raw.get("running", 0), f"{what}: running"),
         waiting=_count(raw.get("waiting", 0), f"{what}: waiting"),
         last_request_at=None if last is None else parse_time(last, f"{what}: last_request_at"),

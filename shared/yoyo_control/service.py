@@ -36,7 +36,15 @@ from .domain.facts import (
     kind_of,
 )
 from .domain.heartbeats import matters, merge
-from .domain.model import Action, ActionKind, Heartbeat, KillSwitch
+from .domain.model import (
+    RUNNING_STATUSES,
+    STOPPED_STATUSES,
+    TRANSITIONAL_STATUSES,
+    Action,
+    ActionKind,
+    Heartbeat,
+    KillSwitch,
+)
 from .domain.outcomes import Outcome, record_outcome
 from .domain.spend import NO_SPEND, Spend
 from .errors import InvalidMessage, PermanentError, TemporaryError
@@ -101,10 +109,13 @@ class Service:
             state = loaded
             duplicate = fact is not None and tx.has_event(fact_event_id(fact))
             events: list[Event] = []
-            for item in (fact if not duplicate else None, observation):
+            # A redelivered heartbeat is folded in again (idempotent): its instance document
+            # is written only after this transaction, so this may be the only place it is.
+            again = duplicate and isinstance(fact, HeartbeatReceived)
+            for item in (fact if not duplicate or again else None, observation):
                 if item is None:
                     continue
-                if item is fact:
+                if item is fact and not duplicate:
                     events.append(self._fact_event(item, now))
                 state, changes = apply_fact(state, item, policy, now)
                 if changes:
@@ -181,6 +192,15 @@ class Service:
                 f"instance {fact.heartbeat.instance!r} is not in pool {fact.pool!r}"
             )
         hb = replace(fact.heartbeat, received_at=self.clock.now())
+        known = self.store.get_heartbeat(fact.pool, hb.instance)
+        first = merge(known, hb)
+        if first is not None and matters(known, first):
+            # Record and reconcile BEFORE the instance document changes: if this process
+            # dies in between, the document still holds the old report, so the redelivery
+            # (or the next report) still matters and is reconciled and logged.
+            decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=first))
+            self.store.put_heartbeat(fact.pool, hb)
+            return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
         previous = self.store.put_heartbeat(fact.pool, hb)
         stored = merge(previous, hb)
         if stored is None and previous is not None and _same_report(previous, hb):
@@ -269,6 +289,7 @@ class Service:
     def execute(self, actions: Iterable[Action]) -> None:
         temporary: list[str] = []
         started: set[str] = set()
+        again: set[str] = set()
         for action in actions:
             if action.kind == ActionKind.START:
                 kill = self.store.get_kill()
@@ -285,24 +306,37 @@ class Service:
                 kind = Outcome.NOT_FOUND if "not found" in str(exc).lower() else Outcome.PERMANENT
                 self._outcome(action, kind, str(exc))
             else:
-                self._outcome(action, Outcome.DONE, "")
+                seen = self._status(action)
+                self._outcome(action, Outcome.DONE, "", seen)
                 if action.kind == ActionKind.START:
                     started.add(action.pool)
+                if seen is not None and seen not in _GOAL[action.kind]:
+                    again.add(action.pool)  # answered from a spent operation: decide anew
         # A kill engaged between the re-read and the call saw no running VM to stop:
         # look once more, now that the start is on record.
         if started and self.store.get_kill().engaged:
-            for pool in sorted(started):
-                self.reconcile(pool)
+            again |= started
+        for pool in sorted(again):
+            self.reconcile(pool)
         if temporary:
             raise TemporaryError("; ".join(temporary))
 
-    def _outcome(self, action: Action, outcome: Outcome, detail: str) -> None:
+    def _status(self, action: Action) -> str | None:
+        """What Compute says of the instance right after a DONE call (None: unknown)."""
+        try:
+            return self.compute.get(action.zone, action.instance).status
+        except (TemporaryError, PermanentError):
+            return None
+
+    def _outcome(
+        self, action: Action, outcome: Outcome, detail: str, seen: str | None = None
+    ) -> None:
         policy = self.config.policy(action.pool)
 
         def txn(tx: Transaction) -> None:
             now = self.clock.now()
             state = tx.load_pool(action.pool)
-            new, current = record_outcome(state, action, outcome, detail, policy, now)
+            new, current = record_outcome(state, action, outcome, detail, policy, now, seen)
             if current:
                 tx.save_pool(new)
                 record = new.instances[action.instance].last_action
@@ -383,6 +417,13 @@ class Service:
                 "actions": [to_doc(a) for a in actions],
             },
         )
+
+
+# The statuses a DONE action may leave its instance in.
+_GOAL = {
+    ActionKind.START: RUNNING_STATUSES,
+    ActionKind.STOP: STOPPED_STATUSES | TRANSITIONAL_STATUSES,
+}
 
 
 def _same_report(stored: Heartbeat, new: Heartbeat) -> bool:

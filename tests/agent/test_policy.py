@@ -124,6 +124,7 @@ def test_heartbeats_every_interval_and_at_once_on_busy_change() -> None:
         "boot_id": "b1",
         "sent_at": T0,
         "busy": False,
+        "ready": True,
         "running": 0,
         "waiting": 0,
         "last_request_at": None,
@@ -136,6 +137,16 @@ def test_heartbeats_every_interval_and_at_once_on_busy_change() -> None:
     assert v.heartbeat["last_request_at"] == T0 + 11
     state, v = step(state, obs(T0 + 41, Metrics(2, 1, 0)), S)
     assert v.heartbeat is not None
+
+
+def test_a_loading_server_is_reported_not_ready_and_its_answer_at_once() -> None:
+    state = AgentState(started_at=T0)
+    state, v = step(state, obs(T0, None), S)  # the model is loading: /metrics does not answer
+    assert v.heartbeat is not None and v.heartbeat["ready"] is False
+    state, v = step(state, obs(T0 + 5, None), S)
+    assert v.heartbeat is None  # nothing changed
+    state, v = step(state, obs(T0 + 6), S)  # it answers: say so now, not at the next interval
+    assert v.heartbeat is not None and v.heartbeat["ready"] is True and v.note == "ready"
 
 
 def test_preemption_sends_one_marked_heartbeat_and_does_not_power_off() -> None:

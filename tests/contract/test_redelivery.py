@@ -61,11 +61,12 @@ def test_a_heartbeat_redelivered_after_a_failed_reconcile_is_recorded_and_reconc
     fact = HeartbeatReceived("hb-1", clock.now(), "gpu", beat)
     failing.fail = 1
     with pytest.raises(TemporaryError):
-        service.handle(fact)  # the beat is stored, its reconcile is not
-    assert store.get_pool("gpu").heartbeats["vm-0"].boot_id == "boot-1"
+        service.handle(fact)  # the reconcile fails: nothing of the beat is kept …
+    assert "vm-0" not in store.get_pool("gpu").heartbeats
     clock.advance(5)
-    service.handle(fact)  # Pub/Sub redelivers the same message
+    service.handle(fact)  # … so Pub/Sub's redelivery still matters
     assert "hb-1" in fact_ids(store)
+    assert store.get_pool("gpu").heartbeats["vm-0"].boot_id == "boot-1"
 
 
 def test_a_kill_engaged_during_a_start_stops_the_vm_without_waiting_for_a_tick(

@@ -6,6 +6,7 @@ Each test states one promise the service relies on and checks it on the stored r
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -102,9 +103,16 @@ def test_heartbeats_are_stored_per_instance_and_loaded_with_the_pool(store) -> N
     assert store.put_heartbeat("gpu", beat("vm-1", T0 + 11)) is None
     expected = {
         "vm-0": Heartbeat(
-            "vm-0", "boot-1", T0 + 10, T0 + 10.5, busy=True, running=1, last_busy_at=T0 + 10.5
+            "vm-0",
+            "boot-1",
+            T0 + 10,
+            T0 + 10.5,
+            busy=True,
+            running=1,
+            last_busy_at=T0 + 10.5,
+            ready_since=T0 + 10.5,
         ),
-        "vm-1": beat("vm-1", T0 + 11),
+        "vm-1": replace(beat("vm-1", T0 + 11), ready_since=T0 + 11.5),
     }
     assert store.get_pool("gpu").heartbeats == expected
     assert store.transact(lambda tx: tx.load_pool("gpu")).heartbeats == expected
@@ -113,6 +121,14 @@ def test_heartbeats_are_stored_per_instance_and_loaded_with_the_pool(store) -> N
     save(store, full_state())
     assert store.get_pool("gpu").heartbeats == expected
     assert store.get_pool("other").heartbeats == {}
+
+
+def test_get_heartbeat_reads_one_instance_document(store) -> None:
+    assert store.get_heartbeat("gpu", "vm-0") is None
+    store.put_heartbeat("gpu", beat("vm-0", T0 + 10))
+    assert store.get_heartbeat("gpu", "vm-0") == store.get_pool("gpu").heartbeats["vm-0"]
+    assert store.get_heartbeat("gpu", "vm-1") is None
+    assert store.get_heartbeat("other", "vm-0") is None
 
 
 def test_put_heartbeat_returns_the_previous_one_and_never_stores_a_stale_one(store) -> None:

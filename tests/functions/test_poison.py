@@ -75,6 +75,7 @@ CASES: list[tuple[str, Any, dict[str, str] | None, str]] = [
     ("heartbeat", {k: v for k, v in HB.items() if k != "sent_at"}, None, "'sent_at' is required"),
     ("heartbeat", {**HB, "instance": "vm-x"}, None, "instance 'vm-x' is not in pool"),
     ("heartbeat", {**HB, "busy": "yes"}, None, "busy must be true or false"),
+    ("heartbeat", {**HB, "ready": 1}, None, "ready must be true or false"),
     ("heartbeat", {**HB, "running": -1}, None, "out of range"),
     ("heartbeat", {**HB, "sent_at": "2027-01-01T00:00:00Z"}, None, "after its publish time"),
     ("heartbeat", {**HB, "sent_at": "tomorrow"}, None, "not an RFC 3339 time"),

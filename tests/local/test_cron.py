@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from yoyo_control.errors import ConfigError
-from yoyo_control.local.cron import next_fire, parse
+from yoyo_control.local.cron import longest_gap_s, next_fire, parse
 
 
 def at(text: str) -> float:
@@ -49,3 +49,22 @@ def test_time_zone_is_the_schedules_own() -> None:
 def test_bad_expressions_are_config_errors(expr: str) -> None:
     with pytest.raises(ConfigError, match="cron"):
         parse(expr)
+
+
+@pytest.mark.parametrize(
+    ("expr", "gap_s"),
+    [
+        ("* * * * *", 60),
+        ("*/5 * * * *", 300),
+        ("0,10 * * * *", 3000),  # :10 → next hour's :00
+        ("7 * * * *", 3600),
+    ],
+)
+def test_the_longest_gap_of_a_tick_schedule(expr: str, gap_s: float) -> None:
+    assert longest_gap_s(parse(expr)) == gap_s
+
+
+@pytest.mark.parametrize("expr", ["* 9-17 * * *", "* * * * mon-fri", "* * 1 * *", "* * * 1-6 *"])
+def test_a_tick_schedule_that_skips_hours_or_days_is_refused(expr: str) -> None:
+    with pytest.raises(ConfigError, match="every hour of every day"):
+        longest_gap_s(parse(expr))

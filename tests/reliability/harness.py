@@ -46,15 +46,13 @@ class Boundaries:
 
     armed_at: int | None = None
     passed: list[str] = field(default_factory=list)
-    immune: frozenset[str] = frozenset()  # boundaries never crashed at (an open bug's)
 
     def reset(self, armed_at: int | None = None) -> None:
         self.armed_at, self.passed = armed_at, []
 
     def point(self, name: str) -> None:
         self.passed.append(name)
-        counted = [p for p in self.passed if p not in self.immune]
-        if self.armed_at is not None and name not in self.immune and len(counted) == self.armed_at:
+        if self.armed_at is not None and len(self.passed) == self.armed_at:
             self.armed_at = None
             raise Crash(name)
 
@@ -115,7 +113,7 @@ class CrashingStore:
         return result
 
     def get_heartbeat(self, pool: str, instance: str) -> Heartbeat | None:
-        """Passed through when the store has it (the fix proposed for bug B1 adds it)."""
+        """Passed through: a read is no step boundary."""
         found: Heartbeat | None = self.inner.get_heartbeat(pool, instance)
         return found
 

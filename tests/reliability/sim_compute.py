@@ -46,7 +46,6 @@ class Op:
     steps_left: int
     error: YoyoError | None = None
     done: bool = False
-    finished_version: int = -1  # the instance's version when this operation ended
     waited: bool = False  # calls for it wait for DONE (and time out); else return at once
 
 
@@ -60,7 +59,6 @@ class SimInstance:
     op: Op | None = None
     running_since: float | None = None  # truth: when the current run began
     exists: bool = True
-    version: int = 0  # bumped on every status change
 
 
 @dataclass(frozen=True)
@@ -108,10 +106,6 @@ class SimCompute:
     calls: list[CallRecord] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     on_start: Callable[[str, str], None] | None = None  # (instance, request id), before acting
-    # Compute Engine answers a repeated request id from the original operation, however
-    # long ago it ended. True bends that: a request id whose operation ended before the
-    # instance's status changed again acts anew (used while bug B2b is open; see the report).
-    stale_request_ids_act: bool = False
     spend_day: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, day)
     spend_month: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, month)
     peak_running: dict[str, int] = field(default_factory=dict)  # pool → most billed at once
@@ -275,13 +269,8 @@ class SimCompute:
             self._record(kind, name, rid, False, "not-found")
             raise PermanentError(f"instance {name} in zone {zone} not found")
         op = self._ops.get(rid)
-        if (
-            op is not None
-            and self.stale_request_ids_act
-            and op.done
-            and op.finished_version != inst.version
-        ):
-            op = None  # bent semantics: the stale request id acts again
+        # Like Compute Engine: a repeated request id is answered from its original
+        # operation, however long ago it ended.
         acted = op is None
         if op is None:
             if kind == "start" and inst.status in ("STOPPING", "SUSPENDING"):
@@ -317,7 +306,6 @@ class SimCompute:
             self._set(inst, "STOPPING")
         else:
             op.done = True  # nothing to do: a no-op operation, DONE at once
-            op.finished_version = inst.version
             return op
         if steps <= 0:
             self._finish(inst, op)
@@ -327,12 +315,9 @@ class SimCompute:
         op.done = True
         inst.op = None
         self._set(inst, "RUNNING" if op.kind == "start" else "TERMINATED")
-        op.finished_version = inst.version
 
     def _set(self, inst: SimInstance, status: str) -> None:
         was_running = inst.status in RUNNING_STATUSES and inst.exists
-        if status != inst.status:
-            inst.version += 1
         inst.status = status
         now_running = status in RUNNING_STATUSES and inst.exists
         if now_running and not was_running:

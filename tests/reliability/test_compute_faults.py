@@ -179,11 +179,6 @@ def test_a_failing_list_fails_the_tick_and_the_next_tick_heals(world: World) -> 
     assert not w.sim.running("vm-0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B4: a start whose operation never finishes leaves the VM in STAGING with no error "
-    "recorded: observed STAGING stops the retries, so the attempt budget is never spent",
-)
 def test_a_start_operation_that_never_finishes_becomes_a_recorded_error(world: World) -> None:
     w = world
     w.sim.mode, w.sim.stuck_steps = "stuck", 10**6
@@ -201,11 +196,6 @@ def test_a_start_operation_that_never_finishes_becomes_a_recorded_error(world: W
     assert not w.sim.running("vm-0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B4: a stop whose operation never finishes is retried once and then forgotten: "
-    "observed STOPPING ends the retries and no error is recorded",
-)
 def test_a_stop_operation_that_never_finishes_becomes_a_recorded_error(world: World) -> None:
     w = world
     assert run(w) == "ok"
@@ -272,12 +262,6 @@ def test_a_failing_pool_does_not_starve_the_other_pools() -> None:
             w.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B2b: a stop that acted but died with its process before its outcome "
-    "was recorded is re-issued with its request id; if the VM was started again meanwhile, "
-    "Compute answers from the old operation and the pool records TERMINATED while it runs",
-)
 def test_a_reissued_stop_answered_from_a_spent_operation_is_not_taken_for_a_stop(
     world: World,
 ) -> None:

@@ -195,12 +195,6 @@ def test_every_crash_point_converges(situation: str, fact_name: str) -> None:
             assert crashed.logged == 1, f"{where}: logged {crashed.logged}x"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B1 (partly fixed in e6b84df): a heartbeat that mattered is written before its "
-    "reconcile commits; if the process dies in between and a newer heartbeat lands before "
-    "Pub/Sub redelivers, the redelivery is 'stale': acknowledged, never reconciled, never logged",
-)
 @pytest.mark.parametrize("point", ["after-heartbeat-write", "before-commit"])
 def test_a_heartbeat_that_mattered_is_logged_after_a_crash_and_redelivery(point: str) -> None:
     def deliver_idle(w: World, crash_at: int | None) -> tuple[HeartbeatReceived, list[str]]:
@@ -244,12 +238,6 @@ def test_a_heartbeat_that_mattered_is_logged_after_a_crash_and_redelivery(point:
             w.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B9: a heartbeat-gap restart whose stop died with its process is counted again at "
-    "the next decision (the VM still runs without heartbeats), so one crash spends the "
-    "restart budget: with restart_budget=1 the pool gives up instead of restarting the VM",
-)
 def test_a_restart_whose_stop_was_lost_is_counted_once() -> None:
     config = pool_config(
         boot_grace_s=300, heartbeat_gap_s=180, idle_timeout_s=7200, lease_s=7200,

@@ -83,11 +83,6 @@ def test_n_instances_overrun_a_daily_cap_by_at_most_one_tick_each(make_world: An
     assert 0.5 - 2 * PER_TICK <= spent <= 0.5 + 2 * PER_TICK + 1e-9, spent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B7 (spec): with N instances running, a pool overruns its cap by up to N "
-    "instance-ticks; the issue (and DESIGN.md §4) bound it by one tick of one instance",
-)
 def test_n_instances_overrun_a_daily_cap_by_at_most_one_instance_tick(make_world: Any) -> None:
     w = make_world(
         pool_config(

@@ -59,19 +59,6 @@ from yoyo_control.service import Handled, fact_event_id
 
 SUITE = "stateful"
 
-# Bugs found and reported but not fixed yet (each has its own failing test). While one is
-# open, the machine steers around its trigger so that it can keep looking for others;
-# remove the entry once the fix is in, and the machine covers that ground again.
-OPEN_BUGS = {
-    # test_crash_points.py::test_a_heartbeat_that_mattered_is_logged_after_a_crash_and_redelivery
-    "B1": "crash between a heartbeat's write and its reconcile, then a newer heartbeat, then "
-    "the redelivery: acknowledged as stale, never logged",
-    # test_compute_faults.py::test_a_reissued_stop_answered_from_a_spent_operation_is_not_…
-    "B2b": "an in-flight or retried action re-sent after the VM changed state is answered "
-    "from its spent operation, and the no-op is recorded as done",
-}
-if "YOYO_OPEN_BUGS" in os.environ:  # e.g. YOYO_OPEN_BUGS="" : steer around nothing
-    OPEN_BUGS = {k: v for k, v in OPEN_BUGS.items() if k in os.environ["YOYO_OPEN_BUGS"]}
 FIXED_SEED = 20_260_611
 TRACE = bool(os.environ.get("YOYO_SM_TRACE"))
 
@@ -165,7 +152,6 @@ class ControlPlane(RuleBasedStateMachine):
         start = T0 + setup.start_offset
         self.world = World.build(config, self.dir, start=start)
         self.world.sim.lag_steps = setup.lag_steps
-        self.world.sim.stale_request_ids_act = "B2b" in OPEN_BUGS
         self.checker = Checker(self.world, SUITE, tick_s=TICK_S)
         self.world.sim.on_start = self.checker.on_start
         self.setup = setup
@@ -219,12 +205,6 @@ class ControlPlane(RuleBasedStateMachine):
         if outcome != "ok":
             key = "crashes" if outcome.startswith("crash") else "temporary"
             STATS[SUITE][key] = STATS[SUITE].get(key, 0) + 1
-            if "B1" in OPEN_BUGS and isinstance(fact, HeartbeatReceived):
-                # B1: redelivered before any newer heartbeat can land (the case that works)
-                self._after_heartbeat(fact, expected_note, passed)
-                self._check_fact_logged(fact, handled, outcome, expected_note)
-                self.deliver(fact)
-                return None
             self.pending.append(fact)
             failed = "crash" in outcome or "list instances" in outcome
             if isinstance(fact, Tick) and failed:

@@ -332,7 +332,7 @@ def test_a_preemption_observed_by_the_tick_is_charged_up_to_the_observation() ->
     assert s.ledger.day_usd == pytest.approx(0.100)
 
 
-# --- known defects (diffs in the issue-6 report) ---------------------------------------
+# --- defects found by review, since fixed (regression tests) ---------------------------
 
 
 def test_time_between_the_stop_decision_and_its_outcome_is_charged() -> None:

@@ -64,3 +64,16 @@ def test_mistakes_name_the_offending_key(raw: dict[str, object], message: str) -
 def test_unparseable_environment_config_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="YOYO_CONFIG is not JSON"):
         load_config({"YOYO_CONFIG": "{nope"})
+
+
+def test_every_pool_knows_the_longest_time_between_ticks() -> None:
+    pools = {"gpu": {"zone": "z", "instances": ["vm-0"]}}
+    deployed = parse_config({"backend": "gcp", "tick_cron": "*/2 * * * *", "pools": pools})
+    assert deployed.pools["gpu"].tick_s == 120
+    local = parse_config({"local": {"tick_interval_s": 0.5}, "pools": pools})
+    assert local.pools["gpu"].tick_s == 0.5
+
+
+def test_the_tick_period_is_not_a_pool_setting() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['tick_s'\]"):
+        parse_config({"pools": {"gpu": {"zone": "z", "instances": ["vm-0"], "tick_s": 5}}})

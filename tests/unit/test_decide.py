@@ -124,6 +124,21 @@ def test_rule2_spend_cap_pauses_pool_and_stops_running_instances() -> None:
     assert {a.rule for a in d.actions} == {Rule.SPEND_CAP}
 
 
+def test_rule2_spend_cap_looks_one_tick_ahead_for_every_instance_but_one() -> None:
+    # Two instances spend 0.002/s together; until the next tick (60 s) they may add 0.12,
+    # so the pool pauses while one instance-tick (0.06) short of the cap: the cap is then
+    # overrun by at most one tick of one instance, however many run.
+    policy = replace(POLICY, daily_cap_usd=1.0, tick_s=60)
+    both = {"vm-0": running("vm-0"), "vm-1": running("vm-1")}
+    s = state(lease=lease(), instances=both)
+    assert decide(s, OFF, policy, T0 + 460).state.paused is None  # 0.92 + 0.06 < 1
+    assert "daily cap" in (decide(s, OFF, policy, T0 + 470).state.paused or "")  # 0.94 + 0.06
+    alone = replace(policy, instances=("vm-0",))  # one instance: nothing to look ahead for
+    one = state(lease=lease(), instances={"vm-0": running("vm-0")})
+    assert decide(one, OFF, alone, T0 + 940).state.paused is None  # 0.94 < 1
+    assert decide(one, OFF, alone, T0 + 1000).state.paused is not None
+
+
 def test_rule2_spend_cap_lifts_when_the_period_rolls_over() -> None:
     policy = replace(POLICY, daily_cap_usd=1.0, timezone="UTC")
     day = "2027-01-15"
@@ -316,6 +331,44 @@ def test_rule6_a_busy_heartbeat_keeps_and_extends_the_lease() -> None:
     d = decide(s, OFF, POLICY, T0 + 1510)
     assert d.state.lease.expires_at == T0 + 1510 + POLICY.lease_s + POLICY.idle_timeout_s
     assert d.actions == ()
+
+
+def test_rule6_a_vm_still_booting_keeps_the_lease_and_the_clock_starts_when_ready() -> None:
+    quick = replace(POLICY, idle_timeout_s=60)  # shorter than the boot
+    base = state(lease=lease(expires=T0 + 5000), instances={"vm-0": running("vm-0")})
+    assert decide(base, OFF, quick, T0 + 100).state.lease is not None  # no report yet
+    loading = Heartbeat("vm-0", "b1", T0 + 150, T0 + 150, ready=False)
+    s = replace(base, heartbeats={"vm-0": loading})
+    assert decide(s, OFF, quick, T0 + 200).state.lease is not None
+    ready = Heartbeat("vm-0", "b1", T0 + 230, T0 + 230, ready_since=T0 + 230)
+    s = replace(base, heartbeats={"vm-0": ready})
+    assert decide(s, OFF, quick, T0 + 280).state.lease is not None  # ready for 50 s < 60 s
+    d = decide(s, OFF, quick, T0 + 290)
+    assert d.state.lease is None and Rule.IDLE in rules(d)
+
+
+def test_rule6_a_vm_that_never_gets_ready_is_idle_after_the_boot_grace() -> None:
+    quick = replace(POLICY, idle_timeout_s=60)
+    loading = Heartbeat("vm-0", "b1", T0 + 290, T0 + 290, ready=False)
+    s = state(
+        lease=lease(expires=T0 + 5000),
+        instances={"vm-0": running("vm-0")},
+        heartbeats={"vm-0": loading},
+    )
+    assert decide(s, OFF, quick, T0 + 299).state.lease is not None
+    d = decide(s, OFF, quick, T0 + POLICY.boot_grace_s)
+    assert d.state.lease is None and kinds(d) == [("stop", "vm-0")]
+
+
+def test_rule6_a_report_from_an_earlier_boot_does_not_make_a_new_boot_ready() -> None:
+    quick = replace(POLICY, idle_timeout_s=60)
+    earlier = Heartbeat("vm-0", "b0", T0 - 500, T0 - 500, ready_since=T0 - 900)
+    s = state(
+        lease=lease(expires=T0 + 5000),
+        instances={"vm-0": running("vm-0")},
+        heartbeats={"vm-0": earlier},
+    )
+    assert decide(s, OFF, quick, T0 + 100).state.lease is not None
 
 
 # --- rule 7: runtime cap ---------------------------------------------------------------

@@ -393,6 +393,10 @@ class FirestoreStore:
             snaps = self.client.collection(names.COLLECTION_POOLS).select(["pool"]).stream()
             return sorted((s.to_dict() or {}).get("pool") or s.id for s in snaps)
 
+    def get_heartbeat(self, pool: str, instance: str) -> Heartbeat | None:
+        snap = self.heartbeats_ref(pool).document(doc_id(instance)).get()
+        return from_doc(Heartbeat, snap.to_dict()) if snap.exists else None
+
     def put_heartbeat(self, pool: str, heartbeat: Heartbeat) -> Heartbeat | None:
         ref = self.heartbeats_ref(pool).document(doc_id(heartbeat.instance))
 

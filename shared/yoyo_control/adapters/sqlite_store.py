@@ -154,6 +154,14 @@ class SqliteStore:
     def list_pools(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT pool FROM pools ORDER BY pool")]
 
+    def get_heartbeat(self, pool: str, instance: str) -> Heartbeat | None:
+        row = (
+            self._conn()
+            .execute("SELECT doc FROM heartbeats WHERE pool = ? AND instance = ?", (pool, instance))
+            .fetchone()
+        )
+        return from_doc(Heartbeat, json.loads(row[0])) if row else None
+
     def put_heartbeat(self, pool: str, heartbeat: Heartbeat) -> Heartbeat | None:
         def txn(tx: _Tx) -> Heartbeat | None:
             row = tx.conn.execute(

@@ -9,7 +9,8 @@ Rules, in priority order (each is a stop path that works without the control pla
 3. Idle backstop → power off after ``idle_shutdown_s`` with no running or waiting request
    and no finished request (the inference server unreachable counts as not busy).
 Heartbeats go out every ``heartbeat_interval_s``, and at once when the VM turns busy or
-idle or when preemption is first noticed. A power-off is re-issued only after
+idle, when the inference server starts (or stops) answering, and when preemption is
+first noticed. A power-off is re-issued only after
 ``poweroff_retry_s`` (the VM should be gone by then).
 
 Invariants: no clock, no I/O; the same (state, observation, settings) always gives the
@@ -73,6 +74,7 @@ class AgentState:
     last_request_at: float | None = None
     succeeded: float | None = None
     busy: bool = False
+    ready: bool = False  # the inference server answered at the last look
     last_heartbeat_at: float | None = None
     preemption_reported: bool = False
     poweroff_at: float | None = None
@@ -141,13 +143,16 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
     due = state.last_heartbeat_at is None or now - state.last_heartbeat_at >= (
         s.heartbeat_interval_s
     )
+    ready = metrics is not None
+    if ready != state.ready:
+        due, note = True, "ready" if ready else "inference server not answering"
     if busy != state.busy:
         due, note = True, "busy" if busy else "idle"
     if obs.preempted and not state.preemption_reported:
         due, note = True, "preempted: Compute Engine is stopping this VM"
         attributes = {"preempted": "true"}
         state = replace(state, preemption_reported=True)
-    state = replace(state, busy=busy)
+    state = replace(state, busy=busy, ready=ready)
     if not due:
         return state, Verdict(note=note)
     heartbeat = {
@@ -156,6 +161,7 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
         "boot_id": s.boot_id,
         "sent_at": now,
         "busy": busy,
+        "ready": ready,
         "running": metrics.running if metrics else 0,
         "waiting": metrics.waiting if metrics else 0,
         "last_request_at": last_request,

@@ -80,7 +80,10 @@ def decide(
     ledger = accrue(
         state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
     )
-    paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd)
+    # Until the next tick every instance of the pool may spend: pause early enough that a
+    # cap is overrun by at most one tick of ONE instance (DESIGN.md §4), however many run.
+    ahead = policy.hourly_price_usd / 3600.0 * policy.tick_s * max(0, policy.max_instances - 1)
+    paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd, ahead)
     paused = paused or overall_cap_reached(ledger, spend)
     if kill.engaged:
         draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")
@@ -230,15 +233,33 @@ class _Draft:
             if self._fresh(hb) and (hb.busy or hb.running > 0 or hb.waiting > 0)
         ]
 
+    def _booting(self, inst: Instance) -> bool:
+        """Started and not serving yet: no ready heartbeat since the start, and still
+        inside the boot grace (a VM that never gets ready is idle after it)."""
+        la = inst.last_action
+        started = la.issued_at if la is not None and la.kind == ActionKind.START else None
+        since = inst.running_since or started
+        if inst.desired != Desired.RUNNING or since is None:
+            return False
+        if self.now - since >= self.policy.boot_grace_s:
+            return False
+        hb = self.state.heartbeats.get(inst.name)
+        return hb is None or not hb.ready or hb.received_at < since
+
     def _idle_for(self) -> float:
+        """How long the pool has had nothing to do; booting counts as work (a woken VM
+        must live to serve, whatever the keep-alive), the clock starts when it is ready."""
         lease = self.lease
         assert lease is not None
         if self._demand_active() or self._busy_heartbeats():
+            return 0.0
+        if any(self._booting(i) for i in self.instances.values()):
             return 0.0
         marks = [lease.granted_at, lease.active_at or lease.granted_at]
         marks += [i.running_since for i in self.instances.values() if i.running_since]
         for hb in self.state.heartbeats.values():
             marks += [t for t in (hb.last_busy_at, hb.last_request_at) if t is not None]
+            marks += [hb.ready_since] if hb.ready_since is not None else []
         if self.state.demand.updated_at is not None and self.state.demand.depth > 0:
             marks.append(self.state.demand.updated_at)
         return self.now - max(marks)
@@ -308,8 +329,20 @@ class _Draft:
     def _restart(self, inst: Instance, rule: Rule, what: str) -> None:
         lease = self.lease
         assert lease is not None
-        restarts = inst.restarts + 1
         la = inst.last_action
+        if (
+            la is not None
+            and la.kind == ActionKind.STOP
+            and (la.outcome is None or la.outcome.startswith("retry"))
+            and inst.restarts > 0
+        ):
+            # The restart's stop has not been carried out yet (its call died with its
+            # process, or is being retried): the same restart, not another one. Keep the
+            # instance cooling so that stop is re-issued; count nothing.
+            delay = self.policy.restart_backoff_s * 2 ** (inst.restarts - 1)
+            self.instances[inst.name] = replace(inst, next_start_at=self.now + delay)
+            return
+        restarts = inst.restarts + 1
         if la is not None and la.outcome in _DONE:
             la = replace(la, outcome=f"done; then {rule.name.lower()}")
         if restarts > self.policy.restart_budget:
@@ -356,7 +389,9 @@ class _Draft:
             if desired == Desired.RUNNING and not cooling:
                 if inst.observed in STOPPED_STATUSES or inst.observed == UNKNOWN:
                     kind = ActionKind.START
-            elif self._needs_stop(inst):
+                elif self._unfinished(inst, ActionKind.START, ("PROVISIONING", "STAGING")):
+                    kind = ActionKind.START  # wait on it again: the attempt budget bounds it
+            elif self._needs_stop(inst) or self._unfinished(inst, ActionKind.STOP, ("STOPPING",)):
                 kind = ActionKind.STOP
             if desired != inst.desired:
                 inst = replace(inst, desired=desired)
@@ -366,6 +401,18 @@ class _Draft:
                     actions.append(action)
             self.instances[name] = inst
         return actions
+
+    @staticmethod
+    def _unfinished(inst: Instance, kind: ActionKind, statuses: tuple[str, ...]) -> bool:
+        """The last action is ``kind``, its operation never reported DONE (the wait ran
+        out: outcome "retry…"), and the instance still sits in its transitional status."""
+        la = inst.last_action
+        return (
+            inst.observed in statuses
+            and la is not None
+            and la.kind == kind
+            and (la.outcome or "").startswith("retry")
+        )
 
     def _needs_stop(self, inst: Instance) -> bool:
         if inst.observed in RUNNING_STATUSES:

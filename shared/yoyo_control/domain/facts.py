@@ -277,5 +277,7 @@ def _settled(record: ActionRecord | None, status: str, at: float) -> ActionRecor
         return record
     if record.outcome is not None and not record.outcome.startswith("retry"):
         return record
-    reached = status in (_RUNNING if record.kind == ActionKind.START else STOPPED_STATUSES)
+    # A start is done when the VM runs, not while it sits in PROVISIONING/STAGING: an
+    # operation stuck there must keep counting attempts (decide re-sends it, bounded).
+    reached = status in (("RUNNING",) if record.kind == ActionKind.START else STOPPED_STATUSES)
     return replace(record, outcome="done (observed)") if reached else record

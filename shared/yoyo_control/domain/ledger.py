@@ -73,11 +73,14 @@ def accrue(
     )
 
 
-def cap_reached(ledger: Ledger, daily_cap: float | None, monthly_cap: float | None) -> str | None:
-    """Why spend is capped, or None."""
-    if daily_cap is not None and ledger.day_usd >= daily_cap:
+def cap_reached(
+    ledger: Ledger, daily_cap: float | None, monthly_cap: float | None, ahead: float = 0.0
+) -> str | None:
+    """Why spend is capped, or None. ``ahead``: what will be spent before the next look
+    that a pause now would not save anyway (it is counted as already spent)."""
+    if daily_cap is not None and ledger.day_usd + ahead >= daily_cap:
         return f"daily cap {daily_cap:.2f} reached ({ledger.day_usd:.2f} on {ledger.day})"
-    if monthly_cap is not None and ledger.month_usd >= monthly_cap:
+    if monthly_cap is not None and ledger.month_usd + ahead >= monthly_cap:
         return f"monthly cap {monthly_cap:.2f} reached ({ledger.month_usd:.2f} in {ledger.month})"
     return None
 

@@ -83,6 +83,7 @@ class PoolPolicy:
     queue_threshold: int = 1
     action_retry_s: float = 60.0
     max_action_attempts: int = 5
+    tick_s: float = 60.0  # longest time between ticks (from tick_cron): the caps look ahead by it
     daily_cap_usd: float | None = None
     monthly_cap_usd: float | None = None
     timezone: str = "UTC"
@@ -154,6 +155,8 @@ class Heartbeat:
     waiting: int = 0
     last_request_at: float | None = None
     last_busy_at: float | None = None
+    ready: bool = True  # the inference server answers (False while the model loads)
+    ready_since: float | None = None  # when this boot was first heard ready (set by merge)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,14 @@ def record_outcome(
     detail: str,
     policy: PoolPolicy,
     now: float,
+    seen: str | None = None,
 ) -> tuple[PoolState, bool]:
-    """The state after ``action`` finished with ``outcome``; False if it was stale."""
+    """The state after ``action`` finished with ``outcome``; False if it was stale.
+
+    ``seen``: the status Compute reported right after a DONE call (None: not read). A
+    re-sent request id is answered from its original operation, so DONE alone does not
+    prove the instance is in the action's goal status now.
+    """
     inst = state.instances.get(action.instance)
     if inst is None or inst.last_action is None:
         return state, False
@@ -48,7 +54,7 @@ def record_outcome(
         )
         state = replace(state, ledger=ledger)
     if outcome == Outcome.DONE:
-        status = "RUNNING" if action.kind == ActionKind.START else "TERMINATED"
+        status = seen or ("RUNNING" if action.kind == ActionKind.START else "TERMINATED")
         inst = observed(inst, status, now)
         la = replace(la, outcome="done")
     elif outcome == Outcome.SKIPPED:

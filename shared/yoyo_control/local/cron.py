@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError
@@ -112,6 +113,22 @@ def parse(expr: str) -> Cron:
         any_day=parts[2].startswith("*"),
         any_weekday=parts[4].startswith("*"),
     )
+
+
+def longest_gap_s(cron: Cron) -> float:
+    """The longest time between two fires of a schedule that fires every hour of every day
+    (the tick's); raise ConfigError for one that skips hours or days."""
+    full = (
+        cron.hours == frozenset(range(24))
+        and cron.any_day
+        and cron.any_weekday
+        and cron.months == frozenset(range(1, 13))
+    )
+    if not full or not cron.minutes:
+        raise ConfigError(f"cron {cron.expr!r}: the tick must fire every hour of every day")
+    minutes = sorted(cron.minutes)
+    gaps = [b - a for a, b in pairwise(minutes)]
+    return 60.0 * max([*gaps, minutes[0] + 60 - minutes[-1]])
 
 
 def next_fire(cron: Cron, after: float, timezone: str = "UTC") -> float:

@@ -111,6 +111,10 @@ class CountingStore:
         self._add("list_pools", reads=max(1, len(pools)))
         return pools
 
+    def get_heartbeat(self, pool: str, instance: str) -> Heartbeat | None:
+        self._add("get_heartbeat", reads=1)
+        return self.inner.get_heartbeat(pool, instance)
+
     def put_heartbeat(self, pool: str, heartbeat: Heartbeat) -> Heartbeat | None:
         self._add("put_heartbeat", reads=1, writes=1)
         return self.inner.put_heartbeat(pool, heartbeat)

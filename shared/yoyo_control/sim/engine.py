@@ -11,14 +11,13 @@ heartbeats and the agent's own stop paths. What is simulated:
   at a pool with none ready it waits, and the gateway publishes a RunRequested (holder
   "wake") — again every ``wake_retry_s`` while requests still wait. With
   ``gateway_depth`` it also publishes its queue depth (QueueDepthObserved, source
-  "gateway") with each wake, and 0 once the requests it held have all been served:
-  queued work is what keeps rule 6 from releasing the lease of a VM still booting
-  (decide() counts boot time as idle time, so without it any idle timeout shorter than
-  the boot would never let a woken VM serve; and a 0 sent as soon as the queue is handed
-  out races the agent's first busy heartbeat and loses). Requests in flight on an
-  instance that stops or is preempted go back to the head of the queue;
+  "gateway") with each wake, and 0 once the requests it held have all been served (a 0
+  sent as soon as the queue is handed out would race the agent's first busy heartbeat).
+  Without it a woken VM still lives to serve: rule 6 counts a VM that is not ready yet
+  as busy. Requests in flight on an instance that stops or is preempted go back to the
+  head of the queue;
 - **the agent**: it looks at the world ``agent_s`` after its VM is RUNNING, then every
-  ``heartbeat_s`` and within ``agent_poll_s`` of its VM turning busy or idle
+  ``heartbeat_s`` and within ``agent_poll_s`` of its VM turning busy, idle or ready
   (``exact_agent``: every ``agent_poll_s``, as production, to count its store reads);
 - **Pub/Sub**: delivery is instant; a handler that raises TemporaryError gets the same
   message again after 10 s, doubling up to 600 s.
@@ -346,6 +345,7 @@ class Simulation:
         if boot is None or boot.boot_id != boot_id:
             return
         boot.ready = True
+        self._flip(boot)  # the agent sees the server answer at its next poll
         now = self.queue.now()
         if self.episode_first is not None:
             self.cold_wait_s += now - self.episode_first
@@ -440,6 +440,7 @@ class Simulation:
             sent_at=float(data["sent_at"]),
             received_at=now,
             busy=bool(data["busy"]),
+            ready=bool(data["ready"]),
             running=int(data["running"]),
             waiting=int(data["waiting"]),
             last_request_at=data.get("last_request_at"),

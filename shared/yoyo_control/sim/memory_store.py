@@ -114,6 +114,10 @@ class MemoryStore:
         with self._lock:
             return sorted(self._pools)
 
+    def get_heartbeat(self, pool: str, instance: str) -> Heartbeat | None:
+        with self._lock:
+            return self._beats.get(pool, {}).get(instance)
+
     def put_heartbeat(self, pool: str, heartbeat: Heartbeat) -> Heartbeat | None:
         with self._lock:
             beats = self._beats.setdefault(pool, {})
