@@ -11,7 +11,7 @@ it started is stopped at the end, also on failure.
   says TERMINATED and none of the VM's processes is alive). The path: the kill watcher
   polls the document every 0.25 s → Firestore-shaped CloudEvent → on_kill_switch_written
   → reconcile every pool → stop.
-- **idle detection**: ``yoyoctl ask`` wakes pool ``idle`` (idle_timeout_s 10), then one
+- **idle detection**: ``yoyoctl ask`` wakes pool ``idle`` (fixed keep-alive, 10 s), then one
   last request goes straight to the VM's inference server; measured from its answer to
   the idle decision and to the VM gone; the overhead is the delay minus the configured
   10 s (tick every 2 s, agent heartbeat every 1 s, agent poll 1 s).
@@ -70,7 +70,14 @@ def config(state_dir: Path) -> dict[str, Any]:
         },
         "pools": {
             "kill": {**common, "instances": ["kill-0", "kill-1"], "idle_timeout_s": 3600},
-            "idle": {**common, "instances": ["idle-0"], "idle_timeout_s": IDLE_TIMEOUT_S},
+            # A fixed keep-alive: this measures detection, not the adaptive policy (which,
+            # seeing the trials' back-to-back wakes, would rightly keep the VM warm longer).
+            "idle": {
+                **common,
+                "instances": ["idle-0"],
+                "keepalive": "fixed",
+                "idle_timeout_s": IDLE_TIMEOUT_S,
+            },
         },
     }
 

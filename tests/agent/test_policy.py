@@ -115,7 +115,7 @@ def test_poweroff_is_reissued_only_after_the_retry_delay() -> None:
     assert v1.poweroff and v2.poweroff is None and v3.poweroff
 
 
-def test_heartbeats_every_interval_and_at_once_on_busy_change() -> None:
+def test_heartbeats_every_interval_and_at_once_on_turning_busy() -> None:
     state = AgentState(started_at=T0)
     state, v = step(state, obs(T0), S)
     assert v.heartbeat == {
@@ -137,6 +137,23 @@ def test_heartbeats_every_interval_and_at_once_on_busy_change() -> None:
     assert v.heartbeat["last_request_at"] == T0 + 11
     state, v = step(state, obs(T0 + 41, Metrics(2, 1, 0)), S)
     assert v.heartbeat is not None
+
+
+def test_turning_idle_waits_for_the_interval_and_short_idle_spells_cost_nothing() -> None:
+    state = AgentState(started_at=T0)
+    state, v = step(state, obs(T0, BUSY), S)
+    assert v.heartbeat is not None and v.heartbeat["busy"]
+    state, v = step(state, obs(T0 + 5), S)  # idle: noted, not sent
+    assert v.heartbeat is None and v.note == "idle"
+    state, v = step(state, obs(T0 + 8, BUSY), S)  # busy again: the last report said busy
+    assert v.heartbeat is None
+    state, v = step(state, obs(T0 + 20), S)
+    assert v.heartbeat is None
+    state, v = step(state, obs(T0 + 30), S)  # the interval: idle is reported …
+    assert v.heartbeat is not None and not v.heartbeat["busy"]
+    assert v.heartbeat["last_request_at"] == T0 + 8  # … with when work was last seen
+    state, v = step(state, obs(T0 + 31, BUSY), S)  # and turning busy goes out at once
+    assert v.heartbeat is not None and v.heartbeat["busy"]
 
 
 def test_a_loading_server_is_reported_not_ready_and_its_answer_at_once() -> None:

@@ -108,7 +108,6 @@ class SimCompute:
     on_start: Callable[[str, str], None] | None = None  # (instance, request id), before acting
     spend_day: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, day)
     spend_month: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, month)
-    peak_running: dict[str, int] = field(default_factory=dict)  # pool → most billed at once
     stopping_spend: dict[str, float] = field(default_factory=dict)  # pool → spent STOPPING
 
     def __post_init__(self) -> None:
@@ -339,7 +338,6 @@ class SimCompute:
                     cost = (now - start) * self.prices.get(inst.pool, 0.0) / 3600.0
                     self.stopping_spend[inst.pool] = self.stopping_spend.get(inst.pool, 0.0) + cost
         for pool, count in billed.items():
-            self.peak_running[pool] = max(self.peak_running.get(pool, 0), count)
             per_s = self.prices.get(pool, 0.0) / 3600.0 * count
             t = start
             while t < now:

@@ -8,10 +8,12 @@ Rules, in priority order (each is a stop path that works without the control pla
    start. A store that cannot be read decides nothing (the idle backstop still holds).
 3. Idle backstop → power off after ``idle_shutdown_s`` with no running or waiting request
    and no finished request (the inference server unreachable counts as not busy).
-Heartbeats go out every ``heartbeat_interval_s``, and at once when the VM turns busy or
-idle, when the inference server starts (or stops) answering, and when preemption is
-first noticed. A power-off is re-issued only after
-``poweroff_retry_s`` (the VM should be gone by then).
+Heartbeats go out every ``heartbeat_interval_s``, and at once when the VM turns busy
+(unless the last heartbeat already said busy), when the inference server starts (or
+stops) answering, and when preemption is first noticed. Turning idle waits for the next
+interval: the control plane's idle clock runs from ``last_request_at`` anyway, and on a
+busy day an immediate report of every short idle spell costs store writes (DESIGN §4b).
+A power-off is re-issued only after ``poweroff_retry_s`` (the VM should be gone by then).
 
 Invariants: no clock, no I/O; the same (state, observation, settings) always gives the
 same (state, verdict).
@@ -74,6 +76,7 @@ class AgentState:
     last_request_at: float | None = None
     succeeded: float | None = None
     busy: bool = False
+    reported_busy: bool = False  # what the last heartbeat said
     ready: bool = False  # the inference server answered at the last look
     last_heartbeat_at: float | None = None
     preemption_reported: bool = False
@@ -147,7 +150,9 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
     if ready != state.ready:
         due, note = True, "ready" if ready else "inference server not answering"
     if busy != state.busy:
-        due, note = True, "busy" if busy else "idle"
+        note = "busy" if busy else "idle"
+    if busy and not state.reported_busy:
+        due = True  # at once: a busy VM must keep its lease (idle waits for the interval)
     if obs.preempted and not state.preemption_reported:
         due, note = True, "preempted: Compute Engine is stopping this VM"
         attributes = {"preempted": "true"}
@@ -166,5 +171,5 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
         "waiting": metrics.waiting if metrics else 0,
         "last_request_at": last_request,
     }
-    state = replace(state, last_heartbeat_at=now)
+    state = replace(state, last_heartbeat_at=now, reported_busy=busy)
     return state, Verdict(heartbeat=heartbeat, heartbeat_attributes=attributes, note=note)

@@ -84,6 +84,8 @@ class _Boot:
     state: agent_policy.AgentState | None = None
     agent_at: float | None = None  # when the agent first looked (its poll grid's origin)
     flip_at: float | None = None  # a pending "busy/idle changed" look
+    store_read_at: float | None = None  # the agent's last store read, and what it saw
+    store_view: tuple[agent_policy.Kill, agent_policy.PoolView] | None = None
 
 
 class Simulation:
@@ -412,15 +414,17 @@ class Simulation:
             if boot.ready
             else None
         )
-        kill = self.agent_store.get_kill()
-        state = self.agent_store.get_pool(self.params.pool)
-        deadline = state.lease.deadline() if state.lease is not None else None
-        obs = agent_policy.Observation(
-            now,
-            metrics,
-            agent_policy.Kill(kill.engaged, kill.reason, kill.by),
-            agent_policy.PoolView(deadline, state.updated_at),
-        )
+        # Like agent/loop.py: the store is read at most once per heartbeat interval.
+        if boot.store_view is None or now - (boot.store_read_at or 0.0) >= self.params.heartbeat_s:
+            kill = self.agent_store.get_kill()
+            state = self.agent_store.get_pool(self.params.pool)
+            deadline = state.lease.deadline() if state.lease is not None else None
+            boot.store_view = (
+                agent_policy.Kill(kill.engaged, kill.reason, kill.by),
+                agent_policy.PoolView(deadline, state.updated_at),
+            )
+            boot.store_read_at = now
+        obs = agent_policy.Observation(now, metrics, *boot.store_view)
         assert boot.state is not None
         boot.state, verdict = agent_policy.step(boot.state, obs, boot.settings)
         if verdict.heartbeat is not None:
