@@ -339,8 +339,8 @@ class _Draft:
             # The restart's stop has not been carried out yet (its call died with its
             # process, or is being retried): the same restart, not another one. Keep the
             # instance cooling so that stop is re-issued; count nothing.
-            delay = self.policy.restart_backoff_s * 2 ** (inst.restarts - 1)
-            self.instances[inst.name] = replace(inst, next_start_at=self.now + delay)
+            next_start = self.now + self._backoff(inst.restarts)
+            self.instances[inst.name] = replace(inst, next_start_at=next_start)
             return
         restarts = inst.restarts + 1
         if la is not None and la.outcome in _DONE:
@@ -355,7 +355,7 @@ class _Draft:
                 inst.name,
             )
             return
-        delay = self.policy.restart_backoff_s * 2 ** (restarts - 1)
+        delay = self._backoff(restarts)
         self.instances[inst.name] = replace(
             inst, restarts=restarts, next_start_at=self.now + delay, last_action=la
         )
@@ -364,6 +364,10 @@ class _Draft:
             f"{inst.name}: {what}; restart {restarts}/{self.policy.restart_budget} in {delay:.0f}s",
             inst.name,
         )
+
+    def _backoff(self, restarts: int) -> float:
+        """How long the ``restarts``-th restart waits: doubling from restart_backoff_s."""
+        return float(self.policy.restart_backoff_s * 2.0 ** (restarts - 1))
 
     # --- desired state and actions ------------------------------------------------
 
