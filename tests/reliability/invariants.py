@@ -199,10 +199,14 @@ class Checker:
         self.tally("owner-or-stop", relevant=True)
         if overdue:
             # Issued: called, or decided and committed (the process that was to call it
-            # died: it is re-issued once action_retry_s has passed — excused below).
+            # died: it is re-issued once action_retry_s has passed — excused below), or
+            # issued before the lease lapsed (a restart's stop) and still being retried.
             inst = state.instances.get(name)
             la = inst.last_action if inst is not None else None
-            decided = la is not None and la.kind == ActionKind.STOP and la.issued_at >= since
+            pending = la is not None and (la.outcome is None or la.outcome.startswith("retry"))
+            decided = (
+                la is not None and la.kind == ActionKind.STOP and (la.issued_at >= since or pending)
+            )
             stops = self.world.sim.calls_for(name, "stop", since=since)
             assert stops or decided, (
                 f"owner-or-stop: {name} ({pool}) has run without a valid lease since "

@@ -612,5 +612,6 @@ def test_invariants_hold_over_random_interleavings() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~10 min on two cores
 def test_invariants_hold_over_random_interleavings_long() -> None:
     _run(examples=600, steps=150, seed=chosen_seed(slow=True))
