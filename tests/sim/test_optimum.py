@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from yoyo_control.sim.bounds import timeout_cost
 from yoyo_control.sim.optimum import (
     CostModel,
     busy_periods,
     idle_gaps,
     offline_optimum,
-    timeout_cost,
 )
 from yoyo_control.sim.workload import Request
 

@@ -101,15 +101,3 @@ def offline_optimum(requests: Iterable[Request], model: CostModel) -> Optimum:
     dollars = gpu_s * p
     cost = dollars + cold * model.wait_per_s * model.boot_wait_s
     return Optimum(cost, dollars, gpu_s, cold, busy, kept, len(periods) - 1)
-
-
-def timeout_cost(requests: Iterable[Request], model: CostModel, timeout_s: float) -> float:
-    """The same model's cost of a fixed idle timeout (what the simulator approximates)."""
-    periods = busy_periods(requests)
-    if not periods:
-        return 0.0
-    p, c = model.price_per_s, model.cold_cost
-    cost = c + sum(end - start for start, end in periods) * p
-    for gap in idle_gaps(periods):
-        cost += gap * p if gap <= timeout_s else timeout_s * p + c
-    return cost + timeout_s * p  # the idle tail after the last request
