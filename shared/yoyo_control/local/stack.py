@@ -15,7 +15,8 @@ in the Pub/Sub emulator (a bridge pulls and pushes the same CloudEvents).
 Invariants: state is in ``local.state_dir`` (SQLite store, instance table, VM files,
 ``local-up.json`` for other ``yoyoctl`` processes); SIGINT/SIGTERM stop everything in
 reverse order and leave no process behind (VM process groups are killed and reaped,
-emulators stopped); the configuration the functions load is the one this process has.
+emulators stopped; a step slower than a second is logged); the configuration the
+functions load is the one this process has.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from .scheduler import Scheduler
 from .supervisor import Supervisor
 
 RUNTIME_FILE = "local-up.json"
+# A shutdown step slower than this is logged with its duration. Each step bounds its own
+# wait (scheduler 5 s, kill watcher 5 s, VMs 10 s + 3 s grace, bus 5 s), so a stuck
+# component delays the exit by at most ~30 s in all and never prevents it.
+SLOW_STOP_S = 1.0
 
 
 def functions_source() -> Path:
@@ -259,10 +264,14 @@ class Stack:
     def stop(self) -> None:
         self.stopping.set()
         for what, fn in reversed(self._cleanup):
+            began = time.monotonic()
             try:
                 fn()
             except Exception as exc:
                 logs.error(f"stopping {what}: {type(exc).__name__}: {exc}")
+            took = time.monotonic() - began
+            if took > SLOW_STOP_S:
+                logs.warning(f"stopping {what} took {took:.1f} s")
         self._cleanup = []
 
 
