@@ -8,7 +8,7 @@
 BENCH_SEEDS ?= 3
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
-BENCH_IDLES ?= 6
+BENCH_IDLES ?= 12
 
 .PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local
 
