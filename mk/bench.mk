@@ -5,7 +5,7 @@
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (~1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~4 min)
 
-BENCH_SEEDS ?= 3
+BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12

@@ -68,6 +68,15 @@ def test_a_finished_request_counts_as_work_even_if_never_seen_running() -> None:
     assert v.poweroff is None
 
 
+def test_a_request_finished_before_the_agents_first_look_counts() -> None:
+    # The woken VM's first request can be answered within one poll of the server's start.
+    state = AgentState(started_at=T0)
+    state, _ = step(state, obs(T0 + 5, Metrics(0, 0, 1)), S)
+    assert state.last_request_at == T0 + 5
+    state, _ = step(state, obs(T0 + 6, Metrics(0, 0, 1)), S)
+    assert state.last_request_at == T0 + 5  # nothing new finished
+
+
 def test_unreachable_metrics_count_as_idle() -> None:
     state = AgentState(started_at=T0)
     _, v = step(state, obs(T0 + 600, metrics=None), S)

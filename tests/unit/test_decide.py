@@ -311,6 +311,22 @@ def test_rule6_idle_past_the_timeout_releases_the_lease_and_stops() -> None:
     assert kinds(d) == [("stop", "vm-0")]
 
 
+def test_rule6_an_idle_release_starts_the_idle_gap_at_the_last_served_request() -> None:
+    # The idle report may never have been reconciled (it changed nothing, or the VM
+    # stopped first): the gap the next wake ends still begins at the last request.
+    served = Heartbeat("vm-0", "b1", T0 + 590, T0 + 590, last_request_at=T0 + 80)
+    s = state(lease=lease(expires=T0 + 5000), instances={"vm-0": running("vm-0")})
+    d = decide(replace(s, heartbeats={"vm-0": served}), OFF, POLICY, T0 + 700)
+    assert d.state.lease is None and d.state.idle_since == T0 + 80
+    # A gap already open is kept; a report from before the lease starts none.
+    already = replace(s, heartbeats={"vm-0": served}, idle_since=T0 + 70)
+    assert decide(already, OFF, POLICY, T0 + 700).state.idle_since == T0 + 70
+    old = replace(served, last_request_at=T0 - 50)
+    assert (
+        decide(replace(s, heartbeats={"vm-0": old}), OFF, POLICY, T0 + 700).state.idle_since is None
+    )
+
+
 def test_rule6_queued_work_keeps_the_lease() -> None:
     s = state(
         lease=lease(expires=T0 + 5000),

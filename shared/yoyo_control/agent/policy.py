@@ -126,7 +126,10 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
     last_request = state.last_request_at
     succeeded = state.succeeded
     if metrics is not None:
-        finished = succeeded is not None and metrics.succeeded > succeeded
+        # The server's counter starts at 0 with the VM: a request it finished before the
+        # agent's first look still counts (if the agent alone restarted, the old count
+        # reads as one request now — an error of at most one keep-alive, on the safe side).
+        finished = metrics.succeeded > (succeeded or 0.0)
         if busy or finished:
             last_request = now
         succeeded = metrics.succeeded

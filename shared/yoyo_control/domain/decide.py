@@ -101,6 +101,7 @@ def decide(
         instances=draft.instances,
         ledger=ledger,
         paused=paused,
+        idle_since=draft.idle_since,
     )
     if draft.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in draft.changes))
@@ -121,6 +122,7 @@ class _Draft:
     requests: tuple[LeaseRequest, ...]
     instances: dict[str, Instance]
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
+    idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -131,7 +133,17 @@ class _Draft:
         for name in policy.instances:
             instances.setdefault(name, Instance(name=name))
         timeout = idle_timeout(policy, state)
-        return cls(state, policy, now, state.epoch, state.lease, state.requests, instances, timeout)
+        return cls(
+            state,
+            policy,
+            now,
+            state.epoch,
+            state.lease,
+            state.requests,
+            instances,
+            timeout,
+            state.idle_since,
+        )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
         self.changes.append(Change(rule, reason, instance))
@@ -177,6 +189,10 @@ class _Draft:
         if self.lease is not None and self._idle_for() >= self.timeout:
             why = f"keep-alive {self.timeout:.0f}s, {policy.keepalive}"
             self.note(Rule.IDLE, f"idle for {self._idle_for():.0f}s ({why}): lease released")
+            if self.idle_since is None:
+                # The idle report may never come (the VM stops first): the gap that the
+                # next wake ends began with the lease's last served request.
+                self.idle_since = self._last_request(self.lease)
             self.lease = None
 
     def _grant_or_extend(self, wanted: list[LeaseRequest]) -> None:
@@ -245,6 +261,10 @@ class _Draft:
             return False
         hb = self.state.heartbeats.get(inst.name)
         return hb is None or not hb.ready or hb.received_at < since
+
+    def _last_request(self, lease: Lease) -> float | None:
+        served = [hb.last_request_at for hb in self.state.heartbeats.values()]
+        return max((t for t in served if t is not None and t >= lease.granted_at), default=None)
 
     def _idle_for(self) -> float:
         """How long the pool has had nothing to do; booting counts as work (a woken VM

@@ -212,7 +212,7 @@ class KeepAlive:
     boot_s: float = 150.0  # expected wake → ready time, for the cold-start cost
     wait_weight: float = 5.0  # a user-second waiting is worth this many VM-seconds
     min_s: float = 30.0
-    min_samples: int = 1
+    min_samples: int = 2  # one gap says too little: bench/RESULTS.md
     reference_s: float | None = None  # adaptive: no more cold starts than this timeout
     margin: float = 2.0  # adaptive with reference: head-room over the longest warm gap
 

@@ -67,7 +67,7 @@ class PoolPolicy:
     # "adaptive" (the default, chosen by bench/keepalive.py): the cheapest timeout on the
     # pool's recent idle gaps, in [30 s, keepalive_max_s], never turning a gap that
     # idle_timeout_s would have kept warm into a cold start (2× margin); idle_timeout_s
-    # until the pool has seen a gap.
+    # until the pool has seen two gaps.
     keepalive: str = "adaptive"
     idle_timeout_s: float = 900.0
     keepalive_max_s: float = 1800.0

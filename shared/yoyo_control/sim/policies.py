@@ -9,8 +9,11 @@ Names (``parse_policy``): ``fixed-5m``, ``fixed-15m``, ``always-on``, ``window``
 (09:00–19:00 local, fixed 5 min outside), ``break-even`` (ski rental on the cold-start
 cost), ``adaptive`` (the histogram's cheapest timeout, after 3 gaps), ``adaptive-neutral``
 (the same, but never a timeout that would have turned a gap the 15-minute reference
-kept warm into a cold start, with a 2× margin, from the first gap on),
-``pool`` (no override: the pool's own configured keep-alive, computed by decide()),
+kept warm into a cold start, with a 2× margin, once two gaps were seen),
+``pool`` (no override: the pool's own configured keep-alive, computed by decide() from
+the idle gaps the control plane observes through heartbeats and wakes — what production
+runs; with the default configuration it is adaptive-neutral's rule, which the simulator
+feeds with the exact gaps it sees at its gateway instead),
 or ``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
 ``adaptive:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
 
@@ -99,12 +102,13 @@ POLICIES: dict[str, SimPolicy] = {
         1800.0,
         reference_s=900.0,
         min_s=30.0,
-        min_samples=1,
+        min_samples=2,
         margin=2.0,
     ),
 }
-# The default proposed for production, chosen by bench/keepalive.py (bench/RESULTS.md).
-DEFAULT_POLICY = "adaptive-neutral"
+# The production default as production runs it: PoolPolicy's default keep-alive (the rule
+# of adaptive-neutral, chosen by bench/keepalive.py), computed by decide().
+DEFAULT_POLICY = "pool"
 
 
 def _adaptive(name: str, arg: str) -> SimPolicy:
