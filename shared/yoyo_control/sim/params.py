@@ -59,6 +59,8 @@ class SimParams:
             zone="sim",
             instances=tuple(f"{self.pool}-{i}" for i in range(self.instances)),
             hourly_price_usd=self.hourly_price,
+            boot_s=self.machine.mean_boot_s,
+            wait_weight=self.wait_weight,
             max_session_s=self.max_session_s,
             lease_s=self.lease_s,
             max_lease_s=self.max_lease_s,
