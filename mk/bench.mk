@@ -1,9 +1,9 @@
 # Benchmarks: `make bench` regenerates every table of bench/RESULTS.md (the prose around
 # them is kept). Each part can be run alone; none runs in `make test`.
-#   bench-keepalive      simulator: keep-alive policies × derived workloads (~4 min, 2 jobs)
-#   bench-store-ops      store operations per day vs the Firestore free tier (~3 min)
-#   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (~1 min)
-#   bench-local          kill latency and idle detection on `yoyoctl local up` (~4 min)
+#   bench-keepalive      simulator: keep-alive policies × derived workloads × 10 seeds (~3 min, 2 jobs)
+#   bench-store-ops      store operations per day vs the Firestore free tier (<1 min)
+#   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
+#   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
 
 BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
