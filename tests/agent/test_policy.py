@@ -77,6 +77,15 @@ def test_a_request_finished_before_the_agents_first_look_counts() -> None:
     assert state.last_request_at == T0 + 5  # nothing new finished
 
 
+def test_a_restarted_server_counts_from_zero_again() -> None:
+    state = AgentState(started_at=T0)
+    state, _ = step(state, obs(T0 + 5, Metrics(0, 0, 40)), S)
+    state, _ = step(state, obs(T0 + 300, Metrics(0, 0, 2)), S)  # restarted, served 2
+    assert state.last_request_at == T0 + 300
+    state, _ = step(state, obs(T0 + 301, Metrics(0, 0, 2)), S)
+    assert state.last_request_at == T0 + 300
+
+
 def test_unreachable_metrics_count_as_idle() -> None:
     state = AgentState(started_at=T0)
     _, v = step(state, obs(T0 + 600, metrics=None), S)

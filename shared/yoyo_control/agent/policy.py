@@ -126,10 +126,12 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
     last_request = state.last_request_at
     succeeded = state.succeeded
     if metrics is not None:
-        # The server's counter starts at 0 with the VM: a request it finished before the
-        # agent's first look still counts (if the agent alone restarted, the old count
-        # reads as one request now — an error of at most one keep-alive, on the safe side).
-        finished = metrics.succeeded > (succeeded or 0.0)
+        # The server's counter starts at 0 with the server: a request it finished before
+        # the agent's first look still counts (if the agent alone restarted, the old count
+        # reads as one request now — an error of at most one keep-alive, on the safe
+        # side), and a counter that went down means the server restarted and began again.
+        before = succeeded or 0.0
+        finished = metrics.succeeded > (before if metrics.succeeded >= before else 0.0)
         if busy or finished:
             last_request = now
         succeeded = metrics.succeeded
