@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from yoyo_control.config import parse_config
+from yoyo_control.domain.decide import decide
 from yoyo_control.domain.model import Desired, Instance, KillSwitch, Ledger, PoolState
 from yoyo_control.sim import cost_report
 from yoyo_control.sim.memory_store import MemoryStore
@@ -72,6 +73,21 @@ def test_a_pool_at_its_cap_is_paused_until_local_midnight() -> None:
     gpu = cost_report(store, conf, NOW)["pools"]["gpu"]
     assert gpu["paused"].startswith("daily cap 10.00 reached")
     assert gpu["paused_until"] == datetime(2027, 4, 1, tzinfo=ZoneInfo(TZ)).timestamp()
+
+
+def test_a_pool_within_its_look_ahead_of_a_cap_is_paused_as_rule_2_pauses_it() -> None:
+    # Two instances at $2/h and a 60 s tick: the pool pauses one instance-tick ($0.033)
+    # before its cap, and the report says so as decide() does.
+    store = MemoryStore()
+    seed(store)
+    conf = config()
+    spent = cost_report(store, conf, NOW)["pools"]["gpu"]["day_usd"]
+    gpu = replace(conf.pools["gpu"], daily_cap_usd=spent + 0.02)
+    conf = replace(conf, pools={**conf.pools, "gpu": gpu})
+    reported = cost_report(store, conf, NOW)["pools"]["gpu"]["paused"]
+    decided = decide(store.get_pool("gpu"), KillSwitch(), gpu, NOW).state.paused
+    assert reported is not None and reported.startswith("daily cap")
+    assert reported == decided
 
 
 def test_the_overall_cap_pauses_every_pool_and_shows_in_the_total() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from . import keepalive
-from .ledger import accrue, cap_reached
+from .ledger import accrue, pool_cap_reached
 from .model import (
     RUNNING_STATUSES,
     STOPPED_STATUSES,
@@ -80,11 +80,7 @@ def decide(
     ledger = accrue(
         state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
     )
-    # Until the next tick every instance of the pool may spend: pause early enough that a
-    # cap is overrun by at most one tick of ONE instance (DESIGN.md §4), however many run.
-    ahead = policy.hourly_price_usd / 3600.0 * policy.tick_s * max(0, policy.max_instances - 1)
-    paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd, ahead)
-    paused = paused or overall_cap_reached(ledger, spend)
+    paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
     if kill.engaged:
         draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")
     elif paused:

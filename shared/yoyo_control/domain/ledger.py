@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .model import BILLED_STATUSES, Instance, Ledger
+from .model import BILLED_STATUSES, Instance, Ledger, PoolPolicy
 
 
 def period_keys(now: float, timezone: str) -> tuple[str, str]:
@@ -83,6 +83,14 @@ def cap_reached(
     if monthly_cap is not None and ledger.month_usd + ahead >= monthly_cap:
         return f"monthly cap {monthly_cap:.2f} reached ({ledger.month_usd:.2f} in {ledger.month})"
     return None
+
+
+def pool_cap_reached(ledger: Ledger, policy: PoolPolicy) -> str | None:
+    """Why the pool's own caps pause it now (rule 2), or None. Until the next tick every
+    instance of the pool may spend: it pauses early enough that a cap is overrun by at
+    most one tick of ONE instance (DESIGN.md §4), however many run."""
+    ahead = policy.hourly_price_usd / 3600.0 * policy.tick_s * max(0, policy.max_instances - 1)
+    return cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd, ahead)
 
 
 def next_period_start(now: float, timezone: str) -> float:

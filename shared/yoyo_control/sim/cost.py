@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import Config
 from ..domain import spend
-from ..domain.ledger import cap_reached, period_keys
+from ..domain.ledger import period_keys, pool_cap_reached
 from ..domain.model import Ledger
 from ..ports import Store
 
@@ -47,7 +47,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
         day_usd = ledger.day_usd if ledger.day == day else 0.0
         month_usd = ledger.month_usd if ledger.month == month else 0.0
         rate = spend.run_rate(state, policy)
-        paused = cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd)
+        paused = pool_cap_reached(ledger, policy)  # as rule 2 decides it
         pools[name] = {
             "hourly_price_usd": policy.hourly_price_usd,
             "running_instances": spend.billed_running(state),
