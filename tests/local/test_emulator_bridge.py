@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import emulators as test_emulators
 from yoyo_control import names
 from yoyo_control.config import parse_config
 from yoyo_control.errors import ConfigError
@@ -32,12 +33,20 @@ CONFIG = parse_config(
 )
 
 
+def start_pubsub() -> emulators.Emulator:
+    """The Pub/Sub emulator through the launcher under test; missing it fails the test
+    unless YOYO_SKIP_EMULATORS=1 (as every emulator test)."""
+    if test_emulators.skip_requested():
+        pytest.skip(f"{test_emulators.SKIP_ENV}=1: Pub/Sub emulator tests skipped")
+    try:
+        return emulators.start_pubsub(CONFIG.project)
+    except ConfigError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
 def pubsub() -> Iterator[emulators.Emulator]:
-    try:
-        emulator = emulators.start_pubsub(CONFIG.project)
-    except ConfigError as exc:
-        pytest.skip(str(exc))
+    emulator = start_pubsub()
     try:
         yield emulator
     finally:
@@ -120,10 +129,7 @@ def test_an_idle_bridge_backs_off_and_still_delivers(pubsub, functions, monkeypa
 def test_a_stopped_emulator_leaves_no_temporary_files(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(emulators.tempfile, "tempdir", None)  # re-read TMPDIR
-    try:
-        emulator = emulators.start_pubsub(CONFIG.project)
-    except ConfigError as exc:
-        pytest.skip(str(exc))
+    emulator = start_pubsub()
     try:
         assert list(tmp_path.iterdir()), "the emulator keeps its data and log under TMPDIR"
     finally:
