@@ -27,14 +27,7 @@ INSTALL_EXTRAS += shellcheck-tool
 .PHONY: tfcheck checkov systemd-verify shellcheck shellcheck-tool infra-check
 
 shellcheck-tool:
-	@if command -v shellcheck >/dev/null 2>&1; then \
-		echo "shellcheck: $$(shellcheck --version | sed -n 's/^version: //p')"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's shellcheck (shell script checks)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; \
-	else \
-		echo "shellcheck: not installed (needs root and apt-get); the shellcheck tests will skip"; \
-	fi
+	$(call debian_package,shellcheck,shellcheck,shell script checks,the shellcheck tests will skip)
 
 $(CHECKOV_VENV)/bin/checkov: tools/checkov.sh
 	CHECKOV_VENV=$(CHECKOV_VENV) tools/checkov.sh --install
