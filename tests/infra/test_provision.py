@@ -66,6 +66,7 @@ def run_driver_step(tmp_path: Path, module: str, driver: str = "580") -> tuple[i
             "STUB_MODULE": module,
             "YOYO_BOOT_DIR": str(boot),
             "YOYO_CONSOLE": str(tmp_path / "console"),  # not a tty: not written
+            "TMPDIR": str(tmp_path),  # quiet_apt's APT_CONFIG file
         },
     )
     return run.returncode, run.stdout + run.stderr, calls.read_text().splitlines()

@@ -181,7 +181,7 @@ finish_image() {
   # A GPU VM must boot straight into its work: no package updates at boot (quiet_apt
   # disabled apt's timers).
   apt-get clean
-  rm -rf "${STAGE}" /var/lib/apt/lists/* /root/.cache
+  rm -rf "${STAGE}" "${APT_CONFIG:-}" /var/lib/apt/lists/* /root/.cache
   if command -v cloud-init >/dev/null; then
     cloud-init clean --logs
   fi
