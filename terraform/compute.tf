@@ -64,6 +64,7 @@ module "pool" {
 
   depends_on = [
     google_project_iam_member.vm_project,
+    google_project_iam_member.vm_firestore_reader,
     google_pubsub_topic_iam_member.monitoring_publisher,
   ]
 }

@@ -121,6 +121,15 @@ resource "google_cloudfunctions2_function" "kill_switch" {
     google_project_iam_member.eventarc_receiver,
     google_project_iam_member.functions_project,
   ]
+
+  lifecycle {
+    # An existing database's location cannot be read (no data source): guessing the
+    # region would put the trigger in the wrong location when the database is in nam5.
+    precondition {
+      condition     = var.create_firestore_database || var.firestore_location != null
+      error_message = "With create_firestore_database = false, set firestore_location to the existing database's location (gcloud firestore databases describe --database=DATABASE --format='value(locationId)')."
+    }
+  }
 }
 
 # The status page: HTTP, authenticated. Who may call it is var.status_page_invokers.

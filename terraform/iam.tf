@@ -4,10 +4,23 @@
 locals {
   role_prefix = replace(var.prefix, "-", "_")
 
-  pubsub_agent     = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  scheduler_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+  pubsub_agent     = google_project_service_identity.agent["pubsub.googleapis.com"].member
+  scheduler_agent  = google_project_service_identity.agent["cloudscheduler.googleapis.com"].member
   monitoring_agent = "serviceAccount:service-${local.project_number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
   billing_agent    = "serviceAccount:billing-budget-alert@system.gserviceaccount.com"
+}
+
+# Google creates some service agents lazily, at first use: in a new project the Pub/Sub
+# and Cloud Scheduler agents may not exist yet when they are granted roles below
+# ("service account ... does not exist"). Creating them explicitly removes the race.
+resource "google_project_service_identity" "agent" {
+  provider = google-beta
+  for_each = toset(["pubsub.googleapis.com", "cloudscheduler.googleapis.com"])
+
+  project = var.project_id
+  service = each.value
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "functions" {
@@ -63,6 +76,13 @@ resource "google_project_iam_custom_role" "instance_operator" {
 # Project-level, because these permissions only work there: poll the zonal operations
 # that start/stop return, and list instances by the pool label to find orphans (VMs
 # labelled for a pool but missing from its configuration).
+#
+# Least privilege, and why not less: compute.instances.list cannot be narrowed by an IAM
+# condition (a list is authorised on the project, before any instance name or label is
+# known), and a listed instance carries its metadata, so this account can read the
+# startup scripts of every VM in the project. The control plane's own code lists with
+# the pool label filter and keeps only status and labels; deploy Yo-Yo in a project of
+# its own (docs/deploy.md) so no other application's VMs are in reach.
 resource "google_project_iam_custom_role" "control_plane" {
   project     = var.project_id
   role_id     = "${local.role_prefix}_control_plane"
@@ -141,14 +161,30 @@ resource "google_pubsub_topic_iam_member" "vm_heartbeat_publisher" {
 
 resource "google_project_iam_member" "vm_project" {
   for_each = {
-    firestore = "roles/datastore.viewer" # the agent reads the kill switch and its lease
-    logs      = "roles/logging.logWriter"
-    metrics   = "roles/monitoring.metricWriter"
+    logs    = "roles/logging.logWriter"
+    metrics = "roles/monitoring.metricWriter"
   }
 
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.vm.email}"
+}
+
+# The agent reads the kill switch and its pool's lease. Firestore IAM stops at the
+# database: a condition can limit the grant to the control plane's database (not other
+# databases of the project), but not to documents, so a VM can read every pool document
+# and the event log of that database. Nothing there is secret (no keys, no credentials);
+# a VM can never write it.
+resource "google_project_iam_member" "vm_firestore_reader" {
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = "serviceAccount:${google_service_account.vm.email}"
+
+  condition {
+    title       = "control-plane-database-only"
+    description = "Only the Yo-Yo control plane's Firestore database."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
+  }
 }
 
 resource "google_storage_bucket_iam_member" "vm_weights_reader" {

@@ -176,7 +176,7 @@ variable "firestore_database" {
 }
 
 variable "firestore_location" {
-  description = "Firestore location (a region such as us-central1, or a multi-region such as nam5). Permanent once created. null means var.region."
+  description = "Firestore location (a region such as us-central1, or a multi-region such as nam5). Permanent once created. null means var.region, and is allowed only when this module creates the database: with create_firestore_database = false, give the existing database's location (the kill-switch trigger must live there)."
   type        = string
   default     = null
 }

@@ -457,7 +457,9 @@ def decode_kill_switch_written(event: Mapping[str, Any]) -> KillSwitchWritten:
     """A Firestore ``document.v1.written`` CloudEvent for the kill switch document.
 
     ``data`` is a serialised ``google.events.cloud.firestore.v1.DocumentEventData``
-    (application/protobuf) or its JSON form (dict, or JSON text).
+    (``datacontenttype`` application/protobuf, what Firestore triggers send) or its JSON
+    form (a dict, or text with application/json or no content type). The content type
+    decides, never the first byte: a protobuf may start with "{".
     """
     what = "kill switch write"
     message_id = safe_id(event.get("id"))
@@ -466,7 +468,7 @@ def decode_kill_switch_written(event: Mapping[str, Any]) -> KillSwitchWritten:
     if event.get("time") is None:
         raise _fail(f"{what}: no CloudEvent time")
     at = parse_time(event.get("time"), f"{what}: time")
-    written = _document_event(event.get("data"), what)
+    written = _document_event(event.get("data"), event.get("datacontenttype"), what)
     document = written.value if written.HasField("value") else None
     names_seen = [d.name for d in (written.value, written.old_value) if d.name]
     if not names_seen:  # the data names no document: Eventarc's subject does
@@ -498,12 +500,26 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return getattr(value, kind)
 
 
-def _document_event(data: object, what: str) -> Any:
+_PROTOBUF_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
+_JSON_TYPES = frozenset({"application/json", ""})
+
+
+def _media_type(content_type: object) -> str:
+    """``application/json`` of ``"Application/JSON; charset=utf-8"``; "" when absent."""
+    if content_type is None:
+        return ""
+    return str(content_type).split(";", 1)[0].strip().lower()
+
+
+def _document_event(data: object, content_type: object, what: str) -> Any:
     from google.events.cloud.firestore import DocumentEventData
     from google.protobuf import json_format
     from google.protobuf.message import DecodeError
 
     pb_class = DocumentEventData.pb()
+    media_type = _media_type(content_type)
+    if media_type not in _PROTOBUF_TYPES | _JSON_TYPES:
+        raise _fail(f"{what}: unsupported content type {_show(media_type)}")
     if data is None:
         raise _fail(f"{what}: no event data")
     if isinstance(data, str):
@@ -511,7 +527,7 @@ def _document_event(data: object, what: str) -> Any:
     if isinstance(data, (bytes, bytearray)):
         if len(data) > MAX_DATA_BYTES:
             raise _fail(f"{what}: event data is larger than {MAX_DATA_BYTES} bytes")
-        if not bytes(data).lstrip().startswith(b"{"):  # protobuf starts with a field tag
+        if media_type in _PROTOBUF_TYPES:
             try:
                 return pb_class.FromString(bytes(data))
             except (DecodeError, ValueError, RecursionError):

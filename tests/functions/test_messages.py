@@ -191,11 +191,12 @@ def test_control_commands_and_their_defaults():
     assert isinstance(extend, ExtendRequested) and extend.duration_s == 7200
 
 
-def firestore_event(data: object) -> dict[str, object]:
+def firestore_event(data: object, content_type: str = "application/json") -> dict[str, object]:
     return {
         "id": "fs-1",
         "time": "2026-11-23T04:06:14.109Z",
         "subject": "documents/yoyo_control/kill_switch",
+        "datacontenttype": content_type,
         "data": data,
     }
 
@@ -208,7 +209,7 @@ def test_a_deleted_kill_switch_reads_as_lifted():
         fields={"engaged": Value(boolean_value=True)},
     )
     body = DocumentEventData.serialize(DocumentEventData(old_value=old))
-    fact = messages.decode_kill_switch_written(firestore_event(body))
+    fact = messages.decode_kill_switch_written(firestore_event(body, "application/protobuf"))
     assert not fact.kill.engaged and fact.message_id == "fs-1" and fact.at == T0
 
 

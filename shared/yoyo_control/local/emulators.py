@@ -3,8 +3,10 @@
 (Test suites may reuse this launcher: production code cannot import tests/.)
 
 Invariants: each emulator listens on 127.0.0.1 on a free port, in its own session
-(process group), with its output in a log file (never a pipe); ``stop()`` ends the whole
-group (SIGTERM, then SIGKILL), is idempotent and also runs at interpreter exit; a missing
+(process group), with its output in a log file (never a pipe) in its own temporary
+directory (with the Pub/Sub emulator's data); ``stop()`` ends the whole group (SIGTERM,
+then SIGKILL), removes that directory, is idempotent and also runs at interpreter exit
+(a failed start stops too, after reading the log's tail); a missing
 emulator or Java is a ConfigError saying what to install; a failed start raises with the
 log's tail.
 """
@@ -42,7 +44,11 @@ class Emulator:
     name: str
     host_port: str  # the *_EMULATOR_HOST value
     process: subprocess.Popen[bytes]
-    log_path: Path
+    work_dir: Path  # the log and any data; removed by stop()
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "emulator.log"
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -60,6 +66,7 @@ class Emulator:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)  # the JVM child of the script
             break
+        shutil.rmtree(self.work_dir, ignore_errors=True)
         atexit.unregister(self.stop)
 
 
@@ -72,9 +79,11 @@ def _require(binary: Path, package: str) -> None:
         raise ConfigError("the emulators need Java 17+: apt-get install openjdk-17-jre-headless")
 
 
-def _launch(name: str, argv: list[str], host_port: str, timeout_s: float) -> Emulator:
-    fd, log_name = tempfile.mkstemp(prefix=f"yoyo-{name}-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
+def _launch(
+    name: str, argv: list[str], host_port: str, timeout_s: float, work_dir: Path | None = None
+) -> Emulator:
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix=f"yoyo-{name}-"))
+    with open(work_dir / "emulator.log", "wb") as log:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -82,7 +91,7 @@ def _launch(name: str, argv: list[str], host_port: str, timeout_s: float) -> Emu
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    emulator = Emulator(name, host_port, process, Path(log_name))
+    emulator = Emulator(name, host_port, process, work_dir)
     atexit.register(emulator.stop)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -90,8 +99,9 @@ def _launch(name: str, argv: list[str], host_port: str, timeout_s: float) -> Emu
             if http.get(f"http://{host_port}/", timeout=1.0)[0] == 200:
                 return emulator
         if process.poll() is not None or time.monotonic() > deadline:
+            tail = emulator.log_tail()
             emulator.stop()
-            raise ConfigError(f"the {name} emulator did not start:\n{emulator.log_tail()}")
+            raise ConfigError(f"the {name} emulator did not start:\n{tail}")
         time.sleep(0.2)
 
 
@@ -105,6 +115,6 @@ def start_firestore(project: str, timeout_s: float = 60.0) -> Emulator:
 def start_pubsub(project: str, timeout_s: float = 60.0) -> Emulator:
     _require(PUBSUB, "google-cloud-cli-pubsub-emulator")
     port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="yoyo-pubsub-")
-    argv = [str(PUBSUB), "--host=127.0.0.1", f"--port={port}", f"--dir={data_dir}"]
-    return _launch("pubsub", argv, f"127.0.0.1:{port}", timeout_s)
+    work_dir = Path(tempfile.mkdtemp(prefix="yoyo-pubsub-"))
+    argv = [str(PUBSUB), "--host=127.0.0.1", f"--port={port}", f"--dir={work_dir / 'data'}"]
+    return _launch("pubsub", argv, f"127.0.0.1:{port}", timeout_s, work_dir)

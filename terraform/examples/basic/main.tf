@@ -4,9 +4,21 @@
 #   cp terraform.tfvars.example terraform.tfvars   # then edit
 #   make package plan deploy                       # from the repository root
 
+# Application-default *user* credentials (docs/deploy.md) need a quota project for
+# APIs such as Cloud Billing Budgets and Service Usage, or they answer 403:
+# user_project_override sends billing_project as that quota project.
 provider "google" {
-  project = var.project_id
-  region  = var.region
+  project               = var.project_id
+  region                = var.region
+  user_project_override = true
+  billing_project       = var.project_id
+}
+
+provider "google-beta" {
+  project               = var.project_id
+  region                = var.region
+  user_project_override = true
+  billing_project       = var.project_id
 }
 
 module "yoyo" {

@@ -74,7 +74,10 @@ resource "google_compute_instance" "vm" {
 
   lifecycle {
     # The control plane owns the power state; Terraform must never fight it.
-    ignore_changes = [desired_status]
+    # A changed max_run_duration makes the provider replace the instance
+    # (hashicorp/terraform-provider-google#26148): a new max_session_s reaches existing
+    # VMs only through an explicit `terraform apply -replace` (docs/deploy.md).
+    ignore_changes = [desired_status, scheduling[0].max_run_duration]
   }
 }
 
