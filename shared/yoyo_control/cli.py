@@ -27,7 +27,8 @@ from typing import Any
 
 from . import names
 from .config import load_config, parse_duration
-from .domain.codec import to_doc
+from .domain.codec import from_doc, to_doc
+from .domain.killswitch import banner, describe
 from .domain.model import KillSwitch
 from .errors import ConfigError, YoyoError
 
@@ -210,12 +211,7 @@ def cmd_status(ctx: Ctx) -> int:
     doc = status_doc(ctx, now)
     kill = doc["kill_switch"]
     lines = []
-    if kill["engaged"]:
-        lines.append(
-            f"KILL SWITCH ENGAGED by {kill['by'] or '?'} at {_clock(kill['at'])}: {kill['reason']}"
-        )
-    else:
-        lines.append("kill switch: off")
+    lines.append(banner(from_doc(KillSwitch, kill)))
     for p in doc["pools"]:
         lease = p["lease"]
         lines.append(f"\npool {p['pool']}")
@@ -302,8 +298,19 @@ def cmd_unkill(ctx: Ctx) -> int:
 # --- lease commands ------------------------------------------------------------------
 
 
+def _refuse_under_kill(ctx: Ctx, what: str) -> None:
+    """One clear line instead of a request the control plane will deny."""
+    kill = ctx.store.get_kill()
+    if kill.engaged:
+        raise CliError(
+            f"the kill switch is engaged, so {what} ({describe(kill)}); "
+            "lift it with: yoyoctl unkill --yes"
+        )
+
+
 def cmd_start(ctx: Ctx) -> int:
     pool = ctx.pool()
+    _refuse_under_kill(ctx, "no lease will be granted")
     doc: dict[str, Any] = {"command": "start", "pool": pool, "by": _by()}
     if ctx.args.duration is not None:
         doc["for"] = _window(ctx.args.duration)
@@ -312,7 +319,8 @@ def cmd_start(ctx: Ctx) -> int:
     mid = ctx.publish(names.TOPIC_CONTROL, doc)
     ctx.out(
         {**doc, "message_id": mid},
-        f"start requested for pool {pool} (message {mid}); the lease is granted at once",
+        f"start requested for pool {pool} (message {mid}); the control plane grants the lease "
+        "unless a cap pauses the pool",
         f"yoyoctl status --pool {pool}",
     )
     return 0
@@ -450,12 +458,7 @@ def cmd_ask(ctx: Ctx) -> int:
     endpoints = _ready(ctx, pool)
     woke = not endpoints
     if woke:
-        kill = ctx.store.get_kill()
-        if kill.engaged:
-            raise CliError(
-                f"the kill switch is engaged ({kill.reason}): no VM will start; "
-                "lift it with: yoyoctl unkill --yes"
-            )
+        _refuse_under_kill(ctx, "no VM will start")
         ctx.publish(
             names.TOPIC_CONTROL,
             {"command": "start", "pool": pool, "by": _by(), "reason": "wake on request (ask)"},
@@ -624,7 +627,7 @@ def cmd_cost(ctx: Ctx) -> int:
     )
     kill = report["kill_switch"]
     if kill["engaged"]:
-        lines.append(f"kill switch ENGAGED by {kill['by'] or '?'}: {kill['reason']}")
+        lines.append(banner(from_doc(KillSwitch, kill)))
     ctx.out(report, "\n".join(lines), "yoyoctl status")
     return 0
 
