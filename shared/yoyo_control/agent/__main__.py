@@ -53,7 +53,7 @@ def _publisher(config: AgentConfig) -> Any:
 
 
 def build(config: AgentConfig) -> Agent:
-    from ..adapters.clock import SystemClock
+    from ..adapters.clock import MonotonicClock
 
     settings = Settings(
         pool=config.pool,
@@ -71,9 +71,10 @@ def build(config: AgentConfig) -> Agent:
         publisher=_publisher(config),
         read_metrics=functools.partial(metrics.read, config.metrics_url),
         poweroff=functools.partial(run_command, config.poweroff_command),
-        clock=SystemClock(),
+        clock=MonotonicClock(),
         preempted=threading.Event(),
         store_every_s=config.store_poll_s or config.heartbeat_interval_s,
+        read_deadline_s=config.read_deadline(),
     )
 
 

@@ -31,6 +31,9 @@ Optional (defaults in brackets):
   backstop).
 - ``poweroff_retry_s`` [30]: how long to wait before running the power-off command again
   when the VM is still up.
+- ``read_deadline_s`` [0 = a third of the heartbeat interval, between 0.5 and 5 s]: the
+  total time one read (store, metrics) or one heartbeat publish may take; a read that
+  takes longer counts as unanswered, so no server can stall the backstops.
 
 Invariant: unknown keys are ignored (the deployment may add keys for other units, such
 as ``weights_uri``); a missing required key or a wrong type is a one-line error.
@@ -68,7 +71,13 @@ class AgentConfig:
     poll_s: float = 1.0
     store_poll_s: float = 0.0
     poweroff_retry_s: float = 30.0
+    read_deadline_s: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def read_deadline(self) -> float:
+        if self.read_deadline_s > 0:
+            return self.read_deadline_s
+        return min(5.0, max(0.5, self.heartbeat_interval_s / 3))
 
 
 def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:

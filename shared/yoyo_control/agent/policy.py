@@ -100,7 +100,8 @@ def poweroff_reason(state: AgentState, obs: Observation, s: Settings) -> str | N
     """Rules 1–3: why the VM must power itself off now, or None."""
     now = obs.now
     if obs.kill is not None and obs.kill.engaged:
-        return f"kill switch engaged by {obs.kill.by or '?'}: {obs.kill.reason}"
+        by = f" by {obs.kill.by}" if obs.kill.by else ""
+        return f"kill switch engaged{by}: {obs.kill.reason or 'no reason given'}"
     pool = obs.pool
     if pool is not None:
         lease_valid = pool.lease_deadline is not None and now < pool.lease_deadline
