@@ -31,6 +31,11 @@ Optional (defaults in brackets):
   backstop).
 - ``poweroff_retry_s`` [30]: how long to wait before running the power-off command again
   when the VM is still up.
+- ``heartbeat_audience`` ["yoyo-heartbeat"]: the audience of the identity token every
+  heartbeat carries (the control plane's ``heartbeat_audience``; both must agree).
+- ``identity_key_file`` [""]: sign the identity token with this RSA key (the local
+  stack) instead of asking the metadata server for Google's; then ``zone`` [""] is the
+  zone the token names.
 - ``read_deadline_s`` [0 = a third of the heartbeat interval, between 0.5 and 5 s]: the
   total time one read (store, metrics) or one heartbeat publish may take; a read that
   takes longer counts as unanswered, so no server can stall the backstops.
@@ -72,6 +77,9 @@ class AgentConfig:
     store_poll_s: float = 0.0
     poweroff_retry_s: float = 30.0
     read_deadline_s: float = 0.0
+    heartbeat_audience: str = "yoyo-heartbeat"
+    identity_key_file: str = ""
+    zone: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def read_deadline(self) -> float:

@@ -1,7 +1,8 @@
 """The agent's thin I/O shell around policy.step: observe, decide, act, sleep.
 
 Invariants: every observation failure becomes "unknown" for the policy (never a crash);
-every read (store, metrics) and the heartbeat publish has a total deadline,
+every read (store, metrics, the identity token) and the heartbeat publish has a total
+deadline,
 ``read_deadline_s`` (deadline.py), so one step ends within a few deadlines whatever the
 store and the inference server do, and the backstops run on schedule; the store (kill
 switch, lease) is read at most once per ``store_every_s``, the last reading standing in
@@ -44,6 +45,7 @@ class Agent:
     state: AgentState | None = None
     store_every_s: float = 0.0
     read_deadline_s: float = 5.0
+    identity: Callable[[], str] | None = None  # the VM's identity token (identity.py)
     _store_read_at: float | None = None
     _store_view: tuple[Kill | None, PoolView | None] = (None, None)
     _deadlines: dict[str, Deadline] = field(default_factory=dict)
@@ -90,7 +92,7 @@ class Agent:
         if verdict.note:
             logs.info(f"agent: {verdict.note}", **labels)
         if verdict.heartbeat is not None:
-            data = json.dumps(verdict.heartbeat).encode()
+            data = json.dumps({**verdict.heartbeat, **self._identity(labels)}).encode()
             attributes = verdict.heartbeat_attributes or {}
             try:
                 self.bounded("publish").call(
@@ -105,6 +107,16 @@ class Agent:
             except Exception as exc:
                 logs.error(f"agent: power-off command failed: {exc}", **labels)
         return verdict
+
+    def _identity(self, labels: dict[str, str]) -> dict[str, str]:
+        """The heartbeat's proof of its sender; without it the beat is sent and refused."""
+        if self.identity is None:
+            return {}
+        try:
+            return {"identity": self.bounded("identity").call(self.identity)}
+        except Exception as exc:
+            logs.warning(f"agent: no identity token for the heartbeat: {exc}", **labels)
+            return {}
 
     def run(self, stop: threading.Event, poll_s: float) -> None:
         while not stop.is_set():

@@ -37,6 +37,7 @@ from .. import bootstrap, logs, names
 from ..config import Config, load_config
 from ..errors import ConfigError
 from . import bus as busmod
+from . import identity
 from .compute import InstanceTable, Row
 from .killwatch import KillWatch
 from .logview import PrettyStream
@@ -134,6 +135,10 @@ class Stack:
                 "boot_id": boot_id,
                 "poll_s": min(1.0, float(local.heartbeat_interval_s)),
                 "poweroff_retry_s": 5.0,
+                # Google's signature stands in: the stack's key signs the VM's token.
+                "heartbeat_audience": c.heartbeat_audience,
+                "identity_key_file": str(identity.ensure_key(self.state_dir)),
+                "zone": row.zone,
             },
         }
 
