@@ -46,7 +46,7 @@ class TokenVerifier:
             raise InvalidMessage("identity: no identity token")
         certs = self.certs()  # TemporaryError when they cannot be fetched
         try:
-            claims = jwt.decode(
+            claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
                 token, certs=certs, audience=self.audience, clock_skew_in_seconds=CLOCK_SKEW_S
             )
         except Exception as exc:  # any fault of the token (google-auth raises several kinds)

@@ -52,8 +52,8 @@ def ensure_key(state_dir: str | Path) -> Path:
             os.link(tmp, key_path)  # atomic: the first process to link wins
         os.unlink(tmp)
     if not public_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        public = key.public_key().public_bytes(
+        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        public = loaded.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".identity-pub-")
@@ -86,7 +86,9 @@ def sign(
     """A token for ``instance`` with the claims Compute Engine puts in a full-format one."""
     from google.auth import crypt, jwt
 
-    signer = crypt.RSASigner.from_string(Path(key_file).read_text(), key_id=KEY_ID)
+    signer = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
+        Path(key_file).read_text(), key_id=KEY_ID
+    )
     payload = {
         "iss": LOCAL_ISSUER,
         "aud": audience,
@@ -102,4 +104,5 @@ def sign(
             }
         },
     }
-    return jwt.encode(signer, payload).decode("ascii")
+    token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+    return token.decode("ascii")
