@@ -46,9 +46,11 @@ def _store(config: AgentConfig) -> Any:
 
 def _publisher(config: AgentConfig) -> Any:
     if config.pubsub_url:
+        from ..local import guard
         from ..local.bus import LocalBusPublisher
 
-        return LocalBusPublisher(config.pubsub_url, config.project)
+        secret = guard.read_secret_file(config.bus_secret_file) if config.bus_secret_file else ""
+        return LocalBusPublisher(config.pubsub_url, config.project, secret=secret)
     from ..adapters.pubsub import PubSubPublisher  # type: ignore[import-not-found]
 
     return PubSubPublisher(project=config.project)

@@ -22,6 +22,8 @@ Optional (defaults in brackets):
   metadata server, watched for ``instance/preempted``; "" disables the watch (local VMs).
 - ``pubsub_url`` [""]: a Pub/Sub REST base URL (the local bus, or the Pub/Sub emulator);
   "" publishes with the Google Cloud client library.
+- ``bus_secret_file`` [""]: the local stack's secret (local/guard.py), sent with every
+  publish to its bus.
 - ``sqlite_path`` [""]: read the kill switch and the lease from this SQLite store (the
   local stack) instead of Firestore.
 - ``boot_id`` [""]: this boot's id; "" reads /proc/sys/kernel/random/boot_id.
@@ -78,6 +80,7 @@ class AgentConfig:
     poweroff_retry_s: float = 30.0
     read_deadline_s: float = 0.0
     heartbeat_audience: str = "yoyo-heartbeat"
+    bus_secret_file: str = ""
     identity_key_file: str = ""
     zone: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)

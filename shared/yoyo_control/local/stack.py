@@ -8,6 +8,8 @@ One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
 - ``/bus/v1/...``: the local bus (Pub/Sub REST subset; see bus.py);
 - ``/healthz``: the stack's own state (JSON);
 - ``/``: the status page (the ``status_page`` HTTP function).
+Every request passes guard.Guard: its own Host and Origin only, and the per-stack secret
+(``<state_dir>/stack-secret``) on anything that can change state.
 Beside it run the scheduler (cycle and tick), the kill watcher, and the supervisor of the
 local VMs. With ``--emulators`` the store is the Firestore emulator and the topics live
 in the Pub/Sub emulator (a bridge pulls and pushes the same CloudEvents).
@@ -37,7 +39,7 @@ from .. import bootstrap, logs, names
 from ..config import Config, load_config
 from ..errors import ConfigError
 from . import bus as busmod
-from . import identity
+from . import guard, identity
 from .compute import InstanceTable, Row
 from .killwatch import KillWatch
 from .logview import PrettyStream
@@ -106,6 +108,7 @@ class Stack:
         self.emulator_env: dict[str, str] = {}
         self.pubsub_url = f"{self.base_url}/bus"
         self.broker: busmod.Broker | None = None
+        self.secret = ""
 
     # --- what a local VM runs ---------------------------------------------------------
 
@@ -117,6 +120,7 @@ class Stack:
             "boot_delay_s": local.boot_delay_s,
             "token_latency_s": local.token_latency_s,
             "pubsub_url": self.pubsub_url,
+            "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
             "work_subscription": work_subscription(c, row.pool),
             "agent": {
                 "pool": row.pool,
@@ -131,6 +135,7 @@ class Stack:
                 "poweroff_command": [sys.executable, "-m", "yoyo_control.local.vm", "poweroff"],
                 "metadata_url": "",
                 "pubsub_url": self.pubsub_url,
+                "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
                 "sqlite_path": sqlite_path,
                 "boot_id": boot_id,
                 "poll_s": min(1.0, float(local.heartbeat_interval_s)),
@@ -171,9 +176,13 @@ class Stack:
             for instance in policy.instances:
                 table.register(pool, policy.zone, instance)
 
+        self.secret = guard.new_secret(self.state_dir)
+        deliver = guard.deliverer(self.secret)
         if not self.use_emulators:
-            self.broker = busmod.Broker(config.project)
-        app = build_app(config, self.broker, self.health)
+            self.broker = busmod.Broker(config.project, deliver=deliver)
+        app = guard.Guard(
+            build_app(config, self.broker, self.health), config.local.port, self.secret
+        )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = make_server(config.local.host, config.local.port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
@@ -195,7 +204,7 @@ class Stack:
             f"{self.base_url}/{names.ENTRY_KILL_SWITCH_WRITTEN}/",
             config.project,
             config.firestore_database,
-            busmod.http_deliver,
+            deliver,
         )
         watch.start()
         self._on_stop("kill-switch watcher", watch.stop)
@@ -209,7 +218,7 @@ class Stack:
         self._on_stop("runtime file", lambda: runtime.unlink(missing_ok=True))
 
     def publisher(self) -> busmod.LocalBusPublisher:
-        return busmod.LocalBusPublisher(self.pubsub_url, self.config.project)
+        return busmod.LocalBusPublisher(self.pubsub_url, self.config.project, secret=self.secret)
 
     def _wire_bus(self, broker: busmod.Broker) -> None:
         config = self.config
@@ -255,7 +264,13 @@ class Stack:
     def _wire_emulator_bridge(self) -> None:
         from .bridge import Bridge
 
-        bridge = Bridge(self.config, self.pubsub_url, self.base_url, work_subscription)
+        bridge = Bridge(
+            self.config,
+            self.pubsub_url,
+            self.base_url,
+            work_subscription,
+            guard.deliverer(self.secret),
+        )
         bridge.start()
         self._on_stop("emulator bridge", bridge.stop)
 
