@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ class CliError(YoyoError):
     """A failure worth one line to the operator."""
 
 
+STACK_STARTING_WAIT_S = 60.0  # how long a command waits for a local stack still starting
+
+
 # --- plumbing ------------------------------------------------------------------------
 
 
@@ -47,21 +51,40 @@ class Ctx:
         self.args = args
         self.json = bool(getattr(args, "json", False))
         self.config = load_config()
-        self._adopt_local_runtime()
+        if getattr(args, "fn", None) is not cmd_local_up:
+            self._adopt_running_stack()
         self._store: Any = None
         self._publisher: Any = None
 
-    def _adopt_local_runtime(self) -> None:
-        """Talk to the emulators a running ``local up --emulators`` started."""
+    def _adopt_running_stack(self) -> None:
+        """Find the local stack this configuration names — by its address alone — and use
+        its state directory and emulators (a relative ``state_dir`` resolves differently in
+        another directory; the emulators' ports are known only to the stack)."""
         if self.config.backend != "local":
             return
-        runtime = Path(self.config.local.state_dir) / "local-up.json"
-        try:
-            info = json.loads(runtime.read_text())
-        except (OSError, ValueError):
-            return
+        from .local import http
+
+        local = self.config.local
+        url = f"http://{local.host}:{local.port}/healthz"
+        deadline = time.monotonic() + STACK_STARTING_WAIT_S
+        while True:
+            try:
+                status, body = http.get(url, timeout=2.0)
+                info = json.loads(body)
+            except (OSError, ValueError):
+                return  # no stack here: a command that needs one says so
+            if not isinstance(info, dict):
+                return
+            if status == 200:
+                break
+            if time.monotonic() > deadline or info.get("ready") is None:
+                raise CliError(f"the local stack at {url} is not ready (HTTP {status}); try again")
+            time.sleep(0.2)  # starting: "up" means its topics and subscriptions exist
+        state_dir = info.get("state_dir")
+        if isinstance(state_dir, str) and state_dir:
+            self.config = replace(self.config, local=replace(local, state_dir=state_dir))
         for key, value in (info.get("emulators") or {}).items():
-            os.environ.setdefault(key, value)
+            os.environ[str(key)] = str(value)
 
     @property
     def store(self) -> Any:

@@ -438,7 +438,13 @@ class LocalBusPublisher:
             ) from exc
         if status != 200:
             raise TemporaryError(f"publish to {topic} failed: HTTP {status}: {doc}")
-        return str(doc["messageIds"][0])
+        ids = doc.get("messageIds") if isinstance(doc, dict) else None
+        if not isinstance(ids, list) or not ids:
+            raise TemporaryError(
+                f"{self.base_url} is not a Pub/Sub publish endpoint (it answered "
+                f"{str(doc)[:80]!r}); is the local stack running with this configuration?"
+            )
+        return str(ids[0])
 
 
 def bus_url(config: Any) -> str:

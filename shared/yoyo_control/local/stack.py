@@ -6,7 +6,9 @@ One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
   Functions does, fed CloudEvents by the bus (Pub/Sub topics) and the kill watcher
   (the Firestore trigger);
 - ``/bus/v1/...``: the local bus (Pub/Sub REST subset; see bus.py);
-- ``/healthz``: the stack's own state (JSON);
+- ``/healthz``: the stack's own state (JSON): 200 once it is ready — every topic,
+  subscription, watcher and the scheduler exist, so a command published now is delivered
+  — and 503 before (and while stopping); ``yoyoctl`` finds the stack through it;
 - ``/``: the status page (the ``status_page`` HTTP function).
 Every request passes guard.Guard: its own Host and Origin only, and the per-stack secret
 (``<state_dir>/stack-secret``) on anything that can change state.
@@ -84,8 +86,10 @@ def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[],
 
     def root(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
-            body = json.dumps(health()).encode()
-            start_response("200 OK", [("Content-Type", "application/json")])
+            doc = health()
+            body = json.dumps(doc).encode()
+            status = "200 OK" if doc.get("ok") else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
             return [body]
         return page(environ, start_response)
 
@@ -104,6 +108,7 @@ class Stack:
         self.base_url = f"http://{config.local.host}:{config.local.port}"
         self.started_at = time.time()
         self.stopping = threading.Event()
+        self.ready = threading.Event()  # set when start() is done: "up" means ready
         self._cleanup: list[tuple[str, Callable[[], None]]] = []
         self.emulator_env: dict[str, str] = {}
         self.pubsub_url = f"{self.base_url}/bus"
@@ -151,7 +156,8 @@ class Stack:
 
     def health(self) -> dict[str, Any]:
         return {
-            "ok": not self.stopping.is_set(),
+            "ok": self.ready.is_set() and not self.stopping.is_set(),
+            "ready": self.ready.is_set(),
             "pid": os.getpid(),
             "url": self.base_url,
             "state_dir": str(self.state_dir),
@@ -214,6 +220,7 @@ class Stack:
         self._on_stop("scheduler", scheduler.stop)
 
         runtime = self.state_dir / RUNTIME_FILE
+        self.ready.set()
         runtime.write_text(json.dumps(self.health(), indent=2))
         self._on_stop("runtime file", lambda: runtime.unlink(missing_ok=True))
 
