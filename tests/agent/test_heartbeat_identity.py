@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fakes import RecordingPublisher
 from yoyo_control import identity, messages
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.agent.__main__ import build
@@ -26,17 +27,6 @@ CONFIG = parse_config(
         "pools": {"gpu": {"zone": "europe-west4-a", "instances": ["vm-0", "vm-1"]}},
     }
 )
-
-
-class Recorder:
-    """ports.Publisher that keeps what it was given (the bus is not under test here)."""
-
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-
-    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
-        self.data.append(data)
-        return str(len(self.data))
 
 
 def pubsub(data: bytes, publish_time: float) -> messages.PubSubMessage:
@@ -63,7 +53,7 @@ def test_every_heartbeat_carries_the_vms_own_token_fetched_once(tmp_path: Path) 
     agent.clock = clock
     assert agent.identity is not None
     agent.identity.clock = clock  # type: ignore[attr-defined]
-    recorder = Recorder()
+    recorder = RecordingPublisher()
     agent.publisher = recorder
     for _ in range(3):
         agent.step()

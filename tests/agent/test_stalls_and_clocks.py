@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import emulators
+from fakes import RecordingPublisher
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.agent.__main__ import build
 from yoyo_control.agent.config import parse_agent_config
@@ -157,31 +158,21 @@ def emulators_pids(host: str) -> list[int]:
     return found
 
 
-class Recorder:
-    """ports.Publisher that keeps what it was given (the bus is not under test here)."""
-
-    def __init__(self) -> None:
-        self.beats: list[bytes] = []
-
-    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
-        self.beats.append(data)
-        return str(len(self.beats))
-
-
-def leased_store(tmp_path: Path) -> SqliteStore:
+def busy_leased_agent(tmp_path: Path, **overrides: Any) -> Agent:
+    """An agent whose pool holds a valid lease and whose server reports work."""
     store = SqliteStore(tmp_path / "yoyo.sqlite3")
     now = time.time()
     lease = Lease("operator", ("start",), 1, now, now + 1800, now + 28_800)
     store.transact(lambda tx: tx.save_pool(PoolState(pool=POOL, lease=lease, updated_at=now)))
-    return store
+    agent = build(parse_agent_config(agent_config(tmp_path, **overrides)))
+    agent.read_metrics = lambda: Metrics(running=2)
+    return agent
 
 
 def test_a_wall_clock_step_forward_does_not_power_off_a_busy_vm_with_a_valid_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    leased_store(tmp_path)
-    agent = build(parse_agent_config(agent_config(tmp_path, store_poll_s=0.0)))
-    agent.read_metrics = lambda: Metrics(running=2)
+    agent = busy_leased_agent(tmp_path)
     assert agent.step().poweroff is None
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 2 * 3600)  # NTP steps the clock
@@ -193,14 +184,12 @@ def test_a_wall_clock_step_forward_does_not_power_off_a_busy_vm_with_a_valid_lea
 def test_a_wall_clock_step_back_does_not_silence_heartbeats(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    leased_store(tmp_path)
-    agent = build(parse_agent_config(agent_config(tmp_path, heartbeat_interval_s=0.3)))
-    agent.read_metrics = lambda: Metrics(running=1)
-    recorder = Recorder()
+    agent = busy_leased_agent(tmp_path, heartbeat_interval_s=0.3)
+    recorder = RecordingPublisher()
     agent.publisher = recorder
     agent.step()
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 3600)
     time.sleep(0.35)
     agent.step()
-    assert len(recorder.beats) == 2, "the heartbeat after the step back was not sent"
+    assert len(recorder.data) == 2, "the heartbeat after the step back was not sent"

@@ -47,29 +47,23 @@ def test_yoyoctl_finds_an_emulator_stack_from_its_configuration_and_up_means_rea
         assert stack.process.poll() is None, stack.log()
         assert time.monotonic() < deadline, f"the stack never became ready\n{stack.log()}"
         time.sleep(0.01)
-    second = tmp_path / "second-terminal"
-    started = subprocess.run(
-        [YOYOCTL, "start", "--for", "1m", "--json"],
-        env=stack.env,
-        cwd=second,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert started.returncode == 0, started.stderr
-    assert "Error" not in started.stderr
 
-    def vm() -> str:
-        status = subprocess.run(
-            [YOYOCTL, "status", "--json"],
+    def second_terminal(*args: str) -> Any:
+        done = subprocess.run(
+            [YOYOCTL, *args, "--json"],
             env=stack.env,
-            cwd=second,
+            cwd=tmp_path / "second-terminal",
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0, status.stderr
-        return str(json.loads(status.stdout)["pools"][0]["instances"][0]["vm"])
+        assert done.returncode == 0 and "Error" not in done.stderr, done.stderr
+        return json.loads(done.stdout)
+
+    second_terminal("start", "--for", "1m")
+
+    def vm() -> str:
+        return str(second_terminal("status")["pools"][0]["instances"][0]["vm"])
 
     stack.wait_for(lambda: vm() == "RUNNING", 30, "the started VM to run")
     assert "stack up" in stack.log()
