@@ -15,9 +15,11 @@ instance_name, instance_id}``), issuer ``LOCAL_ISSUER``, valid for ``LIFETIME_S`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..adapters.identity_tokens import LOCAL_ISSUER, TokenVerifier, local_certs
 
@@ -84,11 +86,9 @@ def sign(
     lifetime_s: float = LIFETIME_S,
 ) -> str:
     """A token for ``instance`` with the claims Compute Engine puts in a full-format one."""
-    from google.auth import crypt, jwt
+    from google.auth import jwt
 
-    signer = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-        Path(key_file).read_text(), key_id=KEY_ID
-    )
+    signer = _signer(str(key_file))
     payload = {
         "iss": LOCAL_ISSUER,
         "aud": audience,
@@ -106,3 +106,13 @@ def sign(
     }
     token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
     return token.decode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(key_file: str) -> Any:
+    """The key, loaded once per process (loading validates it: ~0.1 s; a key never changes)."""
+    from google.auth import crypt
+
+    return crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
+        Path(key_file).read_text(), key_id=KEY_ID
+    )
