@@ -17,7 +17,7 @@ local VMs. With ``--emulators`` the store is the Firestore emulator and the topi
 in the Pub/Sub emulator (a bridge pulls and pushes the same CloudEvents).
 
 Invariants: state is in ``local.state_dir`` (SQLite store, instance table, VM files,
-``local-up.json`` for other ``yoyoctl`` processes); SIGINT/SIGTERM stop everything in
+``local-up.json`` — what /healthz says, for scripts); SIGINT/SIGTERM stop everything in
 reverse order and leave no process behind (VM process groups are killed and reaped,
 emulators stopped; a step slower than a second is logged); the configuration the
 functions load is the one this process has.
