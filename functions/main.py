@@ -12,6 +12,9 @@ Pub/Sub/Eventarc redeliver it (the triggers' retry policy is on):
   bug must not turn a message into a redelivery loop) → logged with the message id and
   reason, recorded in the event log (``service.reject``, best effort: if the store is
   down the message is still acknowledged) → ack;
+- the sender is not admitted (a heartbeat without its own VM's identity token,
+  yoyo_control.identity) → the same → ack; the signing keys cannot be fetched
+  (TemporaryError) → raised → redelivered;
 - the service raises InvalidMessage or ConfigError (unknown pool or instance) → same → ack;
 - PermanentError (instance missing, quota, permission) → logged, recorded → ack;
 - TemporaryError, and any unexpected exception from the service, the store or Compute →
@@ -27,12 +30,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import functions_framework
 
-from yoyo_control import bootstrap, logs, messages, names
+from yoyo_control import bootstrap, identity, logs, messages, names
+from yoyo_control.domain.facts import Fact, HeartbeatReceived
 from yoyo_control.errors import ConfigError, InvalidMessage, PermanentError, TemporaryError
 
 STATUS_PAGE_MODULE = "yoyo_control.statuspage"
@@ -65,7 +69,10 @@ def _reject(service: Any, source: str, message_id: str, reason: str, severity: s
         )
 
 
-def _deliver(source: str, event: Any) -> None:
+Admit = Callable[[Any, Fact, Mapping[str, Any]], None]  # (service, fact, raw event)
+
+
+def _deliver(source: str, event: Any, admit: Admit | None = None) -> None:
     raw = _event_dict(event)
     message_id = messages.event_message_id(raw)
     try:
@@ -86,6 +93,19 @@ def _deliver(source: str, event: Any) -> None:
         reason = f"undecodable message ({type(exc).__name__}: {exc})"
         _reject(service, source, message_id, reason, "ERROR")
         return
+    if admit is not None:
+        try:
+            admit(service, fact, raw)
+        except (InvalidMessage, ConfigError) as exc:
+            _reject(service, source, message_id, str(exc), "WARNING")
+            return
+        except TemporaryError as exc:
+            logs.warning(f"temporary failure, redelivery requested: {exc}", source=source)
+            raise
+        except Exception as exc:
+            reason = f"sender not verifiable ({type(exc).__name__}: {exc})"
+            _reject(service, source, message_id, reason, "ERROR")
+            return
     message_id = fact.message_id
     pool = getattr(fact, "pool", None)
     try:
@@ -151,10 +171,16 @@ def on_budget(event: Any) -> None:
     _deliver(names.TOPIC_BUDGET, event)
 
 
+def _sender_verified(service: Any, fact: Fact, raw: Mapping[str, Any]) -> None:
+    assert isinstance(fact, HeartbeatReceived)
+    token = identity.heartbeat_token(raw)
+    identity.admit_heartbeat(fact, token, bootstrap.identity(), service.config)
+
+
 @functions_framework.cloud_event
 def on_heartbeat(event: Any) -> None:
-    """A VM agent's heartbeat."""
-    _deliver(names.TOPIC_HEARTBEAT, event)
+    """A VM agent's heartbeat, admitted only with its own VM's identity token."""
+    _deliver(names.TOPIC_HEARTBEAT, event, _sender_verified)
 
 
 @functions_framework.cloud_event

@@ -1,4 +1,5 @@
-"""In-memory Compute Engine that behaves like the real service (for unit tests).
+"""In-memory Compute Engine that behaves like the real service (for unit tests), and a
+publisher that records what it was given (where the bus is not under test).
 
 Invariants: statuses move through the real lifecycle (TERMINATED → STAGING → RUNNING →
 STOPPING → TERMINATED) as the test advances ``settle()``; a request id already seen is
@@ -98,3 +99,15 @@ class FakeCompute:
 
     def acted(self, kind: str) -> list[Call]:
         return [c for c in self.calls if c.kind == kind and c.acted]
+
+
+class RecordingPublisher:
+    """ports.Publisher that keeps what it was given, for tests where the bus is not under
+    test (the agent's heartbeats); message ids are numbered like Pub/Sub's."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
+        self.data.append(data)
+        return str(len(self.data))

@@ -12,11 +12,12 @@ import threading
 from pathlib import Path
 
 from .config import Config, load_config
-from .ports import Clock, Compute, Publisher, Store
+from .ports import Clock, Compute, IdentityVerifier, Publisher, Store
 from .service import Service
 
 _lock = threading.Lock()
 _service: Service | None = None
+_identity: IdentityVerifier | None = None
 
 
 def build_store(config: Config) -> Store:
@@ -59,6 +60,17 @@ def build_clock() -> Clock:
     return SystemClock()
 
 
+def build_identity(config: Config) -> IdentityVerifier:
+    """Who may sign heartbeats: Google (gcp), or the local stack's own key (local)."""
+    if config.backend == "gcp":
+        from .adapters.identity_tokens import GOOGLE_ISSUERS, GoogleCerts, TokenVerifier
+
+        return TokenVerifier(config.heartbeat_audience, GOOGLE_ISSUERS, GoogleCerts())
+    from .local import identity
+
+    return identity.verifier(config.local.state_dir, config.heartbeat_audience)
+
+
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
     return Service(build_store(config), build_compute(config), build_clock(), config)
@@ -73,8 +85,19 @@ def service() -> Service:
         return _service
 
 
+def identity() -> IdentityVerifier:
+    """The process-wide heartbeat identity verifier, built on first use."""
+    global _identity
+    config = service().config
+    with _lock:
+        if _identity is None:
+            _identity = build_identity(config)
+        return _identity
+
+
 def reset() -> None:
-    """Forget the process-wide service (tests, configuration reloads)."""
-    global _service
+    """Forget the process-wide service and verifier (tests, configuration reloads)."""
+    global _service, _identity
     with _lock:
         _service = None
+        _identity = None

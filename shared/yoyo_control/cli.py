@@ -21,19 +21,24 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import names
 from .config import load_config, parse_duration
-from .domain.codec import to_doc
+from .domain.codec import from_doc, to_doc
+from .domain.killswitch import banner, describe
 from .domain.model import KillSwitch
 from .errors import ConfigError, YoyoError
 
 
 class CliError(YoyoError):
     """A failure worth one line to the operator."""
+
+
+STACK_STARTING_WAIT_S = 60.0  # how long a command waits for a local stack still starting
 
 
 # --- plumbing ------------------------------------------------------------------------
@@ -46,21 +51,40 @@ class Ctx:
         self.args = args
         self.json = bool(getattr(args, "json", False))
         self.config = load_config()
-        self._adopt_local_runtime()
+        if getattr(args, "fn", None) is not cmd_local_up:
+            self._adopt_running_stack()
         self._store: Any = None
         self._publisher: Any = None
 
-    def _adopt_local_runtime(self) -> None:
-        """Talk to the emulators a running ``local up --emulators`` started."""
+    def _adopt_running_stack(self) -> None:
+        """Find the local stack this configuration names — by its address alone — and use
+        its state directory and emulators (a relative ``state_dir`` resolves differently in
+        another directory; the emulators' ports are known only to the stack)."""
         if self.config.backend != "local":
             return
-        runtime = Path(self.config.local.state_dir) / "local-up.json"
-        try:
-            info = json.loads(runtime.read_text())
-        except (OSError, ValueError):
-            return
+        from .local import http
+
+        local = self.config.local
+        url = f"http://{local.host}:{local.port}/healthz"
+        deadline = time.monotonic() + STACK_STARTING_WAIT_S
+        while True:
+            try:
+                status, body = http.get(url, timeout=2.0)
+                info = json.loads(body)
+            except (OSError, ValueError):
+                return  # no stack here: a command that needs one says so
+            if not isinstance(info, dict):
+                return
+            if status == 200:
+                break
+            if time.monotonic() > deadline or info.get("ready") is None:
+                raise CliError(f"the local stack at {url} is not ready (HTTP {status}); try again")
+            time.sleep(0.2)  # starting: "up" means its topics and subscriptions exist
+        state_dir = info.get("state_dir")
+        if isinstance(state_dir, str) and state_dir:
+            self.config = replace(self.config, local=replace(local, state_dir=state_dir))
         for key, value in (info.get("emulators") or {}).items():
-            os.environ.setdefault(key, value)
+            os.environ[str(key)] = str(value)
 
     @property
     def store(self) -> Any:
@@ -210,12 +234,7 @@ def cmd_status(ctx: Ctx) -> int:
     doc = status_doc(ctx, now)
     kill = doc["kill_switch"]
     lines = []
-    if kill["engaged"]:
-        lines.append(
-            f"KILL SWITCH ENGAGED by {kill['by'] or '?'} at {_clock(kill['at'])}: {kill['reason']}"
-        )
-    else:
-        lines.append("kill switch: off")
+    lines.append(banner(from_doc(KillSwitch, kill)))
     for p in doc["pools"]:
         lease = p["lease"]
         lines.append(f"\npool {p['pool']}")
@@ -302,8 +321,19 @@ def cmd_unkill(ctx: Ctx) -> int:
 # --- lease commands ------------------------------------------------------------------
 
 
+def _refuse_under_kill(ctx: Ctx, what: str) -> None:
+    """One clear line instead of a request the control plane will deny."""
+    kill = ctx.store.get_kill()
+    if kill.engaged:
+        raise CliError(
+            f"the kill switch is engaged, so {what} ({describe(kill)}); "
+            "lift it with: yoyoctl unkill --yes"
+        )
+
+
 def cmd_start(ctx: Ctx) -> int:
     pool = ctx.pool()
+    _refuse_under_kill(ctx, "no lease will be granted")
     doc: dict[str, Any] = {"command": "start", "pool": pool, "by": _by()}
     if ctx.args.duration is not None:
         doc["for"] = _window(ctx.args.duration)
@@ -312,7 +342,8 @@ def cmd_start(ctx: Ctx) -> int:
     mid = ctx.publish(names.TOPIC_CONTROL, doc)
     ctx.out(
         {**doc, "message_id": mid},
-        f"start requested for pool {pool} (message {mid}); the lease is granted at once",
+        f"start requested for pool {pool} (message {mid}); the control plane grants the lease "
+        "unless a cap pauses the pool",
         f"yoyoctl status --pool {pool}",
     )
     return 0
@@ -450,12 +481,7 @@ def cmd_ask(ctx: Ctx) -> int:
     endpoints = _ready(ctx, pool)
     woke = not endpoints
     if woke:
-        kill = ctx.store.get_kill()
-        if kill.engaged:
-            raise CliError(
-                f"the kill switch is engaged ({kill.reason}): no VM will start; "
-                "lift it with: yoyoctl unkill --yes"
-            )
+        _refuse_under_kill(ctx, "no VM will start")
         ctx.publish(
             names.TOPIC_CONTROL,
             {"command": "start", "pool": pool, "by": _by(), "reason": "wake on request (ask)"},
@@ -624,7 +650,7 @@ def cmd_cost(ctx: Ctx) -> int:
     )
     kill = report["kill_switch"]
     if kill["engaged"]:
-        lines.append(f"kill switch ENGAGED by {kill['by'] or '?'}: {kill['reason']}")
+        lines.append(banner(from_doc(KillSwitch, kill)))
     ctx.out(report, "\n".join(lines), "yoyoctl status")
     return 0
 

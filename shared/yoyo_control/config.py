@@ -83,6 +83,11 @@ class LocalSettings:
     token_latency_s: float = 0.02
 
 
+# The audience of the identity tokens heartbeats carry: the agent asks the metadata server
+# for a token with it, the heartbeat function accepts only tokens with it.
+DEFAULT_HEARTBEAT_AUDIENCE = "yoyo-heartbeat"
+
+
 @dataclass(frozen=True)
 class Config:
     backend: str = "local"
@@ -93,6 +98,7 @@ class Config:
     timezone: str = "UTC"
     event_ttl_days: int = 30
     tick_cron: str = "* * * * *"
+    heartbeat_audience: str = DEFAULT_HEARTBEAT_AUDIENCE
     budget: BudgetPolicy = BudgetPolicy()
     caps: Caps = Caps()
     pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
@@ -202,6 +208,12 @@ def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy,
     return PoolPolicy(**kwargs), cycle
 
 
+def _audience(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > 500:
+        raise ConfigError("heartbeat_audience: expected a non-empty string (a URL or a name)")
+    return raw.strip()
+
+
 def parse_config(raw: Mapping[str, Any]) -> Config:
     raw = _mapping(raw, "config")
     allowed = {f.name for f in fields(Config)} - {"cycles"}
@@ -253,6 +265,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         timezone=timezone,
         event_ttl_days=int(_number(raw.get("event_ttl_days", 30), "event_ttl_days", 1)),
         tick_cron=tick_cron,
+        heartbeat_audience=_audience(raw.get("heartbeat_audience", DEFAULT_HEARTBEAT_AUDIENCE)),
         budget=budget,
         caps=caps,
         pools=pools,

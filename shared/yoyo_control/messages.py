@@ -407,7 +407,13 @@ def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceive
         ready=ready,
         running=_count(raw.get("running", 0), f"{what}: running"),
         waiting=_count(raw.get("waiting", 0), f"{what}: waiting"),
-        last_request_at=None if last is None else parse_time(last, f"{what}: last_request_at"),
+        # Never later than the publish time: a VM's word about the future (2099) would
+        # keep its pool from ever looking idle.
+        last_request_at=(
+            None
+            if last is None
+            else min(parse_time(last, f"{what}: last_request_at"), message.publish_time)
+        ),
     )
     return HeartbeatReceived(message.message_id, message.publish_time, policy.pool, heartbeat)
 

@@ -98,3 +98,13 @@ class Publisher(Protocol):
 
 class Clock(Protocol):
     def now(self) -> float: ...
+
+
+class IdentityVerifier(Protocol):
+    def claims(self, token: str) -> Mapping[str, Any]:
+        """The claims of a signed identity token whose signature, expiry and audience hold.
+
+        Raises InvalidMessage when the token is not good (acknowledge: a redelivery would
+        not make it good) and TemporaryError when the signing keys cannot be fetched.
+        """
+        ...

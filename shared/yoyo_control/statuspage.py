@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from .config import Config
+from .domain import killswitch
 from .domain.model import RUNNING_STATUSES, PoolState
 from .ports import Event, Store
 
@@ -281,9 +282,8 @@ def render_html(store: Any, config: Config | None = None, now: float | None = No
     events = store.events(since=now - MAX_SPAN_S, limit=2000)
     if kill.engaged:
         banner = (
-            f'<div class="banner kill">KILL SWITCH ENGAGED by {escape(kill.by or "?")} at '
-            f"{_clock(kill.at)} UTC: {escape(kill.reason)} — no VM may start until it is "
-            "lifted (yoyoctl unkill)</div>"
+            f'<div class="banner kill">{escape(killswitch.banner(kill))}'
+            " — no VM may start until it is lifted (yoyoctl unkill)</div>"
         )
     else:
         banner = '<div class="banner clear">Kill switch: off</div>'

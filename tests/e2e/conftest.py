@@ -37,6 +37,7 @@ from compute_stub import ComputeStub
 from pubsub_emulator import PubSubAdmin, start_pubsub
 from yoyo_control import bootstrap, names
 from yoyo_control.adapters.clock import ManualClock
+from yoyo_control.local import identity as local_identity
 from yoyo_control.service import Service
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "main.py"
@@ -148,6 +149,21 @@ class World:
     base_url: str
     emulators: Emulators
     config: dict[str, Any] = field(default_factory=dict)
+    key_dir: Path | None = None  # the key heartbeats are signed with (Google's stand-in)
+
+    def sign(self, beat: dict[str, Any]) -> dict[str, Any]:
+        """``beat`` with an identity token of its own instance, as the metadata server gives."""
+        assert self.key_dir is not None
+        token = local_identity.sign(
+            local_identity.ensure_key(self.key_dir),
+            audience="yoyo-heartbeat",
+            project=self.project,
+            zone=ZONE,
+            instance=beat["instance"],
+            now=time.time(),
+        )
+        return {**beat, "identity": token}
+
     pool: str = POOL
     instance: str = INSTANCE
     budget_id: str = BUDGET_ID
@@ -201,6 +217,7 @@ def world(
     google_emulators: Emulators,
     function_server: tuple[str, Answers],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> Iterator[World]:
     from google.auth.credentials import AnonymousCredentials
 
@@ -250,13 +267,23 @@ def world(
 
         monkeypatch.setattr(bootstrap, "build_compute", build_compute)
         monkeypatch.setattr(bootstrap, "build_clock", lambda: clock)
+        # Google's certificates are not reachable from here: heartbeats are signed with a
+        # local key and checked by the same verifier against its public half.
+        key_dir = tmp_path / "identity"
+        monkeypatch.setattr(
+            bootstrap,
+            "build_identity",
+            lambda config: local_identity.verifier(key_dir, config.heartbeat_audience),
+        )
         bootstrap.reset()
         service = bootstrap.service()
         admin = PubSubAdmin(google_emulators.pubsub.host, project)
         for suffix in names.EVENT_TOPICS:
             admin.create_topic(f"yoyo-{suffix}")
         try:
-            yield World(project, admin, stub, clock, answers, base_url, google_emulators, config)
+            yield World(
+                project, admin, stub, clock, answers, base_url, google_emulators, config, key_dir
+            )
         finally:
             bootstrap.reset()
             service.store.close()

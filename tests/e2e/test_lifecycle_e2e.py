@@ -52,7 +52,8 @@ def test_a_tick_after_idle_stops_the_pool(world):
     }
     publisher = PubSubPublisher(world.project)
     try:
-        publisher.publish(world.topic(names.TOPIC_HEARTBEAT), json.dumps(beat).encode())
+        signed = json.dumps(world.sign(beat)).encode()
+        publisher.publish(world.topic(names.TOPIC_HEARTBEAT), signed)
     finally:
         publisher.close()
     world.eventually(

@@ -149,6 +149,34 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         service.store.close()
 
 
+@pytest.fixture
+def signed(world: World, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """``signed(payload, **claims)``: a heartbeat payload with its VM's identity token.
+
+    The token is signed with the world's local key (the local stack's stand-in for
+    Google's), for the payload's own instance in the pool's zone and project, unless
+    ``instance``, ``zone``, ``project``, ``audience``, ``now`` or ``key_dir`` say otherwise.
+    """
+    import time
+
+    from yoyo_control.local import identity
+
+    def sign(payload: Mapping[str, Any], **claims: Any) -> dict[str, Any]:
+        key_dir = claims.pop("key_dir", tmp_path / "state")
+        values = {
+            "audience": "yoyo-heartbeat",
+            "project": "my-project",
+            "zone": "us-central1-a",
+            "instance": payload.get("instance", INSTANCE),
+            "now": time.time(),
+            **claims,
+        }
+        token = identity.sign(identity.ensure_key(key_dir), **values)
+        return {**payload, "identity": token}
+
+    return sign
+
+
 Client = Callable[..., Any]
 
 

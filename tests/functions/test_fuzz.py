@@ -7,15 +7,21 @@ Properties (the envelope and the payload are both fuzzed):
    one that does not answers 200 (a bad message never loops, even with the store down).
 3. A Compute that raises TemporaryError: a valid tick, and a valid cycle that must start a
    VM, answer 500.
-The decoder is the oracle for "decodes"; the properties check the mapping and that
-nothing escapes as an unhandled exception.
+The decoder is the oracle for "decodes" (for heartbeats, the decoder and the sender's
+identity check: a beat signed for another VM does not "decode"); the properties check the
+mapping and that nothing escapes as an unhandled exception.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import itertools
 import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -23,8 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yoyo_control import messages, names
+from yoyo_control import bootstrap, identity, messages, names
 from yoyo_control.errors import TemporaryError
+from yoyo_control.local import identity as local_identity
 
 FUZZ = settings(
     max_examples=30,
@@ -34,6 +41,32 @@ FUZZ = settings(
 FUZZ_FAULTS = settings(FUZZ, max_examples=20)
 SOURCES = [*names.ENTRY_POINTS]  # topic suffixes
 _ids = itertools.count(1)
+# Heartbeats are signed with this key (the local stand-in for Google's), which the
+# entry point trusts here: fuzzed beats carry their own VM's token, another's, or junk.
+KEY_DIR = Path(tempfile.mkdtemp(prefix="yoyo-fuzz-identity-"))
+atexit.register(shutil.rmtree, KEY_DIR, True)
+
+
+def _token(instance: str) -> str:
+    key = local_identity.ensure_key(KEY_DIR)
+    return local_identity.sign(
+        key,
+        audience="yoyo-heartbeat",
+        project="my-project",
+        zone="us-central1-a",
+        instance=instance,
+        now=time.time(),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _trusted_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        bootstrap,
+        "build_identity",
+        lambda config: local_identity.verifier(KEY_DIR, config.heartbeat_audience),
+    )
+
 
 scalars = (
     st.none()
@@ -126,6 +159,11 @@ BODIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             "running": st.integers(-1, 5),
             "waiting": st.integers(-1, 5),
             "last_request_at": st.one_of(st.none(), times),
+            "identity": st.sampled_from(["own", "own", "other", "junk"]).map(
+                lambda kind: {"own": _token("yoyo-default-0"), "other": _token("vm-x")}.get(
+                    kind, "junk"
+                )
+            ),
         }
     ),
     "control": st.sampled_from(sorted(COMMANDS)).flatmap(
@@ -186,8 +224,12 @@ def deliveries(draw: st.DrawFn, sources: list[str] = SOURCES) -> tuple[str, dict
 
 
 def decodes(world, source: str, event: dict[str, Any]) -> bool:
+    config = world.service.config
     try:
-        messages.decode(source, event, world.service.config)
+        fact = messages.decode(source, event, config)
+        if source == names.TOPIC_HEARTBEAT:
+            token = identity.heartbeat_token(event)
+            identity.admit_heartbeat(fact, token, bootstrap.build_identity(config), config)
     except Exception:
         return False
     return True

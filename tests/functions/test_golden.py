@@ -68,9 +68,9 @@ def test_tick_accepts_any_body(world, call, envelope):
     assert world.facts() == ["t-2"] and world.rejected() == {}
 
 
-def test_tick_after_idle_releases_the_lease_and_stops(world, call, envelope, payload):
+def test_tick_after_idle_releases_the_lease_and_stops(world, call, envelope, payload, signed):
     start_pool(world, call, envelope, payload)
-    idle = envelope(payload("heartbeat_idle.json"), message_id="h-1")
+    idle = envelope(signed(payload("heartbeat_idle.json")), message_id="h-1")
     assert call(HEARTBEAT, idle).status_code == 200
     world.clock.advance(601)
     assert call(TICK, envelope({}, message_id="t-1")).status_code == 200
@@ -167,9 +167,9 @@ def test_a_foreign_budget_is_acknowledged_and_ignored(world, call, envelope, pay
 # --- heartbeat -----------------------------------------------------------------------
 
 
-def test_a_busy_heartbeat_is_stored(world, call, envelope, payload):
+def test_a_busy_heartbeat_is_stored(world, call, envelope, payload, signed):
     start_pool(world, call, envelope, payload)
-    response = call(HEARTBEAT, envelope(payload("heartbeat_busy.json"), message_id="h-1"))
+    response = call(HEARTBEAT, envelope(signed(payload("heartbeat_busy.json")), message_id="h-1"))
     assert response.status_code == 200
     beat = world.store.get_pool(world.pool).heartbeats[world.instance]
     assert beat.busy and (beat.running, beat.waiting) == (2, 3)

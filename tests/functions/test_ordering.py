@@ -27,9 +27,9 @@ def test_an_older_unkill_delivered_late_does_not_lift_a_newer_kill(world, call, 
     assert world.store.get_kill().engaged
 
 
-def test_a_stale_heartbeat_delivered_late_changes_nothing(world, call, envelope, payload):
-    newer = payload("heartbeat_busy.json")
-    older = {**payload("heartbeat_idle.json"), "sent_at": "2026-11-23T04:06:00Z"}
+def test_a_stale_heartbeat_delivered_late_changes_nothing(world, call, envelope, payload, signed):
+    newer = signed(payload("heartbeat_busy.json"))
+    older = signed({**payload("heartbeat_idle.json"), "sent_at": "2026-11-23T04:06:00Z"})
     assert (
         call(names.ENTRY_POINTS["heartbeat"], envelope(newer, message_id="h-2")).status_code == 200
     )

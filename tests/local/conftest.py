@@ -183,3 +183,37 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.kill_everything()
+
+
+@pytest.fixture
+def emulator_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
+    """``yoyoctl local up --emulators`` under a YOYO_CONFIG (environment) whose state_dir is
+    relative, started in ``tmp_path/first-terminal``; (stack, port), not waited for."""
+    import emulators
+
+    if emulators.skip_requested():
+        pytest.skip("YOYO_SKIP_EMULATORS=1")
+    first, second = tmp_path / "first-terminal", tmp_path / "second-terminal"
+    first.mkdir()
+    second.mkdir()
+    port = free_port()
+    config = stack_config(Path("state"), port)  # relative: each terminal resolves it alone
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
+    for name in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+        env.pop(name, None)
+    env["YOYO_CONFIG"] = json.dumps(config)
+    log_path = tmp_path / "local-up.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [YOYOCTL, "local", "up", "--emulators"],
+            env=env,
+            cwd=first,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack = Stack(process, first / "state", env, log_path)
+    try:
+        yield stack, port
+    finally:
+        stack.kill_everything()

@@ -12,12 +12,14 @@ import functools
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import logs
 from ..errors import ConfigError
-from . import metrics, preemption
+from ..ports import Clock
+from . import identity, metrics, preemption
 from .config import AgentConfig, load_agent_config
 from .loop import Agent, run_command
 from .policy import Settings
@@ -44,16 +46,40 @@ def _store(config: AgentConfig) -> Any:
 
 def _publisher(config: AgentConfig) -> Any:
     if config.pubsub_url:
+        from ..local import guard
         from ..local.bus import LocalBusPublisher
 
-        return LocalBusPublisher(config.pubsub_url, config.project)
+        secret = guard.read_secret_file(config.bus_secret_file) if config.bus_secret_file else ""
+        return LocalBusPublisher(config.pubsub_url, config.project, secret=secret)
     from ..adapters.pubsub import PubSubPublisher  # type: ignore[import-not-found]
 
     return PubSubPublisher(project=config.project)
 
 
+def _identity(config: AgentConfig, clock: Clock) -> Callable[[], str] | None:
+    """Where the heartbeats' identity token comes from (None: nowhere, beats are refused)."""
+    if config.identity_key_file:
+        fetch = identity.from_local_key(
+            config.identity_key_file,
+            config.heartbeat_audience,
+            config.project,
+            config.zone,
+            config.instance,
+            clock,
+        )
+    elif config.metadata_url:
+        fetch = identity.from_metadata(
+            config.metadata_url, config.heartbeat_audience, config.read_deadline()
+        )
+    else:
+        return None
+    return identity.CachedToken(fetch, clock)
+
+
 def build(config: AgentConfig) -> Agent:
-    from ..adapters.clock import SystemClock
+    from ..adapters.clock import MonotonicClock
+
+    clock = MonotonicClock()
 
     settings = Settings(
         pool=config.pool,
@@ -71,9 +97,11 @@ def build(config: AgentConfig) -> Agent:
         publisher=_publisher(config),
         read_metrics=functools.partial(metrics.read, config.metrics_url),
         poweroff=functools.partial(run_command, config.poweroff_command),
-        clock=SystemClock(),
+        clock=clock,
         preempted=threading.Event(),
         store_every_s=config.store_poll_s or config.heartbeat_interval_s,
+        read_deadline_s=config.read_deadline(),
+        identity=_identity(config, clock),
     )
 
 

@@ -22,6 +22,8 @@ Optional (defaults in brackets):
   metadata server, watched for ``instance/preempted``; "" disables the watch (local VMs).
 - ``pubsub_url`` [""]: a Pub/Sub REST base URL (the local bus, or the Pub/Sub emulator);
   "" publishes with the Google Cloud client library.
+- ``bus_secret_file`` [""]: the local stack's secret (local/guard.py), sent with every
+  publish to its bus.
 - ``sqlite_path`` [""]: read the kill switch and the lease from this SQLite store (the
   local stack) instead of Firestore.
 - ``boot_id`` [""]: this boot's id; "" reads /proc/sys/kernel/random/boot_id.
@@ -31,6 +33,14 @@ Optional (defaults in brackets):
   backstop).
 - ``poweroff_retry_s`` [30]: how long to wait before running the power-off command again
   when the VM is still up.
+- ``heartbeat_audience`` ["yoyo-heartbeat"]: the audience of the identity token every
+  heartbeat carries (the control plane's ``heartbeat_audience``; both must agree).
+- ``identity_key_file`` [""]: sign the identity token with this RSA key (the local
+  stack) instead of asking the metadata server for Google's; then ``zone`` [""] is the
+  zone the token names.
+- ``read_deadline_s`` [0 = a third of the heartbeat interval, between 0.5 and 5 s]: the
+  total time one read (store, metrics) or one heartbeat publish may take; a read that
+  takes longer counts as unanswered, so no server can stall the backstops.
 
 Invariant: unknown keys are ignored (the deployment may add keys for other units, such
 as ``weights_uri``); a missing required key or a wrong type is a one-line error.
@@ -68,7 +78,17 @@ class AgentConfig:
     poll_s: float = 1.0
     store_poll_s: float = 0.0
     poweroff_retry_s: float = 30.0
+    read_deadline_s: float = 0.0
+    heartbeat_audience: str = "yoyo-heartbeat"
+    bus_secret_file: str = ""
+    identity_key_file: str = ""
+    zone: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def read_deadline(self) -> float:
+        if self.read_deadline_s > 0:
+            return self.read_deadline_s
+        return min(5.0, max(0.5, self.heartbeat_interval_s / 3))
 
 
 def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:

@@ -1,12 +1,16 @@
 """Read vLLM's Prometheus text exposition: requests running, waiting and finished.
 
 Invariants: a metric present under several label sets (one per model) is summed; comments,
-other metrics and malformed lines are ignored; a metric that is absent counts as 0.
+other metrics, malformed lines and NaN are ignored; a metric that is absent counts as 0;
+whatever the text says, the result is finite and within the control plane's range
+(``policy.clamp``), so an absurd gauge never makes a busy VM unreadable.
 """
 
 from __future__ import annotations
 
-from .policy import Metrics
+import math
+
+from .policy import Metrics, clamp
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -27,10 +31,12 @@ def parse(text: str) -> Metrics:
         if name not in sums or not rest:
             continue
         try:
-            sums[name] += float(rest[0])
+            value = float(rest[0])
         except ValueError:
             continue
-    return Metrics(int(sums[RUNNING]), int(sums[WAITING]), sums[SUCCEEDED])
+        if not math.isnan(value):
+            sums[name] += value
+    return Metrics(clamp(sums[RUNNING]), clamp(sums[WAITING]), float(clamp(sums[SUCCEEDED])))
 
 
 def read(url: str, timeout: float = 2.0) -> Metrics | None:

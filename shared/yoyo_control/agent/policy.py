@@ -16,13 +16,25 @@ busy day an immediate report of every short idle spell costs store writes (DESIG
 A power-off is re-issued only after ``poweroff_retry_s`` (the VM should be gone by then).
 
 Invariants: no clock, no I/O; the same (state, observation, settings) always gives the
-same (state, verdict).
+same (state, verdict); a heartbeat's counts are whole numbers in 0..MAX_COUNT and its
+``last_request_at`` is never later than its ``sent_at`` — the ranges the control plane's
+decoder accepts (messages.decode_heartbeat), so a busy VM's beat is never refused as out
+of range.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
+
+MAX_COUNT = 1_000_000_000  # the decoder's bound on running/waiting (messages._MAX_COUNT)
+
+
+def clamp(value: float) -> int:
+    """A count as the control plane accepts it: a whole number in 0..MAX_COUNT."""
+    if value != value or value <= 0:  # NaN or nothing
+        return 0
+    return MAX_COUNT if value >= MAX_COUNT else int(value)
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,8 @@ def poweroff_reason(state: AgentState, obs: Observation, s: Settings) -> str | N
     """Rules 1–3: why the VM must power itself off now, or None."""
     now = obs.now
     if obs.kill is not None and obs.kill.engaged:
-        return f"kill switch engaged by {obs.kill.by or '?'}: {obs.kill.reason}"
+        by = f" by {obs.kill.by}" if obs.kill.by else ""
+        return f"kill switch engaged{by}: {obs.kill.reason or 'no reason given'}"
     pool = obs.pool
     if pool is not None:
         lease_valid = pool.lease_deadline is not None and now < pool.lease_deadline
@@ -172,9 +185,9 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
         "sent_at": now,
         "busy": busy,
         "ready": ready,
-        "running": metrics.running if metrics else 0,
-        "waiting": metrics.waiting if metrics else 0,
-        "last_request_at": last_request,
+        "running": clamp(metrics.running) if metrics else 0,
+        "waiting": clamp(metrics.waiting) if metrics else 0,
+        "last_request_at": None if last_request is None else min(last_request, now),
     }
     state = replace(state, last_heartbeat_at=now, reported_busy=busy)
     return state, Verdict(heartbeat=heartbeat, heartbeat_attributes=attributes, note=note)

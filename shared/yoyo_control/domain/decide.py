@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from . import keepalive
+from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
     RUNNING_STATUSES,
@@ -38,6 +39,7 @@ from .model import (
     Rule,
 )
 from .spend import NO_SPEND, Spend, overall_cap_reached
+from .timetext import utc
 
 _DONE = ("done", "done (observed)")  # an outcome recorded, or the effect observed
 REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
@@ -82,7 +84,7 @@ def decide(
     )
     paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
     if kill.engaged:
-        draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")
+        draft.block(Rule.KILL_SWITCH, describe(kill, with_time=False))
     elif paused:
         draft.block(Rule.SPEND_CAP, paused)
     else:
@@ -226,7 +228,7 @@ class _Draft:
         if target > lease.expires_at:
             reasons = tuple(dict.fromkeys((*lease.reasons, why)))[-8:]
             self.lease = replace(lease, expires_at=target, reasons=reasons)
-            self.note(Rule.LEASE, f"lease extended to {target:.0f}: {why}")
+            self.note(Rule.LEASE, f"lease extended to {utc(target)}: {why}")
 
     def _demand_active(self) -> bool:
         demand, policy = self.state.demand, self.policy

@@ -32,6 +32,7 @@ from .model import (
     Rule,
 )
 from .model import RUNNING_STATUSES as _RUNNING
+from .timetext import utc
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _extend(
         return state, (Change(Rule.OPERATOR, f"extend by {fact.by}: no valid lease"),)
     expires = min(max(lease.expires_at, now + fact.duration_s), lease.max_until)
     reasons = (*lease.reasons, f"extended by {fact.by}")[-8:]
-    change = Change(Rule.OPERATOR, f"lease extended by {fact.by} to {expires:.0f}")
+    change = Change(Rule.OPERATOR, f"lease extended by {fact.by} to {utc(expires)}")
     extended = replace(lease, expires_at=expires, reasons=reasons, active_at=now)
     return replace(state, lease=extended), (change,)
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .model import KillSwitch
+from .timetext import utc
 
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "", "disengaged", "none", "null"})
 
@@ -62,3 +63,26 @@ def seconds(raw: Any) -> float | None:
 
 def _text(raw: Any, limit: int) -> str:
     return "" if raw is None else (raw if isinstance(raw, str) else str(raw))[:limit]
+
+
+def describe(kill: KillSwitch, with_time: bool = True) -> str:
+    """One line on the switch that says what is known and nothing that is not.
+
+    A console write may set only ``engaged``: then there is no author, time or reason to
+    show, and the line says so instead of printing placeholders.
+    """
+    if not kill.engaged:
+        return "kill switch off"
+    return "kill switch engaged" + _details(kill, with_time)
+
+
+def banner(kill: KillSwitch) -> str:
+    """``describe`` for a headline: the engaged switch in capitals."""
+    return "KILL SWITCH ENGAGED" + _details(kill, True) if kill.engaged else "kill switch: off"
+
+
+def _details(kill: KillSwitch, with_time: bool) -> str:
+    text = f" by {kill.by}" if kill.by else ""
+    if with_time and kill.at is not None:
+        text += f" at {utc(kill.at)}"
+    return text + (f": {kill.reason}" if kill.reason else " (no reason given)")

@@ -22,7 +22,7 @@ from typing import Any
 from .. import logs, names
 from ..config import Config
 from . import envelope, http
-from .bus import http_deliver
+from .bus import Deliver, http_deliver
 
 IDLE_POLL_MIN_S = 0.1
 IDLE_POLL_MAX_S = 1.0
@@ -35,11 +35,13 @@ class Bridge:
         pubsub_url: str,
         functions_url: str,
         work_subscription: Callable[[Config, str], str],
+        deliver: Deliver = http_deliver,
     ) -> None:
         self.config = config
         self.base = f"{pubsub_url.rstrip('/')}/v1/projects/{config.project}"
         self.functions_url = functions_url
         self.work_subscription = work_subscription
+        self.deliver = deliver
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -115,7 +117,7 @@ class Bridge:
                     self.config.project, topic, sub, item["message"]
                 )
                 try:
-                    ok = 200 <= http_deliver(url, headers, body) < 300
+                    ok = 200 <= self.deliver(url, headers, body) < 300
                 except OSError:
                     ok = False
                 verb, payload = ("acknowledge", {"ackIds": [item["ackId"]]})

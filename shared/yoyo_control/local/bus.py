@@ -34,7 +34,7 @@ from typing import Any
 
 from .. import logs
 from ..errors import PermanentError, TemporaryError
-from . import envelope, http
+from . import envelope, guard, http
 
 Deliver = Callable[[str, dict[str, str], bytes], int]  # (url, headers, body) -> status
 
@@ -410,14 +410,19 @@ def _answer(start_response: Callable[..., Any], status: int, doc: Any) -> list[b
 class LocalBusPublisher:
     """ports.Publisher over the Pub/Sub REST API (this bus, or the Pub/Sub emulator)."""
 
-    def __init__(self, base_url: str, project: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, project: str, timeout: float = 10.0, secret: str = ""
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.project = project
         self.timeout = timeout
+        self.headers = guard.secret_headers(secret)  # the local stack's (guard.py)
 
     @classmethod
     def from_config(cls, config: Any) -> LocalBusPublisher:
-        return cls(bus_url(config), config.project)
+        return cls(
+            bus_url(config), config.project, secret=guard.read_secret(config.local.state_dir)
+        )
 
     def publish(self, topic: str, data: bytes, **attributes: str) -> str:
         message: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
@@ -425,7 +430,7 @@ class LocalBusPublisher:
             message["attributes"] = attributes
         url = f"{self.base_url}/v1/projects/{self.project}/topics/{topic}:publish"
         try:
-            status, doc = http.post_json(url, {"messages": [message]}, self.timeout)
+            status, doc = http.post_json(url, {"messages": [message]}, self.timeout, self.headers)
         except OSError as exc:
             raise TemporaryError(
                 f"the bus at {self.base_url} is not reachable ({exc}); "
@@ -433,7 +438,13 @@ class LocalBusPublisher:
             ) from exc
         if status != 200:
             raise TemporaryError(f"publish to {topic} failed: HTTP {status}: {doc}")
-        return str(doc["messageIds"][0])
+        ids = doc.get("messageIds") if isinstance(doc, dict) else None
+        if not isinstance(ids, list) or not ids:
+            raise TemporaryError(
+                f"{self.base_url} is not a Pub/Sub publish endpoint (it answered "
+                f"{str(doc)[:80]!r}); is the local stack running with this configuration?"
+            )
+        return str(ids[0])
 
 
 def bus_url(config: Any) -> str:

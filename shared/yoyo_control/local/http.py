@@ -28,10 +28,11 @@ def request(
         return exc.code, exc.read()
 
 
-def post_json(url: str, doc: Any, timeout: float = 10.0) -> tuple[int, Any]:
-    status, raw = request(
-        "POST", url, json.dumps(doc).encode(), {"Content-Type": "application/json"}, timeout
-    )
+def post_json(
+    url: str, doc: Any, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    status, raw = request("POST", url, json.dumps(doc).encode(), all_headers, timeout)
     try:
         return status, json.loads(raw) if raw else None
     except ValueError:

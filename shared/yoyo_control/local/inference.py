@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import http
+from . import guard, http
 
 SENTENCE = [
     "This",
@@ -246,15 +246,17 @@ def pull_work(
     subscription: str,
     stop: threading.Event,
     ready_at: float,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Drain the pool's work queue: one pulled item = one simulated completion, then ack."""
     base = f"{pubsub_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
+    headers = headers or {}
     while not stop.is_set():
         if time.time() < ready_at or not engine.busy_slots_free():
             stop.wait(0.1)
             continue
         try:
-            status, doc = http.post_json(f"{base}:pull", {"maxMessages": 1}, timeout=10)
+            status, doc = http.post_json(f"{base}:pull", {"maxMessages": 1}, 10, headers)
         except OSError:
             stop.wait(1.0)
             continue
@@ -264,11 +266,11 @@ def pull_work(
             continue
         for item in received:
             threading.Thread(
-                target=_work_item, args=(engine, base, item), daemon=True, name="work"
+                target=_work_item, args=(engine, base, item, headers), daemon=True, name="work"
             ).start()
 
 
-def _work_item(engine: Engine, base: str, item: dict[str, Any]) -> None:
+def _work_item(engine: Engine, base: str, item: dict[str, Any], headers: dict[str, str]) -> None:
     raw = base64.b64decode(item["message"].get("data", ""))
     try:
         body = json.loads(raw)
@@ -281,7 +283,7 @@ def _work_item(engine: Engine, base: str, item: dict[str, Any]) -> None:
         _completion(engine, body, chat="messages" in body)
     # An ack that does not arrive: redelivered after the ack deadline.
     with contextlib.suppress(OSError):
-        http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, timeout=10)
+        http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, 10, headers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pubsub-url", default="")
     parser.add_argument("--project", default="local-project")
     parser.add_argument("--work-subscription", default="")
+    parser.add_argument("--bus-secret-file", default="", help="the local stack's secret")
     parser.add_argument("--spec", default="", help="(ignored; marks the VM for ps)")
     args = parser.parse_args(argv)
     engine = Engine(args.model, args.token_latency_s, args.max_num_seqs)
@@ -315,7 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.pubsub_url and args.work_subscription:
         threading.Thread(
             target=pull_work,
-            args=(engine, args.pubsub_url, args.project, args.work_subscription, stop, ready_at),
+            args=(
+                engine,
+                args.pubsub_url,
+                args.project,
+                args.work_subscription,
+                stop,
+                ready_at,
+                guard.secret_headers(guard.read_secret_file(args.bus_secret_file)),
+            ),
             daemon=True,
             name="pull",
         ).start()

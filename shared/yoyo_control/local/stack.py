@@ -6,14 +6,18 @@ One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
   Functions does, fed CloudEvents by the bus (Pub/Sub topics) and the kill watcher
   (the Firestore trigger);
 - ``/bus/v1/...``: the local bus (Pub/Sub REST subset; see bus.py);
-- ``/healthz``: the stack's own state (JSON);
+- ``/healthz``: the stack's own state (JSON): 200 once it is ready — every topic,
+  subscription, watcher and the scheduler exist, so a command published now is delivered
+  — and 503 before (and while stopping); ``yoyoctl`` finds the stack through it;
 - ``/``: the status page (the ``status_page`` HTTP function).
+Every request passes guard.Guard: its own Host and Origin only, and the per-stack secret
+(``<state_dir>/stack-secret``) on anything that can change state.
 Beside it run the scheduler (cycle and tick), the kill watcher, and the supervisor of the
 local VMs. With ``--emulators`` the store is the Firestore emulator and the topics live
 in the Pub/Sub emulator (a bridge pulls and pushes the same CloudEvents).
 
 Invariants: state is in ``local.state_dir`` (SQLite store, instance table, VM files,
-``local-up.json`` for other ``yoyoctl`` processes); SIGINT/SIGTERM stop everything in
+``local-up.json`` — what /healthz says, for scripts); SIGINT/SIGTERM stop everything in
 reverse order and leave no process behind (VM process groups are killed and reaped,
 emulators stopped; a step slower than a second is logged); the configuration the
 functions load is the one this process has.
@@ -37,6 +41,7 @@ from .. import bootstrap, logs, names
 from ..config import Config, load_config
 from ..errors import ConfigError
 from . import bus as busmod
+from . import guard, identity
 from .compute import InstanceTable, Row
 from .killwatch import KillWatch
 from .logview import PrettyStream
@@ -81,8 +86,10 @@ def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[],
 
     def root(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
-            body = json.dumps(health()).encode()
-            start_response("200 OK", [("Content-Type", "application/json")])
+            doc = health()
+            body = json.dumps(doc).encode()
+            status = "200 OK" if doc.get("ok") else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
             return [body]
         return page(environ, start_response)
 
@@ -101,10 +108,12 @@ class Stack:
         self.base_url = f"http://{config.local.host}:{config.local.port}"
         self.started_at = time.time()
         self.stopping = threading.Event()
+        self.ready = threading.Event()  # set when start() is done: "up" means ready
         self._cleanup: list[tuple[str, Callable[[], None]]] = []
         self.emulator_env: dict[str, str] = {}
         self.pubsub_url = f"{self.base_url}/bus"
         self.broker: busmod.Broker | None = None
+        self.secret = ""
 
     # --- what a local VM runs ---------------------------------------------------------
 
@@ -116,6 +125,7 @@ class Stack:
             "boot_delay_s": local.boot_delay_s,
             "token_latency_s": local.token_latency_s,
             "pubsub_url": self.pubsub_url,
+            "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
             "work_subscription": work_subscription(c, row.pool),
             "agent": {
                 "pool": row.pool,
@@ -130,10 +140,15 @@ class Stack:
                 "poweroff_command": [sys.executable, "-m", "yoyo_control.local.vm", "poweroff"],
                 "metadata_url": "",
                 "pubsub_url": self.pubsub_url,
+                "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
                 "sqlite_path": sqlite_path,
                 "boot_id": boot_id,
                 "poll_s": min(1.0, float(local.heartbeat_interval_s)),
                 "poweroff_retry_s": 5.0,
+                # Google's signature stands in: the stack's key signs the VM's token.
+                "heartbeat_audience": c.heartbeat_audience,
+                "identity_key_file": str(identity.ensure_key(self.state_dir)),
+                "zone": row.zone,
             },
         }
 
@@ -141,7 +156,8 @@ class Stack:
 
     def health(self) -> dict[str, Any]:
         return {
-            "ok": not self.stopping.is_set(),
+            "ok": self.ready.is_set() and not self.stopping.is_set(),
+            "ready": self.ready.is_set(),
             "pid": os.getpid(),
             "url": self.base_url,
             "state_dir": str(self.state_dir),
@@ -166,9 +182,13 @@ class Stack:
             for instance in policy.instances:
                 table.register(pool, policy.zone, instance)
 
+        self.secret = guard.new_secret(self.state_dir)
+        deliver = guard.deliverer(self.secret)
         if not self.use_emulators:
-            self.broker = busmod.Broker(config.project)
-        app = build_app(config, self.broker, self.health)
+            self.broker = busmod.Broker(config.project, deliver=deliver)
+        app = guard.Guard(
+            build_app(config, self.broker, self.health), config.local.port, self.secret
+        )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = make_server(config.local.host, config.local.port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
@@ -190,7 +210,7 @@ class Stack:
             f"{self.base_url}/{names.ENTRY_KILL_SWITCH_WRITTEN}/",
             config.project,
             config.firestore_database,
-            busmod.http_deliver,
+            deliver,
         )
         watch.start()
         self._on_stop("kill-switch watcher", watch.stop)
@@ -200,11 +220,12 @@ class Stack:
         self._on_stop("scheduler", scheduler.stop)
 
         runtime = self.state_dir / RUNTIME_FILE
+        self.ready.set()
         runtime.write_text(json.dumps(self.health(), indent=2))
         self._on_stop("runtime file", lambda: runtime.unlink(missing_ok=True))
 
     def publisher(self) -> busmod.LocalBusPublisher:
-        return busmod.LocalBusPublisher(self.pubsub_url, self.config.project)
+        return busmod.LocalBusPublisher(self.pubsub_url, self.config.project, secret=self.secret)
 
     def _wire_bus(self, broker: busmod.Broker) -> None:
         config = self.config
@@ -250,7 +271,13 @@ class Stack:
     def _wire_emulator_bridge(self) -> None:
         from .bridge import Bridge
 
-        bridge = Bridge(self.config, self.pubsub_url, self.base_url, work_subscription)
+        bridge = Bridge(
+            self.config,
+            self.pubsub_url,
+            self.base_url,
+            work_subscription,
+            guard.deliverer(self.secret),
+        )
         bridge.start()
         self._on_stop("emulator bridge", bridge.stop)
 

@@ -53,6 +53,8 @@ def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
         spec["project"],
         "--work-subscription",
         spec.get("work_subscription", ""),
+        "--bus-secret-file",
+        spec.get("bus_secret_file", ""),
     ]
 
 
