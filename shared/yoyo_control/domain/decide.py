@@ -9,6 +9,8 @@ Invariants:
   ``request_id = uuid5(pool, instance, epoch, action)``; the epoch grows on every grant
   and on every decision that issues new actions. An action still in flight is not
   re-issued until ``action_retry_s`` has passed, and then with its original request id.
+- Scaling down keeps the instances with work in flight, then those already running:
+  idle VMs stop first, never a busy one while an idle one runs.
 """
 
 from __future__ import annotations
@@ -394,8 +396,12 @@ class _Draft:
         eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
         demand = self.state.demand.depth if self._demand_active() else 0
         by_demand = demand // max(1, self.policy.queue_threshold)
-        busy = len(self._busy_heartbeats())
-        return set(eligible[: max(1, min(len(eligible), max(by_demand, busy)))])
+        busy = {hb.instance for hb in self._busy_heartbeats()}
+        # Keep what has work in flight, then what already runs; stop idle VMs first.
+        eligible.sort(
+            key=lambda n: (n not in busy, self.instances[n].observed not in RUNNING_STATUSES)
+        )
+        return set(eligible[: max(1, min(len(eligible), max(by_demand, len(busy))))])
 
     def plan_actions(self) -> list[Action]:
         wanted = self._wanted_running()
