@@ -120,7 +120,8 @@ class Service:
                 state, changes = apply_fact(state, item, policy, now)
                 if changes:
                     events.append(self._decision_event(pool, now, changes, (), state.epoch))
-            decision = decide(state, kill, policy, now, others)
+            seen_at = observation.at if observation is not None else None
+            decision = decide(state, kill, policy, now, others, seen_at)
             if decision.changes or decision.actions:
                 events.append(
                     self._decision_event(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
+
+from fakes import FakeCompute
+from yoyo_control.adapters.clock import ManualClock
+from yoyo_control.adapters.sqlite_store import SqliteStore
+from yoyo_control.config import parse_config
 from yoyo_control.domain.budget import BudgetRules, kill_reason
 from yoyo_control.domain.decide import decide
-from yoyo_control.domain.facts import BudgetNotified
+from yoyo_control.domain.facts import BudgetNotified, KillRequested, RunRequested, Tick
 from yoyo_control.domain.model import (
     ActionKind,
     ActionRecord,
@@ -18,6 +25,7 @@ from yoyo_control.domain.model import (
     PoolPolicy,
     PoolState,
 )
+from yoyo_control.service import Service
 
 T0 = 1_800_000_000.0
 OFF = KillSwitch()
@@ -110,3 +118,68 @@ def test_case9_the_rule_is_cost_at_or_over_amount_times_fraction_for_every_amoun
         assert kill_reason(budget(amount * 0.5, amount), rules) is not None
         if amount:
             assert kill_reason(budget(amount * 0.49, amount), rules) is None
+
+
+# --- case 7: a pending action whose process died is re-issued at the next tick -------------
+
+CONFIG = parse_config(
+    {"pools": {"gpu": {"zone": "z", "instances": ["vm-0"], "action_retry_s": 60}}}
+)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Service:
+    compute = FakeCompute()
+    compute.add("gpu", "vm-0")
+    return Service(SqliteStore(tmp_path / "s.db"), compute, ManualClock(T0), CONFIG)
+
+
+def _dies_before_the_compute_call(service: Service, fact: object) -> None:
+    """Handle ``fact`` in a process that dies after the commit, before calling Compute."""
+    original = service.execute
+    service.execute = lambda actions: None  # type: ignore[method-assign]
+    try:
+        service.handle(fact)  # type: ignore[arg-type]
+    finally:
+        service.execute = original  # type: ignore[method-assign]
+
+
+def test_case7_a_stop_whose_process_died_is_reissued_at_the_next_tick(service: Service) -> None:
+    compute, clock = service.compute, service.clock
+    service.handle(RunRequested("r1", clock.now(), "gpu", "cycle", "nightly", 1800))
+    assert compute.status["vm-0"] == "RUNNING"  # type: ignore[attr-defined]
+    clock.advance(5)  # type: ignore[attr-defined]
+    _dies_before_the_compute_call(service, KillRequested("k1", clock.now(), "incident", "ops"))
+    pending = service.store.get_pool("gpu").instances["vm-0"].last_action
+    assert pending is not None and pending.kind == ActionKind.STOP and pending.outcome is None
+    clock.advance(service.config.pools["gpu"].tick_s / 2)  # type: ignore[attr-defined]
+    service.handle(Tick("t1", clock.now()))
+    stops = compute.acted("stop")  # type: ignore[attr-defined]
+    assert [c.request_id for c in stops] == [pending.request_id]  # the same id: deduplicated
+    assert compute.status["vm-0"] in ("STOPPING", "TERMINATED")  # type: ignore[attr-defined]
+
+
+def test_case7_a_start_whose_process_died_is_reissued_at_the_next_tick(service: Service) -> None:
+    compute, clock = service.compute, service.clock
+    _dies_before_the_compute_call(
+        service, RunRequested("r1", clock.now(), "gpu", "cycle", "nightly", 1800)
+    )
+    pending = service.store.get_pool("gpu").instances["vm-0"].last_action
+    assert pending is not None and pending.kind == ActionKind.START and pending.outcome is None
+    clock.advance(30)  # type: ignore[attr-defined]
+    service.handle(Tick("t1", clock.now()))
+    starts = compute.acted("start")  # type: ignore[attr-defined]
+    assert [c.request_id for c in starts] == [pending.request_id]
+    assert compute.status["vm-0"] == "RUNNING"  # type: ignore[attr-defined]
+
+
+def test_case7_an_action_in_flight_is_not_reissued_by_other_events(service: Service) -> None:
+    """Only a tick's fresh observation re-issues: other events leave an in-flight call
+    to its executor until action_retry_s."""
+    compute, clock = service.compute, service.clock
+    _dies_before_the_compute_call(
+        service, RunRequested("r1", clock.now(), "gpu", "cycle", "nightly", 1800)
+    )
+    clock.advance(30)  # type: ignore[attr-defined]
+    service.handle(RunRequested("r2", clock.now(), "gpu", "operator", "again", 1800))
+    assert compute.acted("start") == []  # type: ignore[attr-defined]
