@@ -6,7 +6,8 @@ Invariants:
   field was wrong and how; ``ConfigError`` never escapes (an unknown pool is invalid).
 - Size is checked before parsing: message data above ``MAX_DATA_BYTES`` (decoded) is
   refused without being decoded or parsed.
-- The message id is the Pub/Sub ``messageId`` (else the CloudEvent ``id``); a fact's
+- The message id is the Pub/Sub ``messageId`` (else the CloudEvent ``id``), unique only
+  within its source: ``decode`` stamps the source on the fact (``origin``); a fact's
   ``at`` is the publish time (else the CloudEvent ``time``). Ids are restricted to a
   safe alphabet so they can key documents in any store.
 - Human- and producer-written payloads (cycle, control, producer depth) refuse unknown
@@ -24,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -548,8 +549,11 @@ DECODERS: Mapping[str, PubSubDecoder] = {
 def decode(source: str, event: Mapping[str, Any], config: Config) -> Fact:
     """The fact carried by a CloudEvent (attributes + "data") from ``source``.
 
-    ``source`` is a topic suffix of names.EVENT_TOPICS or SOURCE_KILL_SWITCH.
+    ``source`` is a topic suffix of names.EVENT_TOPICS or SOURCE_KILL_SWITCH; it becomes
+    the fact's ``origin`` (message ids are unique only within one source).
     """
     if source == SOURCE_KILL_SWITCH:
-        return decode_kill_switch_written(event)
-    return DECODERS[source](unwrap_pubsub(event), config)
+        fact: Fact = decode_kill_switch_written(event)
+    else:
+        fact = DECODERS[source](unwrap_pubsub(event), config)
+    return replace(fact, origin=source)

@@ -1,8 +1,9 @@
 """The service: handle(fact) and reconcile(pool) — the transaction boundary.
 
 Invariants (DESIGN.md §3):
-- A fact is recorded in the event log exactly once (keyed by message id) in the same
-  transaction that folds it into the pool state; a redelivery only re-reconciles.
+- A fact is recorded in the event log exactly once (keyed by its origin, the topic, and
+  its message id: ``fact_event_id``) in the same transaction that folds it into the pool
+  state; a redelivery only re-reconciles.
 - Each reconcile reads the pool and the kill switch, decides and writes in ONE store
   transaction; Compute is called only after that commit, with the action's request id.
 - The kill switch is re-read immediately before every start.
@@ -63,7 +64,19 @@ class Handled:
 
 
 def fact_event_id(fact: Fact) -> str:
-    return f"fact:{kind_of(fact)}:{fact.message_id}"
+    """``fact:<origin>:<message id>``: Pub/Sub message ids are unique only per topic."""
+    return f"fact:{fact.origin or kind_of(fact)}:{fact.message_id}"
+
+
+def _recorded(tx: Transaction, fact: Fact) -> bool:
+    """The fact is in the event log: under its id, or under the id an earlier version
+    gave it (``fact:<kind>:<message id>``, still in stores written before ids carried
+    the origin: a message delivered before an upgrade and again after it is still a
+    duplicate)."""
+    legacy = f"fact:{kind_of(fact)}:{fact.message_id}"
+    return tx.has_event(fact_event_id(fact)) or (
+        legacy != fact_event_id(fact) and tx.has_event(legacy)
+    )
 
 
 class Service:
@@ -107,7 +120,7 @@ class Service:
             kill = tx.load_kill()
             loaded = tx.load_pool(pool)
             state = loaded
-            duplicate = fact is not None and tx.has_event(fact_event_id(fact))
+            duplicate = fact is not None and _recorded(tx, fact)
             events: list[Event] = []
             # A redelivered heartbeat is folded in again (idempotent): its instance document
             # is written only after this transaction, so this may be the only place it is.
@@ -274,7 +287,7 @@ class Service:
     def _record_global(self, fact: Fact, new_kill: Any) -> bool:
         def txn(tx: Transaction) -> bool:
             now = self.clock.now()
-            if tx.has_event(fact_event_id(fact)):
+            if _recorded(tx, fact):
                 return True
             current = tx.load_kill()
             kill = new_kill(current, now) if new_kill is not None else None

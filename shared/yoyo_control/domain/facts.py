@@ -1,7 +1,7 @@
 """Facts: what an event tells the control plane, already decoded and validated.
 
 Invariants: a fact never starts or stops anything; it is recorded once (keyed by its
-message id) and then folded into the pool state by ``apply_fact`` before ``decide``
+origin and message id) and then folded into the pool state by ``apply_fact`` before ``decide``
 runs. ``apply_fact`` is pure and returns the changes it made with their reasons.
 """
 
@@ -36,8 +36,11 @@ from .model import RUNNING_STATUSES as _RUNNING
 
 @dataclass(frozen=True)
 class Fact:
-    message_id: str
+    message_id: str  # unique within its origin only (Pub/Sub ids are unique per topic)
     at: float  # when it happened (publish time), seconds since the epoch
+    # Where it came from: the topic suffix (names.EVENT_TOPICS) or "kill_switch"; "" for
+    # facts made in-process (gateway wake, simulator), identified by their kind instead.
+    origin: str = field(default="", kw_only=True)
 
 
 # --- facts about one pool ------------------------------------------------------------
