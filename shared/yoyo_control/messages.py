@@ -10,9 +10,17 @@ Invariants:
   within its source: ``decode`` stamps the source on the fact (``origin``); a fact's
   ``at`` is the publish time (else the CloudEvent ``time``). Ids are restricted to a
   safe alphabet so they can key documents in any store.
+- Every text a decoder accepts is storable in every store: the one unstorable kind of
+  code point a JSON text can carry, a lone UTF-16 surrogate (``"\ud83d"``, what
+  JavaScript's JSON.stringify emits for a string cut inside an emoji), becomes U+FFFD
+  in every key and value (``storable``) before any field is read; NUL, right-to-left
+  marks and other code points are stored as they are.
 - Human- and producer-written payloads (cycle, control, producer depth) refuse unknown
   keys (a typo must not silently change behaviour); Google- and agent-written payloads
   (budget, incident, heartbeat) ignore keys they do not use (formats grow).
+- A kill is never refused for what it says: any ``reason`` and ``by`` (missing, empty,
+  too long, not text) and unknown keys still give a KillRequested (the text rendered,
+  truncated or defaulted), because the kill switch wins.
 
 Message formats: docs/messages.md.
 """
@@ -51,6 +59,7 @@ from .errors import ConfigError, InvalidMessage
 MAX_DATA_BYTES = 64 * 1024
 _MAX_B64_CHARS = 4 * ((MAX_DATA_BYTES + 2) // 3)
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads has paired the valid ones
 _MAX_EPOCH = 4_102_444_800.0  # 2100-01-01: anything later is not a real time
 _MAX_COUNT = 1_000_000_000
 # A heartbeat may not claim to be sent later than this after its publish time (a VM with
@@ -79,6 +88,17 @@ def _fail(reason: str) -> InvalidMessage:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def storable(value: Any) -> Any:
+    """``value`` (decoded JSON) with every lone surrogate, in keys and strings, as U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def safe_id(value: object) -> str:
@@ -192,7 +212,7 @@ def json_payload(message: PubSubMessage, what: str) -> Mapping[str, Any]:
         payload = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise _fail(f"{what}: message data is not JSON: {exc}") from None
-    return _object(payload, what)
+    return _object(storable(payload), what)
 
 
 def _no_constant(name: str) -> None:
@@ -234,6 +254,7 @@ def unwrap_pubsub(event: Mapping[str, Any]) -> PubSubMessage:
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
         raise _fail("envelope: message.attributes must map strings to strings")
+    attributes = storable(attributes)
     encoded = message.get("data")
     if encoded is None:
         encoded = ""
@@ -432,12 +453,13 @@ def decode_control(message: PubSubMessage, config: Config) -> Fact:
         raise _fail(f"control: unknown command {_show(command)}; one of {sorted(_COMMAND_KEYS)}")
     command = command.strip().lower()
     what = f"control {command}"
+    mid, at = message.message_id, message.publish_time
+    if command == "kill":  # never refused: the kill switch wins against any input
+        by = _any_text(raw.get("by"), "operator", 100)
+        reason = _any_text(raw.get("reason"), f"engaged by {by}", 500)
+        return KillRequested(mid, at, reason=reason, by=by)
     _only_keys(raw, {"command", *_COMMAND_KEYS[command]}, what)
     by = _text(raw, "by", what, default="operator", limit=100)
-    mid, at = message.message_id, message.publish_time
-    if command == "kill":
-        reason = _text(raw, "reason", what, default=f"engaged by {by}", limit=500)
-        return KillRequested(mid, at, reason=reason, by=by)
     if command == "unkill":
         return UnkillRequested(mid, at, by=by)
     policy = _pool(raw, "pool", what, config)
@@ -449,6 +471,16 @@ def decode_control(message: PubSubMessage, config: Config) -> Fact:
         return ExtendRequested(mid, at, policy.pool, by=by, duration_s=duration)
     reason = _text(raw, "reason", what, default=f"started by {by}", limit=500)
     return RunRequested(mid, at, policy.pool, holder="operator", reason=reason, duration_s=duration)
+
+
+def _any_text(value: object, default: str, limit: int) -> str:
+    """Any JSON value as text of at most ``limit`` characters (``default`` when blank)."""
+    if value is not None and not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    text = (value or "").strip()
+    if not text:
+        return default
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- kill switch document written ----------------------------------------------------
@@ -524,7 +556,7 @@ def _document_event(data: object, what: str) -> Any:
     if not isinstance(data, Mapping):
         raise _fail(f"{what}: expected DocumentEventData, got {type(data).__name__}")
     try:
-        text = json.dumps(data)
+        text = json.dumps(storable(data))
         if len(text) > MAX_DATA_BYTES:
             raise _fail(f"{what}: event data is larger than {MAX_DATA_BYTES} bytes")
         return json_format.Parse(text, pb_class(), ignore_unknown_fields=True)

@@ -1,6 +1,7 @@
 """Fixtures for the entry-point tests: the real bootstrap on a temporary world.
 
-``world`` points bootstrap at a YOYO_CONFIG whose SQLite state lives in tmp_path, with a
+``world`` points bootstrap at a YOYO_CONFIG whose SQLite state lives in tmp_path (``any_world``:
+the same on SQLite and on the Firestore emulator, a fresh project each), with a
 FakeCompute and a ManualClock swapped in through bootstrap's public builders (test modules
 read the configuration's names as ``world.pool``, ``world.instance``, ``world.budget_id``);
 ``call`` posts a CloudEvent to an entry point through ``functions_framework.create_app``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import functions_framework
 import pytest
 
+import emulators
 from fakes import FakeCompute
 from yoyo_control import bootstrap
 from yoyo_control.adapters.clock import ManualClock
@@ -128,12 +131,16 @@ class World:
         return [e.message_id for e in self.events("fact")]
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def _world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, firestore_host: str = ""
+) -> Iterator[World]:
     config = {**CONFIG, "local": {"state_dir": str(tmp_path / "state")}}
     for name in ("YOYO_CONFIG_FILE", "YOYO_BACKEND", "FIRESTORE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    if firestore_host:  # bootstrap picks the Firestore store; a fresh project per world
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_host)
+        config["project"] = f"w-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("YOYO_CONFIG", json.dumps(config))
     compute = FakeCompute()
     compute.add(POOL, INSTANCE)
@@ -147,6 +154,35 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     finally:
         bootstrap.reset()
         service.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    yield from _world(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def firestore_host() -> Iterator[str]:
+    """The Firestore emulator's host:port, started once, only when a test needs it."""
+    if emulators.skip_requested():
+        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
+    try:
+        emulator = emulators.start_firestore()
+    except emulators.EmulatorUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield emulator.host
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def any_world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """``world`` on each store: SQLite, and Google's Firestore emulator."""
+    host = request.getfixturevalue("firestore_host") if request.param == "firestore" else ""
+    yield from _world(tmp_path, monkeypatch, host)
 
 
 Client = Callable[..., Any]

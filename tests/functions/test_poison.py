@@ -88,11 +88,15 @@ CASES: list[tuple[str, Any, dict[str, str] | None, str]] = [
     ("control", {"command": ["kill"]}, None, "unknown command ['kill']"),
     ("control", {"command": "start"}, None, "'pool' is required"),
     ("control", {"command": "start", "pool": "default", "for": "forever"}, None, "not a duration"),
-    ("control", {"command": "kill", "reason": "x", "fro": "y"}, None, "unknown key(s) ['fro']"),
     ("control", {"command": "unkill", "reason": "x"}, None, "unknown key(s) ['reason']"),
     ("control", {"command": "stop", "pool": "nope"}, None, "unknown pool 'nope'"),
-    ("control", {"command": "kill", "by": ""}, None, "'by' must be a non-empty string"),
-    ("control", {"command": "kill", "reason": "x" * 600}, None, "longer than 500"),
+    ("control", {"command": "stop", "pool": "default", "by": ""}, None, "'by' must be a non-empty"),
+    (
+        "control",
+        {"command": "stop", "pool": "default", "reason": "x" * 600},
+        None,
+        "longer than 500",
+    ),
 ]
 
 

@@ -47,3 +47,109 @@ def test_case8_a_fact_recorded_under_its_old_id_is_still_a_duplicate(world, call
     assert call(CYCLE, cycle).status_code == 200
     assert world.store.get_pool(world.pool).lease is None  # a duplicate: nothing granted
     assert world.facts() == ["43"]
+
+
+# --- case 1: every text decoding accepts is storable; a kill engages whatever it says ------
+
+TICK = names.ENTRY_POINTS[names.TOPIC_TICK]
+HEARTBEAT = names.ENTRY_POINTS[names.TOPIC_HEARTBEAT]
+BUDGET = names.ENTRY_POINTS[names.TOPIC_BUDGET]
+LONE = "\ud83d"  # what JSON.stringify emits for a string cut inside an emoji
+_ids = iter(range(1000, 10**6))
+
+
+def _running(world, call, envelope) -> None:
+    assert call(CYCLE, envelope({"pool": world.pool}, message_id="c-1")).status_code == 200
+    assert world.compute.status[world.instance] == "RUNNING"
+
+
+def _tick(world, call, envelope) -> int:
+    world.clock.advance(60)
+    return call(TICK, envelope({}, message_id=f"t-{next(_ids)}")).status_code
+
+
+def test_case1_lone_surrogate_kill_engages(any_world, call, envelope):
+    world = any_world
+    _running(world, call, envelope)
+    kill = {"command": "kill", "reason": f"cut emoji {LONE}", "by": f"eve{LONE}"}
+    assert call(CONTROL, envelope(kill, message_id="k-1")).status_code == 200
+    switch = world.store.get_kill()
+    assert switch.engaged and switch.reason == "cut emoji \ufffd" and switch.by == "eve\ufffd"
+    assert _tick(world, call, envelope) == 200  # every later reconcile works
+    assert world.compute.status[world.instance] in ("STOPPING", "TERMINATED")
+
+
+REASONS = [
+    LONE * 3,
+    "x" * 5000,
+    "",
+    "   ",
+    12345,
+    None,
+    {"why": ["nested"]},
+    "a\x00b",
+    "\u202eevil",
+]
+
+
+def test_case1_a_kill_engages_whatever_its_reason_and_by_say(any_world, call, envelope):
+    world = any_world
+    _running(world, call, envelope)
+    for n, odd in enumerate(REASONS):
+        for key in ("reason", "by"):
+            world.store.transact(lambda tx: tx.save_kill(type(world.store.get_kill())()))
+            body = {"command": "kill", key: odd}
+            assert call(CONTROL, envelope(body, message_id=f"k-{key}-{n}")).status_code == 200
+            switch = world.store.get_kill()
+            assert switch.engaged, (key, odd, world.rejected())
+            assert len(switch.reason) <= 500 and len(switch.by) <= 100
+    world.store.transact(lambda tx: tx.save_kill(type(world.store.get_kill())()))
+    typo = {"command": "kill", "reason": "x", "fro": "alice"}  # unknown keys too
+    assert call(CONTROL, envelope(typo, message_id="k-typo")).status_code == 200
+    assert world.store.get_kill().engaged
+    assert _tick(world, call, envelope) == 200
+
+
+def _beat(world, **fields):
+    return {
+        "pool": world.pool,
+        "instance": world.instance,
+        "boot_id": "b-1",
+        "sent_at": "2026-11-23T04:06:10Z",
+        "busy": True,
+        **fields,
+    }
+
+
+def test_case1_every_text_field_with_a_lone_surrogate_is_stored_or_rejected(
+    any_world, call, envelope
+):
+    """Stop/start reasons, ``by``, heartbeat ``boot_id``, budget currency and display
+    name, unknown keys and pool names: each delivery is acknowledged, and the store keeps
+    working (every later tick answers 200)."""
+    world = any_world
+    _running(world, call, envelope)
+    budget_attrs = {"budgetId": world.budget_id, "schemaVersion": "1.0"}
+    budget = {"costAmount": 1.0, "budgetAmount": 100.0, "currencyCode": f"U{LONE}"}
+    deliveries = [
+        (CONTROL, {"command": "start", "pool": world.pool, "reason": LONE, "by": LONE}, None),
+        (CONTROL, {"command": "extend", "pool": world.pool, "by": LONE}, None),
+        (CONTROL, {"command": "stop", "pool": world.pool, "reason": LONE, "by": LONE}, None),
+        (CONTROL, {"command": "stop", "pool": LONE}, None),
+        (CONTROL, {"command": LONE}, None),
+        (CONTROL, {"command": "unkill", "by": LONE, LONE: 1}, None),
+        (HEARTBEAT, _beat(world, boot_id=f"b{LONE}"), None),
+        (HEARTBEAT, _beat(world, instance=LONE), None),
+        (BUDGET, {**budget, "budgetDisplayName": LONE}, budget_attrs),
+        (BUDGET, budget, {**budget_attrs, "budgetId": LONE}),
+        (CYCLE, {"pool": world.pool, "window": LONE}, None),
+    ]
+    for target, body, attributes in deliveries:
+        mid = f"m-{next(_ids)}"
+        response = call(target, envelope(body, message_id=mid, attributes=attributes))
+        assert response.status_code == 200, (body, response.data)
+        recorded = [e for e in world.store.events(limit=10_000) if e.message_id == mid]
+        assert recorded, body  # a fact or a rejection, never nothing
+        assert _tick(world, call, envelope) == 200, body
+    beat = world.store.get_heartbeat(world.pool, world.instance)
+    assert beat is not None and beat.boot_id == "b\ufffd"
