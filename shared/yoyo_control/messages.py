@@ -40,6 +40,7 @@ from typing import Any
 from . import names
 from .config import Config, parse_duration
 from .domain.facts import (
+    OPERATOR,
     BudgetNotified,
     ExtendRequested,
     Fact,
@@ -470,7 +471,7 @@ def decode_control(message: PubSubMessage, config: Config) -> Fact:
     if command == "extend":
         return ExtendRequested(mid, at, policy.pool, by=by, duration_s=duration)
     reason = _text(raw, "reason", what, default=f"started by {by}", limit=500)
-    return RunRequested(mid, at, policy.pool, holder="operator", reason=reason, duration_s=duration)
+    return RunRequested(mid, at, policy.pool, holder=OPERATOR, reason=reason, duration_s=duration)
 
 
 def _any_text(value: object, default: str, limit: int) -> str:

@@ -6,7 +6,11 @@ Invariants (DESIGN.md §3):
   state; a redelivery only re-reconciles.
 - Each reconcile reads the pool and the kill switch, decides and writes in ONE store
   transaction; Compute is called only after that commit, with the action's request id.
-- The kill switch is re-read immediately before every start.
+- The kill switch is re-read immediately before every start. A kill always engages it;
+  an unkill is ignored when published before the switch was engaged, by the switch's
+  ``changed_at`` (the control plane's clock or the store's commit time), never by an
+  ``at`` a client wrote. Operator start/stop/extend apply in publish order
+  (domain/facts.py).
 - Every action's outcome is recorded; temporary failures raise TemporaryError after all
   actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
 """
@@ -251,16 +255,16 @@ class Service:
 
         def new_kill(current: KillSwitch, now: float) -> KillSwitch | None:
             nonlocal note
-            operator = isinstance(fact, (KillRequested, UnkillRequested))
-            if operator and current.at is not None and fact.at < current.at:
-                note = "stale command ignored: the switch changed after it was published"
-                return None
-            if isinstance(fact, KillRequested):
+            if isinstance(fact, KillRequested):  # never dropped, whatever came before
                 note = "kill switch engaged"
-                return KillSwitch(True, fact.reason, fact.by, fact.at)
+                return KillSwitch(True, fact.reason, fact.by, fact.at, changed_at=now)
             if isinstance(fact, UnkillRequested):
+                engaged_at = current.changed_at if current.engaged else None
+                if engaged_at is not None and fact.at < engaged_at:
+                    note = "stale unkill ignored: published before the switch was engaged"
+                    return None
                 note = "kill switch lifted"
-                return KillSwitch(False, f"lifted by {fact.by}", fact.by, fact.at)
+                return KillSwitch(False, f"lifted by {fact.by}", fact.by, fact.at, changed_at=now)
             if isinstance(fact, BudgetNotified):
                 if not is_ours(fact, self.budget_rules):
                     note = f"budget {fact.budget_id!r} is not configured: ignored"
@@ -273,7 +277,7 @@ class Service:
                     note = "budget kill already engaged"
                     return None
                 note = f"kill switch engaged: {reason}"
-                return KillSwitch(True, reason, "budget", now)
+                return KillSwitch(True, reason, "budget", now, changed_at=now)
             note = f"kill switch written: engaged={current.engaged}"
             return None
 

@@ -153,3 +153,99 @@ def test_case1_every_text_field_with_a_lone_surrogate_is_stored_or_rejected(
         assert _tick(world, call, envelope) == 200, body
     beat = world.store.get_heartbeat(world.pool, world.instance)
     assert beat is not None and beat.boot_id == "b\ufffd"
+
+
+# --- case 2: kill/unkill and operator commands are ordered by trusted times -----------------
+
+
+def _cli_with_clock(monkeypatch, seconds: float, *argv: str) -> None:
+    """``yoyoctl *argv`` on a machine whose wall clock reads ``seconds``."""
+    from types import SimpleNamespace
+
+    from yoyo_control import cli
+
+    monkeypatch.setattr(cli, "time", SimpleNamespace(time=lambda: seconds))
+    assert cli.main([*argv, "--yes"]) == 0
+
+
+def test_case2_a_kill_published_after_a_fast_clock_unkill_direct_engages(
+    any_world, call, envelope, monkeypatch
+):
+    world = any_world
+    _running(world, call, envelope)
+    _cli_with_clock(monkeypatch, world.clock.now() + 600, "unkill", "--direct")
+    kill = envelope(
+        {"command": "kill", "reason": "incident"},
+        message_id="k-after",
+        publish_time="2026-11-23T04:06:50Z",  # the true time, after the unkill
+    )
+    assert call(CONTROL, kill).status_code == 200
+    assert world.store.get_kill().engaged
+    assert _tick(world, call, envelope) == 200
+    assert world.compute.status[world.instance] in ("STOPPING", "TERMINATED")
+
+
+def test_case2_a_slow_clock_kill_direct_is_not_lifted_by_an_older_unkill(
+    any_world, call, envelope, monkeypatch
+):
+    """The switch's time is its commit time in the store, not the writer's clock: an
+    unkill published before a console/--direct kill and delivered after it is stale."""
+    world = any_world
+    _cli_with_clock(monkeypatch, world.clock.now() - 3600, "kill", "--direct", "--reason", "x")
+    unkill = envelope(
+        {"command": "unkill"}, message_id="u-old", publish_time="2026-11-23T04:06:00Z"
+    )
+    assert call(CONTROL, unkill).status_code == 200
+    assert world.store.get_kill().engaged
+
+
+def test_case2_a_kill_is_never_dropped_against_a_lift(any_world, call, envelope):
+    world = any_world
+    unkill = envelope({"command": "unkill"}, message_id="u-2", publish_time="2026-11-23T04:10:00Z")
+    late_kill = envelope(
+        {"command": "kill", "reason": "delayed"},
+        message_id="k-1",
+        publish_time="2026-11-23T04:05:00Z",
+    )
+    assert call(CONTROL, unkill).status_code == 200
+    assert call(CONTROL, late_kill).status_code == 200
+    assert world.store.get_kill().engaged
+
+
+def test_case2_a_start_published_before_a_stop_but_delivered_after_does_not_restart(
+    any_world, call, envelope
+):
+    world = any_world
+    start = envelope(
+        {"command": "start", "pool": world.pool, "for": "1h"},
+        message_id="s-1",
+        publish_time="2026-11-23T04:06:20Z",
+    )
+    stop = envelope(
+        {"command": "stop", "pool": world.pool},
+        message_id="s-2",
+        publish_time="2026-11-23T04:06:30Z",
+    )
+    assert call(CONTROL, stop).status_code == 200
+    assert call(CONTROL, start).status_code == 200
+    assert world.store.get_pool(world.pool).lease is None
+    assert world.compute.acted("start") == []
+    assert any("published before" in e.reason for e in world.events("decision"))
+
+
+def test_case2_operator_commands_take_effect_in_publish_order(any_world, call, envelope):
+    """Every order of delivery of (start, stop, extend) leaves what publish order leaves."""
+    import itertools
+
+    world = any_world
+    bodies = {
+        "start": ({"command": "start", "pool": world.pool, "for": "1h"}, "04:06:20"),
+        "stop": ({"command": "stop", "pool": world.pool}, "04:06:30"),
+        "extend": ({"command": "extend", "pool": world.pool, "for": "2h"}, "04:06:25"),
+    }
+    for n, order in enumerate(itertools.permutations(bodies)):
+        for name in order:
+            body, at = bodies[name]
+            event = envelope(body, message_id=f"o-{n}-{name}", publish_time=f"2026-11-23T{at}Z")
+            assert call(CONTROL, event).status_code == 200
+        assert world.store.get_pool(world.pool).lease is None, order  # the stop was last
