@@ -21,7 +21,6 @@ from typing import Any
 import functions_framework
 import pytest
 
-import emulators
 from fakes import FakeCompute
 from yoyo_control import bootstrap
 from yoyo_control.adapters.clock import ManualClock
@@ -161,27 +160,14 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     yield from _world(tmp_path, monkeypatch)
 
 
-@pytest.fixture(scope="session")
-def firestore_host() -> Iterator[str]:
-    """The Firestore emulator's host:port, started once, only when a test needs it."""
-    if emulators.skip_requested():
-        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
-    try:
-        emulator = emulators.start_firestore()
-    except emulators.EmulatorUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield emulator.host
-    finally:
-        emulator.stop()
-
-
 @pytest.fixture(params=["sqlite", "firestore"])
 def any_world(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[World]:
     """``world`` on each store: SQLite, and Google's Firestore emulator."""
-    host = request.getfixturevalue("firestore_host") if request.param == "firestore" else ""
+    host = ""
+    if request.param == "firestore":  # (tests/conftest.py: started once per session)
+        host = request.getfixturevalue("firestore_emulator").host
     yield from _world(tmp_path, monkeypatch, host)
 
 
