@@ -20,7 +20,8 @@ Invariants:
   (budget, incident, heartbeat) ignore keys they do not use (formats grow).
 - A kill is never refused for what it says: any ``reason`` and ``by`` (missing, empty,
   too long, not text) and unknown keys still give a KillRequested (the text rendered,
-  truncated or defaulted), because the kill switch wins.
+  truncated or defaulted), because the kill switch wins; likewise a budget
+  notification's descriptive fields (display name, currency, interval start).
 
 Message formats: docs/messages.md.
 """
@@ -380,20 +381,19 @@ def decode_budget(message: PubSubMessage, config: Config) -> BudgetNotified:
     for key in ("alertThresholdExceeded", "forecastThresholdExceeded"):
         value = raw.get(key)
         thresholds[key] = None if value is None else _number(value, f"{what}: {key}")
-    interval = raw.get("costIntervalStart")
-    if interval is not None:
-        parse_time(interval, f"{what}: costIntervalStart")
+    # Display name, currency and interval only describe it: never a reason to lose a kill.
+    interval = _any_text(raw.get("costIntervalStart"), "", 40)
     return BudgetNotified(
         message.message_id,
         message.publish_time,
         budget_id=budget_id[:200],
-        display_name=_text(raw, "budgetDisplayName", what, default=""),
+        display_name=_any_text(raw.get("budgetDisplayName"), "", 200),
         cost=_number(raw["costAmount"], f"{what}: costAmount"),
         amount=_number(raw["budgetAmount"], f"{what}: budgetAmount"),
-        currency=_text(raw, "currencyCode", what, default="", limit=8),
+        currency=_any_text(raw.get("currencyCode"), "", 8),
         alert_threshold=thresholds["alertThresholdExceeded"],
         forecast_threshold=thresholds["forecastThresholdExceeded"],
-        interval_start=interval.strip() if isinstance(interval, str) else "",
+        interval_start=interval,
     )
 
 

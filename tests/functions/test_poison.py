@@ -69,7 +69,6 @@ CASES: list[tuple[str, Any, dict[str, str] | None, str]] = [
     ("budget", {**OVER, "costAmount": "lots"}, BUDGET_ATTRS, "'lots' is not a number"),
     ("budget", {"budgetAmount": 150.0}, BUDGET_ATTRS, "'costAmount' is required"),
     ("budget", {**OVER, "costAmount": -1}, BUDGET_ATTRS, "finite number >= 0"),
-    ("budget", {**OVER, "costIntervalStart": "yesterday"}, BUDGET_ATTRS, "not an RFC 3339"),
     ("budget", {**OVER, "alertThresholdExceeded": [1]}, BUDGET_ATTRS, "expected a number"),
     ("budget", b"", BUDGET_ATTRS, "empty message"),
     ("heartbeat", {k: v for k, v in HB.items() if k != "sent_at"}, None, "'sent_at' is required"),

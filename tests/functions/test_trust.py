@@ -249,3 +249,25 @@ def test_case2_operator_commands_take_effect_in_publish_order(any_world, call, e
             event = envelope(body, message_id=f"o-{n}-{name}", publish_time=f"2026-11-23T{at}Z")
             assert call(CONTROL, event).status_code == 200
         assert world.store.get_pool(world.pool).lease is None, order  # the stop was last
+
+
+def test_case1_a_budget_kill_engages_whatever_its_informational_texts_say(
+    any_world, call, envelope
+):
+    """Display name, currency and interval start only describe the notification: odd or
+    unstorable ones must not cost the kill (costAmount and budgetAmount decide)."""
+    world = any_world
+    attributes = {"budgetId": world.budget_id, "schemaVersion": "1.0"}
+    odd_values = [LONE, "", "x" * 5000, 42, {"a": [1]}, "\x00\u202e"]
+    for n, odd in enumerate(odd_values):
+        for key in ("budgetDisplayName", "currencyCode", "costIntervalStart"):
+            world.store.transact(lambda tx: tx.save_kill(type(world.store.get_kill())()))
+            body = {"costAmount": 152.37, "budgetAmount": 150.0, "currencyCode": "USD", key: odd}
+            event = envelope(body, message_id=f"b-{key}-{n}", attributes=attributes)
+            assert call(BUDGET, event).status_code == 200
+            switch = world.store.get_kill()
+            assert switch.engaged and switch.reason.startswith("budget: 152.37 of 150.00"), (
+                key,
+                odd,
+                world.rejected(),
+            )
