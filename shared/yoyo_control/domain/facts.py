@@ -1,8 +1,10 @@
 """Facts: what an event tells the control plane, already decoded and validated.
 
 Invariants: a fact never starts or stops anything; it is recorded once (keyed by its
-origin and message id) and then folded into the pool state by ``apply_fact`` before ``decide``
-runs. ``apply_fact`` is pure and returns the changes it made with their reasons.
+origin and message id) and then folded into the pool state by ``apply_fact`` before
+``decide`` runs. ``apply_fact`` is pure and returns the changes it made with their
+reasons. Operator start/extend/stop take effect in publish order: one published before
+the newest applied command of the opposite kind changes nothing (a recorded Change).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Fact:
 
 
 # --- facts about one pool ------------------------------------------------------------
+
+OPERATOR = "operator"  # the holder of an operator's start (the control topic)
+
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,6 @@ PoolFact = (
     | ExtendRequested
     | StatusObserved
 )
-OPERATOR = "operator"  # the holder of an operator's start (the control topic)
 GlobalFact = Tick | KillRequested | UnkillRequested | KillSwitchWritten | BudgetNotified
 
 
