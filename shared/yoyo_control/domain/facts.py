@@ -50,7 +50,6 @@ class Fact:
 OPERATOR = "operator"  # the holder of an operator's start (the control topic)
 
 
-
 @dataclass(frozen=True)
 class RunRequested(Fact):
     """Cycle window, wake-on-request, operator start: ask for (or extend) the lease."""
