@@ -76,7 +76,8 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
     """The fact is in the event log: under its id, or under the id an earlier version
     gave it (``fact:<kind>:<message id>``, still in stores written before ids carried
     the origin: a message delivered before an upgrade and again after it is still a
-    duplicate)."""
+    duplicate). It costs one more document read per new fact; once ``event_ttl_days``
+    have passed since the upgrade no store holds an old id and the check can go."""
     legacy = f"fact:{kind_of(fact)}:{fact.message_id}"
     return tx.has_event(fact_event_id(fact)) or (
         legacy != fact_event_id(fact) and tx.has_event(legacy)
