@@ -1,11 +1,20 @@
-"""Session-wide test options. Suites keep their own fixtures in their folder's conftest.
+"""Session-wide test options. Suites keep their own fixtures in their folder's conftest,
+but for the one several suites share: ``firestore_emulator``.
 
 ``--slow`` runs the long variants (marked ``slow``); without it they are skipped.
+``firestore_emulator`` starts Google's Firestore emulator once per session, only when a
+test asks for it, and stops its whole process group at session end; without the
+emulator (binary or Java missing) those tests FAIL with the reason, unless
+YOYO_SKIP_EMULATORS=1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+import emulators
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,3 +28,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[emulators.Emulator]:
+    if emulators.skip_requested():
+        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
+    unavailable = ""
+    try:
+        emulator = emulators.start_firestore()
+    except emulators.EmulatorUnavailable as exc:
+        unavailable = str(exc)
+    if unavailable:
+        pytest.fail(unavailable, pytrace=False)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -6,12 +6,22 @@ Invariants:
   field was wrong and how; ``ConfigError`` never escapes (an unknown pool is invalid).
 - Size is checked before parsing: message data above ``MAX_DATA_BYTES`` (decoded) is
   refused without being decoded or parsed.
-- The message id is the Pub/Sub ``messageId`` (else the CloudEvent ``id``); a fact's
+- The message id is the Pub/Sub ``messageId`` (else the CloudEvent ``id``), unique only
+  within its source: ``decode`` stamps the source on the fact (``origin``); a fact's
   ``at`` is the publish time (else the CloudEvent ``time``). Ids are restricted to a
   safe alphabet so they can key documents in any store.
+- Every text a decoder accepts is storable in every store: the one unstorable kind of
+  code point a JSON text can carry, a lone UTF-16 surrogate (``"\ud83d"``, what
+  JavaScript's JSON.stringify emits for a string cut inside an emoji), becomes U+FFFD
+  in every key and value (``storable``) before any field is read; NUL, right-to-left
+  marks and other code points are stored as they are.
 - Human- and producer-written payloads (cycle, control, producer depth) refuse unknown
   keys (a typo must not silently change behaviour); Google- and agent-written payloads
   (budget, incident, heartbeat) ignore keys they do not use (formats grow).
+- A kill is never refused for what it says: any ``reason`` and ``by`` (missing, empty,
+  too long, not text) and unknown keys still give a KillRequested (the text rendered,
+  truncated or defaulted), because the kill switch wins; likewise a budget
+  notification's descriptive fields (display name, currency, interval start).
 
 Message formats: docs/messages.md.
 """
@@ -24,13 +34,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from . import names
 from .config import Config, parse_duration
 from .domain.facts import (
+    OPERATOR,
     BudgetNotified,
     ExtendRequested,
     Fact,
@@ -50,6 +61,7 @@ from .errors import ConfigError, InvalidMessage
 MAX_DATA_BYTES = 64 * 1024
 _MAX_B64_CHARS = 4 * ((MAX_DATA_BYTES + 2) // 3)
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads has paired the valid ones
 _MAX_EPOCH = 4_102_444_800.0  # 2100-01-01: anything later is not a real time
 _MAX_COUNT = 1_000_000_000
 # A heartbeat may not claim to be sent later than this after its publish time (a VM with
@@ -78,6 +90,17 @@ def _fail(reason: str) -> InvalidMessage:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def storable(value: Any) -> Any:
+    """``value`` (decoded JSON) with every lone surrogate, in keys and strings, as U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def safe_id(value: object) -> str:
@@ -191,7 +214,7 @@ def json_payload(message: PubSubMessage, what: str) -> Mapping[str, Any]:
         payload = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise _fail(f"{what}: message data is not JSON: {exc}") from None
-    return _object(payload, what)
+    return _object(storable(payload), what)
 
 
 def _no_constant(name: str) -> None:
@@ -233,6 +256,7 @@ def unwrap_pubsub(event: Mapping[str, Any]) -> PubSubMessage:
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
         raise _fail("envelope: message.attributes must map strings to strings")
+    attributes = storable(attributes)
     encoded = message.get("data")
     if encoded is None:
         encoded = ""
@@ -357,20 +381,19 @@ def decode_budget(message: PubSubMessage, config: Config) -> BudgetNotified:
     for key in ("alertThresholdExceeded", "forecastThresholdExceeded"):
         value = raw.get(key)
         thresholds[key] = None if value is None else _number(value, f"{what}: {key}")
-    interval = raw.get("costIntervalStart")
-    if interval is not None:
-        parse_time(interval, f"{what}: costIntervalStart")
+    # Display name, currency and interval only describe it: never a reason to lose a kill.
+    interval = _any_text(raw.get("costIntervalStart"), "", 40)
     return BudgetNotified(
         message.message_id,
         message.publish_time,
         budget_id=budget_id[:200],
-        display_name=_text(raw, "budgetDisplayName", what, default=""),
+        display_name=_any_text(raw.get("budgetDisplayName"), "", 200),
         cost=_number(raw["costAmount"], f"{what}: costAmount"),
         amount=_number(raw["budgetAmount"], f"{what}: budgetAmount"),
-        currency=_text(raw, "currencyCode", what, default="", limit=8),
+        currency=_any_text(raw.get("currencyCode"), "", 8),
         alert_threshold=thresholds["alertThresholdExceeded"],
         forecast_threshold=thresholds["forecastThresholdExceeded"],
-        interval_start=interval.strip() if isinstance(interval, str) else "",
+        interval_start=interval,
     )
 
 
@@ -437,12 +460,13 @@ def decode_control(message: PubSubMessage, config: Config) -> Fact:
         raise _fail(f"control: unknown command {_show(command)}; one of {sorted(_COMMAND_KEYS)}")
     command = command.strip().lower()
     what = f"control {command}"
+    mid, at = message.message_id, message.publish_time
+    if command == "kill":  # never refused: the kill switch wins against any input
+        by = _any_text(raw.get("by"), "operator", 100)
+        reason = _any_text(raw.get("reason"), f"engaged by {by}", 500)
+        return KillRequested(mid, at, reason=reason, by=by)
     _only_keys(raw, {"command", *_COMMAND_KEYS[command]}, what)
     by = _text(raw, "by", what, default="operator", limit=100)
-    mid, at = message.message_id, message.publish_time
-    if command == "kill":
-        reason = _text(raw, "reason", what, default=f"engaged by {by}", limit=500)
-        return KillRequested(mid, at, reason=reason, by=by)
     if command == "unkill":
         return UnkillRequested(mid, at, by=by)
     policy = _pool(raw, "pool", what, config)
@@ -453,7 +477,17 @@ def decode_control(message: PubSubMessage, config: Config) -> Fact:
     if command == "extend":
         return ExtendRequested(mid, at, policy.pool, by=by, duration_s=duration)
     reason = _text(raw, "reason", what, default=f"started by {by}", limit=500)
-    return RunRequested(mid, at, policy.pool, holder="operator", reason=reason, duration_s=duration)
+    return RunRequested(mid, at, policy.pool, holder=OPERATOR, reason=reason, duration_s=duration)
+
+
+def _any_text(value: object, default: str, limit: int) -> str:
+    """Any JSON value as text of at most ``limit`` characters (``default`` when blank)."""
+    if value is not None and not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    text = (value or "").strip()
+    if not text:
+        return default
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- kill switch document written ----------------------------------------------------
@@ -545,7 +579,7 @@ def _document_event(data: object, content_type: object, what: str) -> Any:
     if not isinstance(data, Mapping):
         raise _fail(f"{what}: expected DocumentEventData, got {type(data).__name__}")
     try:
-        text = json.dumps(data)
+        text = json.dumps(storable(data))
         if len(text) > MAX_DATA_BYTES:
             raise _fail(f"{what}: event data is larger than {MAX_DATA_BYTES} bytes")
         return json_format.Parse(text, pb_class(), ignore_unknown_fields=True)
@@ -570,8 +604,11 @@ DECODERS: Mapping[str, PubSubDecoder] = {
 def decode(source: str, event: Mapping[str, Any], config: Config) -> Fact:
     """The fact carried by a CloudEvent (attributes + "data") from ``source``.
 
-    ``source`` is a topic suffix of names.EVENT_TOPICS or SOURCE_KILL_SWITCH.
+    ``source`` is a topic suffix of names.EVENT_TOPICS or SOURCE_KILL_SWITCH; it becomes
+    the fact's ``origin`` (message ids are unique only within one source).
     """
     if source == SOURCE_KILL_SWITCH:
-        return decode_kill_switch_written(event)
-    return DECODERS[source](unwrap_pubsub(event), config)
+        fact: Fact = decode_kill_switch_written(event)
+    else:
+        fact = DECODERS[source](unwrap_pubsub(event), config)
+    return replace(fact, origin=source)

@@ -20,7 +20,7 @@ T = TypeVar("T")
 class Event:
     """One entry of the event log: a fact, a decision, an action outcome or a rejection."""
 
-    id: str  # facts: "fact:<message id>"; others: unique
+    id: str  # facts: "fact:<origin>:<message id>" (service.fact_event_id); others: unique
     kind: str  # "fact" | "decision" | "action" | "rejected" | "error"
     at: float
     pool: str = ""

@@ -1,11 +1,16 @@
 """The service: handle(fact) and reconcile(pool) — the transaction boundary.
 
 Invariants (DESIGN.md §3):
-- A fact is recorded in the event log exactly once (keyed by message id) in the same
-  transaction that folds it into the pool state; a redelivery only re-reconciles.
+- A fact is recorded in the event log exactly once (keyed by its origin, the topic, and
+  its message id: ``fact_event_id``) in the same transaction that folds it into the pool
+  state; a redelivery only re-reconciles.
 - Each reconcile reads the pool and the kill switch, decides and writes in ONE store
   transaction; Compute is called only after that commit, with the action's request id.
-- The kill switch is re-read immediately before every start.
+- The kill switch is re-read immediately before every start. A kill always engages it;
+  an unkill is ignored when published before the switch was engaged, by the switch's
+  ``changed_at`` (the control plane's clock or the store's commit time), never by an
+  ``at`` a client wrote. Operator start/stop/extend apply in publish order
+  (domain/facts.py).
 - Every action's outcome is recorded; temporary failures raise TemporaryError after all
   actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
 """
@@ -63,7 +68,20 @@ class Handled:
 
 
 def fact_event_id(fact: Fact) -> str:
-    return f"fact:{kind_of(fact)}:{fact.message_id}"
+    """``fact:<origin>:<message id>``: Pub/Sub message ids are unique only per topic."""
+    return f"fact:{fact.origin or kind_of(fact)}:{fact.message_id}"
+
+
+def _recorded(tx: Transaction, fact: Fact) -> bool:
+    """The fact is in the event log: under its id, or under the id an earlier version
+    gave it (``fact:<kind>:<message id>``, still in stores written before ids carried
+    the origin: a message delivered before an upgrade and again after it is still a
+    duplicate). It costs one more document read per new fact; once ``event_ttl_days``
+    have passed since the upgrade no store holds an old id and the check can go."""
+    legacy = f"fact:{kind_of(fact)}:{fact.message_id}"
+    return tx.has_event(fact_event_id(fact)) or (
+        legacy != fact_event_id(fact) and tx.has_event(legacy)
+    )
 
 
 class Service:
@@ -107,7 +125,7 @@ class Service:
             kill = tx.load_kill()
             loaded = tx.load_pool(pool)
             state = loaded
-            duplicate = fact is not None and tx.has_event(fact_event_id(fact))
+            duplicate = fact is not None and _recorded(tx, fact)
             events: list[Event] = []
             # A redelivered heartbeat is folded in again (idempotent): its instance document
             # is written only after this transaction, so this may be the only place it is.
@@ -120,7 +138,8 @@ class Service:
                 state, changes = apply_fact(state, item, policy, now)
                 if changes:
                     events.append(self._decision_event(pool, now, changes, (), state.epoch))
-            decision = decide(state, kill, policy, now, others)
+            seen_at = observation.at if observation is not None else None
+            decision = decide(state, kill, policy, now, others, seen_at)
             if decision.changes or decision.actions:
                 events.append(
                     self._decision_event(
@@ -237,16 +256,16 @@ class Service:
 
         def new_kill(current: KillSwitch, now: float) -> KillSwitch | None:
             nonlocal note
-            operator = isinstance(fact, (KillRequested, UnkillRequested))
-            if operator and current.at is not None and fact.at < current.at:
-                note = "stale command ignored: the switch changed after it was published"
-                return None
-            if isinstance(fact, KillRequested):
+            if isinstance(fact, KillRequested):  # never dropped, whatever came before
                 note = "kill switch engaged"
-                return KillSwitch(True, fact.reason, fact.by, fact.at)
+                return KillSwitch(True, fact.reason, fact.by, fact.at, changed_at=now)
             if isinstance(fact, UnkillRequested):
+                engaged_at = current.changed_at if current.engaged else None
+                if engaged_at is not None and fact.at < engaged_at:
+                    note = "stale unkill ignored: published before the switch was engaged"
+                    return None
                 note = "kill switch lifted"
-                return KillSwitch(False, f"lifted by {fact.by}", fact.by, fact.at)
+                return KillSwitch(False, f"lifted by {fact.by}", fact.by, fact.at, changed_at=now)
             if isinstance(fact, BudgetNotified):
                 if not is_ours(fact, self.budget_rules):
                     note = f"budget {fact.budget_id!r} is not configured: ignored"
@@ -259,7 +278,7 @@ class Service:
                     note = "budget kill already engaged"
                     return None
                 note = f"kill switch engaged: {reason}"
-                return KillSwitch(True, reason, "budget", now)
+                return KillSwitch(True, reason, "budget", now, changed_at=now)
             note = f"kill switch written: engaged={current.engaged}"
             return None
 
@@ -273,7 +292,7 @@ class Service:
     def _record_global(self, fact: Fact, new_kill: Any) -> bool:
         def txn(tx: Transaction) -> bool:
             now = self.clock.now()
-            if tx.has_event(fact_event_id(fact)):
+            if _recorded(tx, fact):
                 return True
             current = tx.load_kill()
             kill = new_kill(current, now) if new_kill is not None else None

@@ -2,8 +2,9 @@
 
 Invariants:
 - ``store_factory`` (and ``store``) is parametrized ``sqlite`` / ``firestore``; the
-  Firestore emulator starts once per session, only when a ``[firestore]`` test runs, and
-  its whole process group is stopped at session end (even after a failure or Ctrl-C).
+  Firestore emulator (``firestore_emulator``, tests/conftest.py) starts once per
+  session, only when a ``[firestore]`` test runs, and its whole process group is
+  stopped at session end (even after a failure or Ctrl-C).
 - Each test gets a fresh namespace: a new SQLite file, or a new emulator project id.
 - Without the emulator (binary or Java missing) the ``[firestore]`` tests FAIL with the
   reason, unless YOYO_SKIP_EMULATORS=1.
@@ -36,23 +37,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("contract figures")
         for line in _FIGURES:
             terminalreporter.write_line(line)
-
-
-@pytest.fixture(scope="session")
-def firestore_emulator() -> Iterator[emulators.Emulator]:
-    if emulators.skip_requested():
-        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
-    unavailable = ""
-    try:
-        emulator = emulators.start_firestore()
-    except emulators.EmulatorUnavailable as exc:
-        unavailable = str(exc)
-    if unavailable:
-        pytest.fail(unavailable, pytrace=False)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,6 +138,8 @@ def test_a_kill_switch_written_in_the_console_is_obeyed(firestore_factory) -> No
     expected = KillSwitch(True, "", "7", T0)
     assert store.get_kill() == expected
     assert store.transact(lambda tx: tx.load_kill()) == expected
+    # Ordered by the document's update time, whatever the console user typed in ``at``.
+    assert store.get_kill().changed_at == pytest.approx(time.time(), abs=5)
 
 
 @pytest.mark.emulator

@@ -6,6 +6,7 @@ Each test states one promise the service relies on and checks it on the stored r
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -159,6 +160,17 @@ def test_the_kill_switch_defaults_to_released_and_round_trips(store) -> None:
     released = KillSwitch(False, "lifted by ops", "ops", T0 + 60)
     store.transact(lambda tx: tx.save_kill(released))
     assert store.get_kill() == released
+
+
+def test_the_kill_switch_changed_at_is_the_commit_time_not_the_writers_at(store) -> None:
+    """A writer outside the control plane (``yoyoctl --direct``, a console) says ``at``
+    with its own clock: the switch is ordered by the store's commit time instead."""
+    before = time.time()
+    store.transact(lambda tx: tx.save_kill(KillSwitch(True, "x", "client", before + 600)))
+    after = time.time()
+    for kill in (store.get_kill(), store.transact(lambda tx: tx.load_kill())):
+        assert kill.at == before + 600  # shown as written …
+        assert kill.changed_at is not None and before - 1 <= kill.changed_at <= after + 1
 
 
 # --- event log -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Fixtures for the entry-point tests: the real bootstrap on a temporary world.
 
-``world`` points bootstrap at a YOYO_CONFIG whose SQLite state lives in tmp_path, with a
+``world`` points bootstrap at a YOYO_CONFIG whose SQLite state lives in tmp_path (``any_world``:
+the same on SQLite and on the Firestore emulator, a fresh project each), with a
 FakeCompute and a ManualClock swapped in through bootstrap's public builders (test modules
 read the configuration's names as ``world.pool``, ``world.instance``, ``world.budget_id``);
 ``call`` posts a CloudEvent to an entry point through ``functions_framework.create_app``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,12 +130,17 @@ class World:
         return [e.message_id for e in self.events("fact")]
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def _world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, firestore_host: str = ""
+) -> Iterator[World]:
     config = {**CONFIG, "local": {"state_dir": str(tmp_path / "state")}}
     for name in ("YOYO_CONFIG_FILE", "YOYO_BACKEND", "FIRESTORE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    if firestore_host:  # bootstrap picks the Firestore store; a fresh database per world
+        # (not a fresh project: heartbeats' identity tokens name the configured project)
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_host)
+        config["firestore_database"] = f"w-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("YOYO_CONFIG", json.dumps(config))
     compute = FakeCompute()
     compute.add(POOL, INSTANCE)
@@ -150,11 +157,28 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 @pytest.fixture
-def signed(world: World, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    yield from _world(tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def any_world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """``world`` on each store: SQLite, and Google's Firestore emulator."""
+    host = ""
+    if request.param == "firestore":  # (tests/conftest.py: started once per session)
+        host = request.getfixturevalue("firestore_emulator").host
+    yield from _world(tmp_path, monkeypatch, host)
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """``signed(payload, **claims)``: a heartbeat payload with its VM's identity token.
 
     The token is signed with the world's local key (the local stack's stand-in for
-    Google's), for the payload's own instance in the pool's zone and project, unless
+    Google's, which ``world`` and ``any_world`` keep in ``tmp_path / "state"``), for the
+    payload's own instance in the pool's zone and project, unless
     ``instance``, ``zone``, ``project``, ``audience``, ``now`` or ``key_dir`` say otherwise.
     """
     import time

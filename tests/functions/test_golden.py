@@ -188,9 +188,11 @@ def test_kill_then_unkill_from_the_operator(world, call, envelope, payload):
     kill = world.store.get_kill()
     assert (kill.engaged, kill.reason, kill.by) == (True, "maintenance", "operator")
     assert world.compute.status[world.instance] == "TERMINATED"
-    assert (
-        call(CONTROL, envelope(payload("control_unkill.json"), message_id="k-2")).status_code == 200
+    # Published after the kill was committed (an unkill published before that is stale).
+    unkill = envelope(
+        payload("control_unkill.json"), message_id="k-2", publish_time="2026-11-23T04:07:00Z"
     )
+    assert call(CONTROL, unkill).status_code == 200
     kill = world.store.get_kill()
     assert not kill.engaged and kill.by == "alice"
 

@@ -1,9 +1,7 @@
 """Reordered delivery: Pub/Sub does not keep order, so a fact's publish time must decide.
 
-Known gap (see the issue note): operator kill/unkill are applied in delivery order. An
-``unkill`` published before a ``kill`` but delivered after it lifts the switch the
-operator meant to engage. The fix belongs in the service (skip a kill-switch command
-older than the switch's last change, keeping the publish time on the switch).
+An ``unkill`` published before the switch was engaged is stale (the switch's
+``changed_at``); a kill always engages. More in test_trust.py (case 2).
 """
 
 from __future__ import annotations

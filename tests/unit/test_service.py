@@ -213,5 +213,5 @@ def test_an_unkill_published_before_the_kill_but_delivered_after_is_ignored(worl
     clock.advance(5)
     service.handle(KillRequested("k", clock.now(), "maintenance", "ops"))
     handled = service.handle(UnkillRequested("u", published_unkill, "ops"))
-    assert "stale command ignored" in handled.note
+    assert "stale unkill ignored" in handled.note
     assert store.get_kill().engaged

@@ -33,7 +33,9 @@ case-insensitive: "false", "f", "no", "n", "off", "0", "", "disengaged", "none",
 mean released, "true", "yes", "on", "1"… engaged; a missing or null ``engaged`` (or a
 missing document) means released; ANY other value (unknown text, a map) counts as
 engaged, because the kill switch wins and lifting it must be explicit. ``at`` may be a
-Firestore timestamp, a number of seconds, a numeric or ISO-8601 string, or missing.
+Firestore timestamp, a number of seconds, a numeric or ISO-8601 string, or missing; it
+is shown, never trusted: the switch's ``changed_at`` is the document's update time
+(its commit time in Firestore), whatever a writer put in ``at``.
 """
 
 from __future__ import annotations
@@ -112,6 +114,22 @@ def pool_to_doc(state: PoolState) -> dict[str, Any]:
 def kill_from_doc(doc: Mapping[str, Any] | None) -> KillSwitch:
     """The kill switch from a stored (or hand-written) document (domain/killswitch.py)."""
     return kill_from_fields(doc)
+
+
+def kill_from_snapshot(snap: Any) -> KillSwitch:
+    """The kill switch with ``changed_at`` = the document's commit time (``update_time``,
+    set by Firestore: whoever wrote it, with whatever ``at``, cannot move it)."""
+    if not snap.exists:
+        return KillSwitch()
+    kill = kill_from_doc(snap.to_dict())
+    committed = snap.update_time
+    return replace(kill, changed_at=committed.timestamp() if committed else None)
+
+
+def kill_to_doc(kill: KillSwitch) -> dict[str, Any]:
+    doc: dict[str, Any] = to_doc(kill)
+    doc.pop("changed_at", None)  # the document's update_time says it (kill_from_snapshot)
+    return doc
 
 
 def _storable(value: Any, in_array: bool = False) -> bool:
@@ -199,8 +217,12 @@ class _FirestoreTx:
         self._exists: dict[str, bool] = {}  # event ids read in this transaction
 
     def _read(self, ref: Any) -> dict[str, Any] | None:
-        (snap,) = list(self._txn.get(ref))  # drain the stream: it ends the RPC
+        snap = self._snapshot(ref)
         return snap.to_dict() if snap.exists else None
+
+    def _snapshot(self, ref: Any) -> Any:
+        (snap,) = list(self._txn.get(ref))  # drain the stream: it ends the RPC
+        return snap
 
     def load_pool(self, pool: str) -> PoolState:
         doc = self._read(self._store.pool_ref(pool))
@@ -212,8 +234,8 @@ class _FirestoreTx:
         return replace(state, heartbeats={hb.instance: hb for hb in beats})
 
     def load_kill(self) -> KillSwitch:
-        doc = self._read(self._store.kill_ref())
-        return self._kill if self._kill is not None else kill_from_doc(doc)
+        snap = self._snapshot(self._store.kill_ref())
+        return self._kill if self._kill is not None else kill_from_snapshot(snap)
 
     def has_event(self, event_id: str) -> bool:
         if event_id in self._events:
@@ -241,7 +263,7 @@ class _FirestoreTx:
         for pool, state in self._pools.items():
             self._txn.set(self._store.pool_ref(pool), pool_to_doc(state))
         if self._kill is not None:
-            self._txn.set(self._store.kill_ref(), to_doc(self._kill))
+            self._txn.set(self._store.kill_ref(), kill_to_doc(self._kill))
         expire_at = datetime.now(UTC) + timedelta(days=self._store.event_ttl_days)
         fresh = [e for e in self._events.values() if doc_id(e.id) not in existing]
         for position, event in enumerate(fresh):
@@ -378,7 +400,7 @@ class FirestoreStore:
     def get_kill(self) -> KillSwitch:
         with _temporary_on_transient("get kill switch"):
             snap = self.kill_ref().get()
-        return kill_from_doc(snap.to_dict() if snap.exists else None)
+        return kill_from_snapshot(snap)
 
     def get_pool(self, pool: str) -> PoolState:
         with _temporary_on_transient("get pool"):

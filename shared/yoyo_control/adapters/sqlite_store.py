@@ -3,8 +3,11 @@
 Invariants: every ``transact`` runs in ``BEGIN IMMEDIATE`` (one writer at a time across
 threads and processes), so transactions are serialisable; a busy database is retried
 for ``busy_timeout_s`` then reported as TemporaryError; documents are the same dicts
-the Firestore adapter stores (domain/codec.py); ``events()`` orders by (``at``,
-insertion order), like the Firestore adapter's (``at``, commit time, position).
+the Firestore adapter stores (domain/codec.py); a kill switch saved without
+``changed_at`` (a writer outside the control plane: ``yoyoctl --direct``) gets this
+machine's clock at commit, the local stand-in for Firestore's commit time;
+``events()`` orders by (``at``, insertion order), like the Firestore adapter's (``at``,
+commit time, position).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -77,6 +81,8 @@ class _Tx:
         )
 
     def save_kill(self, kill: KillSwitch) -> None:
+        if kill.changed_at is None:  # a writer outside the control plane: commit time
+            kill = replace(kill, changed_at=time.time())
         self.conn.execute(
             "INSERT INTO control (key, doc) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",

@@ -1,6 +1,7 @@
 """Budget notifications → kill or no-op (pure). DESIGN.md §4.
 
-Invariants: only configured budget ids act; a kill reason reads
+Invariants: only configured budget ids act; ``cost >= amount × kill_fraction`` kills
+for every amount (a zero budget too); a kill reason reads
 ``budget: <cost> of <budget> <currency>``; routine updates below every threshold are
 no-ops; forecasts kill only when forecast_kill is configured.
 """
@@ -27,7 +28,7 @@ def is_ours(fact: BudgetNotified, rules: BudgetRules) -> bool:
 def kill_reason(fact: BudgetNotified, rules: BudgetRules) -> str | None:
     """Why this notification engages the kill switch, or None for a no-op."""
     spend = f"budget: {fact.cost:.2f} of {fact.amount:.2f} {fact.currency}".rstrip()
-    if fact.amount > 0 and fact.cost >= fact.amount * rules.kill_fraction:
+    if fact.cost >= fact.amount * rules.kill_fraction:  # a zero budget kills too
         return spend
     if fact.alert_threshold is not None and any(
         fact.alert_threshold >= t for t in rules.kill_thresholds

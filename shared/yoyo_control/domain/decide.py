@@ -8,7 +8,12 @@ Invariants:
 - An instance is desired RUNNING only under a valid lease; every action carries
   ``request_id = uuid5(pool, instance, epoch, action)``; the epoch grows on every grant
   and on every decision that issues new actions. An action still in flight is not
-  re-issued until ``action_retry_s`` has passed, and then with its original request id.
+  re-issued until ``action_retry_s`` has passed, and then with its original request id;
+  but a decision that follows an observation of Compute (a tick, ``observed_at``) made
+  after the action was issued, and still seeing the status the action was to change,
+  re-issues it at once (its call died with its process; Compute dedupes the request id).
+- Scaling down keeps the instances with work in flight, then those already running:
+  idle VMs stop first, never a busy one while an idle one runs.
 """
 
 from __future__ import annotations
@@ -77,8 +82,10 @@ def decide(
     policy: PoolPolicy,
     now: float,
     spend: Spend = NO_SPEND,
+    observed_at: float | None = None,
 ) -> Decision:
-    draft = _Draft.of(state, policy, now)
+    """``observed_at``: when Compute was listed just before this decision (ticks), if it was."""
+    draft = _Draft.of(state, policy, now, observed_at)
     ledger = accrue(
         state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
     )
@@ -121,12 +128,15 @@ class _Draft:
     instances: dict[str, Instance]
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
     idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
+    observed_at: float | None = None  # when Compute was last listed (a tick), if just now
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
 
     @classmethod
-    def of(cls, state: PoolState, policy: PoolPolicy, now: float) -> _Draft:
+    def of(
+        cls, state: PoolState, policy: PoolPolicy, now: float, observed_at: float | None = None
+    ) -> _Draft:
         instances = dict(state.instances)
         for name in policy.instances:
             instances.setdefault(name, Instance(name=name))
@@ -141,6 +151,7 @@ class _Draft:
             instances,
             timeout,
             state.idle_since,
+            observed_at,
         )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
@@ -396,8 +407,12 @@ class _Draft:
         eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
         demand = self.state.demand.depth if self._demand_active() else 0
         by_demand = demand // max(1, self.policy.queue_threshold)
-        busy = len(self._busy_heartbeats())
-        return set(eligible[: max(1, min(len(eligible), max(by_demand, busy)))])
+        busy = {hb.instance for hb in self._busy_heartbeats()}
+        # Keep what has work in flight, then what already runs; stop idle VMs first.
+        eligible.sort(
+            key=lambda n: (n not in busy, self.instances[n].observed not in RUNNING_STATUSES)
+        )
+        return set(eligible[: max(1, min(len(eligible), max(by_demand, len(busy))))])
 
     def plan_actions(self) -> list[Action]:
         wanted = self._wanted_running()
@@ -467,7 +482,9 @@ class _Draft:
     ) -> tuple[Instance, Action | None]:
         la = inst.last_action
         if la is not None and la.kind == kind and la.outcome is None:
-            if self.now - la.issued_at < self.policy.action_retry_s:
+            # Observed unchanged after it was issued: its call died with its process.
+            lost = self.observed_at is not None and la.issued_at < self.observed_at
+            if not lost and self.now - la.issued_at < self.policy.action_retry_s:
                 return inst, None  # in flight: its executor is on it
             return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
         if la is not None and la.kind == kind and (la.outcome or "").startswith("retry"):

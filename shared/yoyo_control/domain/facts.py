@@ -1,8 +1,10 @@
 """Facts: what an event tells the control plane, already decoded and validated.
 
 Invariants: a fact never starts or stops anything; it is recorded once (keyed by its
-message id) and then folded into the pool state by ``apply_fact`` before ``decide``
-runs. ``apply_fact`` is pure and returns the changes it made with their reasons.
+origin and message id) and then folded into the pool state by ``apply_fact`` before
+``decide`` runs. ``apply_fact`` is pure and returns the changes it made with their
+reasons. Operator start/extend/stop take effect in publish order: one published before
+the newest applied command of the opposite kind changes nothing (a recorded Change).
 """
 
 from __future__ import annotations
@@ -37,11 +39,16 @@ from .timetext import utc
 
 @dataclass(frozen=True)
 class Fact:
-    message_id: str
+    message_id: str  # unique within its origin only (Pub/Sub ids are unique per topic)
     at: float  # when it happened (publish time), seconds since the epoch
+    # Where it came from: the topic suffix (names.EVENT_TOPICS) or "kill_switch"; "" for
+    # facts made in-process (gateway wake, simulator), identified by their kind instead.
+    origin: str = field(default="", kw_only=True)
 
 
 # --- facts about one pool ------------------------------------------------------------
+
+OPERATOR = "operator"  # the holder of an operator's start (the control topic)
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,12 @@ def apply_fact(
     state: PoolState, fact: Fact, policy: PoolPolicy, now: float
 ) -> tuple[PoolState, tuple[Change, ...]]:
     """Fold a pool fact into the state. Global facts leave the pool state unchanged."""
+    stale = _stale_command(state, fact)
+    if stale is not None:
+        return state, (stale,)
     if isinstance(fact, RunRequested):
+        if fact.holder == OPERATOR:
+            state = replace(state, operator_run_at=max(fact.at, state.operator_run_at or 0.0))
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
         state = replace(state, requests=(*state.requests, request))
         if fact.holder == "wake":
@@ -165,11 +177,13 @@ def apply_fact(
         beats[fact.heartbeat.instance] = fact.heartbeat
         return track_activity(replace(state, heartbeats=beats), fact.heartbeat), ()
     if isinstance(fact, StopRequested):
+        state = replace(state, operator_stop_at=max(fact.at, state.operator_stop_at or 0.0))
         if state.lease is None and not state.requests:
             return state, (Change(Rule.OPERATOR, f"stop by {fact.by}: no lease to release"),)
         change = Change(Rule.OPERATOR, f"lease released by {fact.by}: {fact.reason}")
         return replace(state, lease=None, requests=(), demand=Demand()), (change,)
     if isinstance(fact, ExtendRequested):
+        state = replace(state, operator_run_at=max(fact.at, state.operator_run_at or 0.0))
         return _extend(state, fact, now)
     if isinstance(fact, StatusObserved):
         # Charge the time up to this observation at the statuses we knew before it.
@@ -182,6 +196,22 @@ def apply_fact(
         )
         return _observe(replace(state, ledger=ledger), fact, policy)
     return state, ()
+
+
+def _stale_command(state: PoolState, fact: Fact) -> Change | None:
+    """Why an operator command is ignored: published before the newest opposite command
+    applied (Pub/Sub does not keep order; the publish time, set by Google, does)."""
+    if isinstance(fact, StopRequested):
+        newer, what, opposite = state.operator_run_at, f"stop by {fact.by}", "start or extend"
+    elif isinstance(fact, ExtendRequested):
+        newer, what, opposite = state.operator_stop_at, f"extend by {fact.by}", "stop"
+    elif isinstance(fact, RunRequested) and fact.holder == OPERATOR:
+        newer, what, opposite = state.operator_stop_at, "operator start", "stop"
+    else:
+        return None
+    if newer is None or fact.at >= newer:
+        return None
+    return Change(Rule.OPERATOR, f"{what} published before the last {opposite}: ignored")
 
 
 def activity_resumed(state: PoolState, at: float) -> PoolState:

@@ -95,10 +95,16 @@ class PoolPolicy:
 
 @dataclass(frozen=True)
 class KillSwitch:
+    """The switch. ``at`` is what its writer says (a publish time, a console entry, a
+    client's clock: shown, never trusted); ``changed_at`` is when it changed by a clock
+    no client controls (the control plane's, or the store's commit time, which the store
+    fills in on read), the only time the switch is ordered by. Not part of its value."""
+
     engaged: bool = False
     reason: str = ""
     by: str = ""
     at: float | None = None
+    changed_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,10 @@ class PoolState:
     demand: Demand = Demand()
     ledger: Ledger = Ledger()
     paused: str | None = None  # why no lease may be granted (spend cap)
+    # Publish times of the newest operator start/extend and stop applied: an operator
+    # command published before the newest opposite one is stale (publish order wins).
+    operator_run_at: float | None = None
+    operator_stop_at: float | None = None
     idle_gaps: GapHistogram = field(default_factory=GapHistogram)  # recent gaps (bounded)
     idle_since: float | None = None  # when the pool's last activity ended, while idle
     last_decision: str = ""
