@@ -34,6 +34,7 @@ class Settings:
     idle_shutdown_s: float
     deadman_grace_s: float
     poweroff_retry_s: float = 30.0
+    address: str = ""  # host:port of the inference server, announced to the gateway
 
 
 @dataclass(frozen=True)
@@ -176,5 +177,7 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
         "waiting": metrics.waiting if metrics else 0,
         "last_request_at": last_request,
     }
+    if s.address:
+        heartbeat["address"] = s.address
     state = replace(state, last_heartbeat_at=now, reported_busy=busy)
     return state, Verdict(heartbeat=heartbeat, heartbeat_attributes=attributes, note=note)

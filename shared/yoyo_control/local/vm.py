@@ -78,7 +78,9 @@ def run(spec_path: str) -> int:
         time.sleep(0.02)
     agent_cfg = dict(spec["agent"])
     if port_file.exists():
-        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port_file.read_text().strip()}/metrics"
+        port = port_file.read_text().strip()
+        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port}/metrics"
+        agent_cfg["address"] = f"127.0.0.1:{port}"
     agent_path = vm_dir / "agent.json"
     agent_path.write_text(json.dumps(agent_cfg, indent=2))
     agent_argv = [sys.executable, "-m", "yoyo_control.agent", "--config", str(agent_path)]
