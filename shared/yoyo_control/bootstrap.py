@@ -10,13 +10,21 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
+from .errors import ConfigError
 from .ports import Clock, Compute, Publisher, Store
 from .service import Service
 
+if TYPE_CHECKING:
+    from .gateway.app import Gateway
+
 _lock = threading.Lock()
 _service: Service | None = None
+_gateway: Gateway | None = None
+
+ENV_VLLM_API_KEY = "YOYO_VLLM_API_KEY"  # the inference servers' key (Secret Manager → env)
 
 
 def build_store(config: Config) -> Store:
@@ -73,8 +81,42 @@ def service() -> Service:
         return _service
 
 
+def build_gateway(service: Service) -> Gateway:
+    """The gateway over ``service``: keys and the VMs' inference key from the environment
+    (Secret Manager secrets mounted as variables), else the local state directory."""
+    from .adapters.upstream_http import HttpUpstream
+    from .gateway import auth
+    from .gateway.app import Gateway
+
+    config = service.config
+    vllm_key = os.environ.get(ENV_VLLM_API_KEY, "")
+    if not vllm_key:
+        if config.backend != "local":
+            raise ConfigError(f"{ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
+        vllm_key = auth.ensure_vllm_key(config.local.state_dir)
+    return Gateway(
+        config,
+        service.store,
+        service.handle,
+        HttpUpstream(vllm_key, read_timeout_s=config.gateway.upstream_timeout_s),
+        auth.KeyRing.load(config.local.state_dir),
+        service.clock,
+    )
+
+
+def gateway() -> Gateway:
+    """The process-wide gateway, built on first use."""
+    global _gateway
+    built = service()
+    with _lock:
+        if _gateway is None:
+            _gateway = build_gateway(built)
+        return _gateway
+
+
 def reset() -> None:
-    """Forget the process-wide service (tests, configuration reloads)."""
-    global _service
+    """Forget the process-wide service and gateway (tests, configuration reloads)."""
+    global _service, _gateway
     with _lock:
         _service = None
+        _gateway = None

@@ -29,6 +29,7 @@ ENTRY_POINTS = {
 }
 ENTRY_KILL_SWITCH_WRITTEN = "on_kill_switch_written"  # Firestore document trigger
 ENTRY_STATUS_PAGE = "status_page"  # HTTP
+ENTRY_GATEWAY = "gateway"  # HTTP: the OpenAI-compatible endpoint (/v1/...)
 
 # Environment variables read by bootstrap.py.
 ENV_CONFIG = "YOYO_CONFIG"  # the whole configuration as JSON (see config.py)

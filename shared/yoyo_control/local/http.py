@@ -28,15 +28,18 @@ def request(
         return exc.code, exc.read()
 
 
-def post_json(url: str, doc: Any, timeout: float = 10.0) -> tuple[int, Any]:
-    status, raw = request(
-        "POST", url, json.dumps(doc).encode(), {"Content-Type": "application/json"}, timeout
-    )
+def post_json(
+    url: str, doc: Any, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    status, raw = request("POST", url, json.dumps(doc).encode(), sent, timeout)
     try:
         return status, json.loads(raw) if raw else None
     except ValueError:
         return status, raw.decode("utf-8", "replace")
 
 
-def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    return request("GET", url, timeout=timeout)
+def get(
+    url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    return request("GET", url, headers=headers, timeout=timeout)

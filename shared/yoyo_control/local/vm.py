@@ -53,6 +53,10 @@ def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
         spec["project"],
         "--work-subscription",
         spec.get("work_subscription", ""),
+        "--model",
+        spec.get("model", "yoyo-local/simulated"),
+        "--api-key-file",
+        spec.get("api_key_file", ""),
     ]
 
 
