@@ -131,9 +131,11 @@ DEFAULT_LOCAL: dict[str, Any] = {
     "tick_cron": "* * * * *",
     "budget": {"budget_ids": ["local-budget"], "kill_fraction": 1.0},
     "local": {"tick_interval_s": 2, "boot_delay_s": 3, "heartbeat_interval_s": 1},
+    "gateway": {"poll_s": 0.25},
     "pools": {
         "default": {
             "zone": "local",
+            "model": "yoyo-local/simulated",
             "instances": ["yoyo-default-0"],
             "hourly_price_usd": 0.35,
             "idle_timeout_s": 30,
