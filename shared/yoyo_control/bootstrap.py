@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import names
 from .config import Config, load_config
 from .errors import ConfigError
 from .ports import Clock, Compute, Publisher, Store
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _service: Service | None = None
 _gateway: Gateway | None = None
-
-ENV_VLLM_API_KEY = "YOYO_VLLM_API_KEY"  # the inference servers' key (Secret Manager → env)
 
 
 def build_store(config: Config) -> Store:
@@ -89,10 +88,10 @@ def build_gateway(service: Service) -> Gateway:
     from .gateway.app import Gateway
 
     config = service.config
-    vllm_key = os.environ.get(ENV_VLLM_API_KEY, "")
+    vllm_key = os.environ.get(names.ENV_VLLM_API_KEY, "")
     if not vllm_key:
         if config.backend != "local":
-            raise ConfigError(f"{ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
+            raise ConfigError(f"{names.ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
         vllm_key = auth.ensure_vllm_key(config.local.state_dir)
     return Gateway(
         config,

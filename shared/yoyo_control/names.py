@@ -34,6 +34,8 @@ ENTRY_GATEWAY = "gateway"  # HTTP: the OpenAI-compatible endpoint (/v1/...)
 # Environment variables read by bootstrap.py.
 ENV_CONFIG = "YOYO_CONFIG"  # the whole configuration as JSON (see config.py)
 ENV_CONFIG_FILE = "YOYO_CONFIG_FILE"  # or a path to it
+ENV_GATEWAY_KEY_SHA256 = "YOYO_GATEWAY_KEY_SHA256"  # gateway key digests (a mounted secret)
+ENV_VLLM_API_KEY = "YOYO_VLLM_API_KEY"  # the VMs' vLLM API key, for the gateway (a secret)
 ENV_BACKEND = "YOYO_BACKEND"  # "gcp" | "local"; overrides the configuration's backend
 
 # Firestore paths (collection/document), relative to the configured database.

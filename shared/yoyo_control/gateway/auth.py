@@ -21,7 +21,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-ENV_KEY_SHA256 = "YOYO_GATEWAY_KEY_SHA256"
+from ..names import ENV_GATEWAY_KEY_SHA256 as ENV_KEY_SHA256
+
 KEYS_FILE = "gateway-keys"  # digests, read by the gateway
 LOCAL_KEY_FILE = "gateway.key"  # the local stack's key itself, for yoyoctl gateway key
 VLLM_KEY_FILE = "vllm.key"  # the local VMs' inference key (vLLM's --api-key)
