@@ -89,10 +89,12 @@ def config(state_dir: Path) -> dict[str, Any]:
 
 
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, make_config: Callable[[Path], dict[str, Any]] | None = None
+    ) -> None:
         self.state_dir = tmp / "state"
         path = tmp / "config.json"
-        path.write_text(json.dumps(config(self.state_dir)))
+        path.write_text(json.dumps((make_config or config)(self.state_dir)))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
         self.env.pop("FIRESTORE_EMULATOR_HOST", None)
         self.env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -176,9 +178,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack() -> Iterator[Stack]:
+def stack(make_config: Callable[[Path], dict[str, Any]] | None = None) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="yoyo-bench-local-") as tmp:
-        s = Stack(Path(tmp))
+        s = Stack(Path(tmp), make_config)
         try:
             yield s
         finally:

@@ -405,6 +405,16 @@ def test_a_vm_lost_with_no_other_is_held_for_the_restart(make_world) -> None:
     assert response.status_code == 200, response.data
 
 
+def test_a_vm_that_refused_one_connection_is_tried_again_once_heard_from(make_world) -> None:
+    w = make_world()
+    w.warm()
+    w.ready("vm-0", address=closed_port())  # the same boot, momentarily unreachable
+    w.on_pause.append(lambda: w.ready("vm-0"))  # …heartbeats again: alive after all
+    response = w.chat()
+    assert response.status_code == 200, response.data
+    assert w.engines["vm-0"].succeeded["length"] == 1
+
+
 def dying_vm() -> Iterator[str]:
     """A VM that starts a stream, sends one event, and disappears (TCP close mid-body)."""
     listener = socket.socket()

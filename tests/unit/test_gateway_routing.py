@@ -61,10 +61,13 @@ def test_the_least_loaded_ready_vm_wins_and_ties_go_by_name() -> None:
 def test_the_gateways_own_requests_in_flight_count_and_lost_vms_are_excluded() -> None:
     state = pool(beat("vm-0"), beat("vm-1", running=1))
     assert route(state, POLICY, T0, in_flight={"vm-0": 2}).instance == "vm-1"  # type: ignore[union-attr]
-    assert route(state, POLICY, T0, exclude={("vm-0", "boot-vm-0")}).instance == "vm-1"  # type: ignore[union-attr]
-    # The same VM after a restart (a new boot) is routable again.
+    lost = {("vm-0", "boot-vm-0"): T0 - 0.5}  # this request failed to reach vm-0 just now
+    assert route(state, POLICY, T0, lost=lost).instance == "vm-1"  # type: ignore[union-attr]
+    # The same VM after a restart (a new boot), or heard from again, is routable again.
     restarted = pool(beat("vm-0", boot_id="boot-2"))
-    assert route(restarted, POLICY, T0, exclude={("vm-0", "boot-vm-0")}) is not None
+    assert route(restarted, POLICY, T0, lost=lost) is not None
+    heard_again = pool(beat("vm-0", received_at=T0 - 0.1))
+    assert route(heard_again, POLICY, T0, lost=lost) is not None
 
 
 def test_a_vm_is_not_routable_unless_ready_fresh_addressed_running_and_heard_since_start() -> None:

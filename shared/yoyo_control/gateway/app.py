@@ -13,9 +13,9 @@ Invariants:
   are held at once (429 beyond).
 - Bodies are forwarded as received; responses are passed through as they arrive (SSE
   chunk by chunk, never buffered). A VM lost before its answer began → the request is
-  routed again (another ready VM, or held for the restart) within the same hold; a VM
-  lost mid-stream → the stream ends with an OpenAI-format error event. Never a hang: the
-  upstream read timeout bounds a silent VM.
+  routed again (another ready VM, or held until that VM is heard from again or restarts)
+  within the same hold; a VM lost mid-stream → the stream ends with an OpenAI-format
+  error event. Never a hang: the upstream read timeout bounds a silent VM.
 - Every error body is OpenAI-format: ``{"error": {"message", "type", "param", "code"}}``.
 """
 
@@ -196,7 +196,7 @@ class Gateway:
     def _serve(self, pool: str, path: str, body: bytes, stream: bool) -> flask.Response:
         policy = self.config.policy(pool)
         held = _Held(self.clock.now(), pool)
-        lost: set[tuple[str, str]] = set()
+        lost: dict[tuple[str, str], float] = {}
         while True:
             target, state = self._await_target(policy, held, lost)
             forwarded_at = self.clock.now()
@@ -207,7 +207,7 @@ class Gateway:
                 first = next(chunks, b"")
             except UpstreamLost as exc:
                 self._count(target.instance, -1)
-                lost.add((target.instance, target.boot_id))
+                lost[(target.instance, target.boot_id)] = self.clock.now()
                 logs.warning(
                     f"gateway: {target.instance} lost before answering ({exc}); routing again",
                     pool=pool,
@@ -234,7 +234,7 @@ class Gateway:
             try:
                 data = first + b"".join(chunks)
             except UpstreamLost as exc:
-                lost.add((target.instance, target.boot_id))
+                lost[(target.instance, target.boot_id)] = self.clock.now()
                 logs.warning(
                     f"gateway: {target.instance} lost mid-answer ({exc}); routing again",
                     pool=pool,
@@ -269,7 +269,7 @@ class Gateway:
             self._count(target.instance, -1)
 
     def _await_target(
-        self, policy: PoolPolicy, held: _Held, lost: set[tuple[str, str]]
+        self, policy: PoolPolicy, held: _Held, lost: dict[tuple[str, str], float]
     ) -> tuple[Target, PoolState]:
         """A ready VM now, or after holding the request while the pool wakes."""
         pause = FIRST_PAUSE_S

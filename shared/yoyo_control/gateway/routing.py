@@ -11,8 +11,8 @@ gateway instance) that reads the same pool state, so the store records one wake.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from ..domain.model import (
     MISSING,
@@ -35,6 +35,7 @@ class Target:
     boot_id: str
     load: int
     ready_since: float | None
+    heard_at: float  # when its latest heartbeat was received
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def routable(state: PoolState, policy: PoolPolicy, now: float) -> list[Target]:
         if not hb.ready or not hb.address or now - hb.received_at > policy.heartbeat_gap_s:
             continue
         load = hb.running + hb.waiting
-        targets.append(Target(name, hb.address, hb.boot_id, load, hb.ready_since))
+        targets.append(Target(name, hb.address, hb.boot_id, load, hb.ready_since, hb.received_at))
     return sorted(targets, key=lambda t: (t.load, t.instance))
 
 
@@ -87,21 +88,24 @@ def route(
     policy: PoolPolicy,
     now: float,
     in_flight: Mapping[str, int] | None = None,
-    exclude: Collection[tuple[str, str]] = (),
+    lost: Mapping[tuple[str, str], float] | None = None,
 ) -> Target | None:
     """The ready VM with the fewest requests in flight, or None (the pool is cold).
 
-    ``in_flight`` adds this gateway's own open requests per instance (heartbeats lag);
-    ``exclude`` names (instance, boot id) pairs already found lost for this request.
+    ``in_flight`` adds this gateway's own open requests per instance (heartbeats lag).
+    ``lost`` maps (instance, boot id) to when this request failed to reach it: that VM
+    is skipped until it is heard from again (a dead VM never is; a restart is a new boot;
+    a VM that merely refused one connection heartbeats again and is tried again).
     """
-    mine = in_flight or {}
+    mine, failed = in_flight or {}, lost or {}
     best: Target | None = None
     for target in routable(state, policy, now):
-        if (target.instance, target.boot_id) in exclude:
+        lost_at = failed.get((target.instance, target.boot_id))
+        if lost_at is not None and target.heard_at <= lost_at:
             continue
         load = target.load + mine.get(target.instance, 0)
         if best is None or load < best.load:
-            best = Target(target.instance, target.address, target.boot_id, load, target.ready_since)
+            best = replace(target, load=load)
     return best
 
 

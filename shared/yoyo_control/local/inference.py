@@ -405,6 +405,11 @@ def _work_item(engine: Engine, base: str, item: dict[str, Any]) -> None:
         http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, timeout=10)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits, as at vLLM's server, not refused
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yoyo_control.local.inference")
     parser.add_argument("--port-file", required=True)
@@ -421,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(args.model, args.token_latency_s, args.max_num_seqs)
     ready_at = time.time() + args.boot_delay_s
     api_key = Path(args.api_key_file).read_text().strip() if args.api_key_file else ""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(engine, ready_at, api_key))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), make_handler(engine, ready_at, api_key))
     port_file = Path(args.port_file)
     tmp = port_file.with_suffix(".tmp")
     tmp.write_text(str(server.server_address[1]))
