@@ -30,6 +30,7 @@ from .config import load_config, parse_duration
 from .domain.codec import to_doc
 from .domain.model import KillSwitch
 from .errors import ConfigError, YoyoError
+from .gateway.coldstarts import cold_starts, summary
 
 
 class CliError(YoyoError):
@@ -180,11 +181,14 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
                     "error": inst.error if inst else None,
                 }
             )
+        recent = store.events(pool=pool, limit=200)
         decisions = [
-            {"at": e.at, "reason": e.reason}
-            for e in store.events(pool=pool, limit=200)
-            if e.kind == "decision" and e.reason
+            {"at": e.at, "reason": e.reason} for e in recent if e.kind == "decision" and e.reason
         ][-5:]
+        colds = [
+            {"at": c.at, "instance": c.instance, "held_s": c.held_s, "phases": dict(c.phases)}
+            for c in cold_starts(recent)[-5:]
+        ]
         pools.append(
             {
                 "pool": pool,
@@ -200,6 +204,7 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
                 "instances": instances,
                 "last_decision": state.last_decision,
                 "decisions": decisions,
+                "cold_starts": colds,
             }
         )
     return {"now": now, "backend": config.backend, "kill_switch": to_doc(kill), "pools": pools}
@@ -252,6 +257,9 @@ def cmd_status(ctx: Ctx) -> int:
             )
         for d in p["decisions"]:
             lines.append(f"  {_clock(d['at'])[11:19]}  {d['reason']}")
+        for c in p["cold_starts"]:
+            line = summary(c["instance"], c["held_s"], c["phases"])
+            lines.append(f"  cold start {_clock(c['at'])[11:19]}: {line}")
     hint = "yoyoctl events --follow"
     if kill["engaged"]:
         hint = "yoyoctl unkill --yes"
