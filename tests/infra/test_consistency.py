@@ -258,7 +258,11 @@ def deployed_functions() -> tuple[Function, ...]:
             service = _nested(body, "service_config")
             assert service is not None
             env_expr = attribute(service, "environment_variables")
-            assert env_expr == "local.function_env", "every function takes the one config env"
+            # The gateway adds only gunicorn's THREADS (one thread per request it may hold).
+            gateway_env = (
+                "merge(local.function_env, { THREADS = tostring(var.gateway.concurrency) })"
+            )
+            assert env_expr in ("local.function_env", gateway_env), "every function: one config env"
             document = None
             if trigger is not None:
                 filters = re.findall(

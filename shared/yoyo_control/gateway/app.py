@@ -201,22 +201,19 @@ class Gateway:
             target, state = self._await_target(policy, held, lost)
             forwarded_at = self.clock.now()
             self._count(target.instance, +1)
+            response: UpstreamResponse | None = None
             try:
                 response = self.upstream.post(target.address, f"/v1{path}", body)
                 chunks = response.chunks()
                 first = next(chunks, b"")
-            except UpstreamLost as exc:
+            except BaseException as exc:
+                if response is not None:
+                    response.close()
                 self._count(target.instance, -1)
-                lost[(target.instance, target.boot_id)] = self.clock.now()
-                logs.warning(
-                    f"gateway: {target.instance} lost before answering ({exc}); routing again",
-                    pool=pool,
-                    instance=target.instance,
-                )
+                if not isinstance(exc, UpstreamLost):
+                    raise
+                self._lost(pool, lost, target, f"before answering ({exc})")
                 continue
-            except BaseException:
-                self._count(target.instance, -1)
-                raise
             first_byte_at = self.clock.now()
             if held.waited:
                 self._record_cold_start(state, target, held, forwarded_at, first_byte_at)
@@ -234,12 +231,7 @@ class Gateway:
             try:
                 data = first + b"".join(chunks)
             except UpstreamLost as exc:
-                lost[(target.instance, target.boot_id)] = self.clock.now()
-                logs.warning(
-                    f"gateway: {target.instance} lost mid-answer ({exc}); routing again",
-                    pool=pool,
-                    instance=target.instance,
-                )
+                self._lost(pool, lost, target, f"mid-answer ({exc})")
                 continue
             finally:
                 response.close()
@@ -247,6 +239,17 @@ class Gateway:
             return flask.Response(
                 data, response.status, headers, content_type=response.content_type
             )
+
+    def _lost(
+        self, pool: str, lost: dict[tuple[str, str], float], target: Target, how: str
+    ) -> None:
+        """Skip this VM for this request until it is heard from again (routing.route)."""
+        lost[(target.instance, target.boot_id)] = self.clock.now()
+        logs.warning(
+            f"gateway: {target.instance} lost {how}; routing again",
+            pool=pool,
+            instance=target.instance,
+        )
 
     def _relay(
         self, target: Target, response: UpstreamResponse, first: bytes, rest: Iterator[bytes]
