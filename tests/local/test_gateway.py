@@ -63,6 +63,14 @@ def test_concurrent_async_requests_at_a_cold_pool_wake_it_once(gw) -> None:
     assert len(_lease_grants(s)) == 1
     cold = [e for e in s.yoyoctl("events", "--limit", "500")["events"] if e["kind"] == "cold-start"]
     assert len(cold) == 1
+    [shown] = s.status()["cold_starts"]  # yoyoctl status: the cold start and its phases
+    assert shown["held_s"] > 0 and set(shown["phases"]) == {
+        "wake→running",
+        "running→ready",
+        "ready→forwarded",
+        "forwarded→first byte",
+    }
+    assert all(v is not None and v >= 0 for v in shown["phases"].values()), shown
 
 
 def test_the_sync_client_answers_streams_completes_and_embeds(gw) -> None:
