@@ -32,6 +32,7 @@ from yoyo_control.domain.facts import (
     RunRequested,
 )
 from yoyo_control.domain.model import Heartbeat
+from yoyo_control.errors import TemporaryError
 from yoyo_control.gateway.app import Gateway
 from yoyo_control.gateway.auth import KeyRing, digest
 from yoyo_control.local.inference import Engine, make_handler
@@ -199,12 +200,19 @@ def test_no_key_or_a_wrong_key_is_401_and_nothing_is_woken(make_world) -> None:
         (b"[1, 2]", "invalid_body"),
         (b'{"messages": []}', "missing_model"),
         (b'{"model": 7}', "missing_model"),
+        (b"[" * 3000, "invalid_json"),  # nested too deep for the parser
     ],
 )
 def test_a_malformed_body_is_400(make_world, body: bytes, code: str) -> None:
     w = make_world()
     response = w.post("/chat/completions", body)
     assert response.status_code == 400 and error_of(response)["code"] == code
+
+
+def test_a_number_too_long_to_parse_is_400(make_world) -> None:
+    w = make_world(max_body_bytes=20000)
+    response = w.post("/chat/completions", b'{"model": "m", "n": 1' + b"0" * 5000 + b"}")
+    assert response.status_code == 400 and error_of(response)["code"] == "invalid_json"
     assert w.wakes() == []
 
 
@@ -214,6 +222,19 @@ def test_an_unknown_model_is_404_listing_the_known_ones(make_world) -> None:
     error = error_of(response)
     assert response.status_code == 404 and error["code"] == "model_not_found"
     assert MODEL in error["message"] and w.wakes() == []
+    odd = w.chat(model="\ud800\x00" + "x" * 3000)  # a lone surrogate, NUL, long
+    assert odd.status_code == 404 and len(error_of(odd)["message"]) < 300
+
+
+def test_a_store_failure_is_an_openai_format_503(make_world, monkeypatch) -> None:
+    w = make_world()
+
+    def unavailable() -> None:
+        raise TemporaryError("the store did not answer")
+
+    monkeypatch.setattr(w.store, "get_kill", unavailable)  # injected fault, as the adapter raises
+    response = w.chat()
+    assert response.status_code == 503 and error_of(response)["code"] == "gateway_unavailable"
 
 
 def test_a_body_over_the_limit_is_413(make_world) -> None:

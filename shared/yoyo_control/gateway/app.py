@@ -119,6 +119,15 @@ class Gateway:
             return self._dispatch(request)
         except _Reply as reply:
             return reply.response()
+        except Exception as exc:  # the store or the service failed: say so, OpenAI-format
+            logs.error(f"gateway: {type(exc).__name__}: {exc}", path=request.path)
+            return _Reply(
+                503,
+                f"the gateway could not serve this request ({type(exc).__name__}); retry",
+                "service_unavailable",
+                "gateway_unavailable",
+                {"Retry-After": "5"},
+            ).response()
 
     def _dispatch(self, request: flask.Request) -> flask.Response:
         path = _route_path(request.path)
@@ -150,7 +159,7 @@ class Gateway:
         if pool is None:
             raise _Reply(
                 404,
-                f"the model {model!r} does not exist; known models: {sorted(self.models)}",
+                f"the model {_show(model)} does not exist; known models: {sorted(self.models)}",
                 "invalid_request_error",
                 "model_not_found",
             )
@@ -165,7 +174,7 @@ class Gateway:
             raise _too_large(limit)
         try:
             doc = json.loads(body)
-        except ValueError as exc:  # also bytes that are not UTF-8
+        except (ValueError, RecursionError) as exc:  # not UTF-8, too deep, huge numbers…
             raise _Reply(
                 400, f"the body is not JSON: {exc}", "invalid_request_error", "invalid_json"
             ) from None
@@ -394,6 +403,11 @@ def _route_path(path: str) -> str:
         if path == prefix or path.startswith(prefix + "/"):
             path = path[len(prefix) :] or "/"
     return path
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _too_large(limit: int) -> _Reply:
