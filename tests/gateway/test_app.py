@@ -11,6 +11,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -476,3 +477,46 @@ def test_a_stream_whose_vm_is_lost_ends_with_an_error_event(make_world) -> None:
     last = json.loads(events[-1].removeprefix(b"data: "))
     assert last["error"]["code"] == "vm_lost"
     assert w.gateway._in_flight == {"vm-0": 0}
+
+
+def test_two_gateway_instances_at_a_cold_pool_record_one_wake(make_world) -> None:
+    """Two instances (separate processes in the cloud) share only the store."""
+    w = make_world()
+    booted = threading.Lock()
+
+    def vm_boots_after_a_while() -> None:
+        time.sleep(0.002)  # let the other instance's thread run
+        with booted:
+            if w.beats == 0 and w.compute.acted("start") and w.clock.now() > 1_800_000_030:
+                w.ready("vm-0")
+
+    w.on_pause.append(vm_boots_after_a_while)
+    other = Gateway(
+        w.gateway.config,
+        w.store,
+        w.service.handle,
+        HttpUpstream(VLLM_KEY, read_timeout_s=5),
+        KeyRing([digest(KEY)]),
+        w.clock,
+        sleep=w.gateway.sleep,
+    )
+    app = flask.Flask("second-instance")
+    app.add_url_rule("/v1/<path:rest>", "gw", lambda rest: other(flask.request), methods=["POST"])
+    second = app.test_client()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    answers: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(w.chat())),
+        threading.Thread(
+            target=lambda: answers.append(
+                second.post("/v1/chat/completions", json=body, headers=headers)
+            )
+        ),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(w.wakes()) == 1 and len(w.compute.acted("start")) == 1
