@@ -62,7 +62,6 @@ class _Reply(Exception):
 @dataclass
 class _Held:
     arrived: float
-    pool: str
     waited: bool = False  # the request found the pool cold and was held
 
 
@@ -204,7 +203,7 @@ class Gateway:
 
     def _serve(self, pool: str, path: str, body: bytes, stream: bool) -> flask.Response:
         policy = self.config.policy(pool)
-        held = _Held(self.clock.now(), pool)
+        held = _Held(self.clock.now())
         lost: dict[tuple[str, str], float] = {}
         while True:
             target, state = self._await_target(policy, held, lost)
