@@ -48,10 +48,15 @@ json.dump(config, sys.stdout, indent=2, sort_keys=True)
 sys.stdout.write("\n")
 ' "${name}" "${ip}" >"${tmp}"
   chmod 0644 "${tmp}"
-  if cmp --silent "${tmp}" "${CONFIG}"; then
-    rm -f "${tmp}"
+  replace_if_changed "${tmp}" "${CONFIG}"
+}
+
+# Moves $1 over $2 unless their contents are equal; prints "changed" when it moved it.
+replace_if_changed() {
+  if cmp --silent "$1" "$2"; then
+    rm -f "$1"
   else
-    mv -f "${tmp}" "${CONFIG}"
+    mv -f "$1" "$2"
     echo changed
   fi
 }
@@ -67,22 +72,25 @@ write_gateway_env() {
   [[ -n "${secret}" ]] || return 0
   token="$(metadata instance/service-accounts/default/token | "${PYTHON}" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
   tmp="$(mktemp "${CONFIG_DIR}/.vllm-gateway.env.XXXXXX")"
-  curl --silent --show-error --fail --retry 10 --retry-delay 2 \
+  chown root:yoyo "${tmp}"
+  chmod 0640 "${tmp}"
+  # No key, no vLLM (it never serves unauthenticated): the agent still starts, reports the
+  # VM not ready, and the control plane stops it; the reason is in the serial console log.
+  if ! curl --silent --show-error --fail --retry 10 --retry-delay 2 \
     --header "Authorization: Bearer ${token}" \
     "https://secretmanager.googleapis.com/v1/${secret}/versions/latest:access" |
     "${PYTHON}" -c '
 import base64, json, sys
 key = base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode().strip()
+if not key:
+    sys.exit("the vLLM API key secret is empty")
 sys.stdout.write(f"VLLM_API_KEY={key}\nVLLM_SERVED_MODEL_NAME={sys.argv[1]}\n")
-' "${model}" >"${tmp}"
-  chown root:yoyo "${tmp}"
-  chmod 0640 "${tmp}"
-  if cmp --silent "${tmp}" "${GATEWAY_ENV}"; then
+' "${model}" >"${tmp}"; then
+    log "vLLM API key not readable from ${secret} (docs/deploy.md, 'The gateway'): vLLM will not start" >&2
     rm -f "${tmp}"
-  else
-    mv -f "${tmp}" "${GATEWAY_ENV}"
-    echo changed
+    return 0
   fi
+  replace_if_changed "${tmp}" "${GATEWAY_ENV}"
 }
 
 # Prints "changed" when any unit file was installed or replaced.
