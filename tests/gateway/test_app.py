@@ -99,13 +99,14 @@ class World:
             self.ready(instance)
 
     def post(self, path: str, body: Any, key: str = KEY, **kw: Any) -> Any:
+        """POST through the gateway (``kw`` goes to the test client, e.g. buffered=False)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         return self.client.post(f"/v1{path}", data=data, headers=headers, **kw)
 
-    def chat(self, **extra: Any) -> Any:
+    def chat(self, buffered: bool = True, **extra: Any) -> Any:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
-        return self.post("/chat/completions", {**body, **extra})
+        return self.post("/chat/completions", {**body, **extra}, buffered=buffered)
 
     def wakes(self) -> list[Any]:
         return [
@@ -437,6 +438,21 @@ def test_a_vm_that_refused_one_connection_is_tried_again_once_heard_from(make_wo
     assert w.engines["vm-0"].succeeded["length"] == 1
 
 
+def read_request(conn: socket.socket) -> None:
+    """Read one whole HTTP request (closing with unread bytes would reset the connection)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
 def dying_vm() -> Iterator[str]:
     """A VM that starts a stream, sends one event, and disappears (TCP close mid-body)."""
     listener = socket.socket()
@@ -446,7 +462,7 @@ def dying_vm() -> Iterator[str]:
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            conn.recv(65536)
+            read_request(conn)
             event = b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -520,3 +536,41 @@ def test_two_gateway_instances_at_a_cold_pool_record_one_wake(make_world) -> Non
         t.join(30)
     assert [a.status_code for a in answers] == [200, 200]
     assert len(w.wakes()) == 1 and len(w.compute.acted("start")) == 1
+
+
+def test_a_stream_is_relayed_event_by_event_never_buffered(make_world) -> None:
+    """The VM holds its second event until the client has received the first."""
+    w = make_world()
+    w.warm()
+    first_seen = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def vm() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            for event in (b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\n', b"data: [DONE]\n\n"):
+                conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                if not first_seen.wait(10):  # a buffering gateway never shows the first
+                    return
+            conn.sendall(b"0\r\n\r\n")
+
+    thread = threading.Thread(target=vm, daemon=True)
+    thread.start()
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{listener.getsockname()[1]}")
+        response = w.chat(stream=True, buffered=False)
+        chunks = iter(response.response)
+        assert next(chunks) == b'data: {"n": 1}\n\n'
+        first_seen.set()
+        assert b"".join(chunks) == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
+    finally:
+        first_seen.set()
+        listener.close()
+        thread.join(10)
