@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import flask
 import pytest
 
 from fakes import FakeCompute
+from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.adapters.upstream_http import HttpUpstream
@@ -36,11 +36,10 @@ from yoyo_control.domain.model import Heartbeat
 from yoyo_control.errors import TemporaryError
 from yoyo_control.gateway.app import Gateway
 from yoyo_control.gateway.auth import KeyRing, digest
-from yoyo_control.local.inference import Engine, make_handler
+from yoyo_control.local.inference import Engine
 from yoyo_control.service import Service
 
 KEY = "sk-test-key"
-VLLM_KEY = "vllm-secret"
 MODEL = "tiny-llm"
 
 
@@ -114,19 +113,6 @@ class World:
             for e in self.store.events(pool="gpu", limit=1000)
             if e.kind == "fact" and e.message_id.startswith("gateway-wake")
         ]
-
-
-def serve_inference(engine: Engine) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(engine, 0.0, VLLM_KEY))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
