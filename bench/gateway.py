@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -184,11 +185,13 @@ def burst(s: Stack, c: Client, n: int) -> dict[str, int]:
 
 
 def section(n_warm: int, colds: int, n_burst: int) -> str:
+    load_before = os.getloadavg()[0]
     with stack(config) as s:
         c = Client(s)
         w = warm(s, c, n_warm)
         delays = release(s, c, colds)
         b = burst(s, c, n_burst)
+    load_after = os.getloadavg()[0]
     p50 = percentile(w["through"], 50) / percentile(w["direct"], 50)
     p99 = percentile(w["through"], 99) / percentile(w["direct"], 99)
     tput = w["rate_through"] / w["rate_direct"]
@@ -248,7 +251,8 @@ def section(n_warm: int, colds: int, n_burst: int) -> str:
             "",
             burst_line,
             "",
-            f"_Generated {machine()}._",
+            f"_Generated {machine()}; 1-minute load average {load_before:.1f} before the run, "
+            f"{load_after:.1f} after ({os.cpu_count()} CPUs)._",
         ]
     )
 
