@@ -77,7 +77,7 @@ def test_the_sync_client_answers_streams_completes_and_embeds(gw) -> None:
     _, base_url, key = gw
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
     [model] = client.models.list().data
-    assert model.id == MODEL
+    assert model.id == MODEL and client.models.retrieve(MODEL).id == MODEL
     answer = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=4
     )
@@ -120,6 +120,8 @@ def test_a_wrong_key_and_an_unknown_model_are_refused_by_the_client(gw) -> None:
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
     with pytest.raises(openai.NotFoundError, match=MODEL):
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "a"}])
+    with pytest.raises(openai.NotFoundError, match="gpt-9"):
+        client.models.retrieve("gpt-9")
 
 
 def test_the_vms_refuse_callers_without_the_inference_key(gw) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,10 +138,10 @@ class Gateway:
                 "invalid_request_error",
                 "invalid_api_key",
             )
-        if path == "/models":
+        if path == "/models" or path.startswith("/models/"):
             if request.method != "GET":
                 raise _Reply(405, "use GET /v1/models", "invalid_request_error", "method")
-            return self._list_models()
+            return self._models(path.removeprefix("/models").removeprefix("/") or None)
         if path not in FORWARDED:
             raise _Reply(
                 404,
@@ -156,12 +156,7 @@ class Gateway:
         model = doc.get("model")
         pool = self.models.get(model) if isinstance(model, str) else None
         if pool is None:
-            raise _Reply(
-                404,
-                f"the model {_show(model)} does not exist; known models: {sorted(self.models)}",
-                "invalid_request_error",
-                "model_not_found",
-            )
+            raise _unknown_model(model, self.models)
         return self._serve(pool, path, body, doc.get("stream") is True)
 
     def _read_body(self, request: flask.Request) -> tuple[bytes, dict[str, Any]]:
@@ -187,17 +182,21 @@ class Gateway:
             )
         return body, doc
 
-    def _list_models(self) -> flask.Response:
+    def _models(self, one: str | None) -> flask.Response:
+        """Every pool's model (``GET /v1/models``), or one (``GET /v1/models/<id>``)."""
+        if one is not None and one not in self.models:
+            raise _unknown_model(one, self.models)
         now = self.clock.now()
         data = []
         for model, pool in sorted(self.models.items()):
+            if one is not None and model != one:
+                continue
             state, _ = self._view.read(pool, self.fresh_s)
             warm = route(state, self.config.policy(pool), now) is not None
             entry = {"id": model, "object": "model", "created": 0, "owned_by": "yoyo"}
             data.append({**entry, "pool": pool, "warm": warm})
-        return flask.Response(
-            json.dumps({"object": "list", "data": data}), 200, content_type="application/json"
-        )
+        doc = data[0] if one is not None else {"object": "list", "data": data}
+        return flask.Response(json.dumps(doc), 200, content_type="application/json")
 
     # --- routing, holding, forwarding ------------------------------------------------
 
@@ -407,6 +406,15 @@ def _route_path(path: str) -> str:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unknown_model(model: object, known: Mapping[str, str]) -> _Reply:
+    return _Reply(
+        404,
+        f"the model {_show(model)} does not exist; known models: {sorted(known)}",
+        "invalid_request_error",
+        "model_not_found",
+    )
 
 
 def _too_large(limit: int) -> _Reply:
