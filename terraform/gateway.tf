@@ -46,21 +46,15 @@ locals {
   gateway_network_tag = "${var.prefix}-gateway"
 }
 
-resource "google_secret_manager_secret" "gateway_keys" {
-  project   = var.project_id
-  secret_id = "${var.prefix}-gateway-key-sha256"
-  labels    = var.labels
-
-  replication {
-    auto {}
+# gateway_keys: SHA-256 digests of the callers' keys; vllm_api_key: vLLM's --api-key.
+resource "google_secret_manager_secret" "gateway" {
+  for_each = {
+    gateway_keys = "${var.prefix}-gateway-key-sha256"
+    vllm_api_key = "${var.prefix}-vllm-api-key"
   }
 
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_secret_manager_secret" "vllm_api_key" {
   project   = var.project_id
-  secret_id = "${var.prefix}-vllm-api-key"
+  secret_id = each.value
   labels    = var.labels
 
   replication {
@@ -71,13 +65,10 @@ resource "google_secret_manager_secret" "vllm_api_key" {
 }
 
 resource "google_secret_manager_secret_iam_member" "gateway_reads_keys" {
-  for_each = {
-    gateway_keys = google_secret_manager_secret.gateway_keys.secret_id
-    vllm_api_key = google_secret_manager_secret.vllm_api_key.secret_id
-  }
+  for_each = google_secret_manager_secret.gateway
 
   project   = var.project_id
-  secret_id = each.value
+  secret_id = each.value.secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.functions.email}"
 }
@@ -85,7 +76,7 @@ resource "google_secret_manager_secret_iam_member" "gateway_reads_keys" {
 # The VMs read vLLM's key at boot (vm/startup.sh) and pass it to vllm serve --api-key.
 resource "google_secret_manager_secret_iam_member" "vm_reads_vllm_key" {
   project   = var.project_id
-  secret_id = google_secret_manager_secret.vllm_api_key.secret_id
+  secret_id = google_secret_manager_secret.gateway["vllm_api_key"].secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.vm.email}"
 }
@@ -134,14 +125,14 @@ resource "google_cloudfunctions2_function" "gateway" {
     secret_environment_variables {
       key        = local.env_gateway_key_sha256
       project_id = var.project_id
-      secret     = google_secret_manager_secret.gateway_keys.secret_id
+      secret     = google_secret_manager_secret.gateway["gateway_keys"].secret_id
       version    = "latest"
     }
 
     secret_environment_variables {
       key        = local.env_vllm_api_key
       project_id = var.project_id
-      secret     = google_secret_manager_secret.vllm_api_key.secret_id
+      secret     = google_secret_manager_secret.gateway["vllm_api_key"].secret_id
       version    = "latest"
     }
   }
