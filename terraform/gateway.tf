@@ -44,6 +44,9 @@ variable "gateway_invokers" {
 
 locals {
   gateway_network_tag = "${var.prefix}-gateway"
+  # Direct VPC egress takes the network's and subnetwork's names (not self links).
+  gateway_network    = local.create_network ? google_compute_network.vms[0].name : reverse(split("/", var.network))[0]
+  gateway_subnetwork = local.create_network ? google_compute_subnetwork.vms[0].name : (var.subnetwork == null ? null : reverse(split("/", var.subnetwork))[0])
 }
 
 # gateway_keys: SHA-256 digests of the callers' keys; vllm_api_key: vLLM's --api-key.
@@ -117,8 +120,8 @@ resource "google_cloudfunctions2_function" "gateway" {
     direct_vpc_egress     = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
 
     direct_vpc_network_interface {
-      network    = local.network
-      subnetwork = local.subnetwork
+      network    = local.gateway_network
+      subnetwork = local.gateway_subnetwork
       tags       = [local.gateway_network_tag]
     }
 
