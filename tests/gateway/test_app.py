@@ -31,9 +31,10 @@ from yoyo_control.domain.facts import (
     KillRequested,
     QueueDepthObserved,
     RunRequested,
+    Tick,
 )
 from yoyo_control.domain.model import Heartbeat
-from yoyo_control.errors import TemporaryError
+from yoyo_control.errors import PermanentError, TemporaryError
 from yoyo_control.gateway.app import Gateway
 from yoyo_control.gateway.auth import KeyRing, digest
 from yoyo_control.local.inference import Engine
@@ -560,3 +561,23 @@ def test_a_stream_is_relayed_event_by_event_never_buffered(make_world) -> None:
         first_seen.set()
         listener.close()
         thread.join(10)
+
+
+def test_a_pool_whose_every_vm_fails_to_start_is_refused_not_held(make_world) -> None:
+    w = make_world()
+    quota = "QUOTA_EXCEEDED: Quota 'GPUS_ALL_REGIONS' exceeded"
+    w.compute.faults.extend([PermanentError(quota), PermanentError(quota)])
+    started = w.clock.now()
+    ticks: list[float] = []
+
+    def scheduler() -> None:  # the tick, every 30 s: the pool tries its next instance
+        if not ticks or w.clock.now() - ticks[-1] >= 30:
+            ticks.append(w.clock.now())
+            w.service.handle(Tick(f"tick-{len(ticks)}", w.clock.now()))
+
+    w.on_pause.append(scheduler)
+    response = w.chat()
+    error = error_of(response)
+    assert response.status_code == 503 and error["code"] == "pool_unavailable", error
+    assert "GPUS_ALL_REGIONS" in error["message"]
+    assert w.clock.now() - started < 60  # refused once the errors were known, not at hold_s

@@ -96,12 +96,26 @@ def test_a_vm_is_not_routable_unless_ready_fresh_addressed_running_and_heard_sin
 
 
 def test_refusals_name_the_reason_and_who_engaged_the_switch() -> None:
-    engaged = refusal(KillSwitch(True, "maintenance", "alice"), pool())
+    engaged = refusal(KillSwitch(True, "maintenance", "alice"), pool(), POLICY, T0)
     assert engaged is not None and engaged.code == "kill_switch_engaged"
     assert "alice" in engaged.message and "maintenance" in engaged.message
-    capped = refusal(KillSwitch(), pool(paused="daily cap $5.00 reached"))
+    capped = refusal(KillSwitch(), pool(paused="daily cap $5.00 reached"), POLICY, T0)
     assert capped is not None and capped.code == "spend_cap_reached" and "$5.00" in capped.message
-    assert refusal(KillSwitch(), pool()) is None
+    assert refusal(KillSwitch(), pool(), POLICY, T0) is None
+
+
+def test_every_instance_failed_permanently_under_the_lease_is_a_refusal() -> None:
+    lease = Lease("wake", ("request",), 5, T0 - 10, T0 + 600, T0 + 3600)
+    quota = replace(started("vm-0"), error="QUOTA_EXCEEDED: GPUS_ALL_REGIONS")
+    missing = replace(started("vm-1"), error="instance vm-1 not found")
+    state = PoolState("gpu", lease=lease, instances={"vm-0": quota, "vm-1": missing})
+    refused = refusal(KillSwitch(), state, POLICY, T0)
+    assert refused is not None and refused.code == "pool_unavailable"
+    assert "QUOTA_EXCEEDED" in refused.message and "not found" in refused.message
+    one_left = replace(state, instances={"vm-0": quota, "vm-1": started("vm-1")})
+    assert refusal(KillSwitch(), one_left, POLICY, T0) is None
+    # Without a valid lease the errors are stale: the next lease clears them and retries.
+    assert refusal(KillSwitch(), replace(state, lease=None), POLICY, T0) is None
 
 
 def test_one_wake_id_per_state_none_while_the_lease_is_young() -> None:

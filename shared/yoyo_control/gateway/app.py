@@ -2,8 +2,9 @@
 
 Invariants:
 - No anonymous access: every route needs ``Authorization: Bearer <key>`` (auth.KeyRing).
-- Refusals come first and never wake anything: kill switch engaged or spend cap reached
-  → 503 at once, naming the reason and who engaged it (``x-should-retry: false``).
+- Refusals come first and never wake anything: kill switch engaged, spend cap reached, or
+  every instance failed permanently under the current lease (quota, missing) → 503 at
+  once, naming the reason and who engaged it (``x-should-retry: false``).
 - A cold pool gets ONE wake: a RunRequested fact through ``service.handle`` whose message
   id is derived from the pool state (routing.wake_id), so concurrent requests and gateway
   instances record it once; a held request re-wakes only to keep the lease from lapsing.
@@ -288,7 +289,7 @@ class Gateway:
         try:
             while True:
                 state, kill = self._view.read(policy.pool, max_age)
-                refused = refusal(kill, state)
+                refused = refusal(kill, state, policy, self.clock.now())
                 if refused is not None:
                     raise _Reply(
                         503,

@@ -3,10 +3,11 @@
 Invariants: no I/O, no clock (``now`` is an argument). A VM is routable only when its
 instance is desired RUNNING and not observed stopped or missing, its latest heartbeat
 was heard after the instance's last start, is fresh (within ``heartbeat_gap_s``), says
-ready and announces an address. A refusal (kill switch, spend cap) comes before any
-route and never wakes the pool. A wake is needed when no lease is valid or the valid
-one ends within half a lease; its message id is the same for every request (and every
-gateway instance) that reads the same pool state, so the store records one wake.
+ready and announces an address. A refusal (kill switch, spend cap, every instance
+failed permanently under the current lease) comes before any route and never wakes.
+A wake is needed when no lease is valid or the valid one ends within half a lease; its
+message id is the same for every request (and every gateway instance) that reads the
+same pool state, so the store records one wake.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class Refusal:
     message: str
 
 
-def refusal(kill: KillSwitch, state: PoolState) -> Refusal | None:
+def refusal(kill: KillSwitch, state: PoolState, policy: PoolPolicy, now: float) -> Refusal | None:
+    """Why no VM will serve this pool now: kill switch, spend cap, or every instance
+    failed permanently under the current lease (errors are cleared by the next lease)."""
     if kill.engaged:
         return Refusal(
             "kill_switch_engaged",
@@ -54,6 +57,14 @@ def refusal(kill: KillSwitch, state: PoolState) -> Refusal | None:
         )
     if state.paused:
         return Refusal("spend_cap_reached", f"pool {state.pool} is paused: {state.paused}")
+    lease = state.lease
+    errors = [state.instances[n].error for n in policy.instances if n in state.instances]
+    failed = len(errors) == len(policy.instances) and all(errors)
+    if lease is not None and lease.valid(now) and failed:
+        return Refusal(
+            "pool_unavailable",
+            f"no VM of pool {state.pool} can start: " + "; ".join(sorted(set(map(str, errors)))),
+        )
     return None
 
 
