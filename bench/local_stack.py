@@ -44,6 +44,7 @@ from _results import machine, write_section
 
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
+from yoyo_control.gateway.auth import VLLM_KEY_FILE
 from yoyo_control.local import http
 from yoyo_control.local.compute import InstanceTable
 from yoyo_control.sim.engine import percentile
@@ -88,10 +89,12 @@ def config(state_dir: Path) -> dict[str, Any]:
 
 
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, make_config: Callable[[Path], dict[str, Any]] | None = None
+    ) -> None:
         self.state_dir = tmp / "state"
         path = tmp / "config.json"
-        path.write_text(json.dumps(config(self.state_dir)))
+        path.write_text(json.dumps((make_config or config)(self.state_dir)))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
         self.env.pop("FIRESTORE_EMULATOR_HOST", None)
         self.env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -175,9 +178,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack() -> Iterator[Stack]:
+def stack(make_config: Callable[[Path], dict[str, Any]] | None = None) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="yoyo-bench-local-") as tmp:
-        s = Stack(Path(tmp))
+        s = Stack(Path(tmp), make_config)
         try:
             yield s
         finally:
@@ -210,10 +213,14 @@ def last_request(s: Stack, instance: str) -> float:
     """Send one request straight to the warm VM; when its answer came back."""
     row = s.table.row(instance)
     assert row is not None and row.endpoint, f"{instance} has no endpoint"
-    status, raw = http.get(f"{row.endpoint}/v1/models")
+    key = (s.state_dir / VLLM_KEY_FILE).read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    status, raw = http.get(f"{row.endpoint}/v1/models", headers=headers)
     model = json.loads(raw)["data"][0]["id"] if status == 200 else ""
     body = {"model": model, "prompt": "last", "max_tokens": 2}
-    status, answer = http.post_json(f"{row.endpoint}/v1/completions", body, timeout=30)
+    status, answer = http.post_json(
+        f"{row.endpoint}/v1/completions", body, timeout=30, headers=headers
+    )
     assert status == 200 and "choices" in answer, answer
     return time.time()
 

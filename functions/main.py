@@ -1,7 +1,8 @@
 """Cloud Functions entry points: decode and validate the event, call the service. No logic.
 
 One entry point per event source (names.ENTRY_POINTS, names.ENTRY_KILL_SWITCH_WRITTEN),
-plus the HTTP status page (names.ENTRY_STATUS_PAGE). Decoding lives in
+plus the HTTP status page (names.ENTRY_STATUS_PAGE) and the OpenAI-compatible gateway
+(``gateway``: yoyo_control.gateway.app; its answers are HTTP responses, not acks). Decoding lives in
 yoyo_control.messages, decisions in yoyo_control.service.
 
 What a delivery gets — the ONE mapping from error kind to ack/redeliver (``_deliver``).
@@ -214,3 +215,9 @@ def status_page(request: Any) -> Any:
     page = importlib.import_module(STATUS_PAGE_MODULE)
     html = page.render_html(bootstrap.service())
     return (html, 200, {"Content-Type": "text/html; charset=utf-8"})
+
+
+@functions_framework.http
+def gateway(request: Any) -> Any:
+    """The OpenAI-compatible gateway (``/v1/models``, ``/v1/chat/completions``, …)."""
+    return bootstrap.gateway()(request)

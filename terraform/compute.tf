@@ -17,6 +17,8 @@ locals {
       deadman_grace_s      = coalesce(p.deadman_grace_s, 900)
       metrics_url          = "http://127.0.0.1:8000/metrics"
       poweroff_command     = ["systemctl", "poweroff"]
+      vllm_api_key_secret  = google_secret_manager_secret.gateway["vllm_api_key"].id # vm/startup.sh: vLLM --api-key
+      served_model_name    = coalesce(p.model, pool)                                 # vLLM --served-model-name
       weights_uri          = "gs://${google_storage_bucket.weights.name}/${trim(coalesce(p.weights_prefix, "models/${pool}"), "/")}"
     }
   }

@@ -41,6 +41,13 @@ locals {
       daily_usd   = var.caps.daily_usd
       monthly_usd = var.caps.monthly_usd
     }
+    gateway = {
+      hold_s             = var.gateway.hold_s
+      max_held           = var.gateway.max_held
+      max_body_bytes     = var.gateway.max_body_bytes
+      poll_s             = var.gateway.poll_s
+      upstream_timeout_s = var.gateway.upstream_timeout_s
+    }
     pools = {
       for pool, p in var.pools : pool => merge(
         {
@@ -59,6 +66,8 @@ locals {
           daily_cap_usd     = p.daily_cap_usd
           monthly_cap_usd   = p.monthly_cap_usd
         },
+        # "model" only for pools that name one (a pool without one serves its own name).
+        { for k, m in { model = p.model } : k => m if m != null },
         # "cycle" only for pools that have one (the configuration rejects a null cycle).
         { for k, c in { cycle = p.cycle } : k => c if c != null },
       )
@@ -84,6 +93,7 @@ locals {
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
 }

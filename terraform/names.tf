@@ -18,8 +18,11 @@ locals {
 
   entry_kill_switch_written = "on_kill_switch_written" # Firestore document trigger
   entry_status_page         = "status_page"            # HTTP
+  entry_gateway             = "gateway"                # HTTP: the OpenAI-compatible endpoint
 
-  env_config = "YOYO_CONFIG" # names.ENV_CONFIG: the whole configuration as JSON
+  env_config             = "YOYO_CONFIG"             # names.ENV_CONFIG: the whole configuration as JSON
+  env_gateway_key_sha256 = "YOYO_GATEWAY_KEY_SHA256" # names.ENV_GATEWAY_KEY_SHA256 (secret)
+  env_vllm_api_key       = "YOYO_VLLM_API_KEY"       # names.ENV_VLLM_API_KEY (secret)
 
   kill_switch_path  = "yoyo_control/kill_switch" # names.KILL_SWITCH_PATH
   collection_events = "yoyo_events"              # names.COLLECTION_EVENTS

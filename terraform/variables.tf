@@ -250,6 +250,7 @@ variable "pools" {
     boot_disk_type    = optional(string, "pd-balanced")
     hourly_price_usd  = number
     weights_prefix    = optional(string)
+    model             = optional(string) # the model name the gateway routes to this pool
 
     idle_timeout_s    = optional(number, 600)
     heartbeat_gap_s   = optional(number, 180)

@@ -15,6 +15,7 @@ readonly METADATA_URL="http://metadata.google.internal/computeMetadata/v1"
 readonly CONFIG_KEY="yoyo-agent-config"
 readonly CONFIG_DIR="/etc/yoyo"
 readonly CONFIG="${CONFIG_DIR}/agent.json"
+readonly GATEWAY_ENV="${CONFIG_DIR}/vllm-gateway.env"
 readonly UNIT_SRC="/opt/yoyo/share/systemd"
 readonly UNIT_DST="/etc/systemd/system"
 readonly UNITS=(yoyo-weights.service vllm.service yoyo-agent.service)
@@ -29,9 +30,10 @@ metadata() {
 
 # Prints "changed" when the configuration file was (re)written.
 write_config() {
-  local raw name tmp
+  local raw name ip tmp
   raw="$(metadata "instance/attributes/${CONFIG_KEY}")"
   name="$(metadata instance/name)"
+  ip="$(metadata instance/network-interfaces/0/ip)"
   install -d -m 0755 "${CONFIG_DIR}"
   tmp="$(mktemp "${CONFIG_DIR}/.agent.json.XXXXXX")"
   # Validate the JSON and add the instance name; sorted keys keep the file stable.
@@ -41,16 +43,54 @@ config = json.load(sys.stdin)
 if not isinstance(config, dict):
     sys.exit("yoyo-agent-config is not a JSON object")
 config["instance"] = sys.argv[1]
+config["address"] = f"{sys.argv[2]}:8000"  # where the gateway reaches vLLM (heartbeats)
 json.dump(config, sys.stdout, indent=2, sort_keys=True)
 sys.stdout.write("\n")
-' "${name}" >"${tmp}"
+' "${name}" "${ip}" >"${tmp}"
   chmod 0644 "${tmp}"
-  if cmp --silent "${tmp}" "${CONFIG}"; then
-    rm -f "${tmp}"
+  replace_if_changed "${tmp}" "${CONFIG}"
+}
+
+# Moves $1 over $2 unless their contents are equal; prints "changed" when it moved it.
+replace_if_changed() {
+  if cmp --silent "$1" "$2"; then
+    rm -f "$1"
   else
-    mv -f "${tmp}" "${CONFIG}"
+    mv -f "$1" "$2"
     echo changed
   fi
+}
+
+# What vLLM needs for the gateway, in /etc/yoyo/vllm-gateway.env (root:yoyo 0640) for
+# vllm.service: its API key (--api-key) from Secret Manager, so that only the gateway can
+# call it, and the model name the gateway routes by (--served-model-name). Prints
+# "changed" when the file was (re)written.
+write_gateway_env() {
+  local secret model token tmp
+  secret="$("${PYTHON}" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("vllm_api_key_secret", ""))' "${CONFIG}")"
+  model="$("${PYTHON}" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c.get("served_model_name") or c["pool"])' "${CONFIG}")"
+  [[ -n "${secret}" ]] || return 0
+  token="$(metadata instance/service-accounts/default/token | "${PYTHON}" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+  tmp="$(mktemp "${CONFIG_DIR}/.vllm-gateway.env.XXXXXX")"
+  chown root:yoyo "${tmp}"
+  chmod 0640 "${tmp}"
+  # No key, no vLLM (it never serves unauthenticated): the agent still starts, reports the
+  # VM not ready, and the control plane stops it; the reason is in the serial console log.
+  if ! curl --silent --show-error --fail --retry 10 --retry-delay 2 \
+    --header "Authorization: Bearer ${token}" \
+    "https://secretmanager.googleapis.com/v1/${secret}/versions/latest:access" |
+    "${PYTHON}" -c '
+import base64, json, sys
+key = base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode().strip()
+if not key:
+    sys.exit("the vLLM API key secret is empty")
+sys.stdout.write(f"VLLM_API_KEY={key}\nVLLM_SERVED_MODEL_NAME={sys.argv[1]}\n")
+' "${model}" >"${tmp}"; then
+    log "vLLM API key not readable from ${secret} (docs/deploy.md, 'The gateway'): vLLM will not start" >&2
+    rm -f "${tmp}"
+    return 0
+  fi
+  replace_if_changed "${tmp}" "${GATEWAY_ENV}"
 }
 
 # Prints "changed" when any unit file was installed or replaced.
@@ -71,6 +111,7 @@ install_units() {
 main() {
   local config_changed units_changed unit
   config_changed="$(write_config)"
+  config_changed+="$(write_gateway_env)"
   units_changed="$(install_units)"
   log "config ${config_changed:-unchanged}, units ${units_changed:-unchanged}"
 

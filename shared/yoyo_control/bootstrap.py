@@ -10,14 +10,21 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import names
 from .config import Config, load_config
+from .errors import ConfigError
 from .ports import Clock, Compute, IdentityVerifier, Publisher, Store
 from .service import Service
+
+if TYPE_CHECKING:
+    from .gateway.app import Gateway
 
 _lock = threading.Lock()
 _service: Service | None = None
 _identity: IdentityVerifier | None = None
+_gateway: Gateway | None = None
 
 
 def build_store(config: Config) -> Store:
@@ -95,9 +102,43 @@ def identity() -> IdentityVerifier:
         return _identity
 
 
+def build_gateway(service: Service) -> Gateway:
+    """The gateway over ``service``: keys and the VMs' inference key from the environment
+    (Secret Manager secrets mounted as variables), else the local state directory."""
+    from .adapters.upstream_http import HttpUpstream
+    from .gateway import auth
+    from .gateway.app import Gateway
+
+    config = service.config
+    vllm_key = os.environ.get(names.ENV_VLLM_API_KEY, "")
+    if not vllm_key:
+        if config.backend != "local":
+            raise ConfigError(f"{names.ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
+        vllm_key = auth.ensure_vllm_key(config.local.state_dir)
+    return Gateway(
+        config,
+        service.store,
+        service.handle,
+        HttpUpstream(vllm_key, read_timeout_s=config.gateway.upstream_timeout_s),
+        auth.KeyRing.load(config.local.state_dir),
+        service.clock,
+    )
+
+
+def gateway() -> Gateway:
+    """The process-wide gateway, built on first use."""
+    global _gateway
+    built = service()
+    with _lock:
+        if _gateway is None:
+            _gateway = build_gateway(built)
+        return _gateway
+
+
 def reset() -> None:
-    """Forget the process-wide service and verifier (tests, configuration reloads)."""
-    global _service, _identity
+    """Forget the process-wide service, verifier and gateway (tests, configuration reloads)."""
+    global _service, _identity, _gateway
     with _lock:
         _service = None
         _identity = None
+        _gateway = None

@@ -32,6 +32,7 @@ from .domain.codec import from_doc, to_doc
 from .domain.killswitch import banner, describe
 from .domain.model import KillSwitch
 from .errors import ConfigError, YoyoError
+from .gateway.coldstarts import cold_starts, summary
 
 
 class CliError(YoyoError):
@@ -204,11 +205,14 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
                     "error": inst.error if inst else None,
                 }
             )
+        recent = store.events(pool=pool, limit=200)
         decisions = [
-            {"at": e.at, "reason": e.reason}
-            for e in store.events(pool=pool, limit=200)
-            if e.kind == "decision" and e.reason
+            {"at": e.at, "reason": e.reason} for e in recent if e.kind == "decision" and e.reason
         ][-5:]
+        colds = [
+            {"at": c.at, "instance": c.instance, "held_s": c.held_s, "phases": dict(c.phases)}
+            for c in cold_starts(recent)[-5:]
+        ]
         pools.append(
             {
                 "pool": pool,
@@ -224,6 +228,7 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
                 "instances": instances,
                 "last_decision": state.last_decision,
                 "decisions": decisions,
+                "cold_starts": colds,
             }
         )
     return {"now": now, "backend": config.backend, "kill_switch": to_doc(kill), "pools": pools}
@@ -271,6 +276,9 @@ def cmd_status(ctx: Ctx) -> int:
             )
         for d in p["decisions"]:
             lines.append(f"  {_clock(d['at'])[11:19]}  {d['reason']}")
+        for c in p["cold_starts"]:
+            line = summary(c["instance"], c["held_s"], c["phases"])
+            lines.append(f"  cold start {_clock(c['at'])[11:19]}: {line}")
     hint = "yoyoctl events --follow"
     if kill["engaged"]:
         hint = "yoyoctl unkill --yes"
@@ -502,8 +510,12 @@ def cmd_ask(ctx: Ctx) -> int:
     waited = time.monotonic() - started
     base = endpoints[0]
     body = {"prompt": ctx.args.prompt, "max_tokens": ctx.args.max_tokens}
+    headers = _vm_headers(ctx)
     _, models = http.post_json(
-        f"{base}/v1/completions", {**body, "model": _model(base)}, timeout=ctx.args.timeout
+        f"{base}/v1/completions",
+        {**body, "model": _model(base, headers)},
+        timeout=ctx.args.timeout,
+        headers=headers,
     )
     if not isinstance(models, dict) or "choices" not in models:
         raise CliError(f"the inference server at {base} answered: {models}")
@@ -527,11 +539,11 @@ def cmd_ask(ctx: Ctx) -> int:
     return 0
 
 
-def _model(base: str) -> str:
+def _model(base: str, headers: dict[str, str]) -> str:
     from .local import http
 
     try:
-        status, raw = http.get(f"{base}/v1/models")
+        status, raw = http.get(f"{base}/v1/models", headers=headers)
         return str(json.loads(raw)["data"][0]["id"]) if status == 200 else ""
     except (OSError, ValueError, KeyError, IndexError):
         return ""
@@ -659,6 +671,33 @@ def _money(value: float | None) -> str:
     return "none" if value is None else f"${value:.2f}"
 
 
+# --- gateway -------------------------------------------------------------------------
+
+
+def cmd_gateway_key(ctx: Ctx) -> int:
+    from .gateway import auth
+
+    if ctx.config.backend != "local":
+        raise CliError(
+            "on Google Cloud the gateway's keys are digests in Secret Manager "
+            "(docs/deploy.md, 'The gateway'); the key itself is whatever you generated"
+        )
+    key = auth.ensure_local_key(ctx.config.local.state_dir)
+    url = f"http://{ctx.config.local.host}:{ctx.config.local.port}/v1"
+    ctx.out({"key": key, "base_url": url}, key)
+    return 0
+
+
+def _vm_headers(ctx: Ctx) -> dict[str, str]:
+    """The local VMs' inference key (vLLM --api-key), when the local stack made one."""
+    from .gateway import auth
+
+    path = Path(ctx.config.local.state_dir) / auth.VLLM_KEY_FILE
+    if ctx.config.backend != "local" or not path.exists():
+        return {}
+    return {"Authorization": f"Bearer {path.read_text().strip()}"}
+
+
 # --- local stack ---------------------------------------------------------------------
 
 
@@ -724,6 +763,10 @@ def _parser() -> argparse.ArgumentParser:
     add("cost", cmd_cost, "spend today and this month, caps, projected month-end spend")
     # `yoyoctl simulate ARGS` is handed to the simulator's own parser by main().
     sub.add_parser("simulate", help="replay a derived trace on the real decide() (--help)")
+    gateway = sub.add_parser("gateway", help="the OpenAI-compatible gateway", parents=[common])
+    gateway_sub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
+    p = gateway_sub.add_parser("key", help="print the local stack's API key", parents=[common])
+    p.set_defaults(fn=cmd_gateway_key)
     local = sub.add_parser("local", help="the local stack", parents=[common])
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     p = local_sub.add_parser("up", help="run everything on this machine", parents=[common])

@@ -69,6 +69,17 @@ class Caps:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """The OpenAI-compatible gateway (shared/yoyo_control/gateway/)."""
+
+    hold_s: float = 600.0  # how long a request at a cold pool is held for a VM to be ready
+    max_held: int = 200  # requests held at once by one gateway instance (429 beyond)
+    max_body_bytes: int = 8 * 1024 * 1024  # a larger request body is refused (413)
+    poll_s: float = 1.0  # longest pause between two store reads while requests are held
+    upstream_timeout_s: float = 600.0  # a VM that sends nothing for this long is lost
+
+
+@dataclass(frozen=True)
 class LocalSettings:
     """The embedded stack (make run): where it keeps state and how fast local VMs boot."""
 
@@ -103,10 +114,15 @@ class Config:
     caps: Caps = Caps()
     pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
     cycles: Mapping[str, Cycle] = field(default_factory=dict)
+    gateway: GatewaySettings = GatewaySettings()
     local: LocalSettings = LocalSettings()
 
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}-{suffix}"
+
+    def model_pools(self) -> dict[str, str]:
+        """Model name → the pool serving it (a pool without ``model`` serves its own name)."""
+        return {policy.model or name: name for name, policy in self.pools.items()}
 
     def policy(self, pool: str) -> PoolPolicy:
         try:
@@ -121,9 +137,11 @@ DEFAULT_LOCAL: dict[str, Any] = {
     "tick_cron": "* * * * *",
     "budget": {"budget_ids": ["local-budget"], "kill_fraction": 1.0},
     "local": {"tick_interval_s": 2, "boot_delay_s": 3, "heartbeat_interval_s": 1},
+    "gateway": {"poll_s": 0.25},
     "pools": {
         "default": {
             "zone": "local",
+            "model": "yoyo-local/simulated",
             "instances": ["yoyo-default-0"],
             "hourly_price_usd": 0.35,
             "idle_timeout_s": 30,
@@ -180,10 +198,10 @@ def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy,
             ):
                 raise ConfigError(f"{where}.instances: expected a non-empty list of names")
             kwargs[key] = tuple(value)
-        elif key == "zone":
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{where}.zone: expected a zone name")
-            kwargs[key] = value
+        elif key in ("zone", "model"):
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise ConfigError(f"{where}.{key}: expected a non-empty name")
+            kwargs[key] = value.strip()
         elif key == "keepalive":
             if value not in KINDS:
                 raise ConfigError(f"{where}.keepalive: {value!r} is not one of {list(KINDS)}")
@@ -214,6 +232,21 @@ def _audience(raw: object) -> str:
     return raw.strip()
 
 
+def _gateway(raw: Mapping[str, Any]) -> GatewaySettings:
+    _only_keys(raw, {f.name for f in fields(GatewaySettings)}, "gateway")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"gateway.{key}"
+        if key.endswith("_s"):
+            kwargs[key] = parse_duration(value, where)
+        else:
+            kwargs[key] = int(_number(value, where, 1))
+    settings = GatewaySettings(**kwargs)
+    if settings.poll_s <= 0 or settings.upstream_timeout_s <= 0:
+        raise ConfigError("gateway: poll_s and upstream_timeout_s must be > 0")
+    return settings
+
+
 def parse_config(raw: Mapping[str, Any]) -> Config:
     raw = _mapping(raw, "config")
     allowed = {f.name for f in fields(Config)} - {"cycles"}
@@ -238,6 +271,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         daily_usd=_optional_money(caps_raw.get("daily_usd"), "caps.daily_usd"),
         monthly_usd=_optional_money(caps_raw.get("monthly_usd"), "caps.monthly_usd"),
     )
+    gateway = _gateway(_mapping(raw.get("gateway", {}), "gateway"))
     local_raw = _mapping(raw.get("local", {}), "local")
     _only_keys(local_raw, {f.name for f in fields(LocalSettings)}, "local")
     local = LocalSettings(**{k: v for k, v in local_raw.items()})
@@ -256,6 +290,12 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             raise ConfigError(f"pools: {name!r} is not a valid pool name ([a-z][a-z0-9-]*)")
         policy, cycles[name] = _pool(name, _mapping(pool_raw, f"pools.{name}"), timezone)
         pools[name] = replace(policy, tick_s=tick_s)  # how stale a decision can get
+    served: dict[str, str] = {}
+    for name, policy in pools.items():
+        model = policy.model or name
+        if model in served:
+            raise ConfigError(f"pools.{name}.model: {model!r} is already served by {served[model]}")
+        served[model] = name
     return Config(
         backend=backend,
         project=str(raw.get("project", "local-project")),
@@ -270,6 +310,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         caps=caps,
         pools=pools,
         cycles=cycles,
+        gateway=gateway,
         local=local,
     )
 

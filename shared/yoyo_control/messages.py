@@ -400,8 +400,13 @@ def decode_budget(message: PubSubMessage, config: Config) -> BudgetNotified:
 # --- heartbeat -----------------------------------------------------------------------
 
 
+# The inference server's internal address a heartbeat announces (optional): host:port.
+_ADDRESS = re.compile(r"[A-Za-z0-9.-]{1,253}:[0-9]{1,5}")
+
+
 def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceived:
-    """``{pool, instance, boot_id, sent_at, busy, ready, running, waiting, last_request_at}``."""
+    """``{pool, instance, boot_id, sent_at, busy, ready, running, waiting, last_request_at,
+    address}`` (``address``, host:port of the inference server, is optional)."""
     what = "heartbeat"
     raw = json_payload(message, what)
     policy = _pool(raw, "pool", what, config)
@@ -421,6 +426,11 @@ def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceive
         if not isinstance(flag, bool):
             raise _fail(f"{what}: {key} must be true or false, got {_show(flag)}")
     last = raw.get("last_request_at")
+    address = raw.get("address")
+    if address is not None:
+        address = _text(raw, "address", what, limit=261)
+        if not _ADDRESS.fullmatch(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+            raise _fail(f"{what}: address must be host:port, got {_show(address)}")
     heartbeat = Heartbeat(
         instance=instance,
         boot_id=_text(raw, "boot_id", what, limit=128),
@@ -437,6 +447,7 @@ def decode_heartbeat(message: PubSubMessage, config: Config) -> HeartbeatReceive
             if last is None
             else min(parse_time(last, f"{what}: last_request_at"), message.publish_time)
         ),
+        address=address,
     )
     return HeartbeatReceived(message.message_id, message.publish_time, policy.pool, heartbeat)
 

@@ -29,10 +29,13 @@ ENTRY_POINTS = {
 }
 ENTRY_KILL_SWITCH_WRITTEN = "on_kill_switch_written"  # Firestore document trigger
 ENTRY_STATUS_PAGE = "status_page"  # HTTP
+ENTRY_GATEWAY = "gateway"  # HTTP: the OpenAI-compatible endpoint (/v1/...)
 
 # Environment variables read by bootstrap.py.
 ENV_CONFIG = "YOYO_CONFIG"  # the whole configuration as JSON (see config.py)
 ENV_CONFIG_FILE = "YOYO_CONFIG_FILE"  # or a path to it
+ENV_GATEWAY_KEY_SHA256 = "YOYO_GATEWAY_KEY_SHA256"  # gateway key digests (a mounted secret)
+ENV_VLLM_API_KEY = "YOYO_VLLM_API_KEY"  # the VMs' vLLM API key, for the gateway (a secret)
 ENV_BACKEND = "YOYO_BACKEND"  # "gcp" | "local"; overrides the configuration's backend
 
 # Firestore paths (collection/document), relative to the configured database.

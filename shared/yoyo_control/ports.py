@@ -7,7 +7,7 @@ read the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -107,4 +107,26 @@ class IdentityVerifier(Protocol):
         Raises InvalidMessage when the token is not good (acknowledge: a redelivery would
         not make it good) and TemporaryError when the signing keys cannot be fetched.
         """
+
+
+class UpstreamLost(Exception):
+    """The VM could not be reached, or stopped answering mid-response."""
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    content_type: str
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives (raises UpstreamLost when the VM goes away)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """The gateway's way to a VM's inference server (vLLM's OpenAI API)."""
+
+    def post(self, address: str, path: str, body: bytes) -> UpstreamResponse:
+        """POST ``body`` (JSON) to ``http://address/path``; raises UpstreamLost."""
         ...

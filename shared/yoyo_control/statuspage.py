@@ -4,7 +4,8 @@
 ``status_page`` HTTP function. It shows the kill switch, each pool's lease and deadline,
 spend (the real-time ledger), its instances (desired/observed status, last heartbeat,
 last action), and an inline-SVG timeline of each instance's running intervals (from the
-event log's action and decision events) with the decisions and their reasons.
+event log's action and decision events) with the decisions and their reasons, and a
+histogram of the gateway's cold starts (how long requests were held).
 
 Invariants: read-only (store reads only); every text from the store is HTML-escaped;
 no script and no external resource (a meta refresh reloads it every ``REFRESH_S``);
@@ -21,6 +22,7 @@ from typing import Any
 from .config import Config
 from .domain import killswitch
 from .domain.model import RUNNING_STATUSES, PoolState
+from .gateway.coldstarts import cold_starts, histogram
 from .ports import Event, Store
 
 REFRESH_S = 5
@@ -233,9 +235,30 @@ def _pool_section(store: Store, config: Config, pool: str, events: list[Event], 
     <th>last action</th><th>error</th></tr></thead>
     <tbody>{"".join(rows)}</tbody>
   </table>
+  {_cold_starts(mine)}
   <h3>Recent decisions</h3>
   <ol class="decisions">{recent or "<li>none yet</li>"}</ol>
 </section>"""
+
+
+def _cold_starts(events: list[Event]) -> str:
+    """The gateway's cold starts in the window: a histogram of how long requests were held."""
+    starts = cold_starts(events)
+    if not starts:
+        return ""
+    buckets = histogram([c.held_s for c in starts])
+    top = max(count for _, count in buckets) or 1
+    bars = "".join(
+        f'<tr><td>{escape(label)}</td><td><div class="bar" style="width:{100 * count / top:.0f}%">'
+        f"</div></td><td>{count}</td></tr>"
+        for label, count in buckets
+    )
+    last = escape(starts[-1].line())
+    return (
+        f"<h3>Cold starts ({len(starts)}): how long requests were held</h3>"
+        f'<table class="hist"><tbody>{bars}</tbody></table>'
+        f'<p class="sub">last: {last}</p>'
+    )
 
 
 _CSS = """
@@ -260,6 +283,7 @@ th{color:#5b6475;font-weight:600}
 .timeline .axis{font-size:11px;fill:#5b6475}
 .timeline .grid{stroke:#e6e9ef}
 .timeline .run{fill:#3b82f6}.timeline .run.open{fill:#22a55b}
+.hist td:nth-child(2){width:70%}.hist .bar{background:#3b82f6;height:10px;border-radius:3px}
 .timeline .mark{fill:#f59e0b}.timeline .mark.stop{fill:#dc2626}
 .decisions{font-size:13px;padding-left:20px;margin:4px 0}
 .decisions time{color:#5b6475;font-variant-numeric:tabular-nums;margin-right:6px}

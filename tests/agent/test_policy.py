@@ -192,3 +192,12 @@ def test_preemption_sends_one_marked_heartbeat_and_does_not_power_off() -> None:
     assert v.heartbeat is not None and v.heartbeat_attributes == {"preempted": "true"}
     state, v = step(state, obs(T0 + 2, BUSY, preempted=True), S)
     assert v.heartbeat is None
+
+
+def test_heartbeats_announce_the_inference_address_when_configured() -> None:
+    from dataclasses import replace
+
+    _, v = step(AgentState(started_at=T0), obs(T0), replace(S, address="10.0.0.5:8000"))
+    assert v.heartbeat is not None and v.heartbeat["address"] == "10.0.0.5:8000"
+    _, v = step(AgentState(started_at=T0), obs(T0), S)
+    assert v.heartbeat is not None and "address" not in v.heartbeat

@@ -17,9 +17,11 @@ def test_every_entry_point_exists_with_its_signature_type(app, monkeypatch):
     for entry in sorted(EVENT_ENTRIES):
         app(entry, "cloudevent")
         assert _function_registry.REGISTRY_MAP[entry] == "cloudevent", entry
-    app(names.ENTRY_STATUS_PAGE, "http")
-    assert _function_registry.REGISTRY_MAP[names.ENTRY_STATUS_PAGE] == "http"
-    assert bootstrap._service is None  # loading the source built no adapter
+    for entry in (names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY):
+        app(entry, "http")
+        assert _function_registry.REGISTRY_MAP[entry] == "http"
+    # loading the source built no adapter
+    assert bootstrap._service is None and bootstrap._gateway is None
 
 
 def test_main_defines_no_other_public_function(app):
@@ -30,4 +32,4 @@ def test_main_defines_no_other_public_function(app):
         for name, value in vars(main).items()
         if inspect.isfunction(value) and value.__module__ == "main" and not name.startswith("_")
     }
-    assert public == {*EVENT_ENTRIES, names.ENTRY_STATUS_PAGE}
+    assert public == {*EVENT_ENTRIES, names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY}

@@ -270,3 +270,20 @@ def test_the_trigger_reads_the_switch_like_the_firestore_store():
     for raw in (True, False, None, 0, 1, 2.5, "yes", "NO", " off ", "engaged", "garbage", "", [1]):
         doc = {"engaged": raw, "reason": "r", "by": "b", "at": "2026-11-23T04:06:14.109Z"}
         assert messages.kill_from_fields(doc) == store.kill_from_doc(doc), raw
+
+
+def test_heartbeats_announce_the_inference_address_optionally():
+    base = {"pool": "gpu", "instance": "vm-0", "boot_id": "b", "sent_at": T0}
+    old_agent = messages.decode_heartbeat(msg(base), CONFIG)
+    assert old_agent.heartbeat.address is None
+    beat = messages.decode_heartbeat(msg({**base, "address": "10.128.0.7:8000"}), CONFIG)
+    assert beat.heartbeat.address == "10.128.0.7:8000"
+
+
+@pytest.mark.parametrize(
+    "bad", ["10.0.0.1", "10.0.0.1:0", "10.0.0.1:70000", "a b:80", "x:80\x00", 8000, ""]
+)
+def test_a_malformed_address_is_refused_with_the_reason(bad: object):
+    payload = {"pool": "gpu", "instance": "vm-0", "boot_id": "b", "sent_at": T0, "address": bad}
+    with pytest.raises(InvalidMessage, match="address"):
+        messages.decode_heartbeat(msg(payload), CONFIG)

@@ -167,7 +167,10 @@ def test_terraform_names_mirror_names_py() -> None:
         "topic_work": names.TOPIC_WORK,
         "entry_kill_switch_written": names.ENTRY_KILL_SWITCH_WRITTEN,
         "entry_status_page": names.ENTRY_STATUS_PAGE,
+        "entry_gateway": names.ENTRY_GATEWAY,
         "env_config": names.ENV_CONFIG,
+        "env_gateway_key_sha256": names.ENV_GATEWAY_KEY_SHA256,
+        "env_vllm_api_key": names.ENV_VLLM_API_KEY,
         "kill_switch_path": names.KILL_SWITCH_PATH,
         "collection_events": names.COLLECTION_EVENTS,
         "event_ttl_field": names.EVENT_TTL_FIELD,
@@ -255,7 +258,11 @@ def deployed_functions() -> tuple[Function, ...]:
             service = _nested(body, "service_config")
             assert service is not None
             env_expr = attribute(service, "environment_variables")
-            assert env_expr == "local.function_env", "every function takes the one config env"
+            # The gateway adds only gunicorn's THREADS (one thread per request it may hold).
+            gateway_env = (
+                "merge(local.function_env, { THREADS = tostring(var.gateway.concurrency) })"
+            )
+            assert env_expr in ("local.function_env", gateway_env), "every function: one config env"
             document = None
             if trigger is not None:
                 filters = re.findall(
@@ -298,7 +305,7 @@ def test_every_entry_point_is_deployed_with_its_trigger() -> None:
     prefix = variable_default("prefix")
     by_entry = {f.entry_point: f for f in deployed_functions()}
     expected = {*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN}
-    expected.add(names.ENTRY_STATUS_PAGE)
+    expected |= {names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY}
     assert sorted(by_entry) == sorted(expected)
     assert len(by_entry) == len(deployed_functions()), "an entry point is deployed twice"
 
@@ -313,14 +320,22 @@ def test_every_entry_point_is_deployed_with_its_trigger() -> None:
     assert kill.document == names.KILL_SWITCH_PATH
     assert kill.retry_policy == "RETRY_POLICY_RETRY"
 
-    status = by_entry[names.ENTRY_STATUS_PAGE]
-    assert status.event_type is None and status.topic is None
+    for http in (names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY):
+        assert by_entry[http].event_type is None and by_entry[http].topic is None
 
 
 def test_status_page_is_never_public() -> None:
-    text = "\n".join(p.read_text(encoding="utf-8") for p in all_tf_files())
-    assert re.search(r'member\s*=\s*"allUsers"', text) is None
-    assert re.search(r'member\s*=\s*"allAuthenticatedUsers"', text) is None
+    """Nothing is granted to allUsers except the gateway's optional public invoker (the
+    gateway checks its own bearer keys on every request; gateway_allow_unauthenticated)."""
+    public = re.compile(r'member\s*=\s*"(allUsers|allAuthenticatedUsers)"')
+    for path in all_tf_files():
+        text = path.read_text(encoding="utf-8")
+        for match in public.finditer(text):
+            block = text[text.rfind("\nresource ", 0, match.start()) :][:200]
+            assert 'resource "google_cloud_run_v2_service_iam_member" "gateway_public"' in block, (
+                f"{path.name}: {match.group(0)} outside the gateway's public invoker"
+            )
+            assert "var.gateway_allow_unauthenticated ? 1 : 0" in block
 
 
 def test_only_declared_environment_variables_are_set() -> None:
@@ -456,5 +471,7 @@ def test_agent_config_has_the_documented_fields() -> None:
         "metrics_url",
         "poweroff_command",
         "weights_uri",
+        "vllm_api_key_secret",  # read by vm/startup.sh: vLLM's --api-key
+        "served_model_name",  # read by vm/startup.sh: vLLM's --served-model-name
     }
     assert set(keys) == expected

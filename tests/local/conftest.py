@@ -138,10 +138,11 @@ class Stack:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def start_stack(tmp: Path) -> Stack:
+def start_stack(tmp: Path, extra: dict[str, Any] | None = None) -> Stack:
+    """The stack on ``stack_config``, with ``extra`` top-level keys merged in."""
     state_dir = tmp / "state"
     config_path = tmp / "config.json"
-    config_path.write_text(json.dumps(stack_config(state_dir, free_port())))
+    config_path.write_text(json.dumps({**stack_config(state_dir, free_port()), **(extra or {})}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
     env.pop("FIRESTORE_EMULATOR_HOST", None)
     env.pop("PUBSUB_EMULATOR_HOST", None)

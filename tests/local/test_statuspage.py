@@ -21,6 +21,7 @@ from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.config import parse_config
 from yoyo_control.domain.facts import HeartbeatReceived, KillRequested, RunRequested, Tick
 from yoyo_control.domain.model import Heartbeat
+from yoyo_control.ports import Event
 from yoyo_control.service import Service
 from yoyo_control.statuspage import intervals, render_html
 
@@ -131,3 +132,21 @@ def test_chromium_renders_the_timeline_with_its_decisions(run, tmp_path: Path) -
     keep = os.environ.get("YOYO_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_the_page_shows_a_histogram_of_the_gateways_cold_starts(run) -> None:
+    store, clock, _ = run
+    assert "Cold starts" not in render_html(store, CONFIG, clock.now())
+    for epoch, held in ((1, 95.0), (2, 0.4)):
+        event = Event(
+            f"cold-start:gpu:{epoch}",
+            "cold-start",
+            clock.now(),
+            "gpu",
+            reason="cold start",
+            data={"instance": "gpu-0<i>", "held_s": held, "phases": {}},
+        )
+        store.transact(lambda tx, e=event: tx.append(e))
+    page = render_html(store, CONFIG, clock.now())
+    assert "Cold starts (2)" in page and "held 0.4s on gpu-0&lt;i&gt;" in page
+    assert page.count('class="bar" style="width:100%"') == 2  # <1s and 60–120s, one each

@@ -77,3 +77,32 @@ def test_every_pool_knows_the_longest_time_between_ticks() -> None:
 def test_the_tick_period_is_not_a_pool_setting() -> None:
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['tick_s'\]"):
         parse_config({"pools": {"gpu": {"zone": "z", "instances": ["vm-0"], "tick_s": 5}}})
+
+
+def test_pools_name_their_model_and_the_gateway_has_defaults() -> None:
+    pools = {"gpu": {"instances": ["a"], "model": "llama-3"}, "cpu": {"instances": ["b"]}}
+    config = parse_config({"pools": pools, "gateway": {"hold_s": "5m", "max_held": 10}})
+    assert config.model_pools() == {"llama-3": "gpu", "cpu": "cpu"}
+    assert (config.gateway.hold_s, config.gateway.max_held) == (300, 10)
+    assert parse_config({"pools": pools}).gateway.hold_s == 600
+
+
+@pytest.mark.parametrize(
+    ("gateway", "pools", "message"),
+    [
+        ({"hold": 5}, {"a": {"instances": ["x"]}}, r"gateway: unknown key"),
+        ({"max_held": 0}, {"a": {"instances": ["x"]}}, "gateway.max_held"),
+        ({"poll_s": 0}, {"a": {"instances": ["x"]}}, "poll_s"),
+        (
+            {},
+            {"a": {"instances": ["x"], "model": "m"}, "b": {"instances": ["y"], "model": "m"}},
+            "already served",
+        ),
+        ({}, {"a": {"instances": ["x"], "model": " "}}, "pools.a.model"),
+    ],
+)
+def test_gateway_mistakes_name_the_key(
+    gateway: dict[str, object], pools: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"pools": pools, "gateway": gateway})

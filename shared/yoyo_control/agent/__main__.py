@@ -89,6 +89,7 @@ def build(config: AgentConfig) -> Agent:
         idle_shutdown_s=config.idle_shutdown_s,
         deadman_grace_s=config.deadman_grace_s,
         poweroff_retry_s=config.poweroff_retry_s,
+        address=config.address,
     )
     return Agent(
         settings=settings,

@@ -17,6 +17,9 @@ Optional (defaults in brackets):
 - ``metrics_url`` ["http://127.0.0.1:8000/metrics"]: the inference server's Prometheus
   endpoint (vLLM names: ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
   ``vllm:request_success_total``).
+- ``address`` [""]: host:port at which the gateway reaches this VM's inference server
+  (its internal IP and port 8000; vm/startup.sh fills it in), announced in every
+  heartbeat; "" announces nothing (the gateway then cannot route to this VM).
 - ``poweroff_command`` [["systemctl", "poweroff"]]: argv run to power the VM off.
 - ``metadata_url`` ["http://metadata.google.internal/computeMetadata/v1"]: the GCE
   metadata server, watched for ``instance/preempted``; "" disables the watch (local VMs).
@@ -70,6 +73,7 @@ class AgentConfig:
     idle_shutdown_s: float = 1800.0
     deadman_grace_s: float = 900.0
     metrics_url: str = "http://127.0.0.1:8000/metrics"
+    address: str = ""
     poweroff_command: tuple[str, ...] = ("systemctl", "poweroff")
     metadata_url: str = DEFAULT_METADATA_URL
     pubsub_url: str = ""

@@ -46,6 +46,7 @@ class Settings:
     idle_shutdown_s: float
     deadman_grace_s: float
     poweroff_retry_s: float = 30.0
+    address: str = ""  # host:port of the inference server, announced to the gateway
 
 
 @dataclass(frozen=True)
@@ -189,5 +190,7 @@ def step(state: AgentState, obs: Observation, s: Settings) -> tuple[AgentState, 
         "waiting": clamp(metrics.waiting) if metrics else 0,
         "last_request_at": None if last_request is None else min(last_request, now),
     }
+    if s.address:
+        heartbeat["address"] = s.address
     state = replace(state, last_heartbeat_at=now, reported_busy=busy)
     return state, Verdict(heartbeat=heartbeat, heartbeat_attributes=attributes, note=note)

@@ -62,6 +62,7 @@ class PoolPolicy:
     pool: str
     zone: str = "local"
     instances: tuple[str, ...] = ()
+    model: str = ""  # the model the pool's VMs serve (the gateway routes on it); "" = pool name
     hourly_price_usd: float = 0.0
     # Keep-alive (domain/keepalive.py). "fixed": release the lease after idle_timeout_s.
     # "adaptive" (the default, chosen by bench/keepalive.py): the cheapest timeout on the
@@ -163,6 +164,7 @@ class Heartbeat:
     last_busy_at: float | None = None
     ready: bool = True  # the inference server answers (False while the model loads)
     ready_since: float | None = None  # when this boot was first heard ready (set by merge)
+    address: str | None = None  # host:port of the VM's inference server (None: not announced)
 
 
 @dataclass(frozen=True)

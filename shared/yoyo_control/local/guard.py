@@ -13,6 +13,8 @@ through a DNS name rebound to 127.0.0.1. Every request therefore passes ``Guard`
   every start to ``<state_dir>/stack-secret`` (mode 0600), where ``yoyoctl``, the local
   VMs, the bus and the kill watcher read it; a page cannot read it, and a custom header
   makes a browser ask permission first (a preflight this server never grants).
+  The gateway's paths (``/v1/...``) are the exception: they take the gateway's own bearer
+  key (what OpenAI clients send), which a page cannot read either.
 
 Invariant: a refused request changes nothing and gets one line saying why.
 """
@@ -78,9 +80,12 @@ def deliverer(secret: str) -> Callable[[str, dict[str, str], bytes], int]:
 class Guard:
     """WSGI middleware: the rules in this module's docstring, in front of ``app``."""
 
-    def __init__(self, app: Any, port: int, secret: str) -> None:
+    def __init__(
+        self, app: Any, port: int, secret: str, own_auth: tuple[str, ...] = ("/v1/",)
+    ) -> None:
         self.app = app
         self.secret = secret
+        self.own_auth = own_auth  # path prefixes that authenticate their callers themselves
         self.hosts = frozenset(f"{name}:{port}" for name in _LOOPBACK_NAMES)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
 
@@ -91,7 +96,9 @@ class Guard:
         origin = environ.get("HTTP_ORIGIN")
         if origin is not None and str(origin).lower() not in self.origins:
             return f"refused: cross-origin request from {str(origin)[:80]!r}"
-        if environ.get("REQUEST_METHOD", "GET").upper() not in SAFE_METHODS:
+        path = str(environ.get("PATH_INFO", ""))
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if method not in SAFE_METHODS and not path.startswith(self.own_auth):
             given = str(environ.get("HTTP_X_YOYO_STACK_SECRET", ""))
             if not hmac.compare_digest(given.encode(), self.secret.encode()):
                 return f"refused: a state-changing request needs the stack's {HEADER}"

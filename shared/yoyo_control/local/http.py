@@ -39,5 +39,7 @@ def post_json(
         return status, raw.decode("utf-8", "replace")
 
 
-def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    return request("GET", url, timeout=timeout)
+def get(
+    url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    return request("GET", url, headers=headers, timeout=timeout)

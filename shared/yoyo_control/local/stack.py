@@ -9,6 +9,8 @@ One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
 - ``/healthz``: the stack's own state (JSON): 200 once it is ready — every topic,
   subscription, watcher and the scheduler exist, so a command published now is delivered
   — and 503 before (and while stopping); ``yoyoctl`` finds the stack through it;
+- ``/v1/...``: the OpenAI-compatible gateway (the ``gateway`` HTTP function; its key is in
+  the state dir, ``yoyoctl gateway key`` prints it);
 - ``/``: the status page (the ``status_page`` HTTP function).
 Every request passes guard.Guard: its own Host and Origin only, and the per-stack secret
 (``<state_dir>/stack-secret``) on anything that can change state.
@@ -40,6 +42,7 @@ from typing import Any
 from .. import bootstrap, logs, names
 from ..config import Config, load_config
 from ..errors import ConfigError
+from ..gateway import auth
 from . import bus as busmod
 from . import guard, identity
 from .compute import InstanceTable, Row
@@ -83,6 +86,7 @@ def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[],
     if broker is not None:
         mounts["/bus"] = busmod.BusApp(broker)
     page = functions_framework.create_app(names.ENTRY_STATUS_PAGE, source, "http")
+    mounts["/v1"] = functions_framework.create_app(names.ENTRY_GATEWAY, source, "http")
 
     def root(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
@@ -122,6 +126,8 @@ class Stack:
         sqlite_path = "" if self.use_emulators else str(self.state_dir / "yoyo.sqlite3")
         return {
             "project": c.project,
+            "model": c.pools[row.pool].model or row.pool,
+            "api_key_file": str(self.state_dir / auth.VLLM_KEY_FILE),
             "boot_delay_s": local.boot_delay_s,
             "token_latency_s": local.token_latency_s,
             "pubsub_url": self.pubsub_url,
@@ -173,6 +179,8 @@ class Stack:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = self.config
+        auth.ensure_local_key(self.state_dir)
+        auth.ensure_vllm_key(self.state_dir)
         if self.use_emulators:
             self._start_emulators()
         bootstrap.reset()
@@ -321,7 +329,8 @@ def up(emulators: bool = False, config: Config | None = None) -> int:
         )
         logs.info(
             f"Yo-Yo local stack up: pools {pools}; state in {stack.state_dir}. "
-            f"Status page: {stack.base_url}/ ; in another terminal try: "
+            f"Status page: {stack.base_url}/ ; OpenAI-compatible gateway: {stack.base_url}/v1 "
+            "(key: yoyoctl gateway key); in another terminal try: "
             'yoyoctl status, yoyoctl ask "hello", yoyoctl submit --count 3. Ctrl-C stops.'
         )
         stop.wait()

@@ -55,6 +55,10 @@ def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
         spec.get("work_subscription", ""),
         "--bus-secret-file",
         spec.get("bus_secret_file", ""),
+        "--model",
+        spec.get("model", "yoyo-local/simulated"),
+        "--api-key-file",
+        spec.get("api_key_file", ""),
     ]
 
 
@@ -80,7 +84,9 @@ def run(spec_path: str) -> int:
         time.sleep(0.02)
     agent_cfg = dict(spec["agent"])
     if port_file.exists():
-        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port_file.read_text().strip()}/metrics"
+        port = port_file.read_text().strip()
+        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port}/metrics"
+        agent_cfg["address"] = f"127.0.0.1:{port}"
     agent_path = vm_dir / "agent.json"
     agent_path.write_text(json.dumps(agent_cfg, indent=2))
     agent_argv = [sys.executable, "-m", "yoyo_control.agent", "--config", str(agent_path)]

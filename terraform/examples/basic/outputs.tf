@@ -42,3 +42,8 @@ output "weights_bucket" {
   description = "Bucket holding the model weights."
   value       = module.yoyo.weights_bucket
 }
+
+output "gateway_url" {
+  description = "Base URL for OpenAI clients (the gateway function's URL + /v1)."
+  value       = module.yoyo.gateway_url
+}

@@ -1,0 +1,108 @@
+"""Two gateway instances on one store (SQLite, and Firestore on its emulator): concurrent
+requests at a cold pool record ONE wake and are all answered once the VM is ready.
+
+Each instance has its own store client, service and gateway, like two Cloud Functions
+instances; they share only the store. The VM is a real (simulated) inference server
+that announces itself by a heartbeat once Compute says it runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import flask
+import pytest
+
+from fakes import FakeCompute
+from inference_servers import VLLM_KEY, serve_inference
+from yoyo_control.adapters.clock import SystemClock
+from yoyo_control.adapters.upstream_http import HttpUpstream
+from yoyo_control.config import parse_config
+from yoyo_control.domain.facts import HeartbeatReceived
+from yoyo_control.domain.model import Heartbeat
+from yoyo_control.gateway.app import Gateway
+from yoyo_control.gateway.auth import KeyRing, digest
+from yoyo_control.local.inference import Engine
+from yoyo_control.service import Service
+
+CONFIG = parse_config(
+    {
+        "pools": {"gpu": {"instances": ["vm-0"], "model": "m", "lease_s": 600}},
+        "gateway": {"hold_s": 60, "poll_s": 0.2},
+    }
+)
+REQUESTS_PER_INSTANCE = 6
+
+
+@pytest.fixture
+def vm() -> Iterator[str]:
+    server = serve_inference(Engine("m", 0.001, max_num_seqs=16))
+    yield next(server)
+    server.close()
+
+
+def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm: str) -> None:
+    compute = FakeCompute()
+    compute.add("gpu", "vm-0")
+    clock = SystemClock()
+    services = [Service(store_factory(), compute, clock, CONFIG) for _ in range(2)]
+    clients = []
+    for service in services:
+        gateway = Gateway(
+            CONFIG,
+            service.store,
+            service.handle,
+            HttpUpstream(VLLM_KEY, read_timeout_s=10),
+            KeyRing([digest("k")]),
+            clock,
+        )
+        app = flask.Flask(f"instance-{len(clients)}")
+        app.add_url_rule(
+            "/v1/<path:r>", "g", lambda r, g=gateway: g(flask.request), methods=["POST"]
+        )
+        clients.append(app.test_client())
+
+    stop = threading.Event()
+
+    def agent() -> None:  # the VM's agent: ready once Compute runs the VM
+        while not stop.wait(0.05):
+            if compute.status["vm-0"] == "RUNNING":
+                time.sleep(0.3)  # the model loads
+                now = clock.now()
+                beat = Heartbeat("vm-0", "boot-1", now, now, ready=True, address=vm)
+                services[0].handle(HeartbeatReceived("hb-1", now, "gpu", beat))
+                return
+
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def ask(client: Any) -> None:
+        body = {"model": "m", "prompt": "hi", "max_tokens": 2}
+        response = client.post("/v1/completions", json=body, headers={"Authorization": "Bearer k"})
+        with lock:
+            answers.append(response.status_code)
+
+    threads = [threading.Thread(target=agent)]
+    threads += [
+        threading.Thread(target=ask, args=(client,))
+        for client in clients
+        for _ in range(REQUESTS_PER_INSTANCE)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join(60)
+    finally:
+        stop.set()
+    assert answers == [200] * (2 * REQUESTS_PER_INSTANCE)
+    wakes = [
+        e
+        for e in services[1].store.events(pool="gpu", limit=1000)
+        if e.kind == "fact" and e.message_id.startswith("gateway-wake")
+    ]
+    assert len(wakes) == 1, [e.message_id for e in wakes]
+    assert len(compute.acted("start")) == 1
