@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 
 from .config import Config, load_config
-from .ports import Clock, Compute, Publisher, Store
+from .errors import ConfigError
+from .ports import Clock, Compute, Publisher, Storage, Store
 from .service import Service
 
 _lock = threading.Lock()
@@ -51,6 +52,19 @@ def build_publisher(config: Config) -> Publisher:
     from .local.bus import LocalBusPublisher
 
     return LocalBusPublisher.from_config(config)
+
+
+def build_storage(config: Config) -> Storage:
+    """Batch objects: the configured bucket on gcp, else a directory under state_dir."""
+    if config.backend == "gcp":
+        from .adapters.cloud_storage import CloudStorage
+
+        if not config.batch.bucket:
+            raise ConfigError("batch.bucket: required on the gcp backend (Terraform output)")
+        return CloudStorage(bucket=config.batch.bucket, project=config.project)
+    from .adapters.local_storage import LocalStorage
+
+    return LocalStorage(Path(config.local.state_dir) / "objects")
 
 
 def build_clock() -> Clock:

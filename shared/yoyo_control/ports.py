@@ -98,3 +98,32 @@ class Publisher(Protocol):
 
 class Clock(Protocol):
     def now(self) -> float: ...
+
+
+class Storage(Protocol):
+    """Objects by key in one bucket (Cloud Storage) or directory (embedded default).
+
+    Keys are "/"-separated names without a leading "/" or "." / ".." parts. A ``put``
+    is durable and atomic when it returns: readers see the whole object or none.
+    Transient failures raise TemporaryError.
+    """
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write (or replace) the whole object."""
+        ...
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """Bytes ``[start, end)`` of the object (to its end if ``end`` is None); None if absent."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None if absent."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; absent is fine."""
+        ...
