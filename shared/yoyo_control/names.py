@@ -40,6 +40,7 @@ COLLECTION_POOLS = "yoyo_pools"  # {pool}: lease, instances, demand, ledger
 SUBCOLLECTION_INSTANCES = "instances"  # yoyo_pools/{pool}/instances/{instance}: heartbeats
 COLLECTION_CONTROL = "yoyo_control"
 DOC_KILL_SWITCH = "kill_switch"  # yoyo_control/kill_switch: {engaged, reason, by, at}
+COLLECTION_BATCHES = "yoyo_batches"  # {batch id}: a batch record (domain/batch.py)
 COLLECTION_EVENTS = "yoyo_events"  # event log; TTL on field EVENT_TTL_FIELD
 EVENT_TTL_FIELD = "expire_at"
 KILL_SWITCH_PATH = f"{COLLECTION_CONTROL}/{DOC_KILL_SWITCH}"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
 
 T = TypeVar("T")
@@ -64,6 +65,21 @@ class Store(Protocol):
         self, pool: str | None = None, since: float | None = None, limit: int = 100
     ) -> list[Event]:
         """The newest ``limit`` events (optionally of one pool, after ``since``), oldest first."""
+        ...
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """The batch record (one document read); None if there is none."""
+        ...
+
+    def list_batches(self, pool: str | None = None, pending: bool = False) -> list[Batch]:
+        """Batch records (of one pool; only those not yet terminal), newest first."""
+        ...
+
+    def update_batch(
+        self, batch_id: str, change: Callable[[Batch | None], Batch | None]
+    ) -> Batch | None:
+        """In one transaction: read the record, save ``change(record)`` unless it is None
+        or unchanged, return what is stored after. ``change`` may run more than once."""
         ...
 
 
