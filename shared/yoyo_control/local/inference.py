@@ -1,7 +1,8 @@
 """A simulated inference server speaking vLLM's OpenAI-compatible HTTP API (no model, no GPU).
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions``,
-``POST /v1/chat/completions``, ``GET /metrics`` (Prometheus text with vLLM's names:
+``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /metrics`` (Prometheus
+text with vLLM's names:
 ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
 ``vllm:request_success_total``, ``vllm:generation_tokens_total``).
 
@@ -10,17 +11,14 @@ Invariants:
   ``token_latency_s``; at most ``max_num_seqs`` requests run at once, the rest wait.
 - Until ``boot_delay_s`` has passed every endpoint answers 503 (weights still loading), as
   a VM that is RUNNING for Compute Engine is not yet serving.
-- With a work subscription configured, a puller drains the pool's work queue over the
-  Pub/Sub REST API (the local bus or the emulator): each item is one completion, acked only
-  after it finished; an item is pulled only when a sequence slot is free.
+- It serves HTTP only: the VM's worker unit (``yoyo_control.worker``) drains the pool's
+  work queue against it, as yoyo-worker drives vLLM on a real VM.
 - The server's port is written atomically to ``--port-file`` once it listens.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import json
 import os
 import signal
@@ -31,8 +29,6 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-from . import http
 
 SENTENCE = [
     "This",
@@ -179,6 +175,27 @@ def _completion(engine: Engine, body: dict[str, Any], chat: bool) -> dict[str, A
     }
 
 
+def _embeddings(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic 8-dimensional vector per input (no model: a hash of the text)."""
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("'input' must be a string or a non-empty list of strings")
+    engine.generate(" ".join(texts), 1)  # one decode step of simulated work
+    data = []
+    for index, text in enumerate(texts):
+        digest = uuid.uuid5(uuid.NAMESPACE_OID, text).bytes[:8]
+        vector = [round(b / 255 - 0.5, 4) for b in digest]
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(t.split()) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model") or engine.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def make_handler(engine: Engine, ready_at: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -225,63 +242,21 @@ def make_handler(engine: Engine, ready_at: float) -> type[BaseHTTPRequestHandler
             raw = self.rfile.read(length) if length else b""
             if self._loading():
                 return
-            if self.path not in ("/v1/completions", "/v1/chat/completions"):
+            if self.path not in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
             try:
                 body = json.loads(raw or b"{}")
-                doc = _completion(engine, body, chat=self.path.endswith("chat/completions"))
+                if self.path == "/v1/embeddings":
+                    doc = _embeddings(engine, body)
+                else:
+                    doc = _completion(engine, body, chat=self.path.endswith("chat/completions"))
             except (ValueError, TypeError, AttributeError) as exc:
                 self._json(400, {"error": {"message": str(exc), "type": "BadRequestError"}})
                 return
             self._json(200, doc)
 
     return Handler
-
-
-def pull_work(
-    engine: Engine,
-    pubsub_url: str,
-    project: str,
-    subscription: str,
-    stop: threading.Event,
-    ready_at: float,
-) -> None:
-    """Drain the pool's work queue: one pulled item = one simulated completion, then ack."""
-    base = f"{pubsub_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
-    while not stop.is_set():
-        if time.time() < ready_at or not engine.busy_slots_free():
-            stop.wait(0.1)
-            continue
-        try:
-            status, doc = http.post_json(f"{base}:pull", {"maxMessages": 1}, timeout=10)
-        except OSError:
-            stop.wait(1.0)
-            continue
-        received = (doc or {}).get("receivedMessages") or [] if status == 200 else []
-        if not received:
-            stop.wait(0.2)
-            continue
-        for item in received:
-            threading.Thread(
-                target=_work_item, args=(engine, base, item), daemon=True, name="work"
-            ).start()
-
-
-def _work_item(engine: Engine, base: str, item: dict[str, Any]) -> None:
-    raw = base64.b64decode(item["message"].get("data", ""))
-    try:
-        body = json.loads(raw)
-        if not isinstance(body, dict):
-            body = {"prompt": str(body)}
-    except ValueError:
-        body = {"prompt": raw.decode("utf-8", "replace")}
-    # A malformed work item is acknowledged, not redelivered forever.
-    with contextlib.suppress(ValueError, TypeError):
-        _completion(engine, body, chat="messages" in body)
-    # An ack that does not arrive: redelivered after the ack deadline.
-    with contextlib.suppress(OSError):
-        http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,9 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-latency-s", type=float, default=0.02)
     parser.add_argument("--boot-delay-s", type=float, default=0.0)
     parser.add_argument("--max-num-seqs", type=int, default=4)
-    parser.add_argument("--pubsub-url", default="")
-    parser.add_argument("--project", default="local-project")
-    parser.add_argument("--work-subscription", default="")
     parser.add_argument("--spec", default="", help="(ignored; marks the VM for ps)")
     args = parser.parse_args(argv)
     engine = Engine(args.model, args.token_latency_s, args.max_num_seqs)
@@ -312,13 +284,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    if args.pubsub_url and args.work_subscription:
-        threading.Thread(
-            target=pull_work,
-            args=(engine, args.pubsub_url, args.project, args.work_subscription, stop, ready_at),
-            daemon=True,
-            name="pull",
-        ).start()
     server.serve_forever(poll_interval=0.2)
     return 0
 

@@ -117,6 +117,8 @@ class Stack:
             "token_latency_s": local.token_latency_s,
             "pubsub_url": self.pubsub_url,
             "work_subscription": work_subscription(c, row.pool),
+            "storage_dir": str(self.state_dir / "objects"),  # bootstrap.build_storage's
+            "worker": {"concurrency": c.batch.concurrency},
             "agent": {
                 "pool": row.pool,
                 "instance": row.name,
