@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .errors import ConfigError
 from .ports import Clock, Compute, Publisher, Storage, Store
 from .service import Service
+
+if TYPE_CHECKING:
+    from .batch.service import BatchService
 
 _lock = threading.Lock()
 _service: Service | None = None
@@ -67,6 +71,12 @@ def build_storage(config: Config) -> Storage:
     return LocalStorage(Path(config.local.state_dir) / "objects")
 
 
+def build_batch_service(config: Config, store: Store, publisher: Publisher) -> BatchService:
+    from .batch.service import BatchService
+
+    return BatchService(store, build_storage(config), publisher, build_clock(), config)
+
+
 def build_clock() -> Clock:
     from .adapters.clock import SystemClock
 
@@ -75,7 +85,11 @@ def build_clock() -> Clock:
 
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
-    return Service(build_store(config), build_compute(config), build_clock(), config)
+    store = build_store(config)
+    work_demand = None
+    if config.backend == "local" or config.batch.bucket:  # batch inference is configured
+        work_demand = build_batch_service(config, store, build_publisher(config)).pending_lines
+    return Service(store, build_compute(config), build_clock(), config, work_demand)
 
 
 def service() -> Service:

@@ -92,6 +92,7 @@ class BatchSettings:
     max_lines: int = 50_000  # OpenAI's limit of requests per batch
     shard_lines: int = 100  # lines per work message
     concurrency: int = 8  # lines a worker runs at once against its inference server
+    ack_deadline_s: int = 60  # a dead worker's shard is redelivered after this (10..600)
 
 
 @dataclass(frozen=True)
@@ -282,9 +283,11 @@ def _batch(raw: Mapping[str, Any]) -> BatchSettings:
         raise ConfigError(f"batch.bucket: expected a bucket name, got {bucket!r}")
     counts = {
         key: int(_number(raw[key], f"batch.{key}", 1))
-        for key in ("max_file_bytes", "max_lines", "shard_lines", "concurrency")
+        for key in ("max_file_bytes", "max_lines", "shard_lines", "concurrency", "ack_deadline_s")
         if key in raw
     }
+    if not 10 <= counts.get("ack_deadline_s", 60) <= 600:
+        raise ConfigError("batch.ack_deadline_s: must be within 10..600 (Pub/Sub's range)")
     return BatchSettings(bucket=bucket, **counts)
 
 

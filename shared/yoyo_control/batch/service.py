@@ -27,15 +27,16 @@ from .. import logs, names
 from ..config import Config
 from ..domain import batch as model
 from ..domain.batch import Batch, BatchInputError, RequestCounts, Status
+from ..errors import YoyoError
 from ..ports import Clock, Publisher, Storage, Store
 from . import work
 
 
-class BatchNotFound(LookupError):
+class BatchNotFound(YoyoError):
     """No batch has that id."""
 
 
-class BatchNotFinished(RuntimeError):
+class BatchNotFinished(YoyoError):
     """The batch has no results yet."""
 
 

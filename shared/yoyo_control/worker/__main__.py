@@ -2,7 +2,8 @@
 
 Invariants:
 - A shard is pulled only while the inference server answers ``/health`` and a shard slot
-  is free; its ack deadline is extended every third of ``ack_deadline_s`` while it runs.
+  is free; its ack deadline is set to ``ack_deadline_s`` at once and extended every third
+  of it while it runs, so a dead worker's shard is redelivered within ``ack_deadline_s``.
 - Acknowledged only after the shard's results are durable (``done``) or the batch was
   cancelled; a foreign or malformed message is logged with its reason and acknowledged;
   a server that keeps failing or a storage error hands the shard back (deadline 0) so
@@ -118,8 +119,11 @@ class Worker:
             thread.join()
 
     def _keep_extended(self, item: Pulled, finished: threading.Event) -> None:
+        """Now (a subscription's own deadline may be longer) and every third of it."""
         every = self.config.ack_deadline_s / 3
-        while not finished.wait(every):
+        first = True
+        while first or not finished.wait(every):
+            first = False
             try:
                 self.queue.extend(item.ack_id, self.config.ack_deadline_s)
             except OSError as exc:
