@@ -77,13 +77,24 @@ def test_done_work_drops_the_demand_and_the_pool_idles_down(world) -> None:
     assert [c.kind for c in compute.acted("stop")] == ["stop"]
 
 
-def test_no_work_records_nothing_and_leaves_a_producers_demand_alone(world) -> None:
+def test_no_work_records_nothing_and_leaves_an_incidents_demand_alone(world) -> None:
     service, store, _compute, clock, _pending = world
     service.handle(Tick("t0", clock.now()))
     assert [e for e in store.events(limit=100) if e.kind == "fact" and "work" in e.id] == []
-    service.handle(QueueDepthObserved("q1", clock.now(), "gpu", 3, "producer"))
+    service.handle(QueueDepthObserved("q1", clock.now(), "gpu", 3, "monitoring:0.abc"))
     tick_every_minute(service, clock, 1, "t")
-    assert store.get_pool("gpu").demand.depth == 3  # not cleared by an empty batch queue
+    assert store.get_pool("gpu").demand.depth == 3  # the incident closes itself
+
+
+def test_a_submits_wake_is_cleared_when_its_work_is_done(world) -> None:
+    service, store, _compute, clock, pending = world
+    pending["gpu"] = 12
+    service.handle(QueueDepthObserved("wake", clock.now(), "gpu", 12, "producer"))
+    tick_every_minute(service, clock, 1, "t")
+    assert store.get_pool("gpu").demand.source == "work"
+    pending["gpu"] = 0
+    tick_every_minute(service, clock, 1, "done")
+    assert store.get_pool("gpu").demand.depth == 0
 
 
 def test_storage_trouble_does_not_stop_the_lifecycle_tick(world) -> None:
