@@ -41,6 +41,7 @@ locals {
       daily_usd   = var.caps.daily_usd
       monthly_usd = var.caps.monthly_usd
     }
+    batch = local.batch_config
     pools = {
       for pool, p in var.pools : pool => merge(
         {

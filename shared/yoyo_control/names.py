@@ -49,3 +49,4 @@ KILL_SWITCH_PATH = f"{COLLECTION_CONTROL}/{DOC_KILL_SWITCH}"
 LABEL_POOL = "yoyo-pool"
 METADATA_POOL = "yoyo-pool"
 METADATA_AGENT_CONFIG = "yoyo-agent-config"  # JSON for the VM agent
+METADATA_WORKER_CONFIG = "yoyo-worker-config"  # JSON for yoyo-worker (/etc/yoyo/worker.json)
