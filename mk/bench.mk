@@ -4,15 +4,16 @@
 #   bench-store-ops      store operations per day vs the Firestore free tier (<1 min)
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
+#   bench-batch          batch worker throughput ÷ direct, VM-seconds per 1,000 lines (~2 min)
 
 BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12
 
-.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local
+.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-batch
 
-bench: bench-keepalive bench-store-ops bench-control-plane bench-local
+bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-batch
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
@@ -25,3 +26,6 @@ bench-control-plane: install
 
 bench-local: install
 	$(PYTHON) bench/local_stack.py --kills $(BENCH_KILLS) --idles $(BENCH_IDLES) --write
+
+bench-batch: install
+	$(PYTHON) bench/batch.py --lines 1000 --rounds 5 --write

@@ -74,7 +74,7 @@ class Bench:
         )
         queue = WorkQueue(self.bus_url, config.project, SUBSCRIPTION)
         shard_runner = ShardRunner(
-            self.storage, self.server_url, threading.BoundedSemaphore(concurrency),
+            self.storage, self.server_url, concurrency=concurrency,
             chunk_lines=chunk_lines, **runner,
         )  # fmt: skip
         worker = Worker(config, queue, shard_runner)

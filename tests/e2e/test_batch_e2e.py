@@ -103,7 +103,7 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
         bucket=BUCKET,
         ack_deadline_s=10,
     )
-    runner = ShardRunner(bootstrap.build_storage(config), server_url, threading.BoundedSemaphore(8))
+    runner = ShardRunner(bootstrap.build_storage(config), server_url, concurrency=8)
     worker = Worker(
         worker_config,
         WorkQueue(worker_config.pubsub_url, world.project, SUBSCRIPTION),

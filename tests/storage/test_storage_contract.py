@@ -40,9 +40,11 @@ def test_list_by_prefix_sorted_and_delete(storage: Any) -> None:
         storage.put(key, b".")
     assert storage.list("b/") == ["b/1/err", "b/1/out", "b/2/out"]
     assert storage.list("b/1/") == ["b/1/err", "b/1/out"]
+    assert storage.list("b/1/e") == ["b/1/err"]
     storage.delete("b/1/err")
     assert storage.list("b/") == ["b/1/out", "b/2/out"]
     assert storage.list("zzz/") == []
+    assert storage.list("../") == [] and storage.list("b/../") == []
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "./a", "a/\x00", ".tmp-x"])

@@ -63,8 +63,11 @@ class LocalStorage:
         return path.stat().st_size if path.is_file() else None
 
     def list(self, prefix: str) -> list[str]:
-        keys = []
-        for dirpath, _, files in os.walk(self.root):
+        keys: list[str] = []
+        if any(part in (".", "..") for part in prefix.split("/")):
+            return keys  # no key has such a part
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        for dirpath, _, files in os.walk(folder):
             for name in files:
                 if name.startswith(_TMP_PREFIX):
                     continue

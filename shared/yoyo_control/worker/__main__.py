@@ -182,7 +182,7 @@ def build(config: WorkerConfig) -> Worker:
     runner = ShardRunner(
         build_storage(config),
         config.server_url,
-        threading.BoundedSemaphore(config.concurrency),
+        concurrency=config.concurrency,
         chunk_lines=config.chunk_lines,
     )
     return Worker(config, queue, runner)

@@ -9,9 +9,13 @@ Invariants:
 - A line the server refuses (4xx) is a result (it goes to the error file), never retried;
   408/429, 5xx and connection errors are retried with backoff, then raise ServerUnavailable so the
   shard is redelivered later instead of writing a failure it did not earn.
-- The batch's ``cancelled`` marker is checked before each chunk and while lines run:
-  cancelled work stops within ``cancel_poll_s``.
-- At most ``concurrency`` lines are in flight across every shard sharing ``slots``.
+- The batch's ``cancelled`` marker is checked every ``cancel_poll_s`` while lines run:
+  after a cancel no new line starts and no checkpoint is written; lines already at the
+  server finish there.
+- All of a shard's lines are queued at once, taken in order by ``concurrency`` threads,
+  and the runner's slots bound what is in flight across shards, so the server stays full
+  across chunk and shard boundaries; checkpoints are written in order.
+- At most ``concurrency`` lines are in flight across every shard the runner runs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +56,15 @@ def http_post(url: str, body: bytes) -> tuple[int, bytes]:
 class ShardRunner:
     storage: Storage
     server_url: str  # e.g. http://127.0.0.1:8000
-    slots: threading.BoundedSemaphore
+    concurrency: int = 8  # lines in flight, across every shard this runner runs at once
     chunk_lines: int = 25
     retries: int = 5
     backoff_s: float = 0.5
+    cancel_poll_s: float = 0.25
     post: Post = http_post
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.concurrency)
 
     def cancelled(self, batch_id: str) -> bool:
         return self.storage.size(work.cancel_key(batch_id)) is not None
@@ -71,17 +79,26 @@ class ShardRunner:
         requests = model.lines_of_shard(data, job.as_shard)
         covered = self._covered(job)
         todo = [(n, r) for n, r in requests if n not in covered]
+        chunks = [todo[i : i + self.chunk_lines] for i in range(0, len(todo), self.chunk_lines)]
+        halt = threading.Event()
         ran = 0
-        for i in range(0, len(todo), self.chunk_lines):
-            if stop.is_set() or self.cancelled(job.batch_id):
-                return ShardOutcome("cancelled" if not stop.is_set() else "stopped", ran)
-            chunk = todo[i : i + self.chunk_lines]
-            records = self._run_chunk(job, chunk, stop)
-            if records is None:
-                return ShardOutcome("cancelled" if not stop.is_set() else "stopped", ran)
-            key = work.checkpoint_key(job.batch_id, job.shard, chunk[0][0], chunk[-1][0])
-            self.storage.put(key, b"".join(json.dumps(r).encode() + b"\n" for r in records))
-            ran += len(chunk)
+        # A chunk is checkpointed once all its lines are answered, in order.
+        # ``concurrency`` threads take the lines in order (the executor's queue is FIFO).
+        with ThreadPoolExecutor(max_workers=max(1, min(len(todo), self.concurrency))) as pool:
+            futures = [
+                [pool.submit(self._run_slotted, job, n, r, halt, stop) for n, r in chunk]
+                for chunk in chunks
+            ]
+            try:
+                for chunk, pending in zip(chunks, futures, strict=True):
+                    records = self._wait(job, pending, halt, stop)
+                    if records is None:
+                        return ShardOutcome("stopped" if stop.is_set() else "cancelled", ran)
+                    key = work.checkpoint_key(job.batch_id, job.shard, chunk[0][0], chunk[-1][0])
+                    self.storage.put(key, b"".join(json.dumps(r).encode() + b"\n" for r in records))
+                    ran += len(chunk)
+            finally:
+                halt.set()  # on any exit, lines not yet started never start
         self._mark_done(job)
         return ShardOutcome("done", ran)
 
@@ -106,37 +123,45 @@ class ShardRunner:
         counts = {"completed": completed, "failed": len(outcome) - completed}
         self.storage.put(work.done_key(job.batch_id, job.shard), json.dumps(counts).encode())
 
-    def _run_chunk(
+    def _run_slotted(
         self,
         job: work.ShardWork,
-        chunk: list[tuple[int, Mapping[str, Any]]],
+        number: int,
+        request: Mapping[str, Any],
+        halt: threading.Event,
+        stop: threading.Event,
+    ) -> dict[str, Any] | None:
+        while not self.slots.acquire(timeout=0.2):
+            if halt.is_set() or stop.is_set():
+                return None
+        try:
+            if halt.is_set() or stop.is_set():
+                return None
+            return self._run_line(job, number, request)
+        finally:
+            self.slots.release()
+
+    def _wait(
+        self,
+        job: work.ShardWork,
+        pending: list[Future[dict[str, Any] | None]],
+        halt: threading.Event,
         stop: threading.Event,
     ) -> list[dict[str, Any]] | None:
-        halt = threading.Event()
-
-        def one(item: tuple[int, Mapping[str, Any]]) -> dict[str, Any] | None:
-            number, request = item
-            while not self.slots.acquire(timeout=0.2):
-                if halt.is_set() or stop.is_set():
+        """The chunk's records once all are answered; None when cancelled or stopping."""
+        checked = time.monotonic()
+        while not all(f.done() for f in pending):
+            time.sleep(0.01)
+            if stop.is_set():
+                return None
+            if time.monotonic() - checked >= self.cancel_poll_s:
+                checked = time.monotonic()
+                if self.cancelled(job.batch_id):
                     return None
-            try:
-                if halt.is_set() or stop.is_set():
-                    return None
-                return self._run_line(job, number, request)
-            finally:
-                self.slots.release()
-
-        with ThreadPoolExecutor(max_workers=len(chunk), thread_name_prefix="line") as pool:
-            futures = [pool.submit(one, item) for item in chunk]
-            while not all(f.done() for f in futures):
-                time.sleep(0.05)
-                if self.cancelled(job.batch_id) or stop.is_set():
-                    halt.set()
-                    break
-            results = [f.result() for f in futures]
-        if halt.is_set() or any(r is None for r in results):
+        records = [f.result() for f in pending]  # a line's ServerUnavailable raises here
+        if halt.is_set() or any(r is None for r in records):
             return None
-        return [r for r in results if r is not None]
+        return [r for r in records if r is not None]
 
     def _run_line(
         self, job: work.ShardWork, number: int, request: Mapping[str, Any]
