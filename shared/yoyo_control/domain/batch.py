@@ -225,34 +225,31 @@ def lines_of_shard(data: bytes, shard: Shard) -> list[tuple[int, Mapping[str, An
 # --- results -------------------------------------------------------------------------
 
 
+def _tagged(
+    line: int, custom_id: str, request_id: str, response: Any, error: Any
+) -> dict[str, Any]:
+    record = {
+        "id": f"batch_req_{request_id}",
+        "custom_id": custom_id,
+        "response": response,
+        "error": error,
+    }
+    return {"line": line, "record": record}
+
+
 def result_record(
     line: int, custom_id: str, request_id: str, status_code: int, body: Any
 ) -> dict[str, Any]:
     """One result (a server answer, 2xx → output file, else error file), tagged by line."""
-    return {
-        "line": line,
-        "record": {
-            "id": f"batch_req_{request_id}",
-            "custom_id": custom_id,
-            "response": {"status_code": status_code, "request_id": request_id, "body": body},
-            "error": None,
-        },
-    }
+    response = {"status_code": status_code, "request_id": request_id, "body": body}
+    return _tagged(line, custom_id, request_id, response, None)
 
 
 def error_record(
     line: int, custom_id: str, request_id: str, code: str, message: str
 ) -> dict[str, Any]:
     """A line that got no answer from the server (never ran, or failed to be sent)."""
-    return {
-        "line": line,
-        "record": {
-            "id": f"batch_req_{request_id}",
-            "custom_id": custom_id,
-            "response": None,
-            "error": {"code": code, "message": message},
-        },
-    }
+    return _tagged(line, custom_id, request_id, None, {"code": code, "message": message})
 
 
 def is_output(record: Mapping[str, Any]) -> bool:
