@@ -107,6 +107,13 @@ def test_the_completion_window_expires_what_did_not_run(bench: Bench) -> None:
     assert expired.status is Status.EXPIRED
     err = records(bench.service.results(batch.id)[1])
     assert [r["error"]["code"] for r in err] == ["batch_expired"] * 10
+    # Its shards still queued are acknowledged without running a line.
+    bench.worker()
+    deadline = time.monotonic() + 10
+    while bench.broker.backlog(SUBSCRIPTION):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sum(bench.engine.succeeded.values()) == 0
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Run one shard of a batch: every line once, results durable before the shard is done.
 
 Invariants:
+- A shard of a batch that is over (cancelled, or merged because it expired) runs
+  nothing and is acknowledged.
 - Resumable: the lines already covered by checkpoint objects are skipped, so a
   redelivered shard (a preempted VM, a lost ack) runs only what is missing; the merge
   keeps one record per line, so a chunk written twice duplicates nothing.
@@ -44,7 +46,7 @@ class ServerUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ShardOutcome:
-    status: str  # "done" | "cancelled" | "stopped" (the worker is shutting down)
+    status: str  # "done" | "cancelled" | "finished" (batch over) | "stopped" (shutting down)
     ran: int  # lines run by this call (0 when everything was checkpointed already)
 
 
@@ -73,6 +75,10 @@ class ShardRunner:
         stop = stop or threading.Event()
         if self.storage.size(work.done_key(job.batch_id, job.shard)) is not None:
             return ShardOutcome("done", 0)
+        if self.storage.size(work.output_key(job.batch_id)) is not None:
+            return ShardOutcome("finished", 0)  # merged already (expired): nothing to add
+        if self.cancelled(job.batch_id):
+            return ShardOutcome("cancelled", 0)
         data = self.storage.get(job.input, job.start, job.end)
         if data is None:
             raise LookupError(f"input {job.input} is gone")
