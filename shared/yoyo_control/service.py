@@ -10,8 +10,7 @@ Invariants (DESIGN.md §3):
   actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
 - Pending batch work is queue demand (source ``work``) for as long as it is pending: each
   tick records the pool's pending lines (``work_demand``), and zero once they are done
-  (clearing a producer's depth too: the work queue carries batch shards, and the pending
-  lines are its exact count; a monitoring incident's demand is left to the incident).
+  (only over its own count: a producer's depth or an incident clears itself).
 """
 
 from __future__ import annotations
@@ -72,7 +71,6 @@ def fact_event_id(fact: Fact) -> str:
 
 
 WORK_DEMAND_SOURCE = "work"
-_WORK_QUEUE_SOURCES = (WORK_DEMAND_SOURCE, "producer")  # messages.decode_queue's producer
 
 
 class Service:
@@ -259,9 +257,9 @@ class Service:
         except (TemporaryError, OSError) as exc:  # the lifecycle tick goes on regardless
             logs.warning(f"pending batch work unknown this tick: {exc}", pool=pool)
             return
-        if depth == 0:  # clear what the work queue's own count or a submit's wake set;
-            demand = self.store.get_pool(pool).demand  # a monitoring incident closes itself
-            if demand.source not in _WORK_QUEUE_SOURCES or demand.depth == 0:
+        if depth == 0:  # clear only what this count set: others' depths clear themselves
+            demand = self.store.get_pool(pool).demand
+            if demand.source != WORK_DEMAND_SOURCE or demand.depth == 0:
                 return
         message_id = f"{tick.message_id}:work:{pool}"
         observed = QueueDepthObserved(message_id, self.clock.now(), pool, depth, WORK_DEMAND_SOURCE)

@@ -5,7 +5,8 @@ reference per message on the pool's filtered work subscription, a queue-depth fa
 ``yoyo-queue``) → on_queue wakes the pool (Compute REST stub) → the real worker pulls the
 shards from the emulator, drives a simulated inference server, writes checkpoints to
 Cloud Storage and acknowledges → a tick (on_tick) finalizes: every custom_id once in the
-output object, the record completed, the pool's work demand back to zero.
+output object, the record completed, the pool's work demand (counted by the ticks while
+lines were pending) back to zero.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
         publisher.close()
     world.eventually(lambda: world.status() == "RUNNING", "the submit woke the pool")
     assert world.store.get_pool(world.pool).demand.depth == 60
+    world.clock.advance(60)
+    world.publish("tick", {})  # the pending lines become the pool's own work demand
+    world.eventually(
+        lambda: world.store.get_pool(world.pool).demand.source == "work", "the tick counted"
+    )
 
     worker_config = WorkerConfig(
         project=world.project,

@@ -86,7 +86,14 @@ def test_no_work_records_nothing_and_leaves_an_incidents_demand_alone(world) -> 
     assert store.get_pool("gpu").demand.depth == 3  # the incident closes itself
 
 
-def test_a_submits_wake_is_cleared_when_its_work_is_done(world) -> None:
+def test_a_producers_depth_is_not_cleared_by_an_empty_batch_queue(world) -> None:
+    service, store, _compute, clock, _pending = world
+    service.handle(QueueDepthObserved("q1", clock.now(), "gpu", 1, "producer"))
+    tick_every_minute(service, clock, 1, "t")
+    assert store.get_pool("gpu").demand.depth == 1  # its own depth 0 (or a lease) ends it
+
+
+def test_a_submits_wake_becomes_work_demand_and_is_cleared_when_done(world) -> None:
     service, store, _compute, clock, pending = world
     pending["gpu"] = 12
     service.handle(QueueDepthObserved("wake", clock.now(), "gpu", 12, "producer"))
