@@ -170,3 +170,17 @@ def _job(bench: Bench, batch_id: str) -> work.ShardWork:
     return work.ShardWork(
         b.id, b.pool, b.endpoint, b.input_key, 0, s.first_line, s.last_line, s.start, s.end
     )
+
+
+def test_the_worker_sends_the_local_stacks_secret_when_it_has_one(tmp_path: Any) -> None:
+    from yoyo_control.worker.__main__ import LOCAL_SECRET_HEADER, WorkerConfig, build
+
+    secret = tmp_path / "stack-secret"
+    secret.write_text("s3cret\n")
+    config = WorkerConfig(
+        project="p", subscription="s", pubsub_url="http://127.0.0.1:9", storage_dir=str(tmp_path),
+        bus_secret_file=str(secret),
+    )  # fmt: skip
+    assert build(config).queue.headers == {LOCAL_SECRET_HEADER: "s3cret"}
+    without = WorkerConfig(project="p", subscription="s", pubsub_url="http://x", storage_dir="d")
+    assert build(without).queue.headers == {}

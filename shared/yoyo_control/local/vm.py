@@ -61,6 +61,7 @@ def _worker_config(spec: dict[str, Any], server_port: str) -> dict[str, Any] | N
         "pubsub_url": spec.get("pubsub_url", ""),
         "server_url": f"http://127.0.0.1:{server_port}",
         "storage_dir": spec["storage_dir"],
+        "bus_secret_file": spec.get("bus_secret_file", ""),
         **spec.get("worker", {}),
     }
 

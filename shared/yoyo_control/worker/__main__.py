@@ -42,6 +42,7 @@ class WorkerConfig:
     pubsub_url: str = ""  # "": Google's Pub/Sub with the VM's token
     bucket: str = ""  # Cloud Storage bucket, or
     storage_dir: str = ""  # a local directory (the local stack)
+    bus_secret_file: str = ""  # the local stack's secret, sent as LOCAL_SECRET_HEADER
     concurrency: int = 8
     shards_at_once: int = 2
     chunk_lines: int = 25
@@ -174,9 +175,24 @@ class Worker:
         self._settle(item, ack=True)
 
 
+LOCAL_SECRET_HEADER = "X-Yoyo-Stack-Secret"  # what the local stack's bus may require
+
+
+def _local_headers(config: WorkerConfig) -> dict[str, str]:
+    if not config.bus_secret_file:
+        return {}
+    try:
+        secret = Path(config.bus_secret_file).read_text().strip()
+    except OSError:
+        return {}
+    return {LOCAL_SECRET_HEADER: secret} if secret else {}
+
+
 def build(config: WorkerConfig) -> Worker:
     if config.pubsub_url:
-        queue = WorkQueue(config.pubsub_url, config.project, config.subscription)
+        queue = WorkQueue(
+            config.pubsub_url, config.project, config.subscription, headers=_local_headers(config)
+        )
     else:
         queue = WorkQueue(GOOGLE_PUBSUB, config.project, config.subscription, google_token())
     runner = ShardRunner(

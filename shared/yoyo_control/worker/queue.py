@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..local import http
@@ -50,13 +50,15 @@ class WorkQueue:
         subscription: str,
         token: Callable[[], str] | None = None,
         timeout_s: float = 30.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
         self.token = token
         self.timeout_s = timeout_s
+        self.headers = dict(headers or {})  # e.g. the local stack's secret header
 
     def _call(self, verb: str, doc: dict[str, object]) -> dict[str, object]:
-        headers = {"Content-Type": "application/json"}
+        headers = {**self.headers, "Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token()}"
         status, raw = http.request(
