@@ -157,3 +157,20 @@ def test_only_the_24h_completion_window_is_accepted() -> None:
     assert b.completion_window_s("24h") == 86400
     with pytest.raises(b.BatchInputError, match="completion_window"):
         b.completion_window_s("1h")
+
+
+def test_a_huge_batch_keeps_its_shard_list_bounded() -> None:
+    lines = [
+        b.InputLine(i, f"c{i}", "/v1/completions", {}, i * 10, i * 10 + 10) for i in range(1, 5001)
+    ]
+    shards = b.plan_shards(lines, 1)
+    assert len(shards) <= b.MAX_SHARDS
+    assert sum(s.last_line - s.first_line + 1 for s in shards) == 5000
+
+
+def test_metadata_follows_openais_limits() -> None:
+    assert b.check_metadata({"job": "nightly"}) == {"job": "nightly"}
+    with pytest.raises(b.BatchInputError, match="at most 16 pairs"):
+        b.check_metadata({str(i): "x" for i in range(17)})
+    with pytest.raises(b.BatchInputError, match="printable"):
+        b.check_metadata({"k": "\ud800"})

@@ -37,7 +37,10 @@ def _summary(batch: Batch) -> str:
 def cmd_submit(ctx: Any) -> int:
     path = Path(ctx.args.file)
     data = path.read_bytes()
-    metadata = dict(kv.split("=", 1) for kv in ctx.args.metadata or [])
+    pairs = [kv.partition("=") for kv in ctx.args.metadata or []]
+    if any(not sep for _, sep, _ in pairs):
+        raise ValueError("--metadata takes KEY=VALUE")
+    metadata = {key: value for key, _, value in pairs}
     batch = _service(ctx).submit(data, ctx.pool(), ctx.args.completion_window, metadata)
     ctx.out(
         to_openai(batch),

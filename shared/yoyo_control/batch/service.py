@@ -66,6 +66,7 @@ class BatchService:
         limits = self.config.batch
         lines = model.parse_input(data, limits.max_file_bytes, limits.max_lines)
         window_s = model.completion_window_s(completion_window)
+        metadata_ok = model.check_metadata(metadata or {})
         now = self.clock.now()
         batch_id = f"batch_{uuid.uuid4().hex}"
         self.storage.put(work.input_key(batch_id), data)
@@ -79,7 +80,7 @@ class BatchService:
             completion_window=completion_window,
             shards=model.plan_shards(lines, limits.shard_lines),
             request_counts=RequestCounts(total=len(lines)),
-            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+            metadata=metadata_ok,
         )
         self.store.update_batch(batch_id, lambda current: batch if current is None else None)
         logs.info(

@@ -28,6 +28,8 @@ from typing import Any
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 COMPLETION_WINDOWS = {"24h": 24 * 3600.0}  # OpenAI accepts only "24h"
 MAX_CUSTOM_ID_CHARS = 512
+MAX_SHARDS = 2000  # the record lists its shards: keep it far below a document's 1 MiB
+MAX_METADATA = (16, 64, 512)  # OpenAI's limits: pairs, key and value characters
 _LINE_KEYS = {"custom_id", "method", "url", "body"}
 
 
@@ -187,6 +189,21 @@ def parse_input(data: bytes, max_bytes: int, max_lines: int) -> list[InputLine]:
     return lines
 
 
+def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The batch's metadata if within OpenAI's limits, else BatchInputError."""
+    pairs, key_chars, value_chars = MAX_METADATA
+    if len(metadata) > pairs:
+        raise BatchInputError(0, f"metadata: at most {pairs} pairs")
+    for key, value in metadata.items():
+        for text, limit in ((key, key_chars), (value, value_chars)):
+            if not isinstance(text, str) or len(text) > limit or not text.isprintable():
+                raise BatchInputError(
+                    0, f"metadata {key!r:.70}: keys up to {key_chars} and values up to "
+                    f"{value_chars} printable characters"
+                )  # fmt: skip
+    return dict(metadata)
+
+
 def completion_window_s(window: str) -> float:
     if window not in COMPLETION_WINDOWS:
         raise BatchInputError(
@@ -196,8 +213,9 @@ def completion_window_s(window: str) -> float:
 
 
 def plan_shards(lines: Sequence[InputLine], shard_lines: int) -> tuple[Shard, ...]:
-    """Contiguous shards of at most ``shard_lines`` requests each."""
-    size = max(1, shard_lines)
+    """Contiguous shards of ``shard_lines`` requests each (more when it would take more
+    than MAX_SHARDS shards)."""
+    size = max(1, shard_lines, math.ceil(len(lines) / MAX_SHARDS))
     shards = []
     for index in range(math.ceil(len(lines) / size)):
         part = lines[index * size : (index + 1) * size]
