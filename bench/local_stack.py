@@ -89,12 +89,10 @@ def config(state_dir: Path) -> dict[str, Any]:
 
 
 class Stack:
-    def __init__(
-        self, tmp: Path, make_config: Callable[[Path], dict[str, Any]] | None = None
-    ) -> None:
+    def __init__(self, tmp: Path, make_config: Callable[[Path], dict[str, Any]] = config) -> None:
         self.state_dir = tmp / "state"
         path = tmp / "config.json"
-        path.write_text(json.dumps((make_config or config)(self.state_dir)))
+        path.write_text(json.dumps(make_config(self.state_dir)))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
         self.env.pop("FIRESTORE_EMULATOR_HOST", None)
         self.env.pop("PUBSUB_EMULATOR_HOST", None)

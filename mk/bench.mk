@@ -5,15 +5,16 @@
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
 #   bench-gateway        gateway overhead ÷ direct, release delay, a cold burst of 100 (~3 min)
+#   bench-batch          batch worker throughput ÷ direct, VM-seconds per 1,000 lines (~2 min)
 
 BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12
 
-.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway
+.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch
 
-bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway
+bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
@@ -29,3 +30,6 @@ bench-local: install
 
 bench-gateway: install
 	$(PYTHON) bench/gateway.py --warm 300 --colds 10 --burst 100 --write
+
+bench-batch: install
+	$(PYTHON) bench/batch.py --lines 1000 --rounds 5 --write

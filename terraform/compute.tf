@@ -52,6 +52,7 @@ module "pool" {
   metadata = {
     (local.metadata_agent_config) = jsonencode(local.agent_config[each.key])
     (local.metadata_pool)         = each.key
+    (local.metadata_worker)       = jsonencode(local.worker_config[each.key])
     "startup-script"              = local.startup_script
     "enable-oslogin"              = "TRUE"
   }
@@ -60,7 +61,8 @@ module "pool" {
   operator_member = "serviceAccount:${google_service_account.functions.email}"
 
   queue_threshold      = each.value.queue_threshold
-  work_subscription    = google_pubsub_subscription.work.name
+  queue_renotify_s     = max(300, min(each.value.lease_s, 1800)) # within a lease: demand stays fresh
+  work_subscription    = google_pubsub_subscription.work[each.key].name
   notification_channel = google_monitoring_notification_channel.queue.name
   alert_user_labels    = { for k, v in var.labels : replace(k, "-", "_") => v }
 

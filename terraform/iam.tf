@@ -236,13 +236,6 @@ resource "google_pubsub_topic_iam_member" "pubsub_dead_letter_publisher" {
   member  = local.pubsub_agent
 }
 
-resource "google_pubsub_subscription_iam_member" "pubsub_work_subscriber" {
-  project      = var.project_id
-  subscription = google_pubsub_subscription.work.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
-}
-
 # Cloud Billing publishes budget notifications as this Google-managed principal.
 resource "google_pubsub_topic_iam_member" "budget_publisher" {
   project = var.project_id

@@ -48,6 +48,7 @@ locals {
       poll_s             = var.gateway.poll_s
       upstream_timeout_s = var.gateway.upstream_timeout_s
     }
+    batch = local.batch_config
     pools = {
       for pool, p in var.pools : pool => merge(
         {

@@ -28,7 +28,8 @@ locals {
   collection_events = "yoyo_events"              # names.COLLECTION_EVENTS
   event_ttl_field   = "expire_at"                # names.EVENT_TTL_FIELD
 
-  label_pool            = "yoyo-pool"         # names.LABEL_POOL
-  metadata_pool         = "yoyo-pool"         # names.METADATA_POOL
-  metadata_agent_config = "yoyo-agent-config" # names.METADATA_AGENT_CONFIG
+  label_pool            = "yoyo-pool"          # names.LABEL_POOL
+  metadata_pool         = "yoyo-pool"          # names.METADATA_POOL
+  metadata_agent_config = "yoyo-agent-config"  # names.METADATA_AGENT_CONFIG
+  metadata_worker       = "yoyo-worker-config" # names.METADATA_WORKER_CONFIG
 }

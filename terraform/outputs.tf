@@ -9,9 +9,14 @@ output "topics" {
   )
 }
 
-output "work_subscription" {
-  description = "Subscription the pools' clients pull work from (its backlog wakes the pools)."
-  value       = google_pubsub_subscription.work.name
+output "work_subscriptions" {
+  description = "Each pool's work subscription (its yoyo-worker pulls batch shards from it; its backlog is the pool's queue alert)."
+  value       = { for pool, s in google_pubsub_subscription.work : pool => s.name }
+}
+
+output "batch_bucket" {
+  description = "The bucket holding batch inputs, checkpoints and results (the configuration's batch.bucket)."
+  value       = google_storage_bucket.batch.name
 }
 
 output "dead_letter_subscription" {

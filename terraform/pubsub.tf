@@ -8,7 +8,7 @@
 #   acknowledge malformed or foreign messages themselves (DESIGN.md §7), so only transient
 #   failures are redelivered, and Eventarc's subscription drops a message after its
 #   24-hour retention;
-# - the subscription Terraform does own, the work queue's, dead-letters into
+# - the subscriptions Terraform does own, each pool's work queue (batch.tf), dead-letter into
 #   "<prefix>-dead-letter", which keeps what it receives for 7 days in
 #   "<prefix>-dead-letter-sub";
 # - the Pub/Sub service agent may publish to the dead-letter topic, so an operator can
@@ -44,32 +44,6 @@ resource "google_pubsub_topic" "work" {
   labels  = var.labels
 
   depends_on = [google_project_service.apis]
-}
-
-# The work queue's subscription: producers publish work to "<prefix>-work", the pool's
-# inference clients pull it from here; its backlog is what the queue alert watches.
-resource "google_pubsub_subscription" "work" {
-  project = var.project_id
-  name    = "${var.prefix}-${local.topic_work}-sub"
-  topic   = google_pubsub_topic.work.id
-  labels  = var.labels
-
-  ack_deadline_seconds       = 600
-  message_retention_duration = "604800s"
-
-  expiration_policy {
-    ttl = "" # never expires, even when no client pulls for a long time
-  }
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = 10
-  }
 }
 
 resource "google_pubsub_subscription" "dead_letter" {

@@ -396,3 +396,30 @@ variable "inference_source_ranges" {
     error_message = "inference_source_ranges must be CIDR ranges, and not 0.0.0.0/0."
   }
 }
+
+variable "batch" {
+  description = "Batch inference: lines per work message, lines a VM's worker runs at once, the work subscriptions' ack deadline (a dead worker's shard comes back after it), and how long batch objects are kept."
+  type = object({
+    shard_lines    = optional(number, 100)
+    concurrency    = optional(number, 8)
+    ack_deadline_s = optional(number, 60)
+    retention_days = optional(number, 30)
+  })
+  default = {}
+
+  validation {
+    condition     = var.batch.shard_lines >= 1 && var.batch.concurrency >= 1 && var.batch.retention_days >= 1
+    error_message = "batch.shard_lines, batch.concurrency and batch.retention_days must be at least 1."
+  }
+
+  validation {
+    condition     = var.batch.ack_deadline_s >= 10 && var.batch.ack_deadline_s <= 600
+    error_message = "batch.ack_deadline_s must be within 10..600 (Pub/Sub's range)."
+  }
+}
+
+variable "batch_bucket_name" {
+  description = "Name of the batch bucket (default: <project>-<prefix>-batch)."
+  type        = string
+  default     = null
+}

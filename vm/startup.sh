@@ -5,7 +5,9 @@
 #   1. write /etc/yoyo/agent.json from the "yoyo-agent-config" metadata, adding the
 #      instance name (only rewritten when it changed);
 #   2. install the image's systemd units into /etc/systemd/system when they differ;
-#   3. enable and start the units: weights prefetch -> vLLM, and the agent.
+#   3. enable and start the units: weights prefetch -> vLLM, and the agent;
+#   4. write /etc/yoyo/worker.json from the "yoyo-worker-config" metadata (when set) and
+#      run yoyo-worker, the batch worker.
 # The units themselves are baked into the image (vm/image/build-image.sh) under
 # /opt/yoyo/share/systemd. On a reboot they already start before this script runs,
 # with the previous configuration; this script only restarts what a change affects.
@@ -18,7 +20,9 @@ readonly CONFIG="${CONFIG_DIR}/agent.json"
 readonly GATEWAY_ENV="${CONFIG_DIR}/vllm-gateway.env"
 readonly UNIT_SRC="/opt/yoyo/share/systemd"
 readonly UNIT_DST="/etc/systemd/system"
-readonly UNITS=(yoyo-weights.service vllm.service yoyo-agent.service)
+readonly UNITS=(yoyo-weights.service vllm.service yoyo-agent.service yoyo-worker.service)
+readonly WORKER_CONFIG_KEY="yoyo-worker-config"
+readonly WORKER_CONFIG="${CONFIG_DIR}/worker.json"
 readonly PYTHON="/opt/yoyo/venv/bin/python"
 
 log() { echo "yoyo-startup: $*"; }
@@ -108,10 +112,22 @@ install_units() {
   fi
 }
 
+# yoyo-worker's configuration, as Terraform wrote it (no metadata key: no worker).
+write_worker_config() {
+  local raw
+  raw="$(curl --silent --fail --header "Metadata-Flavor: Google" \
+    "${METADATA_URL}/instance/attributes/${WORKER_CONFIG_KEY}")" || return 0
+  printf '%s' "${raw}" | "${PYTHON}" -c 'import json, sys; json.load(sys.stdin)' || return 0
+  printf '%s\n' "${raw}" >"${WORKER_CONFIG}.tmp"
+  chmod 0644 "${WORKER_CONFIG}.tmp"
+  mv -f "${WORKER_CONFIG}.tmp" "${WORKER_CONFIG}"
+}
+
 main() {
   local config_changed units_changed unit
   config_changed="$(write_config)"
   config_changed+="$(write_gateway_env)"
+  write_worker_config
   units_changed="$(install_units)"
   log "config ${config_changed:-unchanged}, units ${units_changed:-unchanged}"
 
@@ -126,6 +142,7 @@ main() {
     systemctl restart --no-block yoyo-agent.service yoyo-weights.service
   fi
   systemctl start --no-block yoyo-agent.service vllm.service
+  systemctl restart --no-block yoyo-worker.service
   log "units started"
 }
 

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from . import names
 from .config import Config, load_config
 from .errors import ConfigError
-from .ports import Clock, Compute, IdentityVerifier, Publisher, Store
+from .ports import Clock, Compute, IdentityVerifier, Publisher, Storage, Store
 from .service import Service
 
 if TYPE_CHECKING:
+    from .batch.service import BatchService
     from .gateway.app import Gateway
 
 _lock = threading.Lock()
@@ -61,6 +62,25 @@ def build_publisher(config: Config) -> Publisher:
     return LocalBusPublisher.from_config(config)
 
 
+def build_storage(config: Config) -> Storage:
+    """Batch objects: the configured bucket on gcp, else a directory under state_dir."""
+    if config.backend == "gcp":
+        from .adapters.cloud_storage import CloudStorage
+
+        if not config.batch.bucket:
+            raise ConfigError("batch.bucket: required on the gcp backend (Terraform output)")
+        return CloudStorage(bucket=config.batch.bucket, project=config.project)
+    from .adapters.local_storage import LocalStorage
+
+    return LocalStorage(Path(config.local.state_dir) / "objects")
+
+
+def build_batch_service(config: Config, store: Store, publisher: Publisher) -> BatchService:
+    from .batch.service import BatchService
+
+    return BatchService(store, build_storage(config), publisher, build_clock(), config)
+
+
 def build_clock() -> Clock:
     from .adapters.clock import SystemClock
 
@@ -80,7 +100,11 @@ def build_identity(config: Config) -> IdentityVerifier:
 
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
-    return Service(build_store(config), build_compute(config), build_clock(), config)
+    store = build_store(config)
+    work_demand = None
+    if config.backend == "local" or config.batch.bucket:  # batch inference is configured
+        work_demand = build_batch_service(config, store, build_publisher(config)).pending_lines
+    return Service(store, build_compute(config), build_clock(), config, work_demand)
 
 
 def service() -> Service:

@@ -761,6 +761,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("cycle", cmd_cycle, "run a pool's cycle now", pool)
     p.add_argument("--now", action="store_true", required=True)
     add("cost", cmd_cost, "spend today and this month, caps, projected month-end spend")
+    from .batch.cli import register as register_batch
+
+    register_batch(sub, common, pool)
     # `yoyoctl simulate ARGS` is handed to the simulator's own parser by main().
     sub.add_parser("simulate", help="replay a derived trace on the real decide() (--help)")
     gateway = sub.add_parser("gateway", help="the OpenAI-compatible gateway", parents=[common])

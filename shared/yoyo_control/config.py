@@ -100,6 +100,18 @@ DEFAULT_HEARTBEAT_AUDIENCE = "yoyo-heartbeat"
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """Batch inference (docs/messages.md): where objects live and how work is cut."""
+
+    bucket: str = ""  # gcp: the Cloud Storage bucket; local: objects under state_dir
+    max_file_bytes: int = 200 * 1024 * 1024  # OpenAI's limit for a batch input file
+    max_lines: int = 50_000  # OpenAI's limit of requests per batch
+    shard_lines: int = 100  # lines per work message
+    concurrency: int = 8  # lines a worker runs at once against its inference server
+    ack_deadline_s: int = 60  # a dead worker's shard is redelivered after this (10..600)
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "local"
     project: str = "local-project"
@@ -116,6 +128,7 @@ class Config:
     cycles: Mapping[str, Cycle] = field(default_factory=dict)
     gateway: GatewaySettings = GatewaySettings()
     local: LocalSettings = LocalSettings()
+    batch: BatchSettings = BatchSettings()
 
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}-{suffix}"
@@ -275,6 +288,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     local_raw = _mapping(raw.get("local", {}), "local")
     _only_keys(local_raw, {f.name for f in fields(LocalSettings)}, "local")
     local = LocalSettings(**{k: v for k, v in local_raw.items()})
+    batch = _batch(_mapping(raw.get("batch", {}), "batch"))
     pools_raw = _mapping(raw.get("pools", {}), "pools")
     if not pools_raw:
         raise ConfigError("pools: at least one pool must be configured")
@@ -312,7 +326,23 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         cycles=cycles,
         gateway=gateway,
         local=local,
+        batch=batch,
     )
+
+
+def _batch(raw: Mapping[str, Any]) -> BatchSettings:
+    _only_keys(raw, {f.name for f in fields(BatchSettings)}, "batch")
+    bucket = raw.get("bucket", "")
+    if not isinstance(bucket, str):
+        raise ConfigError(f"batch.bucket: expected a bucket name, got {bucket!r}")
+    counts = {
+        key: int(_number(raw[key], f"batch.{key}", 1))
+        for key in ("max_file_bytes", "max_lines", "shard_lines", "concurrency", "ack_deadline_s")
+        if key in raw
+    }
+    if not 10 <= counts.get("ack_deadline_s", 60) <= 600:
+        raise ConfigError("batch.ack_deadline_s: must be within 10..600 (Pub/Sub's range)")
+    return BatchSettings(bucket=bucket, **counts)
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:

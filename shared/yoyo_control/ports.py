@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
 
 T = TypeVar("T")
@@ -64,6 +65,21 @@ class Store(Protocol):
         self, pool: str | None = None, since: float | None = None, limit: int = 100
     ) -> list[Event]:
         """The newest ``limit`` events (optionally of one pool, after ``since``), oldest first."""
+        ...
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """The batch record (one document read); None if there is none."""
+        ...
+
+    def list_batches(self, pool: str | None = None, pending: bool = False) -> list[Batch]:
+        """Batch records (of one pool; only those not yet terminal), newest first."""
+        ...
+
+    def update_batch(
+        self, batch_id: str, change: Callable[[Batch | None], Batch | None]
+    ) -> Batch | None:
+        """In one transaction: read the record, save ``change(record)`` unless it is None
+        or unchanged, return what is stored after. ``change`` may run more than once."""
         ...
 
 
@@ -129,4 +145,32 @@ class Upstream(Protocol):
 
     def post(self, address: str, path: str, body: bytes) -> UpstreamResponse:
         """POST ``body`` (JSON) to ``http://address/path``; raises UpstreamLost."""
+
+
+class Storage(Protocol):
+    """Objects by key in one bucket (Cloud Storage) or directory (embedded default).
+
+    Keys are "/"-separated names without a leading "/" or "." / ".." parts. A ``put``
+    is durable and atomic when it returns: readers see the whole object or none.
+    Transient failures raise TemporaryError.
+    """
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write (or replace) the whole object."""
+        ...
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """Bytes ``[start, end)`` of the object (to its end if ``end`` is None); None if absent."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None if absent."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; absent is fine."""
         ...

@@ -13,6 +13,9 @@ Invariants (DESIGN.md §3):
   (domain/facts.py).
 - Every action's outcome is recorded; temporary failures raise TemporaryError after all
   actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
+- Pending batch work is queue demand (source ``work``) for as long as it is pending: each
+  tick records the pool's pending lines (``work_demand``), and zero once they are done
+  (only over its own count: a producer's depth or an incident clears itself).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .domain.facts import (
     HeartbeatReceived,
     KillRequested,
     KillSwitchWritten,
+    QueueDepthObserved,
     StatusObserved,
     Tick,
     UnkillRequested,
@@ -84,12 +88,23 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
     )
 
 
+WORK_DEMAND_SOURCE = "work"
+
+
 class Service:
-    def __init__(self, store: Store, compute: Compute, clock: Clock, config: Config) -> None:
+    def __init__(
+        self,
+        store: Store,
+        compute: Compute,
+        clock: Clock,
+        config: Config,
+        work_demand: Callable[[str], int] | None = None,
+    ) -> None:
         self.store = store
         self.compute = compute
         self.clock = clock
         self.config = config
+        self.work_demand = work_demand  # a pool's pending batch lines (batch/service.py)
         self.budget_rules = BudgetRules(
             config.budget.budget_ids,
             config.budget.kill_fraction,
@@ -238,6 +253,7 @@ class Service:
         duplicate = self._record_global(fact, None)
 
         def observe_and_reconcile(pool: str) -> Iterable[Action]:
+            self._observe_work(fact, pool)
             observed_at = self.clock.now()
             listed = self.compute.list_instances(pool, self.config.pools[pool].zone)
             observation = StatusObserved(
@@ -250,6 +266,23 @@ class Service:
 
         actions = self._each_pool(observe_and_reconcile)
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
+
+    def _observe_work(self, tick: Tick, pool: str) -> None:
+        """Record the pool's pending batch lines as queue demand (zero once they are done)."""
+        if self.work_demand is None:
+            return
+        try:
+            depth = self.work_demand(pool)
+        except (TemporaryError, OSError) as exc:  # the lifecycle tick goes on regardless
+            logs.warning(f"pending batch work unknown this tick: {exc}", pool=pool)
+            return
+        if depth == 0:  # clear only what this count set: others' depths clear themselves
+            demand = self.store.get_pool(pool).demand
+            if demand.source != WORK_DEMAND_SOURCE or demand.depth == 0:
+                return
+        message_id = f"{tick.message_id}:work:{pool}"
+        observed = QueueDepthObserved(message_id, self.clock.now(), pool, depth, WORK_DEMAND_SOURCE)
+        self.reconcile(pool, observed)
 
     def _global(self, fact: Fact) -> Handled:
         note = ""

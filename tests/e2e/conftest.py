@@ -213,11 +213,18 @@ def eventually(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> 
 
 
 @pytest.fixture
+def world_overrides() -> dict[str, Any]:
+    """Top-level configuration keys a test module replaces (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def world(
     google_emulators: Emulators,
     function_server: tuple[str, Answers],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    world_overrides: dict[str, Any],
 ) -> Iterator[World]:
     from google.auth.credentials import AnonymousCredentials
 
@@ -240,6 +247,7 @@ def world(
                 "cycle": {"window_s": 1800},
             }
         },
+        **world_overrides,
     }
     for name in ("YOYO_CONFIG_FILE", "YOYO_BACKEND"):
         monkeypatch.delenv(name, raising=False)

@@ -177,6 +177,7 @@ def test_terraform_names_mirror_names_py() -> None:
         "label_pool": names.LABEL_POOL,
         "metadata_pool": names.METADATA_POOL,
         "metadata_agent_config": names.METADATA_AGENT_CONFIG,
+        "metadata_worker": names.METADATA_WORKER_CONFIG,
     }
     actual = {key: locals_().get(key) for key in expected}
     assert actual == expected
@@ -205,17 +206,22 @@ def test_every_topic_in_names_is_created_and_nothing_else() -> None:
     assert set(created_topics()) == expected
 
 
-def test_the_queue_alert_watches_the_work_subscription() -> None:
+def test_each_pools_queue_alert_watches_its_own_filtered_work_subscription() -> None:
     subscription = resources("google_pubsub_subscription")["work"]
-    assert resolve(attribute(subscription.body, "name")) == (
-        f"{variable_default('prefix')}-{names.TOPIC_WORK}-sub"
+    assert attribute(subscription.body, "for_each") == "var.pools"
+    assert attribute(subscription.body, "name") == (
+        '"${var.prefix}-${local.topic_work}-sub-${each.key}"'
     )
+    assert attribute(subscription.body, "filter") == '"attributes.pool = \\"${each.key}\\""'
+    assert "renotify_interval" in (TF_ROOT / "modules" / "pool" / "main.tf").read_text()
     assert attribute(subscription.body, "topic") == "google_pubsub_topic.work.id"
     pool_module = (TF_ROOT / "modules" / "pool" / "main.tf").read_text(encoding="utf-8")
     assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in pool_module
     assert "yoyo_pool = var.pool" in pool_module
     (module,) = [b for b in root_blocks() if b.kind == "module" and b.labels == ("pool",)]
-    assert attribute(module.body, "work_subscription") == "google_pubsub_subscription.work.name"
+    assert attribute(module.body, "work_subscription") == (
+        "google_pubsub_subscription.work[each.key].name"
+    )
 
 
 # --- functions ---------------------------------------------------------------------
@@ -368,7 +374,12 @@ def test_vm_metadata_keys_and_pool_label() -> None:
     assert metadata_map, "module pool takes a metadata map"
     keys = re.findall(r'^\s*(\(local\.[a-z_]+\)|"[^"]+")\s*=', metadata_map.group(1), re.MULTILINE)
     resolved = {resolve(k.strip("()")) for k in keys}
-    assert {names.METADATA_AGENT_CONFIG, names.METADATA_POOL, "startup-script"} <= resolved
+    assert {
+        names.METADATA_AGENT_CONFIG,
+        names.METADATA_WORKER_CONFIG,
+        names.METADATA_POOL,
+        "startup-script",
+    } <= resolved
     label = re.search(
         r"^  labels\s*=\s*merge\(var\.labels, \{ \((local\.[a-z_]+)\) = each\.key \}\)",
         module.body,
@@ -382,17 +393,23 @@ def test_vm_metadata_keys_and_pool_label() -> None:
 
     startup = (VM_DIR / "startup.sh").read_text(encoding="utf-8")
     assert f'CONFIG_KEY="{names.METADATA_AGENT_CONFIG}"' in startup
+    assert f'WORKER_CONFIG_KEY="{names.METADATA_WORKER_CONFIG}"' in startup
 
 
 def test_vm_units_run_modules_that_exist() -> None:
     units = sorted(VM_DIR.glob("*.service"))
-    assert {u.name for u in units} == {"yoyo-weights.service", "vllm.service", "yoyo-agent.service"}
+    assert {u.name for u in units} == {
+        "yoyo-weights.service",
+        "vllm.service",
+        "yoyo-agent.service",
+        "yoyo-worker.service",
+    }
     modules = []
     for unit in units:
         for line in unit.read_text(encoding="utf-8").splitlines():
             if line.startswith("ExecStart="):
                 modules += re.findall(r"\s-m\s+([A-Za-z_][\w.]*)", line)
-    assert modules == ["yoyo_control.agent"]
+    assert modules == ["yoyo_control.agent", "yoyo_control.worker"]
     for module in modules:
         spec = importlib.util.find_spec(module)
         assert spec is not None, f"{module} (run by a vm/ unit) does not exist"

@@ -138,11 +138,11 @@ class Stack:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def start_stack(tmp: Path, extra: dict[str, Any] | None = None) -> Stack:
-    """The stack on ``stack_config``, with ``extra`` top-level keys merged in."""
+def start_stack(tmp: Path, **overrides: Any) -> Stack:
+    """A running ``yoyoctl local up``; ``overrides`` replace top-level configuration keys."""
     state_dir = tmp / "state"
     config_path = tmp / "config.json"
-    config_path.write_text(json.dumps({**stack_config(state_dir, free_port()), **(extra or {})}))
+    config_path.write_text(json.dumps({**stack_config(state_dir, free_port()), **overrides}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
     env.pop("FIRESTORE_EMULATOR_HOST", None)
     env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -171,6 +171,19 @@ def start_stack(tmp: Path, extra: dict[str, Any] | None = None) -> Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s
+    finally:
+        s.kill_everything()
+
+
+@pytest.fixture(scope="module")
+def batch_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack whose dead workers' shards come back within 10 s (tests/local/test_batch_stack)."""
+    s = start_stack(
+        tmp_path_factory.mktemp("batch"),
+        batch={"shard_lines": 50, "concurrency": 8, "ack_deadline_s": 10},
+    )
     try:
         yield s
     finally:

@@ -29,7 +29,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str, s
     tmp = tmp_path_factory.mktemp("gateway")
     pools = stack_config(tmp, 0)["pools"]
     pools["default"]["model"] = MODEL
-    s = start_stack(tmp, {"gateway": {"poll_s": 0.2, "hold_s": 60}, "pools": pools})
+    s = start_stack(tmp, gateway={"poll_s": 0.2, "hold_s": 60}, pools=pools)
     try:
         key = s.yoyoctl("gateway", "key")
         yield s, key["base_url"], key["key"]

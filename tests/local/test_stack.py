@@ -110,7 +110,8 @@ def test_ctrl_c_stops_everything_and_leaves_no_process(own_stack: Stack) -> None
     pids_file = own_stack.state_dir / "vms" / "vm-0" / "pids"
     own_stack.wait_for(pids_file.exists, 10, "the VM's pid file")
     vm_pids = [int(p) for p in pids_file.read_text().split()]
-    assert len(vm_pids) == 3 and all(Path(f"/proc/{p}").exists() for p in vm_pids)
+    # the VM's leader and its units: inference server, agent, batch worker
+    assert len(vm_pids) == 4 and all(Path(f"/proc/{p}").exists() for p in vm_pids)
 
     # Every shutdown step bounds its own wait (local/stack.py: ~30 s at worst in all); a
     # stack that has not exited well after that is stuck. Slow steps name themselves.

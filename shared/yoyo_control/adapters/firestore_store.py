@@ -59,6 +59,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from .. import names
+from ..domain.batch import Batch
 from ..domain.codec import from_doc, to_doc
 from ..domain.heartbeats import merge
 from ..domain.killswitch import kill_from_fields
@@ -447,3 +448,41 @@ class FirestoreStore:
         with _temporary_on_transient("read events"):
             docs = [s.to_dict() for s in query.limit(limit).stream()]
         return [_event_from_doc(d) for d in reversed(docs)]
+
+    # --- batch records (yoyo_batches/{id}: the Batch document plus ``pending``) -------
+
+    def batch_ref(self, batch_id: str) -> Any:
+        return self.client.collection(names.COLLECTION_BATCHES).document(doc_id(batch_id))
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        with _temporary_on_transient("get batch"):
+            snap = self.batch_ref(batch_id).get()
+        return from_doc(Batch, snap.to_dict()) if snap.exists else None
+
+    def list_batches(self, pool: str | None = None, pending: bool = False) -> list[Batch]:
+        query: Any = self.client.collection(names.COLLECTION_BATCHES)
+        if pool is not None:
+            query = query.where(filter=FieldFilter("pool", "==", pool))
+        if pending:
+            query = query.where(filter=FieldFilter("pending", "==", True))
+        with _temporary_on_transient("list batches"):
+            batches = [from_doc(Batch, s.to_dict()) for s in query.stream()]
+        return sorted(batches, key=lambda x: (x.created_at, x.id), reverse=True)
+
+    def update_batch(
+        self, batch_id: str, change: Callable[[Batch | None], Batch | None]
+    ) -> Batch | None:
+        ref = self.batch_ref(batch_id)
+
+        def body(txn: firestore.Transaction) -> Batch | None:
+            (snap,) = list(txn.get(ref))
+            current = from_doc(Batch, snap.to_dict()) if snap.exists else None
+            new = change(current)
+            if new is None or new == current:
+                return current
+            if new.id != batch_id:
+                raise ValueError(f"update_batch({batch_id!r}) returned batch {new.id!r}")
+            txn.set(ref, {**to_doc(new), "pending": not new.terminal})
+            return new
+
+        return self._run(body)

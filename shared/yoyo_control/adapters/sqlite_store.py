@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import names
+from ..domain.batch import Batch
 from ..domain.codec import from_doc, to_doc
 from ..domain.heartbeats import merge
 from ..domain.model import Heartbeat, KillSwitch, PoolState
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_pool ON events (pool, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events (at, seq);
 CREATE INDEX IF NOT EXISTS events_pool_at ON events (pool, at, seq);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, pool TEXT NOT NULL, created_at REAL NOT NULL,
+    pending INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS batches_pool ON batches (pool, pending, created_at);
 """
 
 
@@ -212,3 +217,37 @@ class SqliteStore:
             )
             for r in reversed(rows)
         ]
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        row = self._conn().execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return from_doc(Batch, json.loads(row[0])) if row else None
+
+    def list_batches(self, pool: str | None = None, pending: bool = False) -> list[Batch]:
+        sql, args = "SELECT doc FROM batches WHERE 1=1", []
+        if pool is not None:
+            sql += " AND pool = ?"
+            args.append(pool)
+        if pending:
+            sql += " AND pending = 1"
+        rows = self._conn().execute(sql + " ORDER BY created_at DESC, id DESC", args)
+        return [from_doc(Batch, json.loads(r[0])) for r in rows]
+
+    def update_batch(
+        self, batch_id: str, change: Callable[[Batch | None], Batch | None]
+    ) -> Batch | None:
+        def txn(tx: _Tx) -> Batch | None:
+            row = tx.conn.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            current = from_doc(Batch, json.loads(row[0])) if row else None
+            new = change(current)
+            if new is None or new == current:
+                return current
+            if new.id != batch_id:
+                raise ValueError(f"update_batch({batch_id!r}) returned batch {new.id!r}")
+            tx.conn.execute(
+                "INSERT INTO batches (id, pool, created_at, pending, doc) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, doc = excluded.doc",
+                (new.id, new.pool, new.created_at, int(not new.terminal), json.dumps(to_doc(new))),
+            )
+            return new
+
+        return self.transact(txn)

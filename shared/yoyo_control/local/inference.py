@@ -14,17 +14,14 @@ Invariants:
   ``token_latency_s``; at most ``max_num_seqs`` requests run at once, the rest wait.
 - Until ``boot_delay_s`` has passed every endpoint answers 503 (weights still loading), as
   a VM that is RUNNING for Compute Engine is not yet serving.
-- With a work subscription configured, a puller drains the pool's work queue over the
-  Pub/Sub REST API (the local bus or the emulator): each item is one completion, acked only
-  after it finished; an item is pulled only when a sequence slot is free.
+- It serves HTTP only: the VM's worker unit (``yoyo_control.worker``) drains the pool's
+  work queue against it, as yoyo-worker drives vLLM on a real VM.
 - The server's port is written atomically to ``--port-file`` once it listens.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import hashlib
 import hmac
 import itertools
@@ -40,8 +37,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-from . import guard, http
 
 SENTENCE = [
     "This",
@@ -363,53 +358,6 @@ def make_handler(
     return Handler
 
 
-def pull_work(
-    engine: Engine,
-    pubsub_url: str,
-    project: str,
-    subscription: str,
-    stop: threading.Event,
-    ready_at: float,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Drain the pool's work queue: one pulled item = one simulated completion, then ack."""
-    base = f"{pubsub_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
-    headers = headers or {}
-    while not stop.is_set():
-        if time.time() < ready_at or not engine.busy_slots_free():
-            stop.wait(0.1)
-            continue
-        try:
-            status, doc = http.post_json(f"{base}:pull", {"maxMessages": 1}, 10, headers)
-        except OSError:
-            stop.wait(1.0)
-            continue
-        received = (doc or {}).get("receivedMessages") or [] if status == 200 else []
-        if not received:
-            stop.wait(0.2)
-            continue
-        for item in received:
-            threading.Thread(
-                target=_work_item, args=(engine, base, item, headers), daemon=True, name="work"
-            ).start()
-
-
-def _work_item(engine: Engine, base: str, item: dict[str, Any], headers: dict[str, str]) -> None:
-    raw = base64.b64decode(item["message"].get("data", ""))
-    try:
-        body = json.loads(raw)
-        if not isinstance(body, dict):
-            body = {"prompt": str(body)}
-    except ValueError:
-        body = {"prompt": raw.decode("utf-8", "replace")}
-    # A malformed work item is acknowledged, not redelivered forever.
-    with contextlib.suppress(ValueError, TypeError):
-        _completion(engine, body, chat="messages" in body)
-    # An ack that does not arrive: redelivered after the ack deadline.
-    with contextlib.suppress(OSError):
-        http.post_json(f"{base}:acknowledge", {"ackIds": [item["ackId"]]}, 10, headers)
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a burst of connections waits, as at vLLM's server, not refused
@@ -422,10 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-latency-s", type=float, default=0.02)
     parser.add_argument("--boot-delay-s", type=float, default=0.0)
     parser.add_argument("--max-num-seqs", type=int, default=4)
-    parser.add_argument("--pubsub-url", default="")
-    parser.add_argument("--project", default="local-project")
-    parser.add_argument("--work-subscription", default="")
-    parser.add_argument("--bus-secret-file", default="", help="the local stack's secret")
     parser.add_argument("--api-key-file", default="", help="require this bearer key on /v1")
     parser.add_argument("--spec", default="", help="(ignored; marks the VM for ps)")
     args = parser.parse_args(argv)
@@ -445,21 +389,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    if args.pubsub_url and args.work_subscription:
-        threading.Thread(
-            target=pull_work,
-            args=(
-                engine,
-                args.pubsub_url,
-                args.project,
-                args.work_subscription,
-                stop,
-                ready_at,
-                guard.secret_headers(guard.read_secret_file(args.bus_secret_file)),
-            ),
-            daemon=True,
-            name="pull",
-        ).start()
     server.serve_forever(poll_interval=0.2)
     return 0
 

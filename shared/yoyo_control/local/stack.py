@@ -133,6 +133,11 @@ class Stack:
             "pubsub_url": self.pubsub_url,
             "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
             "work_subscription": work_subscription(c, row.pool),
+            "storage_dir": str(self.state_dir / "objects"),  # bootstrap.build_storage's
+            "worker": {
+                "concurrency": c.batch.concurrency,
+                "ack_deadline_s": c.batch.ack_deadline_s,
+            },
             "agent": {
                 "pool": row.pool,
                 "instance": row.name,

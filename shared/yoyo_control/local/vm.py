@@ -1,7 +1,8 @@
 """A local "VM": the leader of its own process group, standing in for systemd on a GPU VM.
 
-``python -m yoyo_control.local.vm run --spec FILE`` starts the two units a real VM runs:
-the (simulated) inference server and the real VM agent, restarts either if it dies
+``python -m yoyo_control.local.vm run --spec FILE`` starts the units a real VM runs:
+the (simulated) inference server, the real VM agent and the real batch worker
+(yoyo-worker, when the stack gives the VM a work queue), restarts either if it dies
 (``Restart=always``), and ends both when it is told to stop.
 ``python -m yoyo_control.local.vm poweroff`` is the agent's power-off command locally:
 it signals the caller's whole process group, i.e. the VM it runs in.
@@ -47,19 +48,27 @@ def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
         str(spec["token_latency_s"]),
         "--boot-delay-s",
         str(spec["boot_delay_s"]),
-        "--pubsub-url",
-        spec.get("pubsub_url", ""),
-        "--project",
-        spec["project"],
-        "--work-subscription",
-        spec.get("work_subscription", ""),
-        "--bus-secret-file",
-        spec.get("bus_secret_file", ""),
         "--model",
         spec.get("model", "yoyo-local/simulated"),
         "--api-key-file",
         spec.get("api_key_file", ""),
     ]
+
+
+def _worker_config(spec: dict[str, Any], server_port: str) -> dict[str, Any] | None:
+    """yoyo-worker's configuration on this VM; None when the stack gives it no queue."""
+    if not (spec.get("work_subscription") and spec.get("storage_dir")):
+        return None
+    return {
+        "project": spec["project"],
+        "subscription": spec["work_subscription"],
+        "pubsub_url": spec.get("pubsub_url", ""),
+        "server_url": f"http://127.0.0.1:{server_port}",
+        "storage_dir": spec["storage_dir"],
+        "bus_secret_file": spec.get("bus_secret_file", ""),
+        "api_key_file": spec.get("api_key_file", ""),
+        **spec.get("worker", {}),
+    }
 
 
 def run(spec_path: str) -> int:
@@ -90,9 +99,16 @@ def run(spec_path: str) -> int:
     agent_path = vm_dir / "agent.json"
     agent_path.write_text(json.dumps(agent_cfg, indent=2))
     agent_argv = [sys.executable, "-m", "yoyo_control.agent", "--config", str(agent_path)]
-    if not stopping:
-        children["agent"] = _spawn(agent_argv, log)
     argv = {"inference": _inference_argv(spec, spec_path), "agent": agent_argv}
+    worker_cfg = _worker_config(spec, port_file.read_text().strip()) if port_file.exists() else None
+    if worker_cfg is not None:
+        worker_path = vm_dir / "worker.json"
+        worker_path.write_text(json.dumps(worker_cfg, indent=2))
+        argv["worker"] = [sys.executable, "-m", "yoyo_control.worker", "--config", str(worker_path)]
+    if not stopping:
+        for name in ("agent", "worker"):
+            if name in argv:
+                children[name] = _spawn(argv[name], log)
 
     def write_pids() -> None:
         pids = [os.getpid(), *(c.pid for c in children.values())]

@@ -122,8 +122,16 @@ resource "google_monitoring_alert_policy" "queue" {
     }
   }
 
+  # Notify on open and on close (close = depth 0), and again every renotify interval
+  # while the backlog stays: a second signal of pending work besides the batch records.
   alert_strategy {
-    auto_close = "1800s"
+    auto_close           = "1800s"
+    notification_prompts = ["OPENED", "CLOSED"]
+
+    notification_channel_strategy {
+      notification_channel_names = [var.notification_channel]
+      renotify_interval          = "${var.queue_renotify_s}s"
+    }
   }
 
   documentation {

@@ -156,3 +156,14 @@ variable "alert_user_labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "queue_renotify_s" {
+  description = "Seconds between repeated notifications while the pool's backlog alert stays open (the control plane forgets a queue depth nobody refreshes)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.queue_renotify_s >= 60 && floor(var.queue_renotify_s) == var.queue_renotify_s
+    error_message = "queue_renotify_s must be a whole number of seconds, at least 60."
+  }
+}

@@ -1,0 +1,96 @@
+"""The pool's work subscription over Pub/Sub's REST API: pull, extend, acknowledge.
+
+Invariants: the same calls work against Google's Pub/Sub (``https://pubsub.googleapis.com``
+with the VM's access token), the emulator and the local bus; HTTP errors and unreachable
+endpoints raise OSError (the caller backs off and retries); a pulled message carries its
+ack id, decoded data and attributes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..local import http
+
+GOOGLE_PUBSUB = "https://pubsub.googleapis.com"
+
+
+@dataclass(frozen=True)
+class Pulled:
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    delivery_attempt: int = 0
+
+
+def google_token() -> Callable[[], str]:
+    """Access tokens of the VM's service account (refreshed when they expire)."""
+    import google.auth
+    from google.auth.transport.requests import Request
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/pubsub"])
+
+    def token() -> str:
+        if not credentials.valid:
+            credentials.refresh(Request())
+        return str(credentials.token)
+
+    return token
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        base_url: str,
+        project: str,
+        subscription: str,
+        token: Callable[[], str] | None = None,
+        timeout_s: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
+        self.token = token
+        self.timeout_s = timeout_s
+        self.headers = dict(headers or {})  # e.g. the local stack's secret header
+
+    def _call(self, verb: str, doc: dict[str, object]) -> dict[str, object]:
+        headers = {**self.headers, "Content-Type": "application/json"}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        status, raw = http.request(
+            "POST", f"{self.url}:{verb}", json.dumps(doc).encode(), headers, self.timeout_s
+        )
+        if status != 200:
+            raise OSError(f"pubsub {verb}: HTTP {status}: {raw[:200]!r}")
+        answer = json.loads(raw) if raw.strip() else {}
+        return answer if isinstance(answer, dict) else {}
+
+    def pull(self, max_messages: int = 1) -> list[Pulled]:
+        answer = self._call("pull", {"maxMessages": max_messages, "returnImmediately": True})
+        pulled = []
+        for item in answer.get("receivedMessages") or []:  # type: ignore[union-attr]
+            message = item.get("message") or {}
+            try:
+                data = base64.b64decode(message.get("data", ""), validate=True)
+            except ValueError:
+                data = b""
+            pulled.append(
+                Pulled(
+                    str(item.get("ackId", "")),
+                    str(message.get("messageId", "")),
+                    data,
+                    {str(k): str(v) for k, v in (message.get("attributes") or {}).items()},
+                    int(item.get("deliveryAttempt") or 0),
+                )
+            )
+        return pulled
+
+    def extend(self, ack_id: str, seconds: int) -> None:
+        self._call("modifyAckDeadline", {"ackIds": [ack_id], "ackDeadlineSeconds": seconds})
+
+    def acknowledge(self, ack_id: str) -> None:
+        self._call("acknowledge", {"ackIds": [ack_id]})

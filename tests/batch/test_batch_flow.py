@@ -1,0 +1,187 @@
+"""Batch service + worker on the local bus and the simulated server: results exactly once."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from batch_bench import POOL, SUBSCRIPTION, Bench, jsonl, request_line
+from yoyo_control.batch import work
+from yoyo_control.domain.batch import BatchInputError, Status
+from yoyo_control.worker.shard import ServerUnavailable, http_post
+
+
+def records(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_a_batch_runs_every_line_once_and_4xx_lines_go_to_the_error_file(bench: Bench) -> None:
+    lines = [request_line(i) for i in range(120)]
+    lines[7] = json.dumps(
+        {
+            "custom_id": "req-7",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"messages": []},
+        }
+    )  # fmt: skip  (the server answers 400: an empty conversation)
+    batch = bench.service.submit(jsonl(lines), POOL)
+    assert batch.status is Status.IN_PROGRESS and len(batch.shards) == 3
+    assert bench.broker.backlog(SUBSCRIPTION) == 3  # one reference per shard, no payloads
+    bench.worker()
+    done = bench.wait_terminal(batch.id)
+    assert done.status is Status.COMPLETED
+    assert (done.request_counts.total, done.request_counts.completed) == (120, 119)
+    output, errors = bench.service.results(batch.id)
+    out, err = records(output), records(errors)
+    assert sorted(r["custom_id"] for r in out + err) == sorted(f"req-{i}" for i in range(120))
+    assert [r["custom_id"] for r in err] == ["req-7"]
+    assert err[0]["response"]["status_code"] == 400 and err[0]["error"] is None
+    assert out[0]["response"]["status_code"] == 200
+    assert out[0]["response"]["body"]["object"] == "chat.completion"
+    assert bench.engine.succeeded["stop"] + bench.engine.succeeded["length"] == 119
+
+
+def test_a_redelivered_shard_resumes_from_its_checkpoints(bench: Bench) -> None:
+    """The server dies after 23 answers: the shard goes back; the rerun runs only the rest."""
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(50)]), POOL)
+    calls: list[str] = []
+
+    def flaky(url: str, body: bytes) -> tuple[int, bytes]:
+        calls.append(url)
+        if len(calls) > 23:
+            raise OSError("connection refused")
+        return http_post(url, body)
+
+    bench.worker(concurrency=1, chunk_lines=10, post=flaky, retries=0)
+    shard = bench.service.store.get_batch(batch.id).shards[0]
+    deadline = time.monotonic() + 20
+    while len(bench.storage.list(work.shard_prefix(batch.id, 0))) < 2:
+        assert time.monotonic() < deadline, "no checkpoints written"
+        time.sleep(0.05)
+    bench.stop_workers()
+    assert bench.storage.size(work.done_key(batch.id, 0)) is None
+    checkpointed = len(bench.storage.list(work.shard_prefix(batch.id, 0))) * 10
+    assert checkpointed == 20 and shard.last_line == 50
+
+    served_before = sum(bench.engine.succeeded.values())
+    bench.worker()
+    done = bench.wait_terminal(batch.id)
+    assert done.request_counts.completed == 50
+    # Only the 30 lines without a checkpoint ran again (23 - 20 = 3 answers were lost).
+    assert sum(bench.engine.succeeded.values()) - served_before == 30
+    ids = [r["custom_id"] for r in records(bench.service.results(batch.id)[0])]
+    assert sorted(ids) == sorted(f"req-{i}" for i in range(50))
+
+
+def test_cancel_stops_the_worker_and_accounts_for_every_line(bench_factory: Any) -> None:
+    bench = bench_factory(token_latency_s=0.05, max_num_seqs=2)
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(200)]), POOL)
+    bench.worker(concurrency=2, chunk_lines=5)
+    deadline = time.monotonic() + 20
+    while not bench.storage.list(work.shards_prefix(batch.id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelled = bench.service.cancel(batch.id)
+    assert cancelled.status is Status.CANCELLED
+    time.sleep(1.0)  # one heartbeat interval of the local stack
+    settled = sum(bench.engine.succeeded.values())
+    time.sleep(1.0)
+    assert sum(bench.engine.succeeded.values()) == settled  # nothing started after it
+    assert settled < 200
+    counts = cancelled.request_counts
+    assert counts.total == 200 and counts.completed + counts.failed == 200
+    output, errors = bench.service.results(batch.id)
+    err = records(errors)
+    assert {r["error"]["code"] for r in err} == {"batch_cancelled"}
+    assert len(records(output)) + len(err) == 200
+
+
+def test_the_completion_window_expires_what_did_not_run(bench: Bench) -> None:
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(10)]), POOL)
+    bench.clock.offset = 86400 + 1  # no worker ran; a day passed
+    expired = bench.service.get(batch.id)
+    assert expired.status is Status.EXPIRED
+    err = records(bench.service.results(batch.id)[1])
+    assert [r["error"]["code"] for r in err] == ["batch_expired"] * 10
+    # Its shards still queued are acknowledged without running a line.
+    bench.worker()
+    deadline = time.monotonic() + 10
+    while bench.broker.backlog(SUBSCRIPTION):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sum(bench.engine.succeeded.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (jsonl([request_line(0), "{oops"]), "line 2: not valid JSON"),
+        (jsonl([request_line(0, url="/v1/images/generations")]), "line 1: url"),
+        (jsonl([request_line(i) for i in range(30)]), "the limit is 2000"),
+    ],
+)
+def test_a_bad_file_is_a_clear_error_and_nothing_is_submitted(
+    bench_factory: Any, data: bytes, message: str
+) -> None:
+    bench = bench_factory(max_file_bytes=2000)
+    with pytest.raises(BatchInputError, match=message):
+        bench.service.submit(data, POOL)
+    assert bench.service.list() == []
+    assert bench.storage.list("") == []
+    assert bench.broker.backlog(SUBSCRIPTION) == 0
+
+
+def test_a_foreign_work_message_is_acknowledged_and_logged(bench: Bench, capsys: Any) -> None:
+    bench.broker.publish("yoyo-work", b'{"prompt": "old style"}', {"pool": POOL})
+    bench.worker()
+    deadline = time.monotonic() + 10
+    while bench.broker.backlog(SUBSCRIPTION):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "refused: not a batch_shard v1 message; acknowledged" in capsys.readouterr().out
+
+
+def test_pending_lines_are_the_pools_demand_until_the_batch_completes(bench: Bench) -> None:
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(100)]), POOL)
+    assert bench.service.pending_lines(POOL) == 100
+    bench.worker()
+    bench.wait_terminal(batch.id)
+    assert bench.service.pending_lines(POOL) == 0
+
+
+def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
+    def down(url: str, body: bytes) -> tuple[int, bytes]:
+        return 503, b"{}"
+
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(5)]), POOL)
+    worker = bench.worker(post=down, retries=1, backoff_s=0.01)
+    with pytest.raises(ServerUnavailable):
+        worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
+    assert bench.storage.list(work.shards_prefix(batch.id)) == []
+
+
+def _job(bench: Bench, batch_id: str) -> work.ShardWork:
+    b = bench.service.store.get_batch(batch_id)
+    s = b.shards[0]
+    return work.ShardWork(
+        b.id, b.pool, b.endpoint, b.input_key, 0, s.first_line, s.last_line, s.start, s.end
+    )
+
+
+def test_the_worker_sends_the_local_stacks_secret_when_it_has_one(tmp_path: Any) -> None:
+    from yoyo_control.local.guard import HEADER
+    from yoyo_control.worker.__main__ import WorkerConfig, build
+
+    secret = tmp_path / "stack-secret"
+    secret.write_text("s3cret\n")
+    config = WorkerConfig(
+        project="p", subscription="s", pubsub_url="http://127.0.0.1:9", storage_dir=str(tmp_path),
+        bus_secret_file=str(secret),
+    )  # fmt: skip
+    assert build(config).queue.headers == {HEADER: "s3cret"}
+    without = WorkerConfig(project="p", subscription="s", pubsub_url="http://x", storage_dir="d")
+    assert build(without).queue.headers == {}
