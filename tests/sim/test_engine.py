@@ -108,7 +108,7 @@ def test_preempted_instances_are_restarted_and_every_request_is_served() -> None
     assert r.delivered["StatusObserved"] == 0  # statuses arrive through ticks
 
 
-def test_the_adaptive_policy_learns_from_the_gaps_it_sees() -> None:
+def test_the_histogram_policy_learns_from_the_gaps_it_sees() -> None:
     long_gaps = reqs(*(k * 7200.0 for k in range(5)))
     r = simulate(long_gaps, parse_policy("histogram:ref=900,margin=2,min_samples=1"), PARAMS)
     assert [t for _, t in r.timeouts][-1] == 60  # only long gaps: stop at once
