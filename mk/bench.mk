@@ -1,6 +1,6 @@
 # Benchmarks: `make bench` regenerates every table of bench/RESULTS.md (the prose around
 # them is kept). Each part can be run alone; none runs in `make test`.
-#   bench-keepalive      simulator: keep-alive policies × derived workloads × 10 seeds (~3 min, 2 jobs)
+#   bench-keepalive      simulator: keep-alive policies × derived and held-out workloads (~10 CPU-min)
 #   bench-store-ops      store operations per day vs the Firestore free tier (<1 min)
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from yoyo_control.domain.model import PoolPolicy
 from yoyo_control.sim import simulate_main
 from yoyo_control.sim.cli import simulate_main as cli_main
+from yoyo_control.sim.policies import DEFAULT_POLICY, parse_policy
 
 
 @pytest.fixture
@@ -62,3 +64,12 @@ def test_python_dash_m(spec: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["policy"] == "fixed-5m"
+
+
+def test_the_default_has_one_name_in_the_configuration_the_simulator_and_the_readme() -> None:
+    default = PoolPolicy(pool="p").keepalive
+    assert default == DEFAULT_POLICY
+    # Under that name the simulator runs the pool's own keep-alive (decide() computes it).
+    assert parse_policy(default).kind == "pool"
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f'| `pools.<name>.keepalive` | `"{default}"` |' in readme

@@ -59,8 +59,8 @@ def test_a_request_while_the_instance_stops_waits_for_the_stop_and_a_new_boot() 
 
 def test_the_same_seed_gives_the_same_run() -> None:
     noisy = replace(PARAMS, machine=Machine(), seed=7)
-    a = simulate(reqs(0, 900, 5000, 5030), parse_policy("adaptive"), noisy).summary()
-    b = simulate(reqs(0, 900, 5000, 5030), parse_policy("adaptive"), noisy).summary()
+    a = simulate(reqs(0, 900, 5000, 5030), parse_policy("histogram"), noisy).summary()
+    b = simulate(reqs(0, 900, 5000, 5030), parse_policy("histogram"), noisy).summary()
     a.pop("wall_s"), b.pop("wall_s")
     assert a == b
 
@@ -108,12 +108,12 @@ def test_preempted_instances_are_restarted_and_every_request_is_served() -> None
     assert r.delivered["StatusObserved"] == 0  # statuses arrive through ticks
 
 
-def test_the_adaptive_policy_learns_from_the_gaps_it_sees() -> None:
+def test_the_histogram_policy_learns_from_the_gaps_it_sees() -> None:
     long_gaps = reqs(*(k * 7200.0 for k in range(5)))
-    r = simulate(long_gaps, parse_policy("adaptive:ref=900,margin=2,min_samples=1"), PARAMS)
+    r = simulate(long_gaps, parse_policy("histogram:ref=900,margin=2,min_samples=1"), PARAMS)
     assert [t for _, t in r.timeouts][-1] == 60  # only long gaps: stop at once
     short_gaps = reqs(*(k * 100.0 for k in range(30)))
-    r = simulate(short_gaps, parse_policy("adaptive:ref=900,margin=2,min_samples=1"), PARAMS)
+    r = simulate(short_gaps, parse_policy("histogram:ref=900,margin=2,min_samples=1"), PARAMS)
     assert r.cold_starts == 1 and r.timeouts[-1][1] >= 2 * 98
 
 

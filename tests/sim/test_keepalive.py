@@ -152,3 +152,21 @@ def test_idle_timeout_dispatches_on_the_configured_kind() -> None:
     adaptive = ka.KeepAlive(kind="adaptive", idle_timeout_s=1800, reference_s=900, margin=2)
     assert ka.idle_timeout(adaptive, PRICE, h) == 30  # only long gaps: the floor
     assert set(ka.KINDS) == {"fixed", "break-even", "adaptive"}
+
+
+def test_the_default_keepalive_only_ever_shortens_the_configured_timeout() -> None:
+    # bench/RESULTS.md (issue 18): keeping a VM idle past the 15-minute reference cost more
+    # on the bursty benchmark than the cold starts it saved, so the default never does.
+    from yoyo_control.domain.decide import idle_timeout
+    from yoyo_control.domain.model import PoolPolicy, PoolState
+
+    # A 300 s boot: idling up to 30 min is cheaper than a cold start (break-even 1800 s).
+    policy = PoolPolicy(pool="p", hourly_price_usd=PRICE, boot_s=300.0)
+    for gaps in ([1000.0] * 20, [1000.0, 20.0] * 10, [100.0] * 20, [7200.0] * 20):
+        timeout = idle_timeout(policy, PoolState(pool="p", idle_gaps=hist_of(gaps)))
+        assert ka.KeepAlive.min_s <= timeout <= policy.idle_timeout_s
+    # Gaps of ~17 minutes: the histogram alone would keep them warm, the default does not.
+    longer = ka.KeepAlive(
+        kind="adaptive", idle_timeout_s=1800, boot_s=300, reference_s=900, margin=2
+    )
+    assert ka.idle_timeout(longer, PRICE, hist_of([1000.0] * 20)) > 900

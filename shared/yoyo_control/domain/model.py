@@ -66,12 +66,13 @@ class PoolPolicy:
     hourly_price_usd: float = 0.0
     # Keep-alive (domain/keepalive.py). "fixed": release the lease after idle_timeout_s.
     # "adaptive" (the default, chosen by bench/keepalive.py): the cheapest timeout on the
-    # pool's recent idle gaps, in [30 s, keepalive_max_s], never turning a gap that
-    # idle_timeout_s would have kept warm into a cold start (2× margin); idle_timeout_s
-    # until the pool has seen two gaps.
+    # pool's recent idle gaps, in [30 s, max(keepalive_max_s, idle_timeout_s)], never
+    # turning a gap that idle_timeout_s would have kept warm into a cold start (2× margin);
+    # idle_timeout_s until the pool has seen two gaps. By default it only shortens
+    # idle_timeout_s: keeping longer cost more than it saved (bench/RESULTS.md, issue 18).
     keepalive: str = "adaptive"
     idle_timeout_s: float = 900.0
-    keepalive_max_s: float = 1800.0
+    keepalive_max_s: float = 900.0
     boot_s: float = 150.0  # expected wake → ready: what a cold start makes its user wait
     wait_weight: float = 5.0  # a user-second of waiting is worth this many VM-seconds
     heartbeat_gap_s: float = 180.0

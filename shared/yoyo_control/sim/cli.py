@@ -18,7 +18,7 @@ from typing import TextIO
 
 from .compute import Dist, Machine
 from .engine import SimParams, SimResult, simulate
-from .policies import POLICIES, parse_policy
+from .policies import DEFAULT_POLICY, POLICIES, parse_policy
 from .report import rows, text
 from .workload import NAMED, build, resolve
 
@@ -69,7 +69,7 @@ def simulate_main(argv: list[str] | None = None, out: TextIO | None = None) -> i
         return 0
     try:
         workloads = [(w, resolve(w)) for w in (args.workload or ["sparse"])]
-        policies = [parse_policy(x) for x in (args.policy or ["fixed-15m", "adaptive"])]
+        policies = [parse_policy(x) for x in (args.policy or ["fixed-15m", DEFAULT_POLICY])]
     except ValueError as exc:
         print(f"yoyoctl simulate: {exc}", file=sys.stderr)
         return 2

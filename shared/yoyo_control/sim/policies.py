@@ -7,17 +7,17 @@ RunRequested at every window start, as the Cloud Scheduler cycle job does.
 
 Names (``parse_policy``): ``fixed-5m``, ``fixed-15m``, ``always-on``, ``window``
 (09:00–19:00 local, fixed 5 min outside), ``break-even`` (ski rental on the cold-start
-cost), ``adaptive`` (the histogram's cheapest timeout, after 3 gaps), ``adaptive-neutral``
-(the same, but never a timeout that would have turned a gap the 15-minute reference
-kept warm into a cold start, with a 2× margin, once two gaps were seen),
-``pool`` (no override: the pool's own configured keep-alive, computed by decide() from
-the idle gaps the control plane observes through heartbeats and wakes — what production
-runs; with the default configuration it is adaptive-neutral's rule, which the simulator
-feeds with the exact gaps it sees at its gateway instead),
+cost), ``histogram`` (the histogram's cheapest timeout, after 3 gaps, up to 30 min),
+``adaptive`` — **the default**, under the name the configuration and the README give it:
+no override, the pool's own keep-alive (PoolPolicy's default, ``keepalive = "adaptive"``)
+computed by decide() from the idle gaps the control plane observes through heartbeats
+and wakes, i.e. what production runs; ``adaptive-neutral`` (the default's rule, but fed
+the exact gaps the simulated gateway sees instead of the observed ones),
 or ``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
-``adaptive:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
+``histogram:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
 
-Invariants: a policy is an immutable value; ``timeout`` is pure given its arguments.
+Invariants: a policy is an immutable value; ``timeout`` is pure given its arguments;
+``adaptive-neutral`` carries PoolPolicy's defaults, so it is the default's rule.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from ..domain import keepalive
 from ..domain.keepalive import GapHistogram
+from ..domain.model import PoolPolicy
 
 DAY = 86400.0
 FOREVER = 366 * DAY  # the configuration's largest duration
@@ -34,8 +35,8 @@ FOREVER = 366 * DAY  # the configuration's largest duration
 @dataclass(frozen=True)
 class SimPolicy:
     name: str
-    kind: str  # fixed | always | window | break-even | adaptive | pool
-    timeout_s: float = 600.0  # fixed: the timeout; window: outside it; adaptive: the maximum
+    kind: str  # fixed | always | window | break-even | histogram | pool
+    timeout_s: float = 600.0  # fixed: the timeout; window: outside it; others: the maximum
     window: tuple[float, float] | None = None  # local seconds of day [start, end)
     reference_s: float | None = None
     min_s: float = 60.0
@@ -87,33 +88,37 @@ def _hhmm(text: str) -> float:
     return hour * 3600.0 + minute * 60.0
 
 
+# The default keep-alive's parameters, as PoolPolicy gives them to decide().
+_DEFAULT = PoolPolicy(pool="default")
+_DEFAULT_MAX_S = max(_DEFAULT.keepalive_max_s, _DEFAULT.idle_timeout_s)
+
 POLICIES: dict[str, SimPolicy] = {
     "fixed-5m": SimPolicy("fixed-5m", "fixed", 300.0),
     "fixed-15m": SimPolicy("fixed-15m", "fixed", 900.0),
     "always-on": SimPolicy("always-on", "always"),
     "window": SimPolicy("window", "window", 300.0, window=(_hhmm("09:00"), _hhmm("19:00"))),
     "break-even": SimPolicy("break-even", "break-even", 1800.0),
-    "adaptive": SimPolicy("adaptive", "adaptive", 1800.0),
+    "histogram": SimPolicy("histogram", "histogram", 1800.0),
     # No override: the pool's own configured keep-alive, as decide() computes it.
-    "pool": SimPolicy("pool", "pool", 1800.0),
+    "adaptive": SimPolicy("adaptive", "pool", _DEFAULT_MAX_S),
     "adaptive-neutral": SimPolicy(
         "adaptive-neutral",
-        "adaptive",
-        1800.0,
-        reference_s=900.0,
-        min_s=30.0,
-        min_samples=2,
-        margin=2.0,
+        "histogram",
+        _DEFAULT_MAX_S,
+        reference_s=_DEFAULT.idle_timeout_s,
+        min_s=keepalive.KeepAlive.min_s,
+        min_samples=keepalive.KeepAlive.min_samples,
+        margin=keepalive.KeepAlive.margin,
     ),
 }
-# The production default as production runs it: PoolPolicy's default keep-alive (the rule
-# of adaptive-neutral, chosen by bench/keepalive.py), computed by decide().
-DEFAULT_POLICY = "pool"
+# The production default as production runs it: PoolPolicy's default keep-alive, computed
+# by decide(); the same name as in the configuration and the README.
+DEFAULT_POLICY = "adaptive"
 
 
-def _adaptive(name: str, arg: str) -> SimPolicy:
-    """``adaptive:ref=900,margin=2,min_samples=2,max=1800,min=60``."""
-    policy = SimPolicy(name, "adaptive", 1800.0)
+def _histogram(name: str, arg: str) -> SimPolicy:
+    """``histogram:ref=900,margin=2,min_samples=2,max=1800,min=60``."""
+    policy = SimPolicy(name, "histogram", 1800.0)
     keys = {"ref": "reference_s", "margin": "margin", "min_samples": "min_samples"}
     keys |= {"max": "timeout_s", "min": "min_s"}
     values: dict[str, object] = {}
@@ -131,11 +136,12 @@ def parse_policy(text: str) -> SimPolicy:
     kind, _, arg = text.partition(":")
     if kind == "fixed" and arg:
         return SimPolicy(text, "fixed", float(arg))
-    if kind == "adaptive":
-        return _adaptive(text, arg)
+    if kind == "histogram":
+        return _histogram(text, arg)
     if kind == "window" and "-" in arg:
         start, end = arg.split("-")
         return SimPolicy(text, "window", 300.0, window=(_hhmm(start), _hhmm(end)))
     raise ValueError(
-        f"unknown policy {text!r}: one of {sorted(POLICIES)}, fixed:<s>, window:HH:MM-HH:MM"
+        f"unknown policy {text!r}: one of {sorted(POLICIES)}, fixed:<s>, window:HH:MM-HH:MM, "
+        "histogram:<options>"
     )

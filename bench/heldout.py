@@ -1,0 +1,34 @@
+"""The keep-alive's held-out workloads: fixed before any tuning, never tuned on.
+
+Issue 18: the default keep-alive must meet its goals on traffic it was not tuned on. These
+transforms of both traces use values of ``k`` and ``s`` that no benchmark workload
+(sim/workload.py ``NAMED``) uses, and seeds the benchmark (seeds 0…9) does not run. They
+were chosen for their shapes only (idle gaps below, around and above the ≈15-minute
+break-even, as the comments say), before the default was measured on them.
+
+``BURSTY`` names the held-out workloads of bursty shape (the code trace, gaps spread
+around the break-even), on which the stretch goal is judged, as on the benchmark's
+``bursty``.
+
+Invariant: this list is data, changed only by a commit that says why; a change after a
+measurement on it makes it no longer held out.
+"""
+
+from __future__ import annotations
+
+HELD_OUT: dict[str, str] = {
+    # bursty: code trace, most gaps short, tens around and above 15 min
+    "h-bursty-dense": "trace=code,k=10,s=12",
+    "h-bursty-mid": "trace=code,k=50,s=20",
+    "h-bursty-long": "trace=code,k=35,s=40",
+    # mixed: a third short, most above 30 min
+    "h-mixed": "trace=code,k=150,s=60",
+    # steady: conv trace, every gap short
+    "h-steady": "trace=conv,k=40,s=15",
+    # sparse conv: every gap above 15 min, half of them below 30 min
+    "h-sparse": "trace=conv,k=250,s=40",
+    # office days: three days from 08:30 with up to 45 min of jitter
+    "h-office": "trace=conv,k=60,s=8,days=3,jitter_s=2700,at=08:30",
+}
+BURSTY = ("h-bursty-dense", "h-bursty-mid", "h-bursty-long")
+SEEDS = tuple(range(100, 106))  # the benchmark runs seeds 0…9
