@@ -77,9 +77,7 @@ def decide(
     spend: Spend = NO_SPEND,
 ) -> Decision:
     draft = _Draft.of(state, policy, now)
-    ledger = accrue(
-        state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
-    )
+    ledger = accrue(state.ledger, draft.instances.values(), policy.prices, now, policy.timezone)
     paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
     if kill.engaged:
         draft.block(Rule.KILL_SWITCH, f"kill switch engaged by {kill.by or '?'}: {kill.reason}")

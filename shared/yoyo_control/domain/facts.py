@@ -175,7 +175,7 @@ def apply_fact(
         ledger = accrue(
             state.ledger,
             state.instances.values(),
-            policy.hourly_price_usd,
+            policy.prices,
             max(fact.at, state.ledger.accrued_until or fact.at),
             policy.timezone,
         )

@@ -49,9 +49,7 @@ def record_outcome(
     if la.request_id != action.request_id:
         return state, False
     if outcome in (Outcome.DONE, Outcome.NOT_FOUND):
-        ledger = accrue(
-            state.ledger, state.instances.values(), policy.hourly_price_usd, now, policy.timezone
-        )
+        ledger = accrue(state.ledger, state.instances.values(), policy.prices, now, policy.timezone)
         state = replace(state, ledger=ledger)
     if outcome == Outcome.DONE:
         status = seen or ("RUNNING" if action.kind == ActionKind.START else "TERMINATED")
