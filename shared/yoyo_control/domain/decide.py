@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from . import keepalive
+from . import capacity, keepalive
 from .ledger import accrue, pool_cap_reached
 from .model import (
     RUNNING_STATUSES,
@@ -36,6 +36,7 @@ from .model import (
     PoolPolicy,
     PoolState,
     Rule,
+    ZoneHealth,
 )
 from .spend import NO_SPEND, Spend, overall_cap_reached
 
@@ -96,6 +97,7 @@ def decide(
         ledger=ledger,
         paused=paused,
         idle_since=draft.idle_since,
+        zones=draft.zones,
     )
     if draft.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in draft.changes))
@@ -117,6 +119,7 @@ class _Draft:
     instances: dict[str, Instance]
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
     idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
+    zones: dict[str, ZoneHealth] = field(default_factory=dict)  # capacity (domain/capacity.py)
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -137,6 +140,7 @@ class _Draft:
             instances,
             timeout,
             state.idle_since,
+            dict(state.zones),
         )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
@@ -357,6 +361,9 @@ class _Draft:
             self.instances[inst.name] = replace(inst, next_start_at=next_start)
             return
         restarts = inst.restarts + 1
+        if rule == Rule.PREEMPTED:
+            where = capacity.key(self.policy.placement(inst.name))
+            self.zones = capacity.preempted(self.zones, where, self.now)
         if la is not None and la.outcome in _DONE:
             la = replace(la, outcome=f"done; then {rule.name.lower()}")
         if restarts > self.policy.restart_budget:
@@ -392,8 +399,14 @@ class _Draft:
         eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
         demand = self.state.demand.depth if self._demand_active() else 0
         by_demand = demand // max(1, self.policy.queue_threshold)
-        busy = len(self._busy_heartbeats())
-        return set(eligible[: max(1, min(len(eligible), max(by_demand, busy)))])
+        busy = [hb.instance for hb in self._busy_heartbeats()]
+        wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
+        # Which ones: by zone health, provisioning, weights on disk, price.
+        return set(
+            capacity.choose(
+                self.policy, self.instances, self.zones, eligible, wanted, busy, self.now
+            )
+        )
 
     def plan_actions(self) -> list[Action]:
         wanted = self._wanted_running()
@@ -414,9 +427,14 @@ class _Draft:
             if desired != inst.desired:
                 inst = replace(inst, desired=desired)
             if kind is not None:
+                before = inst.last_action
                 inst, action = self._action(inst, kind, rule, reason)
                 if action is not None:
                     actions.append(action)
+                    fresh = before is None or before.request_id != action.request_id
+                    if kind == ActionKind.START and fresh:
+                        for why in capacity.skipped(self.policy, self.zones, name, self.now):
+                            self.note(Rule.CAPACITY, f"start {name}: {why}", name)
             self.instances[name] = inst
         return actions
 
@@ -436,7 +454,12 @@ class _Draft:
         if inst.observed in RUNNING_STATUSES:
             return True
         la = inst.last_action
-        return inst.observed == UNKNOWN and la is not None and la.kind == ActionKind.START
+        return (
+            inst.observed == UNKNOWN
+            and la is not None
+            and la.kind == ActionKind.START
+            and not (la.outcome or "").startswith("capacity")  # refused: never started
+        )
 
     def _why(self, inst: Instance, desired: Desired) -> tuple[Rule, str]:
         """The highest-priority rule that explains the desired status of ``inst``."""
@@ -490,7 +513,6 @@ class _Draft:
         record = ActionRecord(
             kind, epoch, rid, self.now, f"{rule.value}: {reason}", attempts=attempts
         )
-        action = Action(
-            kind, self.state.pool, inst.name, self.policy.zone, epoch, rid, rule, reason
-        )
+        zone = self.policy.placement(inst.name).zone
+        action = Action(kind, self.state.pool, inst.name, zone, epoch, rid, rule, reason)
         return replace(inst, last_action=record), action

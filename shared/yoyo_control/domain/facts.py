@@ -266,6 +266,7 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
         observed=status,
         observed_at=at,
         running_since=running_since,
+        warm=instance.warm or status == "RUNNING",
         last_action=_settled(instance.last_action, status, at),
     )
 
