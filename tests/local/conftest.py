@@ -138,10 +138,17 @@ class Stack:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def start_stack(tmp: Path) -> Stack:
+Configure = Callable[[dict[str, Any]], None]
+
+
+def start_stack(tmp: Path, configure: Configure | None = None) -> Stack:
+    """A stack on ``stack_config``, changed first by ``configure`` when given."""
     state_dir = tmp / "state"
     config_path = tmp / "config.json"
-    config_path.write_text(json.dumps(stack_config(state_dir, free_port())))
+    config = stack_config(state_dir, free_port())
+    if configure is not None:
+        configure(config)
+    config_path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
     env.pop("FIRESTORE_EMULATOR_HOST", None)
     env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -183,3 +190,19 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.kill_everything()
+
+
+@pytest.fixture
+def configured_stack(tmp_path: Path) -> Iterator[Callable[[Configure], Stack]]:
+    """A stack of its own on a changed configuration: ``configured_stack(configure)``."""
+    started: list[Stack] = []
+
+    def make(configure: Configure) -> Stack:
+        started.append(start_stack(tmp_path, configure))
+        return started[-1]
+
+    try:
+        yield make
+    finally:
+        for s in started:
+            s.kill_everything()

@@ -164,7 +164,7 @@ class Stack:
         table = InstanceTable(self.state_dir / "compute.sqlite3")
         for pool, policy in config.pools.items():
             for instance in policy.instances:
-                table.register(pool, policy.zone, instance)
+                table.register(pool, policy.placement(instance).zone, instance)
 
         if not self.use_emulators:
             self.broker = busmod.Broker(config.project)
