@@ -195,3 +195,20 @@ def test_an_idle_fallback_gives_way_to_spot_when_a_spot_zone_may_be_tried(busy: 
         assert kinds == set()  # a busy fallback keeps serving
     else:
         assert kinds == {(ActionKind.STOP, "std"), (ActionKind.START, "b")}
+
+
+def test_a_booting_fallback_is_kept_when_a_spot_zone_may_be_tried_again() -> None:
+    """Found by bench/capacity.py: a fallback still booting for a waiting wake was stopped
+    as soon as a spot zone's backoff ended, and the spot start was refused again."""
+    pol = fallback_policy()
+    state = wake(PoolState("gpu"), pol, T0)
+    for _ in range(2):  # a and b refused at T0
+        state = refuse(decide(state, NO_KILL, pol, T0), pol, T0)
+    zones = {z: replace(h, backoff_until=T0 + 500) for z, h in state.zones.items()}
+    decision = decide(replace(state, zones=zones), NO_KILL, pol, T0 + 300)
+    assert starts(decision) == [("std", "z1")]
+    state = succeed(decision, pol, T0 + 300)  # RUNNING, no heartbeat yet: booting
+    zones = {**state.zones, "z2": replace(state.zones["z2"], backoff_until=T0 + 320)}
+    later = decide(replace(state, zones=zones), NO_KILL, pol, T0 + 330)
+    assert later.actions == ()
+    assert later.state.instances["std"].desired == "RUNNING"

@@ -16,8 +16,9 @@ Invariants:
   ``<zone>/standard`` for standard ones (a spot stockout says nothing of standard
   capacity in the same zone).
 - A standard (fallback) instance is a candidate only while every zone holding spot
-  instances has refused for at least ``fallback_after_s`` (``fallback_open``); an idle
-  standard instance is given up as soon as a spot instance may start again.
+  instances has refused for at least ``fallback_after_s`` (``fallback_open``); a standard
+  instance that is idle (its fresh heartbeat says ready and not busy: not booting, not
+  serving) is given up as soon as a spot instance may be tried again.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def choose(
     zones: Mapping[str, ZoneHealth],
     eligible: list[str],
     wanted: int,
-    busy: Collection[str],
+    idle: Collection[str],
     now: float,
 ) -> list[str]:
     """The ``wanted`` instances (of ``eligible``) that should run, best first."""
@@ -139,7 +140,7 @@ def choose(
         n
         for n in eligible
         if is_up(instances[n])
-        and not (policy.placement(n).provisioning == STANDARD and spot_ready and n not in busy)
+        and not (policy.placement(n).provisioning == STANDARD and spot_ready and n in idle)
     ]
     return (sorted(up, key=rank) + sorted(startable, key=rank))[:wanted]
 

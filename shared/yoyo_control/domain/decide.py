@@ -402,9 +402,14 @@ class _Draft:
         busy = [hb.instance for hb in self._busy_heartbeats()]
         wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
         # Which ones: by zone health, provisioning, weights on disk, price.
+        idle = [
+            hb.instance
+            for hb in self.state.heartbeats.values()
+            if self._fresh(hb) and hb.ready and hb.instance not in busy
+        ]
         return set(
             capacity.choose(
-                self.policy, self.instances, self.zones, eligible, wanted, busy, self.now
+                self.policy, self.instances, self.zones, eligible, wanted, idle, self.now
             )
         )
 
