@@ -10,7 +10,14 @@ import pytest
 from yoyo_control.config import parse_config
 from yoyo_control.domain.decide import Decision, decide
 from yoyo_control.domain.facts import RunRequested, apply_fact
-from yoyo_control.domain.model import ActionKind, Heartbeat, KillSwitch, PoolState, Rule
+from yoyo_control.domain.model import (
+    ActionKind,
+    Heartbeat,
+    KillSwitch,
+    PoolState,
+    Rule,
+    ZoneHealth,
+)
 from yoyo_control.domain.outcomes import Outcome, record_outcome
 
 T0 = 1_800_000_000.0
@@ -172,7 +179,7 @@ def test_the_fallback_starts_only_after_spot_was_refused_everywhere_for_fallback
 
 
 @pytest.mark.parametrize("busy", [False, True])
-def test_an_idle_fallback_gives_way_to_spot_when_a_spot_zone_may_be_tried(busy: bool) -> None:
+def test_an_idle_fallback_gives_way_to_spot_when_spot_returns(busy: bool) -> None:
     pol = fallback_policy()
     state = wake(PoolState("gpu"), pol, T0)
     now = T0
@@ -187,8 +194,12 @@ def test_an_idle_fallback_gives_way_to_spot_when_a_spot_zone_may_be_tried(busy: 
     state = succeed(decision, pol, now)
     beat = Heartbeat("std", "boot-1", now + 60, now + 60, busy=busy, running=int(busy))
     state = replace(state, heartbeats={"std": beat})
-    # z2's backoff ends: spot may be tried again
+    # z2's backoff ends: a spot start may be tried there, but spot has not returned yet
     zones = {**state.zones, "z2": replace(state.zones["z2"], backoff_until=now + 60)}
+    later = decide(replace(state, zones=zones), NO_KILL, pol, now + 61)
+    assert later.actions == ()  # no churn: the working fallback is not traded for a guess
+    # spot returns in z2 (a spot start succeeded there: its refusal streak is over)
+    zones = {**state.zones, "z2": ZoneHealth(recent=state.zones["z2"].recent)}
     later = decide(replace(state, zones=zones), NO_KILL, pol, now + 61)
     kinds = {(a.kind, a.instance) for a in later.actions}
     if busy:

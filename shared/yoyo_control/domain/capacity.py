@@ -18,7 +18,11 @@ Invariants:
 - A standard (fallback) instance is a candidate only while every zone holding spot
   instances has refused for at least ``fallback_after_s`` (``fallback_open``); a standard
   instance that is idle (its fresh heartbeat says ready and not busy: not booting, not
-  serving) is given up as soon as a spot instance may be tried again.
+  serving) is given up as soon as spot has returned: a spot instance may start in a zone
+  with no refusal streak (a spot start succeeded there since, or it never refused). A
+  zone whose backoff merely ended has not returned: trying it would stop a working
+  fallback for a start that may be refused again (and restart the fallback: churn); the
+  next wake after the lease tries spot first anyway.
 """
 
 from __future__ import annotations
@@ -135,7 +139,11 @@ def choose(
         and not backing_off(zones, key(policy.placement(n)), now)
         and (policy.placement(n).provisioning == SPOT or fallback)
     ]
-    spot_ready = any(policy.placement(n).provisioning == SPOT for n in startable)
+    spot_ready = any(
+        policy.placement(n).provisioning == SPOT
+        and not zones.get(key(policy.placement(n)), ZoneHealth()).refusals
+        for n in startable
+    )
     up = [
         n
         for n in eligible
