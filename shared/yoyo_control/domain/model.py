@@ -111,7 +111,7 @@ class PoolPolicy:
     placements: tuple[Placement, ...] = ()
     zone_backoff_s: float = 60.0  # a zone's first capacity refusal backs it off this long
     zone_backoff_max_s: float = 1800.0  # … doubling per refusal in a row, up to this
-    fallback_after_s: float = 600.0  # spot refused in every zone this long → standard
+    fallback_after_s: float = 60.0  # spot refused in every zone this long → standard
 
     @property
     def max_instances(self) -> int:
