@@ -53,7 +53,7 @@ def sessions(seed: int, days: float) -> list[Request]:
         out.append(Request(t, SESSION_S))
 
 
-def pool(zones: int, fallback: bool, fallback_after_s: float) -> Any:
+def pool(zones: int, fallback: bool, fallback_after_s: float, backoff_max_s: float) -> Any:
     instances: list[Any] = [
         {"name": f"spot-{i}", "zone": f"zone-{i}", "hourly_price_usd": SPOT_USD}
         for i in range(zones)
@@ -67,7 +67,11 @@ def pool(zones: int, fallback: bool, fallback_after_s: float) -> Any:
                 "provisioning": "standard",
             }
         )
-    raw = {"instances": instances, "fallback_after_s": fallback_after_s}
+    raw = {
+        "instances": instances,
+        "fallback_after_s": fallback_after_s,
+        "zone_backoff_max_s": backoff_max_s,
+    }
     return parse_config({"pools": {"gpu": raw}}).pools["gpu"]
 
 
@@ -83,7 +87,7 @@ def run_one(job: tuple[int, bool, int, dict[str, float]]) -> dict[str, Any]:
     sim = CapacitySimulation(
         requests,
         parse_policy("pool"),
-        pool(zones, fallback, knobs["fallback_after"]),
+        pool(zones, fallback, knobs["fallback_after"], knobs["backoff_max"]),
         weather,
         params=SimParams(seed=seed),
     )
@@ -145,7 +149,8 @@ def markdown(rows: list[dict[str, Any]], knobs: dict[str, float], seeds: int) ->
         f"{knobs['stockout_mean'] / 3600:.1f} h, zones independent; spot preemptions "
         f"{knobs['preempt']:g}/running h; spot ${SPOT_USD:.2f}/h, standard "
         f"${STANDARD_USD:.2f}/h; fallback after {knobs['fallback_after']:.0f} s of spot "
-        "refused in every zone. Sessions: Poisson, mean gap 4 h, 30 min busy each. "
+        f"refused in every zone; zone backoff 60 s doubling up to {knobs['backoff_max']:.0f} s"
+        ". Sessions: Poisson, mean gap 4 h, 30 min busy each. "
         "A wake is served when an instance is ready for it (boot ≈ 140 s). "
         "$ per served h: all instance spend ÷ session hours served (sessions that overlap "
         "share a VM).",
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stockout-mean", type=float, default=0.3 * 86400 / 4)
     p.add_argument("--preempt", type=float, default=0.05)
     p.add_argument("--fallback-after", type=float, default=60.0)
+    p.add_argument("--backoff-max", type=float, default=1800.0, help="zone_backoff_max_s")
     p.add_argument("--zones", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = p.parse_args(argv)
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "stockout_mean": args.stockout_mean,
         "preempt": args.preempt,
         "fallback_after": args.fallback_after,
+        "backoff_max": args.backoff_max,
     }
     jobs = [(z, f, s, knobs) for z in args.zones for f in (False, True) for s in range(args.seeds)]
     began = time.perf_counter()
