@@ -33,7 +33,15 @@ CONFIG = parse_config(
 )
 
 
-def test_the_stub_refuses_a_zone_in_the_real_error_format(stub, engine) -> None:
+@pytest.fixture
+def patient(make_engine) -> ComputeEngine:
+    """An engine with generous timeouts: these tests assert outcomes, not latency (the
+    machine is shared; a loaded stub must not turn a refusal into a timeout)."""
+    return make_engine(request_timeout_s=30.0, operation_timeout_s=60.0)
+
+
+def test_the_stub_refuses_a_zone_in_the_real_error_format(stub, patient) -> None:
+    engine = patient
     stub.add(Z1, "vm-a", "TERMINATED", GPU)
     stub.refuse_zone(Z1, "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", times=1)
     with pytest.raises(CapacityError, match="does not have enough resources"):
@@ -47,11 +55,11 @@ def test_the_stub_refuses_a_zone_in_the_real_error_format(stub, engine) -> None:
 
 
 @pytest.fixture
-def service(stub: ComputeStub, engine: ComputeEngine, tmp_path: Path):
+def service(stub: ComputeStub, patient: ComputeEngine, tmp_path: Path):
     stub.add(Z1, "vm-a", "TERMINATED", GPU)
     stub.add(Z2, "vm-b", "TERMINATED", GPU)
     store = SqliteStore(tmp_path / "yoyo.sqlite3")
-    yield Service(store, engine, ManualClock(), CONFIG), store
+    yield Service(store, patient, ManualClock(), CONFIG), store
     store.close()
 
 
