@@ -63,3 +63,16 @@ def test_the_ledger_charges_each_instance_its_own_price() -> None:
     ]
     ledger = accrue(Ledger(accrued_until=t0), running, policy.prices, t0 + 3600, "UTC")
     assert ledger.day_usd == pytest.approx(0.7 + 2.5)
+
+
+def test_the_caps_look_ahead_at_the_dearest_instance() -> None:
+    """A cap is overrun by at most one tick of one instance: with instances at their own
+    prices, the look-ahead must assume the dearest one (the standard fallback) runs."""
+    from dataclasses import replace
+
+    from yoyo_control.domain.ledger import pool_cap_reached
+
+    policy = replace(parse_config({"pools": {"gpu": POOL}}).pools["gpu"], daily_cap_usd=10.0)
+    ahead = 2.5 / 3600 * policy.tick_s * 2  # three instances: two may run past the look
+    assert pool_cap_reached(Ledger(day="d", day_usd=10.0 - ahead - 0.001), policy) is None
+    assert pool_cap_reached(Ledger(day="d", day_usd=10.0 - ahead + 0.001), policy) is not None

@@ -223,3 +223,17 @@ def test_a_booting_fallback_is_kept_when_a_spot_zone_may_be_tried_again() -> Non
     later = decide(replace(state, zones=zones), NO_KILL, pol, T0 + 330)
     assert later.actions == ()
     assert later.state.instances["std"].desired == "RUNNING"
+
+
+def test_a_preemption_is_recorded_on_its_zone_for_yoyoctl_status() -> None:
+    pol = policy()
+    first = decide(wake(PoolState("gpu"), pol, T0), NO_KILL, pol, T0)
+    state = succeed(first, pol, T0)
+    assert state.instances["a"].observed == "RUNNING" and state.instances["a"].warm
+    from yoyo_control.domain.facts import StatusObserved
+
+    seen = StatusObserved("t", T0 + 300, "gpu", {"a": "TERMINATED", "b": "TERMINATED"})
+    state = apply_fact(state, seen, pol, T0 + 300)[0]
+    later = decide(state, NO_KILL, pol, T0 + 300)
+    assert any(c.rule == Rule.PREEMPTED for c in later.changes)
+    assert later.state.zones["z1"].preempted == (T0 + 300,)
