@@ -237,3 +237,20 @@ def test_a_preemption_is_recorded_on_its_zone_for_yoyoctl_status() -> None:
     later = decide(state, NO_KILL, pol, T0 + 300)
     assert any(c.rule == Rule.PREEMPTED for c in later.changes)
     assert later.state.zones["z1"].preempted == (T0 + 300,)
+
+
+def test_scaling_down_keeps_the_busy_instance_even_if_another_ranks_better() -> None:
+    pol = policy(queue_threshold=1)
+    state = wake(PoolState("gpu"), pol, T0)
+    running = {
+        n: replace(_blank(n), observed="RUNNING", running_since=T0, desired="RUNNING")
+        for n in ("a", "b")
+    }
+    beats = {
+        "a": Heartbeat("a", "boot-a", T0 + 60, T0 + 60, busy=False),
+        "b": Heartbeat("b", "boot-b", T0 + 60, T0 + 60, busy=True, running=1),
+    }
+    state = replace(state, instances=running, heartbeats=beats)
+    decision = decide(state, NO_KILL, pol, T0 + 61)
+    kinds = {(a.kind, a.instance) for a in decision.actions}
+    assert kinds == {(ActionKind.STOP, "a")}  # a is cheaper, but idle: it stops, not busy b

@@ -7,7 +7,9 @@ Invariants:
   A start that succeeds in the zone ends the streak. Zone health lives on the pool
   document (``PoolState.zones``), with the last ``RECENT`` refusals and preemptions.
 - ``choose`` keeps instances that are already up (running, or a start in flight) before
-  starting any other, so one instance of demand never gets two starts; it starts the
+  starting any other, so one instance of demand never gets two starts — and when it
+  scales down, it keeps those with work in flight, then those running (idle VMs stop
+  first, never a busy one while an idle one runs); it starts the
   best stopped candidates by: healthy zone first (backed-off zones are skipped), spot
   before standard, warm before cold (an instance seen RUNNING before: its own disk
   already holds the weights — the proxy for "weights on disk"), cheaper before dearer,
@@ -116,6 +118,7 @@ def choose(
     zones: Mapping[str, ZoneHealth],
     eligible: list[str],
     wanted: int,
+    busy: Collection[str],
     idle: Collection[str],
     now: float,
 ) -> list[str]:
@@ -150,7 +153,11 @@ def choose(
         if is_up(instances[n])
         and not (policy.placement(n).provisioning == STANDARD and spot_ready and n in idle)
     ]
-    return (sorted(up, key=rank) + sorted(startable, key=rank))[:wanted]
+
+    def keep(name: str) -> tuple[bool, bool, tuple[bool, bool, bool, float, int]]:
+        return (name not in busy, instances[name].observed not in RUNNING_STATUSES, rank(name))
+
+    return (sorted(up, key=keep) + sorted(startable, key=rank))[:wanted]
 
 
 def skipped(

@@ -409,7 +409,7 @@ class _Draft:
         ]
         return set(
             capacity.choose(
-                self.policy, self.instances, self.zones, eligible, wanted, idle, self.now
+                self.policy, self.instances, self.zones, eligible, wanted, busy, idle, self.now
             )
         )
 
