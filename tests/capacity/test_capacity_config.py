@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from yoyo_control.config import parse_config
-from yoyo_control.domain.ledger import accrue
+from yoyo_control.domain.ledger import accrue, pool_cap_reached
 from yoyo_control.domain.model import Instance, Ledger, Placement
 from yoyo_control.errors import ConfigError
 
@@ -68,10 +70,6 @@ def test_the_ledger_charges_each_instance_its_own_price() -> None:
 def test_the_caps_look_ahead_at_the_dearest_instance() -> None:
     """A cap is overrun by at most one tick of one instance: with instances at their own
     prices, the look-ahead must assume the dearest one (the standard fallback) runs."""
-    from dataclasses import replace
-
-    from yoyo_control.domain.ledger import pool_cap_reached
-
     policy = replace(parse_config({"pools": {"gpu": POOL}}).pools["gpu"], daily_cap_usd=10.0)
     ahead = 2.5 / 3600 * policy.tick_s * 2  # three instances: two may run past the look
     assert pool_cap_reached(Ledger(day="d", day_usd=10.0 - ahead - 0.001), policy) is None

@@ -9,10 +9,11 @@ import pytest
 
 from yoyo_control.config import parse_config
 from yoyo_control.domain.decide import Decision, decide
-from yoyo_control.domain.facts import RunRequested, apply_fact
+from yoyo_control.domain.facts import RunRequested, StatusObserved, apply_fact
 from yoyo_control.domain.model import (
     ActionKind,
     Heartbeat,
+    Instance,
     KillSwitch,
     PoolState,
     Rule,
@@ -135,9 +136,7 @@ def test_every_zone_refusing_starts_nothing_until_a_backoff_ends() -> None:
     assert starts(decide(state, NO_KILL, pol, T0 + 60)) == [("a", "z1")]
 
 
-def _blank(name: str):
-    from yoyo_control.domain.model import Instance
-
+def _blank(name: str) -> Instance:
     return Instance(name)
 
 
@@ -230,8 +229,6 @@ def test_a_preemption_is_recorded_on_its_zone_for_yoyoctl_status() -> None:
     first = decide(wake(PoolState("gpu"), pol, T0), NO_KILL, pol, T0)
     state = succeed(first, pol, T0)
     assert state.instances["a"].observed == "RUNNING" and state.instances["a"].warm
-    from yoyo_control.domain.facts import StatusObserved
-
     seen = StatusObserved("t", T0 + 300, "gpu", {"a": "TERMINATED", "b": "TERMINATED"})
     state = apply_fact(state, seen, pol, T0 + 300)[0]
     later = decide(state, NO_KILL, pol, T0 + 300)
