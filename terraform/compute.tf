@@ -1,6 +1,28 @@
-# The GPU pools: spot VMs, stopped until the control plane starts them.
+# The GPU pools: spot VMs (and optional standard fallbacks), stopped until the control
+# plane starts them, each in its own zone with its own weights (boot) disk.
 
 locals {
+  # Every VM of every pool, "<prefix>-<pool>-<n>": instance_count spot VMs in the pool's
+  # zone, or, when `instances` is set, one VM per entry in its own zone, with its own price
+  # and provisioning. The control plane's configuration gets the same objects.
+  pool_placements = {
+    for pool, p in var.pools : pool => (
+      length(p.instances) > 0
+      ? [for i, x in p.instances : {
+        name             = "${var.prefix}-${pool}-${i}"
+        zone             = coalesce(x.zone, p.zone)
+        hourly_price_usd = coalesce(x.hourly_price_usd, p.hourly_price_usd)
+        provisioning     = x.provisioning
+      }]
+      : [for i in range(p.instance_count) : {
+        name             = "${var.prefix}-${pool}-${i}"
+        zone             = p.zone
+        hourly_price_usd = p.hourly_price_usd
+        provisioning     = "spot"
+      }]
+    )
+  }
+
   startup_script = coalesce(var.vm_startup_script, file("${path.module}/../vm/startup.sh"))
 
   # What the VM agent reads (vm/startup.sh writes it to /etc/yoyo/agent.json, adding the
@@ -28,11 +50,12 @@ module "pool" {
   source   = "./modules/pool"
   for_each = var.pools
 
-  project_id     = var.project_id
-  pool           = each.key
-  name_prefix    = var.prefix
-  zone           = each.value.zone
-  instance_names = local.pool_instances[each.key]
+  project_id  = var.project_id
+  pool        = each.key
+  name_prefix = var.prefix
+  instances = {
+    for x in local.pool_placements[each.key] : x.name => { zone = x.zone, provisioning = x.provisioning }
+  }
 
   machine_type       = each.value.machine_type
   gpu_type           = each.value.gpu_type

@@ -11,9 +11,9 @@ locals {
   firestore_location = coalesce(var.firestore_location, var.region)
   tick_schedule      = "* * * * *"
 
-  # Every instance of every pool: "<prefix>-<pool>-<n>".
+  # Every instance of every pool: "<prefix>-<pool>-<n>" (compute.tf: pool_placements).
   pool_instances = {
-    for pool, p in var.pools : pool => [for i in range(p.instance_count) : "${var.prefix}-${pool}-${i}"]
+    for pool, ps in local.pool_placements : pool => [for x in ps : x.name]
   }
 
   budget_ids = concat(
@@ -53,8 +53,10 @@ locals {
       for pool, p in var.pools : pool => merge(
         {
           zone              = p.zone
-          instances         = local.pool_instances[pool]
+          instances         = local.pool_placements[pool]
           hourly_price_usd  = p.hourly_price_usd
+          fallback_after_s  = p.fallback_after_s
+          zone_backoff_s    = p.zone_backoff_s
           idle_timeout_s    = p.idle_timeout_s
           heartbeat_gap_s   = p.heartbeat_gap_s
           boot_grace_s      = p.boot_grace_s

@@ -252,6 +252,16 @@ variable "pools" {
     weights_prefix    = optional(string)
     model             = optional(string) # the model name the gateway routes to this pool
 
+    # Capacity: when set, one VM per entry (instead of instance_count in `zone`), each in
+    # its own zone with its own weights disk; zone and price default to the pool's.
+    instances = optional(list(object({
+      zone             = optional(string)
+      hourly_price_usd = optional(number)
+      provisioning     = optional(string, "spot")
+    })), [])
+    fallback_after_s = optional(number, 60)
+    zone_backoff_s   = optional(number, 60)
+
     idle_timeout_s    = optional(number, 600)
     heartbeat_gap_s   = optional(number, 180)
     boot_grace_s      = optional(number, 300)
@@ -283,6 +293,18 @@ variable "pools" {
   validation {
     condition     = alltrue([for p in values(var.pools) : p.instance_count >= 1 && p.instance_count <= 16 && floor(p.instance_count) == p.instance_count])
     error_message = "instance_count must be a whole number between 1 and 16."
+  }
+
+  validation {
+    condition = alltrue([for p in values(var.pools) : length(p.instances) <= 16 && alltrue([
+      for i in p.instances : contains(["spot", "standard"], i.provisioning) && (i.hourly_price_usd == null ? true : i.hourly_price_usd >= 0)
+    ])])
+    error_message = "instances: at most 16 per pool; provisioning must be \"spot\" or \"standard\"; prices must not be negative."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.fallback_after_s >= 0 && p.zone_backoff_s >= 0])
+    error_message = "fallback_after_s and zone_backoff_s must not be negative."
   }
 
   validation {

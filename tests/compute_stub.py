@@ -24,6 +24,11 @@ Invariants:
   the response is lost but the action happened), ``never_finish_next`` and
   ``fail_operation_next`` (the next created operations never finish / end DONE with an
   ``error`` like QUOTA_EXCEEDED, the instance returning to its previous status).
+- A zone told to refuse (``refuse_zone``) answers every start that would boot an instance
+  there as Compute Engine does in a stockout: the operation ends DONE with
+  ``error.errors[].code`` ZONE_RESOURCE_POOL_EXHAUSTED (or the code given) and
+  ``httpErrorStatusCode`` 503, the instance back in TERMINATED; ``refuse_zone(zone,
+  times=n)`` refuses the next n starts only, ``accept_zone`` ends it.
 - Every request is recorded in ``calls`` (method, zone, instance, request id, acted, HTTP
   status). ``close()`` releases hangs and stops the server thread; the stub is a context
   manager and closes even when the test fails.
@@ -154,6 +159,7 @@ class ComputeStub:
         self._by_request: dict[str, str] = {}
         self._faults: list[_Fault] = []
         self._op_faults: list[_OpFault] = []
+        self._refusing: dict[str, tuple[str, int | None]] = {}  # zone → (code, starts left)
         self._ids = itertools.count(1_000_000_001)
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -294,6 +300,32 @@ class ComputeStub:
                 _OpFault(_methods(methods), code=code, message=message, http_status=http_status)
             )
 
+    def refuse_zone(
+        self, zone: str, code: str = "ZONE_RESOURCE_POOL_EXHAUSTED", times: int | None = None
+    ) -> None:
+        """Starts in ``zone`` end in a capacity refusal (all of them, or the next ``times``)."""
+        with self._lock:
+            self._refusing[zone] = (code, times)
+
+    def accept_zone(self, zone: str) -> None:
+        with self._lock:
+            self._refusing.pop(zone, None)
+
+    def _capacity_fault(self, zone: str) -> _OpFault | None:
+        if zone not in self._refusing:
+            return None
+        code, left = self._refusing[zone]
+        if left is not None:
+            if left <= 1:
+                del self._refusing[zone]
+            else:
+                self._refusing[zone] = (code, left - 1)
+        message = (
+            f"The zone 'projects/{self.project}/zones/{zone}' does not have enough resources "
+            "available to fulfill the request.  Try a different zone, or try again later."
+        )
+        return _OpFault(None, code=code, message=message, http_status=503)
+
     # --- request handling (called by the handler threads) ------------------------------
 
     def handle(self, verb: str, path: str, query: dict[str, str]) -> tuple[int, Any, float]:
@@ -395,6 +427,7 @@ class ComputeStub:
             )
         op_fault = self._take_op_fault(kind)
         if kind == "start" and inst.status in _START_PATH:
+            op_fault = self._capacity_fault(inst.zone) or op_fault
             path, final = _START_PATH[inst.status], "RUNNING"
         elif kind == "stop" and inst.status not in ("TERMINATED", "STOPPING"):
             path, final = ("STOPPING",), "TERMINATED"

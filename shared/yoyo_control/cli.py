@@ -28,9 +28,10 @@ from typing import Any
 
 from . import names
 from .config import load_config, parse_duration
+from .domain import capacity
 from .domain.codec import from_doc, to_doc
 from .domain.killswitch import banner, describe
-from .domain.model import KillSwitch
+from .domain.model import KillSwitch, PoolPolicy, PoolState, ZoneHealth
 from .errors import ConfigError, YoyoError
 from .gateway.coldstarts import cold_starts, summary
 
@@ -191,9 +192,13 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
             inst = state.instances.get(name)
             hb = state.heartbeats.get(name)
             row = live.get(name)
+            placed = policy.placement(name)
             instances.append(
                 {
                     "name": name,
+                    "zone": placed.zone,
+                    "provisioning": placed.provisioning,
+                    "hourly_price_usd": placed.hourly_price_usd,
                     "desired": inst.desired.value if inst else "STOPPED",
                     "observed": inst.observed if inst else "UNKNOWN",
                     "observed_at": inst.observed_at if inst else None,
@@ -226,12 +231,36 @@ def status_doc(ctx: Ctx, now: float) -> dict[str, Any]:
                 "ledger": to_doc(state.ledger),
                 "hourly_price_usd": policy.hourly_price_usd,
                 "instances": instances,
+                "zones": _zones_doc(policy, state, now),
                 "last_decision": state.last_decision,
                 "decisions": decisions,
                 "cold_starts": colds,
             }
         )
     return {"now": now, "backend": config.backend, "kill_switch": to_doc(kill), "pools": pools}
+
+
+def _zones_doc(policy: PoolPolicy, state: PoolState, now: float) -> list[dict[str, Any]]:
+    """Each capacity pool of the pool's instances (a zone; ``<zone>/standard`` for the
+    standard fallback): healthy or backing off after capacity refusals, and recent events."""
+    keys = dict.fromkeys(capacity.key(policy.placement(n)) for n in policy.instances)
+    docs = []
+    for key in keys:
+        health = state.zones.get(key, ZoneHealth())
+        off = capacity.backing_off(state.zones, key, now)
+        docs.append(
+            {
+                "zone": key,
+                "health": "backing off" if off else ("ok" if not health.refusals else "retry"),
+                "refusals_in_a_row": health.refusals,
+                "backoff_until": health.backoff_until if off else None,
+                "refused_since": health.refused_since,
+                "recent_refusals": list(health.recent),
+                "recent_preemptions": list(health.preempted),
+                "last_refusal": health.detail,
+            }
+        )
+    return docs
 
 
 def cmd_status(ctx: Ctx) -> int:
@@ -258,7 +287,7 @@ def cmd_status(ctx: Ctx) -> int:
         ledger = p["ledger"]
         lines.append(
             f"  spend:    ${ledger['day_usd']:.4f} today, ${ledger['month_usd']:.4f} this month "
-            f"(ledger at ${p['hourly_price_usd']:.2f}/h per VM)"
+            "(ledger: each VM at its own hourly price)"
         )
         for inst in p["instances"]:
             hb = inst["last_heartbeat"]
@@ -270,10 +299,23 @@ def cmd_status(ctx: Ctx) -> int:
                     f" {hb['waiting']} waiting)"
                 )
             vm = f", vm {inst['vm']}" if inst["vm"] else ""
+            price = f"${inst['hourly_price_usd']:.2f}/h"
             lines.append(
-                f"  {inst['name']}: desired {inst['desired']}, observed {inst['observed']}{vm}; "
+                f"  {inst['name']} [{inst['zone']}, {inst['provisioning']}, {price}]: "
+                f"desired {inst['desired']}, observed {inst['observed']}{vm}; "
                 f"{beat}" + (f"; error: {inst['error']}" if inst["error"] else "")
             )
+        for z in p["zones"]:
+            health = z["health"]
+            if z["backoff_until"] is not None:
+                health += f" until {_clock(z['backoff_until'])[11:19]}"
+            if z["refusals_in_a_row"]:
+                health += f" ({z['refusals_in_a_row']} capacity refusal(s) in a row)"
+            seen = [f"{len(z['recent_refusals'])} refusal(s)"] if z["recent_refusals"] else []
+            if z["recent_preemptions"]:
+                seen.append(f"{len(z['recent_preemptions'])} preemption(s)")
+            recent = f"; recently {', '.join(seen)}" if seen else ""
+            lines.append(f"  zone {z['zone']}: {health}{recent}")
         for d in p["decisions"]:
             lines.append(f"  {_clock(d['at'])[11:19]}  {d['reason']}")
         for c in p["cold_starts"]:
@@ -709,6 +751,24 @@ def cmd_local_up(ctx: Ctx) -> int:
     return up(emulators=ctx.args.emulators, config=ctx.config)
 
 
+def cmd_local_refuse_zone(ctx: Ctx) -> int:
+    """Make the local "Compute Engine" refuse starts in a zone for capacity (or stop)."""
+    from .local.compute import InstanceTable
+
+    if ctx.config.backend != "local":
+        raise CliError("local refuse-zone acts on the embedded stack: the backend is gcp")
+    table = InstanceTable(Path(ctx.config.local.state_dir) / "compute.sqlite3")
+    zone = ctx.args.zone
+    if ctx.args.lift:
+        table.accept_zone(zone)
+        text = f"zone {zone} accepts starts again"
+    else:
+        table.refuse_zone(zone, ctx.args.code)
+        text = f"zone {zone} refuses every start with {ctx.args.code}"
+    ctx.out({"refusing": table.refusing()}, text, "yoyoctl status")
+    return 0
+
+
 # --- the parser ----------------------------------------------------------------------
 
 
@@ -779,6 +839,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Firestore and Pub/Sub emulators instead of SQLite and the local bus",
     )
     p.set_defaults(fn=cmd_local_up)
+    p = local_sub.add_parser(
+        "refuse-zone", help="local VMs in ZONE are refused for capacity", parents=[common]
+    )
+    p.add_argument("zone")
+    p.add_argument("--code", default="ZONE_RESOURCE_POOL_EXHAUSTED")
+    p.add_argument("--lift", action="store_true", help="accept starts in the zone again")
+    p.set_defaults(fn=cmd_local_refuse_zone)
     return parser
 
 

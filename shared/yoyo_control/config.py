@@ -17,7 +17,7 @@ from typing import Any
 
 from . import names
 from .domain.keepalive import KINDS
-from .domain.model import PoolPolicy
+from .domain.model import PROVISIONING, SPOT, Placement, PoolPolicy
 from .errors import ConfigError
 from .local import cron
 
@@ -193,9 +193,35 @@ def _optional_money(raw: object, where: str) -> float | None:
     return None if raw is None else _number(raw, where)
 
 
+def _placement(item: object, where: str, pool: Mapping[str, Any]) -> Placement:
+    """One ``instances`` item: a name (the pool's zone and price, spot) or an object
+    ``{"name", "zone", "hourly_price_usd", "provisioning"}`` whose missing keys take the
+    pool's values."""
+    zone = pool.get("zone", PoolPolicy.zone)
+    price = pool.get("hourly_price_usd", PoolPolicy.hourly_price_usd)
+    if isinstance(item, str) and item:
+        raw: Mapping[str, Any] = {"name": item}
+    elif isinstance(item, Mapping):
+        raw = item
+        _only_keys(raw, {"name", "zone", "hourly_price_usd", "provisioning"}, where)
+    else:
+        raise ConfigError(f"{where}: expected an instance name or an object with a name")
+    name, zone = raw.get("name"), raw.get("zone", zone)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: expected an instance name")
+    if not isinstance(zone, str) or not zone:
+        raise ConfigError(f"{where}.zone: expected a zone name")
+    provisioning = raw.get("provisioning", SPOT)
+    if provisioning not in PROVISIONING:
+        raise ConfigError(f"{where}.provisioning: {provisioning!r} is not one of {PROVISIONING}")
+    price = _number(raw.get("hourly_price_usd", price), f"{where}.hourly_price_usd")
+    return Placement(name, zone, price, provisioning)
+
+
 def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy, Cycle]:
     where = f"pools.{name}"
-    allowed = {f.name for f in fields(PoolPolicy)} - {"pool", "timezone", "tick_s"} | {"cycle"}
+    derived = {"pool", "timezone", "tick_s", "placements"}
+    allowed = {f.name for f in fields(PoolPolicy)} - derived | {"cycle"}
     _only_keys(raw, allowed, where)
     kwargs: dict[str, Any] = {"pool": name, "timezone": timezone}
     for key, value in raw.items():
@@ -204,13 +230,14 @@ def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy,
         if key in _DURATION_FIELDS:
             kwargs[key] = parse_duration(value, f"{where}.{key}")
         elif key == "instances":
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, str) and v for v in value)
-            ):
-                raise ConfigError(f"{where}.instances: expected a non-empty list of names")
-            kwargs[key] = tuple(value)
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{where}.instances: expected a non-empty list")
+            kwargs["placements"] = tuple(
+                _placement(item, f"{where}.instances[{i}]", raw) for i, item in enumerate(value)
+            )
+            kwargs[key] = tuple(p.name for p in kwargs["placements"])
+            if len(set(kwargs[key])) != len(kwargs[key]):
+                raise ConfigError(f"{where}.instances: names must be unique")
         elif key in ("zone", "model"):
             if not isinstance(value, str) or not value.strip() or len(value) > 200:
                 raise ConfigError(f"{where}.{key}: expected a non-empty name")

@@ -3,6 +3,9 @@
 - ``InvalidMessage``: the payload is malformed or foreign → logged, acknowledged.
 - ``TemporaryError``: contention, Compute 429/5xx/timeouts → raise, Pub/Sub redelivers.
 - ``PermanentError``: instance missing, quota, permission → recorded, not retried forever.
+- ``CapacityError``: the zone has no capacity for the instance now (a stockout) → its own
+  outcome: the zone backs off and the next healthy zone is tried at once; not permanent,
+  and never retried in the same zone at once (domain/capacity.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ class TemporaryError(YoyoError):
 
 class PermanentError(YoyoError):
     """Retrying the same request will fail the same way."""
+
+
+class CapacityError(YoyoError):
+    """The zone refused the start for lack of capacity (ZONE_RESOURCE_POOL_EXHAUSTED…)."""
 
 
 class ConfigError(YoyoError):

@@ -6,8 +6,9 @@ signature, expiry and audience are checked by a ports.IdentityVerifier; here its
 are held against the heartbeat and the configuration.
 
 Invariants: a heartbeat is admitted only when its token's
-``google.compute_engine.instance_name`` is the heartbeat's instance, its ``zone`` is the
-pool's zone and its ``project_id`` is the configured project; anything else is an
+``google.compute_engine.instance_name`` is the heartbeat's instance, its ``zone`` is that
+instance's configured zone (pools may span zones) and its ``project_id`` is the
+configured project; anything else is an
 InvalidMessage naming the mismatch (acknowledged, logged, not stored). The token is never
 stored or logged.
 """
@@ -46,7 +47,7 @@ def admit_heartbeat(
     policy = config.policy(fact.pool)
     expected = {
         "instance_name": fact.heartbeat.instance,
-        "zone": policy.zone,
+        "zone": policy.placement(fact.heartbeat.instance).zone,
         "project_id": config.project,
     }
     for claim, want in expected.items():

@@ -16,6 +16,9 @@ Invariants (DESIGN.md §3):
 - Pending batch work is queue demand (source ``work``) for as long as it is pending: each
   tick records the pool's pending lines (``work_demand``), and zero once they are done
   (only over its own count: a producer's depth or an incident clears itself).
+- A capacity refusal (CapacityError) is recorded (its zone backs off) and the pool is
+  reconciled again at once, so the next healthy zone is tried in the same event; each
+  round backs off one more zone, so the rounds end.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from .domain.model import (
 )
 from .domain.outcomes import Outcome, record_outcome
 from .domain.spend import NO_SPEND, Spend
-from .errors import InvalidMessage, PermanentError, TemporaryError
+from .errors import CapacityError, InvalidMessage, PermanentError, TemporaryError
 from .ports import Clock, Compute, Event, Store, Transaction
 
 
@@ -255,7 +258,11 @@ class Service:
         def observe_and_reconcile(pool: str) -> Iterable[Action]:
             self._observe_work(fact, pool)
             observed_at = self.clock.now()
-            listed = self.compute.list_instances(pool, self.config.pools[pool].zone)
+            listed = [
+                i
+                for zone in self.config.pools[pool].zones
+                for i in self.compute.list_instances(pool, zone)
+            ]
             observation = StatusObserved(
                 message_id=fact.message_id,
                 at=observed_at,
@@ -351,6 +358,9 @@ class Service:
             try:
                 call = self.compute.start if action.kind == ActionKind.START else self.compute.stop
                 call(action.zone, action.instance, action.request_id)
+            except CapacityError as exc:
+                self._outcome(action, Outcome.CAPACITY, str(exc))
+                again.add(action.pool)  # try the next healthy zone now
             except TemporaryError as exc:
                 temporary.append(f"{action.kind} {action.instance}: {exc}")
                 self._outcome(action, Outcome.TEMPORARY, str(exc))
@@ -408,6 +418,8 @@ class Service:
 
         self.store.transact(txn)
         severity = "INFO" if outcome in (Outcome.DONE, Outcome.SKIPPED) else "WARNING"
+        if outcome == Outcome.CAPACITY:
+            detail = f"zone {action.zone} has no capacity, backing off: {detail}"
         logs.log(
             severity,
             f"{action.kind} {action.instance}: {outcome.value} {detail}".strip(),

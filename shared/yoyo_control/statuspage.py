@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import Config
 from .domain import killswitch
-from .domain.model import RUNNING_STATUSES, PoolState
+from .domain.model import RUNNING_STATUSES, PoolPolicy, PoolState
 from .gateway.coldstarts import cold_starts, histogram
 from .ports import Event, Store
 
@@ -226,7 +226,7 @@ def _pool_section(store: Store, config: Config, pool: str, events: list[Event], 
     <dt>Demand</dt><dd>queue depth {state.demand.depth}
       ({escape(state.demand.source or "none")}, {_ago(now, state.demand.updated_at)})</dd>
     <dt>Spend</dt><dd>${ledger.day_usd:.4f} today, ${ledger.month_usd:.4f} this month
-      at ${policy.hourly_price_usd:.2f}/h per VM</dd>
+      at {_prices(policy)}</dd>
     <dt>Last decision</dt><dd>{escape(state.last_decision or "—")}</dd>
   </dl>
   {_timeline(pool, list(policy.instances), spans, decisions, now)}
@@ -326,3 +326,11 @@ def render_html(store: Any, config: Config | None = None, now: float | None = No
 <footer>Bars: a VM running (green: still running). Dots: decisions (red: a stop);
 hover for the reason. Times are UTC.</footer>
 </body></html>"""
+
+
+def _prices(policy: PoolPolicy) -> str:
+    """The ledger's hourly prices: one for the pool, or each VM's own range."""
+    prices = sorted(set(policy.prices.values())) or [policy.hourly_price_usd]
+    if len(prices) == 1:
+        return f"${prices[0]:.2f}/h per VM"
+    return f"${prices[0]:.2f}–${prices[-1]:.2f}/h, each VM at its own price"

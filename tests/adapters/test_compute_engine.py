@@ -16,7 +16,7 @@ from yoyo_control.adapters.compute_engine import ComputeEngine, classify
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.config import parse_config
 from yoyo_control.domain.facts import RunRequested, StopRequested
-from yoyo_control.errors import PermanentError, TemporaryError
+from yoyo_control.errors import CapacityError, PermanentError, TemporaryError
 from yoyo_control.service import Service
 
 ZONE = "us-central1-a"
@@ -175,14 +175,14 @@ def test_an_operation_ending_with_quota_exceeded_is_permanent(stub, engine) -> N
     assert stub.status(ZONE, "vm-0") == "TERMINATED"
 
 
-def test_an_operation_ending_with_a_zone_stockout_is_temporary(stub, engine) -> None:
+def test_an_operation_ending_with_a_zone_stockout_is_a_capacity_refusal(stub, engine) -> None:
     stub.add(ZONE, "vm-0", "TERMINATED", GPU)
     stub.fail_operation_next(
         "ZONE_RESOURCE_POOL_EXHAUSTED",
         f"The zone 'projects/{stub.project}/zones/{ZONE}' does not have enough resources available",
         http_status=503,
     )
-    with pytest.raises(TemporaryError, match="ZONE_RESOURCE_POOL_EXHAUSTED"):
+    with pytest.raises(CapacityError, match="ZONE_RESOURCE_POOL_EXHAUSTED"):
         engine.start(ZONE, "vm-0", rid())
     assert stub.status(ZONE, "vm-0") == "TERMINATED"
 
@@ -212,7 +212,10 @@ def test_an_unreachable_endpoint_is_temporary(make_engine) -> None:
         (400, ["invalid"], "instance vm-0", PermanentError),
         (502, [], "instance vm-0", TemporaryError),
         (504, [], "instance vm-0", TemporaryError),
-        (None, ["ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"], "instance vm-0", TemporaryError),
+        (None, ["ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"], "instance vm-0", CapacityError),
+        (503, ["ZONE_RESOURCE_POOL_EXHAUSTED"], "instance vm-0", CapacityError),
+        (503, ["STOCKOUT"], "instance vm-0", CapacityError),
+        (None, ["REGION_RESOURCE_POOL_EXHAUSTED"], "instance vm-0", CapacityError),
         (404, ["notFound"], "operation op-1 (start instance vm-0)", TemporaryError),
     ],
 )

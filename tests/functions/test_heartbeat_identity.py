@@ -107,3 +107,38 @@ def test_a_heartbeat_dated_2099_does_not_turn_idle_release_off(
     assert call(TICK, envelope({}, message_id="t-1")).status_code == 200
     assert world.store.get_pool(world.pool).lease is None
     assert world.compute.status[world.instance] == "TERMINATED"
+
+
+def test_a_vm_in_its_own_zone_of_a_multi_zone_pool_is_admitted() -> None:
+    """The token's zone is checked against the instance's own zone (pools across zones),
+    not the pool's default zone: a VM placed in us-east1-b is not 'another VM'."""
+    from yoyo_control import identity
+    from yoyo_control.config import parse_config
+    from yoyo_control.domain.facts import HeartbeatReceived
+    from yoyo_control.domain.model import Heartbeat
+    from yoyo_control.errors import InvalidMessage
+
+    config = parse_config(
+        {
+            "project": "my-project",
+            "pools": {
+                "default": {
+                    "zone": "us-central1-a",
+                    "instances": ["vm-a", {"name": "vm-b", "zone": "us-east1-b"}],
+                }
+            },
+        }
+    )
+
+    class Verified:  # the signature was checked: these are the token's claims
+        def __init__(self, zone: str) -> None:
+            self.zone = zone
+
+        def claims(self, token: str) -> dict[str, object]:
+            engine = {"instance_name": "vm-b", "zone": self.zone, "project_id": "my-project"}
+            return {"google": {"compute_engine": engine}}
+
+    beat = HeartbeatReceived("m-1", 0.0, "default", Heartbeat("vm-b", "b-1", 0.0, 0.0))
+    identity.admit_heartbeat(beat, "token", Verified("us-east1-b"), config)
+    with pytest.raises(InvalidMessage, match="zone"):
+        identity.admit_heartbeat(beat, "token", Verified("us-central1-a"), config)

@@ -138,11 +138,18 @@ class Stack:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def start_stack(tmp: Path, **overrides: Any) -> Stack:
-    """A running ``yoyoctl local up``; ``overrides`` replace top-level configuration keys."""
+Configure = Callable[[dict[str, Any]], None]
+
+
+def start_stack(tmp: Path, configure: Configure | None = None, **overrides: Any) -> Stack:
+    """A running ``yoyoctl local up`` on ``stack_config``: ``overrides`` replace top-level
+    configuration keys, then ``configure`` (when given) changes the configuration."""
     state_dir = tmp / "state"
     config_path = tmp / "config.json"
-    config_path.write_text(json.dumps({**stack_config(state_dir, free_port()), **overrides}))
+    config = {**stack_config(state_dir, free_port()), **overrides}
+    if configure is not None:
+        configure(config)
+    config_path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
     env.pop("FIRESTORE_EMULATOR_HOST", None)
     env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -231,3 +238,18 @@ def emulator_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
         yield stack, port
     finally:
         stack.kill_everything()
+
+
+def configured_stack(tmp_path: Path) -> Iterator[Callable[[Configure], Stack]]:
+    """A stack of its own on a changed configuration: ``configured_stack(configure)``."""
+    started: list[Stack] = []
+
+    def make(configure: Configure) -> Stack:
+        started.append(start_stack(tmp_path, configure))
+        return started[-1]
+
+    try:
+        yield make
+    finally:
+        for s in started:
+            s.kill_everything()

@@ -241,7 +241,7 @@ class World:
         sim = SimCompute(clock, prices)
         for name, policy in config.pools.items():
             for instance in policy.instances:
-                sim.add(name, instance, policy.zone)
+                sim.add(name, instance, policy.placement(instance).zone)
         boundaries = Boundaries()
         service = Service(
             CrashingStore(store, boundaries), CrashingCompute(sim, boundaries), clock, config

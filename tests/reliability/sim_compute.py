@@ -16,6 +16,8 @@ invariant checks need:
   (TemporaryError before acting), ``lost`` (acts, then TemporaryError: the response was
   lost), ``quota`` (PermanentError before acting), ``hang`` (TemporaryError before
   acting, like a request timeout). "not found" is not a fault but the truth: ``delete()``.
+- Capacity: a zone in ``refusing`` answers a start of a stopped instance there with
+  CapacityError (ZONE_RESOURCE_POOL_EXHAUSTED) before acting, until it leaves the set.
 - Ground truth for the checks: per instance the time it began its current run (any of
   RUNNING_STATUSES), every call made (``calls``), and the money really spent: instance
   seconds in BILLED_STATUSES × the pool's hourly price, split by UTC day and month.
@@ -31,7 +33,7 @@ from datetime import UTC, datetime
 
 from yoyo_control import names
 from yoyo_control.domain.model import BILLED_STATUSES, RUNNING_STATUSES
-from yoyo_control.errors import PermanentError, TemporaryError, YoyoError
+from yoyo_control.errors import CapacityError, PermanentError, TemporaryError, YoyoError
 from yoyo_control.ports import Clock, ObservedInstance
 
 MODES = ("instant", "lag", "timeout", "stuck")
@@ -109,6 +111,7 @@ class SimCompute:
     spend_day: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, day)
     spend_month: dict[tuple[str, str], float] = field(default_factory=dict)  # (pool, month)
     stopping_spend: dict[str, float] = field(default_factory=dict)  # pool → spent STOPPING
+    refusing: set[str] = field(default_factory=set)  # zones out of capacity: starts refused
 
     def __post_init__(self) -> None:
         self._ops: dict[str, Op] = {}
@@ -267,6 +270,12 @@ class SimCompute:
         if inst is None or not inst.exists or inst.zone != zone:
             self._record(kind, name, rid, False, "not-found")
             raise PermanentError(f"instance {name} in zone {zone} not found")
+        stopped = inst.status in ("TERMINATED", "SUSPENDED", "STOPPED")
+        if kind == "start" and inst.zone in self.refusing and stopped and rid not in self._ops:
+            self._record(kind, name, rid, False, "capacity")
+            raise CapacityError(
+                f"start instance {name} in zone {zone}: 503 ZONE_RESOURCE_POOL_EXHAUSTED (injected)"
+            )
         op = self._ops.get(rid)
         # Like Compute Engine: a repeated request id is answered from its original
         # operation, however long ago it ended.

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, note, settings
@@ -132,7 +133,9 @@ class ControlPlane(RuleBasedStateMachine):
 
     @initialize(setup=SETUPS)
     def build(self, setup: Setup) -> None:
-        names = tuple(f"vm-{i}" for i in range(setup.instances))
+        names: tuple[Any, ...] = tuple(f"vm-{i}" for i in range(setup.instances))
+        if setup.instances == 2:  # capacity: the second instance lives in its own zone
+            names = (names[0], {"name": names[1], "zone": "z2"})
         extra = (
             {"cpu": {"zone": "z", "instances": ["cpu-0"], "hourly_price_usd": 0.36}}
             if setup.second_pool
@@ -537,6 +540,14 @@ class ControlPlane(RuleBasedStateMachine):
                 sim.delete(name)
             else:
                 sim.recreate(name)
+
+    @rule(zone=st.sampled_from(["z", "z2"]), refuse=st.sampled_from([True, True, False]))
+    def capacity(self, zone: str, refuse: bool) -> None:
+        """Spot capacity runs out in a zone (every start there is refused), or comes back."""
+        if refuse:
+            self.w.sim.refusing.add(zone)
+        else:
+            self.w.sim.refusing.discard(zone)
 
     @rule(at=st.integers(1, 8))
     def arm_crash(self, at: int) -> None:

@@ -17,10 +17,13 @@ Invariants:
   * 404 on an instance → PermanentError("instance … not found …") (the service maps the
     phrase "not found" to a missing instance); 404 on an operation → TemporaryError
     (the retried call with the same request id finds or re-creates it);
-  * 408/409/429/5xx, resourceNotReady, rate limits, ZONE_RESOURCE_POOL_EXHAUSTED*
-    (a spot/GPU stockout: temporary in practice, and the service's attempt budget
-    bounds the retries), timeouts, connection errors, an operation still not DONE at
-    the deadline → TemporaryError;
+  * ZONE_RESOURCE_POOL_EXHAUSTED, ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS,
+    REGION_RESOURCE_POOL_EXHAUSTED, STOCKOUT (a resource availability error: the zone
+    has no capacity for the instance now; it comes as the error code of an operation that
+    ends DONE, typically with httpErrorStatusCode 503, or as the reason of an HTTP 503)
+    → CapacityError, whatever the HTTP status, so another zone is tried;
+  * 408/409/429/5xx, resourceNotReady, rate limits, timeouts, connection errors, an
+    operation still not DONE at the deadline → TemporaryError;
   * QUOTA_EXCEEDED / quotaExceeded (a resource quota: needs an operator), 403
     permission, other 400s → PermanentError.
 """
@@ -33,7 +36,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import names
-from ..errors import PermanentError, TemporaryError, YoyoError
+from ..errors import CapacityError, PermanentError, TemporaryError, YoyoError
 from ..ports import ObservedInstance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,14 +52,19 @@ TEMPORARY_REASONS = frozenset(
         "backendError",
         "internalError",
         # operation error codes (operation.error.errors[].code)
-        "ZONE_RESOURCE_POOL_EXHAUSTED",
-        "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
-        "REGION_RESOURCE_POOL_EXHAUSTED",
         "RESOURCE_NOT_READY",
         "RESOURCE_OPERATION_RATE_EXCEEDED",
         "RATE_LIMIT_EXCEEDED",
         "INTERNAL_ERROR",
         "SERVICE_UNAVAILABLE",
+    }
+)
+CAPACITY_REASONS = frozenset(
+    {
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
+        "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+        "REGION_RESOURCE_POOL_EXHAUSTED",
+        "STOCKOUT",
     }
 )
 QUOTA_REASONS = frozenset({"quotaExceeded", "QUOTA_EXCEEDED"})
@@ -65,7 +73,7 @@ NOT_FOUND_REASONS = frozenset({"notFound", "RESOURCE_NOT_FOUND"})
 
 def classify(
     status: int | None, reasons: Iterable[str], message: str, subject: str
-) -> TemporaryError | PermanentError:
+) -> TemporaryError | PermanentError | CapacityError:
     """The one place a Compute Engine failure becomes Temporary or Permanent.
 
     ``subject`` names what was addressed ("instance vm-0 in zone z", "operation op-1
@@ -78,6 +86,8 @@ def classify(
         if subject.startswith("operation"):
             return TemporaryError(f"{detail} (operation vanished; retry with the same request id)")
         return PermanentError(f"{subject} not found: {message}")
+    if reasons & CAPACITY_REASONS:
+        return CapacityError(detail)
     if status == 429 or reasons & TEMPORARY_REASONS:
         return TemporaryError(detail)
     if reasons & QUOTA_REASONS:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from . import keepalive
+from . import capacity, keepalive
 from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
@@ -42,6 +42,7 @@ from .model import (
     PoolPolicy,
     PoolState,
     Rule,
+    ZoneHealth,
 )
 from .spend import NO_SPEND, Spend, overall_cap_reached
 from .timetext import utc
@@ -86,9 +87,7 @@ def decide(
 ) -> Decision:
     """``observed_at``: when Compute was listed just before this decision (ticks), if it was."""
     draft = _Draft.of(state, policy, now, observed_at)
-    ledger = accrue(
-        state.ledger, draft.instances.values(), policy.hourly_price_usd, now, policy.timezone
-    )
+    ledger = accrue(state.ledger, draft.instances.values(), policy.prices, now, policy.timezone)
     paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
     if kill.engaged:
         draft.block(Rule.KILL_SWITCH, describe(kill, with_time=False))
@@ -107,6 +106,7 @@ def decide(
         ledger=ledger,
         paused=paused,
         idle_since=draft.idle_since,
+        zones=draft.zones,
     )
     if draft.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in draft.changes))
@@ -129,6 +129,7 @@ class _Draft:
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
     idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
     observed_at: float | None = None  # when Compute was last listed (a tick), if just now
+    zones: dict[str, ZoneHealth] = field(default_factory=dict)  # capacity (domain/capacity.py)
     changes: list[Change] = field(default_factory=list)
     bumped: bool = False
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -152,6 +153,7 @@ class _Draft:
             timeout,
             state.idle_since,
             observed_at,
+            dict(state.zones),
         )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
@@ -372,6 +374,9 @@ class _Draft:
             self.instances[inst.name] = replace(inst, next_start_at=next_start)
             return
         restarts = inst.restarts + 1
+        if rule == Rule.PREEMPTED:
+            where = capacity.key(self.policy.placement(inst.name))
+            self.zones = capacity.preempted(self.zones, where, self.now)
         if la is not None and la.outcome in _DONE:
             la = replace(la, outcome=f"done; then {rule.name.lower()}")
         if restarts > self.policy.restart_budget:
@@ -407,12 +412,19 @@ class _Draft:
         eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
         demand = self.state.demand.depth if self._demand_active() else 0
         by_demand = demand // max(1, self.policy.queue_threshold)
-        busy = {hb.instance for hb in self._busy_heartbeats()}
-        # Keep what has work in flight, then what already runs; stop idle VMs first.
-        eligible.sort(
-            key=lambda n: (n not in busy, self.instances[n].observed not in RUNNING_STATUSES)
+        busy = [hb.instance for hb in self._busy_heartbeats()]
+        wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
+        # Which ones: by zone health, provisioning, weights on disk, price.
+        idle = [
+            hb.instance
+            for hb in self.state.heartbeats.values()
+            if self._fresh(hb) and hb.ready and hb.instance not in busy
+        ]
+        return set(
+            capacity.choose(
+                self.policy, self.instances, self.zones, eligible, wanted, busy, idle, self.now
+            )
         )
-        return set(eligible[: max(1, min(len(eligible), max(by_demand, len(busy))))])
 
     def plan_actions(self) -> list[Action]:
         wanted = self._wanted_running()
@@ -433,9 +445,14 @@ class _Draft:
             if desired != inst.desired:
                 inst = replace(inst, desired=desired)
             if kind is not None:
+                before = inst.last_action
                 inst, action = self._action(inst, kind, rule, reason)
                 if action is not None:
                     actions.append(action)
+                    fresh = before is None or before.request_id != action.request_id
+                    if kind == ActionKind.START and fresh:
+                        for why in capacity.skipped(self.policy, self.zones, name, self.now):
+                            self.note(Rule.CAPACITY, f"start {name}: {why}", name)
             self.instances[name] = inst
         return actions
 
@@ -455,7 +472,12 @@ class _Draft:
         if inst.observed in RUNNING_STATUSES:
             return True
         la = inst.last_action
-        return inst.observed == UNKNOWN and la is not None and la.kind == ActionKind.START
+        return (
+            inst.observed == UNKNOWN
+            and la is not None
+            and la.kind == ActionKind.START
+            and not (la.outcome or "").startswith("capacity")  # refused: never started
+        )
 
     def _why(self, inst: Instance, desired: Desired) -> tuple[Rule, str]:
         """The highest-priority rule that explains the desired status of ``inst``."""
@@ -511,7 +533,6 @@ class _Draft:
         record = ActionRecord(
             kind, epoch, rid, self.now, f"{rule.value}: {reason}", attempts=attempts
         )
-        action = Action(
-            kind, self.state.pool, inst.name, self.policy.zone, epoch, rid, rule, reason
-        )
+        zone = self.policy.placement(inst.name).zone
+        action = Action(kind, self.state.pool, inst.name, zone, epoch, rid, rule, reason)
         return replace(inst, last_action=record), action

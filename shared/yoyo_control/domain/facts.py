@@ -190,7 +190,7 @@ def apply_fact(
         ledger = accrue(
             state.ledger,
             state.instances.values(),
-            policy.hourly_price_usd,
+            policy.prices,
             max(fact.at, state.ledger.accrued_until or fact.at),
             policy.timezone,
         )
@@ -297,6 +297,7 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
         observed=status,
         observed_at=at,
         running_since=running_since,
+        warm=instance.warm or status == "RUNNING",
         last_action=_settled(instance.last_action, status, at),
     )
 

@@ -10,7 +10,7 @@ before another committed — charges nothing, and periods only roll forward).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -43,10 +43,24 @@ def billed_seconds(instances: Iterable[Instance], start: float, end: float) -> f
     return total
 
 
+def _cost(
+    instances: Iterable[Instance], prices: float | Mapping[str, float], start: float, end: float
+) -> float:
+    """Dollars billed in [start, end): each instance at its own hourly price (a plain
+    number prices every instance alike; an instance without a price is charged the
+    highest one, so an unknown instance never looks cheap)."""
+    if not isinstance(prices, Mapping):
+        return billed_seconds(instances, start, end) * prices / 3600.0
+    top = max(prices.values(), default=0.0)
+    return sum(
+        billed_seconds([i], start, end) * prices.get(i.name, top) / 3600.0 for i in instances
+    )
+
+
 def accrue(
     ledger: Ledger,
     instances: Iterable[Instance],
-    hourly_price: float,
+    hourly_price: float | Mapping[str, float],
     now: float,
     timezone: str,
 ) -> Ledger:
@@ -62,13 +76,12 @@ def accrue(
         return replace(ledger, accrued_until=None) if ledger.accrued_until else ledger
     # Never accrued since these started: charge from each one's running_since.
     start = min(ledger.accrued_until if ledger.accrued_until is not None else 0.0, now)
-    per_second = hourly_price / 3600.0
-    day_cost = billed_seconds(running, max(start, _day_start(now, timezone)), now) * per_second
-    month_cost = billed_seconds(running, max(start, _month_start(now, timezone)), now)
+    day_cost = _cost(running, hourly_price, max(start, _day_start(now, timezone)), now)
+    month_cost = _cost(running, hourly_price, max(start, _month_start(now, timezone)), now)
     return replace(
         ledger,
         day_usd=ledger.day_usd + day_cost,
-        month_usd=ledger.month_usd + month_cost * per_second,
+        month_usd=ledger.month_usd + month_cost,
         accrued_until=now,
     )
 
@@ -89,7 +102,7 @@ def pool_cap_reached(ledger: Ledger, policy: PoolPolicy) -> str | None:
     """Why the pool's own caps pause it now (rule 2), or None. Until the next tick every
     instance of the pool may spend: it pauses early enough that a cap is overrun by at
     most one tick of ONE instance (DESIGN.md §4), however many run."""
-    ahead = policy.hourly_price_usd / 3600.0 * policy.tick_s * max(0, policy.max_instances - 1)
+    ahead = policy.top_price / 3600.0 * policy.tick_s * max(0, policy.max_instances - 1)
     return cap_reached(ledger, policy.daily_cap_usd, policy.monthly_cap_usd, ahead)
 
 

@@ -49,10 +49,29 @@ class Rule(StrEnum):
     OPERATOR = "operator"
     ORPHAN = "orphan"
     OUTCOME = "outcome"
+    CAPACITY = "capacity"
+
+
+# Provisioning models of an instance (PoolPolicy.placements): spot instances serve
+# demand; standard ones are the fallback, started only when spot has been refused in
+# every zone for ``fallback_after_s`` (domain/capacity.py).
+SPOT = "spot"
+STANDARD = "standard"
+PROVISIONING = (SPOT, STANDARD)
 
 
 def empty_map() -> Mapping[str, object]:
     return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance of a pool runs and what an hour of it costs."""
+
+    name: str
+    zone: str
+    hourly_price_usd: float
+    provisioning: str = SPOT
 
 
 @dataclass(frozen=True)
@@ -89,10 +108,36 @@ class PoolPolicy:
     daily_cap_usd: float | None = None
     monthly_cap_usd: float | None = None
     timezone: str = "UTC"
+    # Capacity (domain/capacity.py): instances named with their own zone, price and
+    # provisioning; a plain name is a spot instance in ``zone`` at ``hourly_price_usd``.
+    placements: tuple[Placement, ...] = ()
+    zone_backoff_s: float = 60.0  # a zone's first capacity refusal backs it off this long
+    zone_backoff_max_s: float = 1800.0  # … doubling per refusal in a row, up to this
+    fallback_after_s: float = 60.0  # spot refused in every zone this long → standard
 
     @property
     def max_instances(self) -> int:
         return len(self.instances)
+
+    def placement(self, instance: str) -> Placement:
+        for placed in self.placements:
+            if placed.name == instance:
+                return placed
+        return Placement(instance, self.zone, self.hourly_price_usd)
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """Every zone holding an instance of the pool, in configuration order."""
+        return tuple(dict.fromkeys(self.placement(n).zone for n in self.instances))
+
+    @property
+    def prices(self) -> Mapping[str, float]:
+        """Hourly price of each configured instance (the ledger charges each its own)."""
+        return MappingProxyType({n: self.placement(n).hourly_price_usd for n in self.instances})
+
+    @property
+    def top_price(self) -> float:
+        return max(self.prices.values(), default=self.hourly_price_usd)
 
 
 @dataclass(frozen=True)
@@ -181,6 +226,19 @@ class Instance:
     retired_epoch: int | None = None  # not restarted again under this lease epoch
     error: str | None = None  # permanent error: not retried until the next lease
     orphan: bool = False  # labelled for the pool but not in its configuration
+    warm: bool = False  # has been seen RUNNING: its own disk already holds the weights
+
+
+@dataclass(frozen=True)
+class ZoneHealth:
+    """Capacity refusals of one zone, kept on the pool document (domain/capacity.py)."""
+
+    refusals: int = 0  # capacity refusals in a row (0: healthy)
+    refused_since: float | None = None  # the first refusal of the current streak
+    backoff_until: float | None = None  # no start is tried in the zone before this
+    detail: str = ""  # what Compute Engine said last time
+    recent: tuple[float, ...] = ()  # times of the latest refusals (bounded)
+    preempted: tuple[float, ...] = ()  # times of the latest preemptions (bounded)
 
 
 @dataclass(frozen=True)
@@ -229,6 +287,7 @@ class PoolState:
     operator_stop_at: float | None = None
     idle_gaps: GapHistogram = field(default_factory=GapHistogram)  # recent gaps (bounded)
     idle_since: float | None = None  # when the pool's last activity ended, while idle
+    zones: Mapping[str, ZoneHealth] = field(default_factory=dict)  # capacity, per zone
     last_decision: str = ""
     updated_at: float | None = None
 

@@ -4,7 +4,9 @@ Invariants: an outcome applies only to the action that is still the instance's
 ``last_action`` (same request id), so a late or stale outcome never overwrites a newer
 decision; a temporary failure counts an attempt and becomes permanent after
 ``max_action_attempts``; a permanent failure of a start parks the instance until the
-next lease; an outcome that changes an instance's status first charges the ledger up to
+next lease; a capacity refusal is not an error of the instance: it backs off the
+action's zone (domain/capacity.py) and leaves the instance free to start later; an
+outcome that changes an instance's status first charges the ledger up to
 ``now`` at the statuses known before it (a stop's outcome arrives when the operation
 finished: the instance ran until then).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum
 
+from . import capacity
 from .facts import observed
 from .ledger import accrue
 from .model import MISSING, Action, ActionKind, PoolPolicy, PoolState
@@ -25,6 +28,7 @@ class Outcome(StrEnum):
     TEMPORARY = "retry"
     PERMANENT = "error"
     NOT_FOUND = "not-found"
+    CAPACITY = "capacity"
 
 
 def record_outcome(
@@ -49,14 +53,15 @@ def record_outcome(
     if la.request_id != action.request_id:
         return state, False
     if outcome in (Outcome.DONE, Outcome.NOT_FOUND):
-        ledger = accrue(
-            state.ledger, state.instances.values(), policy.hourly_price_usd, now, policy.timezone
-        )
+        ledger = accrue(state.ledger, state.instances.values(), policy.prices, now, policy.timezone)
         state = replace(state, ledger=ledger)
     if outcome == Outcome.DONE:
         status = seen or ("RUNNING" if action.kind == ActionKind.START else "TERMINATED")
         inst = observed(inst, status, now)
         la = replace(la, outcome="done")
+        if action.kind == ActionKind.START:
+            where = capacity.key(policy.placement(action.instance))
+            state = replace(state, zones=capacity.started(state.zones, where))
     elif outcome == Outcome.SKIPPED:
         la = replace(la, outcome=f"skipped: {detail}")
     elif outcome == Outcome.TEMPORARY:
@@ -67,6 +72,11 @@ def record_outcome(
             inst = replace(inst, error=message)
         else:
             la = replace(la, outcome=f"retry: {detail}", attempts=attempts, issued_at=now)
+    elif outcome == Outcome.CAPACITY:
+        la = replace(la, outcome=f"capacity: {detail}")
+        where = capacity.key(policy.placement(action.instance))
+        zones = capacity.refused(state.zones, where, detail, policy, now)
+        state = replace(state, zones=zones)
     elif outcome == Outcome.NOT_FOUND:
         inst = replace(observed(inst, MISSING, now), error=f"not found: {detail}")
         la = replace(la, outcome=f"error: not found: {detail}")

@@ -49,9 +49,7 @@ NO_SPEND = Spend()
 
 def accrued(state: PoolState, policy: PoolPolicy, now: float) -> Ledger:
     """The pool's ledger as its next reconcile at ``now`` would charge it (nothing saved)."""
-    return accrue(
-        state.ledger, state.instances.values(), policy.hourly_price_usd, now, policy.timezone
-    )
+    return accrue(state.ledger, state.instances.values(), policy.prices, now, policy.timezone)
 
 
 def others(
@@ -101,8 +99,13 @@ def billed_running(state: PoolState) -> int:
 
 
 def run_rate(state: PoolState, policy: PoolPolicy) -> float:
-    """Spend per hour right now: billed running instances × the pool's hourly price."""
-    return billed_running(state) * policy.hourly_price_usd
+    """Spend per hour right now: each billed running instance at its own hourly price."""
+    prices = policy.prices
+    return sum(
+        prices.get(i.name, policy.top_price)
+        for i in state.instances.values()
+        if i.observed in BILLED_STATUSES and i.running_since is not None
+    )
 
 
 def period_bounds(now: float, timezone: str) -> tuple[float, float, float, float]:

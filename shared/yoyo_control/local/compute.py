@@ -11,6 +11,10 @@ Invariants:
   Compute Engine answers "resource not ready"). Unknown instances raise
   PermanentError("... not found").
 - A request id is acted on at most once; a retried call only waits for its operation.
+- A zone told to refuse (``InstanceTable.refuse_zone``; ``yoyoctl local refuse-zone``)
+  answers every start of an instance there with CapacityError, as Compute Engine answers
+  a stockout (ZONE_RESOURCE_POOL_EXHAUSTED), and the instance stays TERMINATED; the
+  refusal lasts until ``accept_zone`` (it is in the shared table, so every process sees it).
 - ``start``/``stop`` wait (bounded by ``op_timeout_s``) for the operation to finish:
   STAGING → RUNNING (the VM's processes are up; its inference server still boots for
   ``boot_delay_s``) or → TERMINATED; past the bound they raise TemporaryError and the
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import names
-from ..errors import PermanentError, TemporaryError
+from ..errors import CapacityError, PermanentError, TemporaryError
 from ..ports import ObservedInstance
 
 T = TypeVar("T")
@@ -40,6 +44,7 @@ CREATE TABLE IF NOT EXISTS instances (
     note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY, kind TEXT NOT NULL, instance TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS refusals (zone TEXT PRIMARY KEY, code TEXT NOT NULL, at REAL NOT NULL);
 """
 
 
@@ -99,6 +104,22 @@ class InstanceTable:
             )
         )
 
+    def refuse_zone(self, zone: str, code: str = "ZONE_RESOURCE_POOL_EXHAUSTED") -> None:
+        self.transact(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO refusals (zone, code, at) VALUES (?, ?, ?)",
+                (zone, code, time.time()),
+            )
+        )
+
+    def accept_zone(self, zone: str) -> None:
+        self.transact(lambda c: c.execute("DELETE FROM refusals WHERE zone = ?", (zone,)))
+
+    def refusing(self) -> dict[str, str]:
+        """Zones told to refuse starts, with the error code they answer."""
+        with self._conn() as conn:
+            return dict(conn.execute("SELECT zone, code FROM refusals ORDER BY zone"))
+
     def rows(self, pool: str | None = None) -> list[Row]:
         sql = "SELECT * FROM instances" + (" WHERE pool = ?" if pool else "") + " ORDER BY name"
         with self._conn() as conn:
@@ -132,7 +153,7 @@ class LocalCompute:
         table = InstanceTable(Path(config.local.state_dir) / "compute.sqlite3")
         for pool, policy in config.pools.items():
             for instance in policy.instances:
-                table.register(pool, policy.zone, instance)
+                table.register(pool, policy.placement(instance).zone, instance)
         return cls(table)
 
     def list_instances(self, pool: str, zone: str) -> list[ObservedInstance]:
@@ -169,6 +190,12 @@ class LocalCompute:
             if seen:
                 return  # deduplicated: the operation was already accepted
             status = row[0]
+            refusal = c.execute("SELECT code FROM refusals WHERE zone = ?", (zone,)).fetchone()
+            if kind == "start" and status in ("TERMINATED", "SUSPENDED") and refusal:
+                raise CapacityError(
+                    f"start instance {instance} in zone {zone}: {refusal[0]}: The zone "
+                    f"'{zone}' does not have enough resources available to fulfill the request."
+                )
             if kind == "start" and status == "STOPPING":
                 raise TemporaryError(f"instance {instance} is STOPPING: not ready (409)")
             c.execute(

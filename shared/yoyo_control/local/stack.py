@@ -193,7 +193,7 @@ class Stack:
         table = InstanceTable(self.state_dir / "compute.sqlite3")
         for pool, policy in config.pools.items():
             for instance in policy.instances:
-                table.register(pool, policy.zone, instance)
+                table.register(pool, policy.placement(instance).zone, instance)
 
         self.secret = guard.new_secret(self.state_dir)
         deliver = guard.deliverer(self.secret)

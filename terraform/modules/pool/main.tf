@@ -1,4 +1,5 @@
-# One Yo-Yo pool: its spot GPU VMs, the grants that let the control plane start and stop
+# One Yo-Yo pool: its GPU VMs (spot, and optional standard ones as a fallback), each in its
+# own zone with its own boot disk holding the model weights, the grants that let the control plane start and stop
 # exactly these VMs, and the queue alert that wakes the pool when work piles up.
 #
 # The VMs are created stopped (desired_status = TERMINATED) and Terraform ignores their
@@ -8,11 +9,11 @@
 resource "google_compute_instance" "vm" {
   #checkov:skip=CKV_GCP_32:block-project-ssh-keys is set to TRUE in the metadata merge below; checkov does not evaluate merge().
   #checkov:skip=CKV_GCP_38:A customer-supplied key would have to be sent with every start, which the control plane cannot hold safely; Google-managed encryption is used.
-  for_each = toset(var.instance_names)
+  for_each = var.instances
 
   project        = var.project_id
-  zone           = var.zone
-  name           = each.value
+  zone           = each.value.zone
+  name           = each.key
   machine_type   = var.machine_type
   description    = "Yo-Yo GPU VM of pool ${var.pool}: started and stopped by the control plane only."
   labels         = var.labels
@@ -24,6 +25,8 @@ resource "google_compute_instance" "vm" {
   # service account) waits until the control plane has stopped it (no work), then applies.
   allow_stopping_for_update = false
 
+  # The boot disk is zonal and this VM's own: it also holds the weights, so a VM that has
+  # run before starts with them on disk (the control plane prefers such VMs).
   boot_disk {
     auto_delete = true
 
@@ -49,9 +52,12 @@ resource "google_compute_instance" "vm" {
     subnetwork = var.subnetwork
   }
 
+  # Spot by default; "standard" VMs are the fallback the control plane starts only when
+  # spot has been refused in every zone. Either way: no automatic restart, and
+  # max_run_duration with STOP (the third stop path).
   scheduling {
-    provisioning_model          = "SPOT"
-    preemptible                 = true
+    provisioning_model          = each.value.provisioning == "standard" ? "STANDARD" : "SPOT"
+    preemptible                 = each.value.provisioning != "standard"
     automatic_restart           = false
     on_host_maintenance         = "TERMINATE"
     instance_termination_action = "STOP"
@@ -86,7 +92,7 @@ resource "google_compute_instance_iam_member" "operator" {
   for_each = google_compute_instance.vm
 
   project       = var.project_id
-  zone          = var.zone
+  zone          = each.value.zone
   instance_name = each.value.name
   role          = var.operator_role
   member        = var.operator_member

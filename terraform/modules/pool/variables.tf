@@ -18,18 +18,21 @@ variable "name_prefix" {
   type        = string
 }
 
-variable "zone" {
-  description = "Zone of the VMs (must offer var.gpu_type)."
-  type        = string
-}
-
-variable "instance_names" {
-  description = "Names of the pool's VMs."
-  type        = list(string)
+variable "instances" {
+  description = "The pool's VMs: name => {zone, provisioning}. Each VM is created in its own zone (which must offer var.gpu_type) with its own boot disk, which also holds the model weights. provisioning: \"spot\" (SPOT) or \"standard\" (the fallback, started only when spot is refused in every zone)."
+  type = map(object({
+    zone         = string
+    provisioning = optional(string, "spot")
+  }))
 
   validation {
-    condition     = length(var.instance_names) > 0 && alltrue([for n in var.instance_names : can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", n))])
-    error_message = "instance_names must be non-empty valid Compute Engine names."
+    condition     = length(var.instances) > 0 && alltrue([for n, _ in var.instances : can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", n))])
+    error_message = "instances must be non-empty, keyed by valid Compute Engine names."
+  }
+
+  validation {
+    condition     = alltrue([for i in values(var.instances) : contains(["spot", "standard"], i.provisioning)])
+    error_message = "provisioning must be \"spot\" or \"standard\"."
   }
 }
 
