@@ -6,15 +6,16 @@
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
 #   bench-gateway        gateway overhead ÷ direct, release delay, a cold burst of 100 (~3 min)
 #   bench-batch          batch worker throughput ÷ direct, VM-seconds per 1,000 lines (~2 min)
+#   bench-capacity       simulator: wakes served within 5 min and $ per served hour, 1-3 zones (~3 min)
 
 BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12
 
-.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch
+.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity
 
-bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch
+bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
@@ -33,3 +34,6 @@ bench-gateway: install
 
 bench-batch: install
 	$(PYTHON) bench/batch.py --lines 1000 --rounds 5 --write
+
+bench-capacity: install
+	$(PYTHON) bench/capacity.py --seeds 3 --days 30 --write
