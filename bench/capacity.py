@@ -86,7 +86,7 @@ def run_one(job: tuple[int, bool, int, dict[str, float]]) -> dict[str, Any]:
     )
     sim = CapacitySimulation(
         requests,
-        parse_policy("pool"),
+        parse_policy("adaptive"),
         pool(zones, fallback, knobs["fallback_after"], knobs["backoff_max"]),
         weather,
         params=SimParams(seed=seed),

@@ -240,6 +240,7 @@ def emulator_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
         stack.kill_everything()
 
 
+@pytest.fixture
 def configured_stack(tmp_path: Path) -> Iterator[Callable[[Configure], Stack]]:
     """A stack of its own on a changed configuration: ``configured_stack(configure)``."""
     started: list[Stack] = []

@@ -34,7 +34,7 @@ def run(policy, outages: dict[str, list[tuple[float, float]]]) -> CapacitySimula
     requests = [Request(T0 + h * 3600.0, 600.0) for h in range(1, 12, 2)]  # 6 wakes
     sim = CapacitySimulation(
         requests,
-        parse_policy("pool"),
+        parse_policy("adaptive"),
         policy,
         Weather(stockout_share=0.0, preempt_per_hour=0.0),
         params=SimParams(seed=1),
