@@ -21,7 +21,8 @@ import pytest
 
 from local.conftest import Stack, stack_config, start_stack
 
-MODEL = "tiny-llm"
+MODEL = "yoyo-local/simulated"  # the model examples/batch.jsonl names
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "batch.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +71,10 @@ def multipart(data: bytes, purpose: str = "batch") -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_files_create_batches_create_and_files_content_with_the_openai_client(
-    gw, tmp_path: Path
-) -> None:
+def test_files_create_batches_create_and_files_content_with_the_openai_client(gw) -> None:
     s, base_url, key = gw
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
-    with batch_file(tmp_path / "in.jsonl", 30).open("rb") as f:
+    with EXAMPLE.open("rb") as f:  # the README's flow
         uploaded = client.files.create(file=f, purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.bytes > 0
     assert client.files.retrieve(uploaded.id).id == uploaded.id
@@ -88,18 +87,18 @@ def test_files_create_batches_create_and_files_content_with_the_openai_client(
         metadata={"job": "test"},
     )
     assert batch.status == "in_progress" and batch.input_file_id == uploaded.id
-    assert batch.request_counts.total == 30 and batch.metadata == {"job": "test"}
+    assert batch.request_counts.total == 12 and batch.metadata == {"job": "test"}
     deadline = time.monotonic() + 120
     while batch.status != "completed" and time.monotonic() < deadline:
         assert batch.status in ("in_progress", "finalizing"), batch
         time.sleep(0.5)
         batch = client.batches.retrieve(batch.id)
     assert batch.status == "completed", s.log()
-    assert batch.request_counts.completed == 30 and batch.output_file_id
+    assert batch.request_counts.completed == 12 and batch.output_file_id
 
     output = client.files.content(batch.output_file_id).text.splitlines()
     ids = [json.loads(x)["custom_id"] for x in output]
-    assert sorted(ids) == [f"c-{i:03d}" for i in range(30)]  # every custom_id once
+    assert sorted(ids) == [f"explain-{i:02d}" for i in range(1, 13)]  # every custom_id once
     assert all(json.loads(x)["response"]["status_code"] == 200 for x in output)
     assert client.files.content(batch.error_file_id).text == ""
     assert batch.id in [b.id for b in client.batches.list(limit=5)]
