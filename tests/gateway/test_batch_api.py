@@ -13,6 +13,7 @@ from typing import Any
 
 import flask
 import pytest
+from werkzeug.test import EnvironBuilder
 
 from fakes import RecordingPublisher
 from yoyo_control.adapters.clock import ManualClock
@@ -221,6 +222,12 @@ def test_an_upload_over_max_file_bytes_is_413_and_other_bodies_keep_max_body_byt
     assert len(big) > 5000
     error = error_of(a.upload(big), 413)
     assert "gateway.max_file_bytes" in error["message"]
+    form = {"purpose": "batch", "file": (io.BytesIO(big), "in.jsonl")}
+    environ = EnvironBuilder(path="/v1/files", method="POST", data=form).get_environ()
+    del environ["CONTENT_LENGTH"]  # a body of unknown length (chunked) is bounded too
+    environ.update({"wsgi.input_terminated": True, "HTTP_AUTHORIZATION": f"Bearer {KEY}"})
+    assert "gateway.max_file_bytes" in error_of(a.client.open(environ), 413)["message"]
+    assert a.storage.list("") == []
     small = jsonl(*(line(f"c{i}") for i in range(30)))  # over max_body_bytes, under max_file
     assert len(small) > 4096 and a.upload(small).status_code == 200
     padded = a.create(input_file_id="x" * 5000, endpoint="/v1/chat/completions")
