@@ -20,6 +20,7 @@ from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.adapters.upstream_http import HttpUpstream
+from yoyo_control.batch.files import FileNotFound
 from yoyo_control.batch.service import BatchService
 from yoyo_control.config import parse_config
 from yoyo_control.gateway.app import Gateway
@@ -54,6 +55,7 @@ class Api:
         self.store = SqliteStore(tmp_path / "yoyo.sqlite3")
         self.publisher = RecordingPublisher()
         batches = BatchService(self.store, self.storage, self.publisher, self.clock, config)
+        self.batch_api = BatchApi(batches, config.gateway)
         gateway_ = Gateway(
             config,
             self.store,
@@ -61,7 +63,7 @@ class Api:
             HttpUpstream("unused", read_timeout_s=1),
             KeyRing([digest(KEY)]),
             self.clock,
-            batch_api=BatchApi(batches, config.gateway),
+            batch_api=self.batch_api,
         )
         app = flask.Flask("batch-api-test")
         app.add_url_rule(
@@ -202,6 +204,8 @@ def test_unknown_ids_are_404(api) -> None:
         "/batches/nope",
     ]:
         assert error_of(a.call("GET", path), 404)["code"] == "not_found", path
+    with pytest.raises(FileNotFound):  # a trailing newline is part of no id
+        a.batch_api.files.get(missing + "\n")
     create = a.create(input_file_id=missing, endpoint="/v1/chat/completions")
     assert error_of(create, 404)["message"] == f"no file {missing!r}"
     assert error_of(a.call("POST", "/batches/batch_" + "0" * 32 + "/cancel"), 404)

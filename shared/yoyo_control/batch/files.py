@@ -28,8 +28,8 @@ from .service import BatchService
 CHUNK = 4 * 1024 * 1024
 PURPOSE = "batch"  # the only purpose served: files here are batch inputs
 UPLOADS = "files/"
-_UPLOAD_ID = re.compile(r"^file-[0-9a-f]{32}$")
-_BATCH_FILE_ID = re.compile(rf"^file-(batch_[0-9a-f]{{32}})-({'|'.join(BATCH_FILES)})$")
+_UPLOAD_ID = re.compile(r"file-[0-9a-f]{32}")  # fullmatch only
+_BATCH_FILE_ID = re.compile(rf"file-(batch_[0-9a-f]{{32}})-({'|'.join(BATCH_FILES)})")
 
 
 class FileNotFound(YoyoError):
@@ -48,17 +48,7 @@ class Files:
         self.batches.check(data, None)
         file_id = f"file-{uuid.uuid4().hex}"
         content, meta = _keys(file_id)
-        doc = {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(data),
-            "created_at": int(self.batches.clock.now()),
-            "filename": filename[:255],
-            "purpose": purpose,
-            "status": "processed",
-            "expires_at": None,
-            "status_details": None,
-        }
+        doc = _file(file_id, len(data), self.batches.clock.now(), filename[:255], purpose)
         self.storage.put(content, data)
         self.storage.put(meta, json.dumps(doc).encode())
         return doc
@@ -76,18 +66,10 @@ class Files:
         batch = self.batches.store.get_batch(batch_id)
         if size is None or batch is None:
             raise FileNotFound(f"no file {file_id!r}")
+        if part == "input":
+            return _file(file_id, size, batch.created_at, f"{batch_id}_input.jsonl", PURPOSE)
         done = batch.completed_at or batch.cancelled_at or batch.expired_at or batch.created_at
-        return {
-            "id": file_id,
-            "object": "file",
-            "bytes": size,
-            "created_at": int(batch.created_at if part == "input" else done),
-            "filename": f"{batch_id}_{part}.jsonl",
-            "purpose": PURPOSE if part == "input" else "batch_output",
-            "status": "processed",
-            "expires_at": None,
-            "status_details": None,
-        }
+        return _file(file_id, size, done, f"{batch_id}_{part}.jsonl", "batch_output")
 
     def content(self, file_id: str) -> Iterator[bytes]:
         """The file's bytes, CHUNK at a time (FileNotFound before the first, if none)."""
@@ -128,12 +110,29 @@ class Files:
         return {"id": file_id, "object": "file", "deleted": True}
 
 
+def _file(
+    file_id: str, size: int, created_at: float, filename: str, purpose: str
+) -> dict[str, Any]:
+    """OpenAI's file object."""
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": int(created_at),
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "expires_at": None,
+        "status_details": None,
+    }
+
+
 def _keys(file_id: str) -> tuple[str, str]:
     """(content key, file object key: "" for a batch's own file); FileNotFound if the id
     is neither kind."""
-    if _UPLOAD_ID.match(file_id):
+    if _UPLOAD_ID.fullmatch(file_id):
         return f"{UPLOADS}{file_id}/content.jsonl", f"{UPLOADS}{file_id}/file.json"
-    match = _BATCH_FILE_ID.match(file_id)
+    match = _BATCH_FILE_ID.fullmatch(file_id)
     if match is None:
         raise FileNotFound(f"no file {file_id[:80]!r}")
     batch_id, part = match.groups()
