@@ -100,7 +100,8 @@ resource "google_pubsub_subscription_iam_member" "vm_work_subscriber" {
 }
 
 # The functions' tick finalizes batches (merges checkpoints into the results) and
-# re-publishes the shards of a batch whose submit was interrupted.
+# re-publishes the shards of a batch whose submit was interrupted; the gateway stores
+# uploads (/v1/files) and submits batches (/v1/batches).
 resource "google_storage_bucket_iam_member" "functions_batch_user" {
   bucket = google_storage_bucket.batch.name
   role   = "roles/storage.objectUser"
@@ -110,6 +111,15 @@ resource "google_storage_bucket_iam_member" "functions_batch_user" {
 resource "google_pubsub_topic_iam_member" "functions_work_publisher" {
   project = var.project_id
   topic   = google_pubsub_topic.work.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# The gateway's POST /v1/batches submits a batch: its shards go to the work topic (above)
+# and the pool's wake, a queue-depth message, to the queue topic.
+resource "google_pubsub_topic_iam_member" "functions_queue_publisher" {
+  project = var.project_id
+  topic   = google_pubsub_topic.event["queue"].name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${google_service_account.functions.email}"
 }

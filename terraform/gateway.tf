@@ -11,11 +11,12 @@
 # - Both secrets are created empty: add their versions once (docs/deploy.md).
 
 variable "gateway" {
-  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."
+  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."
   type = object({
     hold_s             = optional(number, 600)
     max_held           = optional(number, 200)
     max_body_bytes     = optional(number, 8388608)
+    max_file_bytes     = optional(number, 33554432)
     poll_s             = optional(number, 1)
     upstream_timeout_s = optional(number, 600)
     timeout_s          = optional(number, 1800)

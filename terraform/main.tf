@@ -45,6 +45,7 @@ locals {
       hold_s             = var.gateway.hold_s
       max_held           = var.gateway.max_held
       max_body_bytes     = var.gateway.max_body_bytes
+      max_file_bytes     = var.gateway.max_file_bytes
       poll_s             = var.gateway.poll_s
       upstream_timeout_s = var.gateway.upstream_timeout_s
     }

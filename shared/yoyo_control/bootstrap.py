@@ -98,11 +98,16 @@ def build_identity(config: Config) -> IdentityVerifier:
     return identity.verifier(config.local.state_dir, config.heartbeat_audience)
 
 
+def batch_configured(config: Config) -> bool:
+    """Batch inference has somewhere to keep its objects (locally it always has)."""
+    return config.backend == "local" or bool(config.batch.bucket)
+
+
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
     store = build_store(config)
     work_demand = None
-    if config.backend == "local" or config.batch.bucket:  # batch inference is configured
+    if batch_configured(config):
         work_demand = build_batch_service(config, store, build_publisher(config)).pending_lines
     return Service(store, build_compute(config), build_clock(), config, work_demand)
 
@@ -128,10 +133,12 @@ def identity() -> IdentityVerifier:
 
 def build_gateway(service: Service) -> Gateway:
     """The gateway over ``service``: keys and the VMs' inference key from the environment
-    (Secret Manager secrets mounted as variables), else the local state directory."""
+    (Secret Manager secrets mounted as variables), else the local state directory; with
+    batch inference configured, also /v1/files and /v1/batches."""
     from .adapters.upstream_http import HttpUpstream
     from .gateway import auth
     from .gateway.app import Gateway
+    from .gateway.batches import BatchApi
 
     config = service.config
     vllm_key = os.environ.get(names.ENV_VLLM_API_KEY, "")
@@ -139,6 +146,9 @@ def build_gateway(service: Service) -> Gateway:
         if config.backend != "local":
             raise ConfigError(f"{names.ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
         vllm_key = auth.ensure_vllm_key(config.local.state_dir)
+    batches = None
+    if batch_configured(config):
+        batches = build_batch_service(config, service.store, build_publisher(config))
     return Gateway(
         config,
         service.store,
@@ -146,6 +156,7 @@ def build_gateway(service: Service) -> Gateway:
         HttpUpstream(vllm_key, read_timeout_s=config.gateway.upstream_timeout_s),
         auth.KeyRing.load(config.local.state_dir),
         service.clock,
+        batch_api=BatchApi(batches, config.gateway) if batches else None,
     )
 
 

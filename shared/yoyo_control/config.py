@@ -75,6 +75,7 @@ class GatewaySettings:
     hold_s: float = 600.0  # how long a request at a cold pool is held for a VM to be ready
     max_held: int = 200  # requests held at once by one gateway instance (429 beyond)
     max_body_bytes: int = 8 * 1024 * 1024  # a larger request body is refused (413)
+    max_file_bytes: int = 32 * 1024 * 1024  # a larger upload (POST /v1/files) is refused (413)
     poll_s: float = 1.0  # longest pause between two store reads while requests are held
     upstream_timeout_s: float = 600.0  # a VM that sends nothing for this long is lost
 

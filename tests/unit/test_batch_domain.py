@@ -174,3 +174,30 @@ def test_metadata_follows_openais_limits() -> None:
         b.check_metadata({str(i): "x" for i in range(17)})
     with pytest.raises(b.BatchInputError, match="printable"):
         b.check_metadata({"k": "\ud800"})
+
+
+def test_the_pool_is_the_one_serving_every_lines_model() -> None:
+    pools = {"m": "gpu", "n": "gpu", "e": "cpu"}
+    parse = lambda *ls: b.parse_input(jsonl(*ls), **LIMITS)  # noqa: E731
+    assert b.pool_by_model(parse(line("a"), line("b")), pools) == "gpu"
+    other = line("b", body={"model": "e", "messages": []})
+    with pytest.raises(b.BatchInputError, match=r"^line 3: model 'e' is served by pool 'cpu'"):
+        b.pool_by_model(parse(line("a"), "", other), pools)
+    with pytest.raises(b.BatchInputError, match=r"^line 2: model 'x' is not served"):
+        b.pool_by_model(parse(line("a"), line("b", body={"model": "x"})), pools)
+    with pytest.raises(b.BatchInputError, match=r"^line 1: body.model is required"):
+        b.pool_by_model(parse(line("a", body={})), pools)
+
+
+def test_the_batch_object_names_files_readable_by_id() -> None:
+    done = b.finish(b.advance(_batch(), 2, 10.0), b.RequestCounts(2, 2, 0), 11.0)
+    done = b.Batch(**{**done.__dict__, "output_key": "o", "error_key": "e"})
+    doc = b.to_openai(done)
+    assert doc["input_file_id"] == f"file-{done.id}-input"
+    assert (doc["output_file_id"], doc["error_file_id"]) == (
+        f"file-{done.id}-output",
+        f"file-{done.id}-errors",
+    )
+    uploaded = b.to_openai(b.Batch(**{**done.__dict__, "input_file": "file-" + "a" * 32}))
+    assert uploaded["input_file_id"] == "file-" + "a" * 32
+    assert b.to_openai(_batch())["output_file_id"] is None

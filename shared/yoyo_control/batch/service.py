@@ -55,16 +55,19 @@ class BatchService:
     def submit(
         self,
         data: bytes,
-        pool: str,
+        pool: str | None,
         completion_window: str = "24h",
         metadata: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
+        input_file: str = "",
     ) -> Batch:
-        if pool not in self.config.pools:
+        """Queue ``data`` for ``pool`` (None: the pool serving the lines' model); with
+        ``endpoint``, the lines' url must be it; ``input_file`` is the uploaded file's id."""
+        lines, pool = self.check(data, pool)
+        if endpoint is not None and endpoint != lines[0].url:
             raise BatchInputError(
-                0, f"unknown pool {pool!r} (configured: {sorted(self.config.pools)})"
+                0, f"endpoint {endpoint!r:.80} differs from the input's url {lines[0].url!r}"
             )
-        limits = self.config.batch
-        lines = model.parse_input(data, limits.max_file_bytes, limits.max_lines)
         window_s = model.completion_window_s(completion_window)
         metadata_ok = model.check_metadata(metadata or {})
         now = self.clock.now()
@@ -78,9 +81,10 @@ class BatchService:
             created_at=now,
             expires_at=now + window_s,
             completion_window=completion_window,
-            shards=model.plan_shards(lines, limits.shard_lines),
+            shards=model.plan_shards(lines, self.config.batch.shard_lines),
             request_counts=RequestCounts(total=len(lines)),
             metadata=metadata_ok,
+            input_file=input_file,
         )
         self.store.update_batch(batch_id, lambda current: batch if current is None else None)
         logs.info(
@@ -90,14 +94,34 @@ class BatchService:
         self._publish_depth(pool, len(lines))
         return started
 
+    def check(self, data: bytes, pool: str | None) -> tuple[list[model.InputLine], str]:
+        """The file's requests and its pool (``pool``, or the one serving the lines' model),
+        else BatchInputError naming the first bad line."""
+        if pool is not None and pool not in self.config.pools:
+            raise BatchInputError(
+                0, f"unknown pool {pool!r} (configured: {sorted(self.config.pools)})"
+            )
+        limits = self.config.batch
+        lines = model.parse_input(data, limits.max_file_bytes, limits.max_lines)
+        return lines, pool or model.pool_by_model(lines, self.config.model_pools())
+
     def get(self, batch_id: str) -> Batch:
         batch = self.store.get_batch(batch_id) if work.valid_batch_id(batch_id) else None
         if batch is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
         return self.refresh(batch)
 
-    def list(self, pool: str | None = None) -> list[Batch]:
-        return [self.refresh(b) for b in self.store.list_batches(pool=pool)]
+    def list(
+        self, pool: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[Batch]:
+        """Newest first; ``after`` a batch id (OpenAI's cursor), at most ``limit``."""
+        batches = self.store.list_batches(pool=pool)
+        if after is not None:
+            ids = [b.id for b in batches]
+            if after not in ids:
+                raise BatchNotFound(f"no batch {after!r} to list after")
+            batches = batches[ids.index(after) + 1 :]
+        return [self.refresh(b) for b in batches[:limit]]
 
     def cancel(self, batch_id: str) -> Batch:
         batch = self.get(batch_id)

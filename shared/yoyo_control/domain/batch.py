@@ -14,6 +14,10 @@ Invariants:
 - States: validating → in_progress → finalizing → completed | failed | expired |
   cancelled (cancelling in between); terminal states never change. ``advance`` is pure:
   the caller passes the shards finished so far and the current time.
+- A batch's pool, when not named, is the one serving every line's ``body.model`` (as the
+  gateway routes a request): ``pool_by_model`` names the first line that disagrees.
+- File ids: ``file-<batch id>-input|output|errors`` name a batch's own files; a batch made
+  from an uploaded file keeps that file's id as its ``input_file_id``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ COMPLETION_WINDOWS = {"24h": 24 * 3600.0}  # OpenAI accepts only "24h"
 MAX_CUSTOM_ID_CHARS = 512
 MAX_SHARDS = 2000  # the record lists its shards: keep it far below a document's 1 MiB
 MAX_METADATA = (16, 64, 512)  # OpenAI's limits: pairs, key and value characters
+BATCH_FILES = ("input", "output", "errors")  # file-<batch id>-<part>: a batch's own files
 _LINE_KEYS = {"custom_id", "method", "url", "body"}
 
 
@@ -101,6 +106,7 @@ class Batch:
     error_key: str = ""
     errors: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    input_file: str = ""  # the uploaded file's id (POST /v1/files); "" when submitted directly
     in_progress_at: float | None = None
     finalizing_at: float | None = None
     completed_at: float | None = None
@@ -202,6 +208,34 @@ def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
                     f"{value_chars} printable characters"
                 )  # fmt: skip
     return dict(metadata)
+
+
+def pool_by_model(lines: Sequence[InputLine], pools_by_model: Mapping[str, str]) -> str:
+    """The one pool serving every line's ``body.model``, else BatchInputError naming the
+    first line without a model, with an unknown one, or with another pool's."""
+    pool = ""
+    for line in lines:
+        model = line.body.get("model")
+        if not isinstance(model, str):
+            raise BatchInputError(line.number, "body.model is required (a string)")
+        if model not in pools_by_model:
+            raise BatchInputError(
+                line.number,
+                f"model {model!r:.80} is not served; known models: {sorted(pools_by_model)}",
+            )
+        if pool and pools_by_model[model] != pool:
+            raise BatchInputError(
+                line.number,
+                f"model {model!r:.80} is served by pool {pools_by_model[model]!r}, line "
+                f"{lines[0].number}'s by {pool!r}: one pool per batch",
+            )
+        pool = pools_by_model[model]
+    return pool
+
+
+def batch_file_id(batch_id: str, part: str) -> str:
+    """The id of a batch's own file (``part`` in BATCH_FILES)."""
+    return f"file-{batch_id}-{part}"
 
 
 def completion_window_s(window: str) -> float:
@@ -356,7 +390,7 @@ def missing_code(batch: Batch) -> str:
 
 
 def to_openai(batch: Batch) -> dict[str, Any]:
-    """OpenAI's batch object (file ids are the Storage keys of the files)."""
+    """OpenAI's batch object (its file ids are readable through ``GET /v1/files/<id>``)."""
 
     def ts(value: float | None) -> int | None:
         return None if value is None else int(value)
@@ -374,11 +408,11 @@ def to_openai(batch: Batch) -> dict[str, Any]:
         "object": "batch",
         "endpoint": batch.endpoint,
         "errors": errors,
-        "input_file_id": batch.input_key,
+        "input_file_id": batch.input_file or batch_file_id(batch.id, "input"),
         "completion_window": batch.completion_window,
         "status": str(batch.status),
-        "output_file_id": batch.output_key or None,
-        "error_file_id": batch.error_key or None,
+        "output_file_id": batch_file_id(batch.id, "output") if batch.output_key else None,
+        "error_file_id": batch_file_id(batch.id, "errors") if batch.error_key else None,
         "created_at": ts(batch.created_at),
         "in_progress_at": ts(batch.in_progress_at),
         "expires_at": ts(batch.expires_at),

@@ -17,6 +17,8 @@ Invariants:
   routed again (another ready VM, or held until that VM is heard from again or restarts)
   within the same hold; a VM lost mid-stream → the stream ends with an OpenAI-format
   error event. Never a hang: the upstream read timeout bounds a silent VM.
+- ``/v1/files`` and ``/v1/batches`` go to batches.BatchApi (where batch inference is
+  configured), after the same key check.
 - Every error body is OpenAI-format: ``{"error": {"message", "type", "param", "code"}}``.
 """
 
@@ -27,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
 
@@ -37,27 +39,15 @@ from ..domain.facts import Fact, RunRequested
 from ..domain.model import KillSwitch, PoolPolicy, PoolState
 from ..ports import Clock, Event, Store, Upstream, UpstreamLost, UpstreamResponse
 from .auth import KeyRing
+from .reply import Reply, read_json
 from .routing import Target, refusal, route, wake_id
+
+if TYPE_CHECKING:
+    from .batches import BatchApi
 
 FORWARDED = ("/chat/completions", "/completions", "/embeddings")
 FIRST_PAUSE_S = 0.05
 RETRY_AFTER_S = 30
-
-
-class _Reply(Exception):
-    """An answer decided before any VM was called (an error, as OpenAI formats them)."""
-
-    def __init__(
-        self, status: int, message: str, kind: str, code: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.code, self.headers = status, kind, code, headers or {}
-
-    def response(self) -> flask.Response:
-        doc = {"error": {"message": str(self), "type": self.kind, "param": None, "code": self.code}}
-        return flask.Response(
-            json.dumps(doc), self.status, self.headers, content_type="application/json"
-        )
 
 
 @dataclass
@@ -99,10 +89,11 @@ class Gateway:
         keys: KeyRing,
         clock: Clock,
         sleep: Callable[[float], None] = time.sleep,
+        batch_api: BatchApi | None = None,
     ) -> None:
         self.config, self.settings = config, config.gateway
         self.store, self.handle, self.upstream, self.keys = store, handle, upstream, keys
-        self.clock, self.sleep = clock, sleep
+        self.clock, self.sleep, self.batch_api = clock, sleep, batch_api
         self.models = config.model_pools()
         self._view = _PoolView(store, clock)
         self._lock = threading.Lock()
@@ -117,11 +108,11 @@ class Gateway:
     def __call__(self, request: flask.Request) -> flask.Response:
         try:
             return self._dispatch(request)
-        except _Reply as reply:
+        except Reply as reply:
             return reply.response()
         except Exception as exc:  # the store or the service failed: say so, OpenAI-format
             logs.error(f"gateway: {type(exc).__name__}: {exc}", path=request.path)
-            return _Reply(
+            return Reply(
                 503,
                 f"the gateway could not serve this request ({type(exc).__name__}); retry",
                 "service_unavailable",
@@ -132,7 +123,7 @@ class Gateway:
     def _dispatch(self, request: flask.Request) -> flask.Response:
         path = _route_path(request.path)
         if not self.keys.allows(request.headers.get("Authorization")):
-            raise _Reply(
+            raise Reply(
                 401,
                 "a valid API key is required: send 'Authorization: Bearer <key>' "
                 "(locally: yoyoctl gateway key)",
@@ -141,18 +132,28 @@ class Gateway:
             )
         if path == "/models" or path.startswith("/models/"):
             if request.method != "GET":
-                raise _Reply(405, "use GET /v1/models", "invalid_request_error", "method")
+                raise Reply(405, "use GET /v1/models", "invalid_request_error", "method")
             return self._models(path.removeprefix("/models").removeprefix("/") or None)
+        if path.split("/")[1] in ("files", "batches"):
+            if self.batch_api is None:
+                raise Reply(
+                    404,
+                    "batch inference is not configured here (batch.bucket)",
+                    "invalid_request_error",
+                    "unknown_url",
+                )
+            return self.batch_api(request, path)
         if path not in FORWARDED:
-            raise _Reply(
+            raise Reply(
                 404,
                 f"no route {request.path}; served: GET /v1/models, POST /v1"
-                + ", /v1".join(FORWARDED),
+                + ", /v1".join(FORWARDED)
+                + ", /v1/files, /v1/batches",
                 "invalid_request_error",
                 "unknown_url",
             )
         if request.method != "POST":
-            raise _Reply(405, f"use POST {request.path}", "invalid_request_error", "method")
+            raise Reply(405, f"use POST {request.path}", "invalid_request_error", "method")
         body, doc = self._read_body(request)
         model = doc.get("model")
         pool = self.models.get(model) if isinstance(model, str) else None
@@ -161,24 +162,9 @@ class Gateway:
         return self._serve(pool, path, body, doc.get("stream") is True)
 
     def _read_body(self, request: flask.Request) -> tuple[bytes, dict[str, Any]]:
-        limit = self.settings.max_body_bytes
-        if (request.content_length or 0) > limit:
-            raise _too_large(limit)
-        body = request.stream.read(limit + 1)
-        if len(body) > limit:
-            raise _too_large(limit)
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # not UTF-8, too deep, huge numbers…
-            raise _Reply(
-                400, f"the body is not JSON: {exc}", "invalid_request_error", "invalid_json"
-            ) from None
-        if not isinstance(doc, dict):
-            raise _Reply(
-                400, "the body must be a JSON object", "invalid_request_error", "invalid_body"
-            )
+        body, doc = read_json(request, self.settings.max_body_bytes)
         if not isinstance(doc.get("model"), str):
-            raise _Reply(
+            raise Reply(
                 400, "'model' is required (a string)", "invalid_request_error", "missing_model"
             )
         return body, doc
@@ -291,7 +277,7 @@ class Gateway:
                 state, kill = self._view.read(policy.pool, max_age)
                 refused = refusal(kill, state, policy, self.clock.now())
                 if refused is not None:
-                    raise _Reply(
+                    raise Reply(
                         503,
                         refused.message,
                         "service_unavailable",
@@ -310,7 +296,7 @@ class Gateway:
                 self._wake(state, policy, now)
                 left = held.arrived + self.settings.hold_s - now
                 if left <= 0:
-                    raise _Reply(
+                    raise Reply(
                         503,
                         f"no VM of pool {policy.pool} became ready within "
                         f"{self.settings.hold_s:.0f}s; retry later",
@@ -328,7 +314,7 @@ class Gateway:
     def _hold(self, delta: int) -> None:
         with self._lock:
             if delta > 0 and self._held >= self.settings.max_held:
-                raise _Reply(
+                raise Reply(
                     429,
                     f"{self._held} requests are already held for a cold pool "
                     f"(gateway.max_held {self.settings.max_held}); retry later",
@@ -409,19 +395,10 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _unknown_model(model: object, known: Mapping[str, str]) -> _Reply:
-    return _Reply(
+def _unknown_model(model: object, known: Mapping[str, str]) -> Reply:
+    return Reply(
         404,
         f"the model {_show(model)} does not exist; known models: {sorted(known)}",
         "invalid_request_error",
         "model_not_found",
-    )
-
-
-def _too_large(limit: int) -> _Reply:
-    return _Reply(
-        413,
-        f"the request body is larger than {limit} bytes (gateway.max_body_bytes)",
-        "invalid_request_error",
-        "request_too_large",
     )

@@ -1,0 +1,172 @@
+"""``/v1/files`` and ``/v1/batches``: OpenAI's Files and Batch API over BatchService.
+
+Thin wrappers: every rule lives in BatchService (validation, pools, states) and Files
+(ids, storage); this module only reads HTTP and renders OpenAI's objects.
+
+Invariants:
+- Reached only after the gateway's bearer-key check; every error is a Reply
+  (OpenAI-format): bad input 400 (a bad line named by its number), unknown id 404,
+  wrong method 405, an upload body over ``gateway.max_file_bytes`` (any other body over
+  ``gateway.max_body_bytes``) 413. A refused request stores nothing.
+- A batch's pool is the one serving its lines' ``model`` (as the gateway routes a request).
+- Lists are newest first, paged by ``limit`` and ``after`` (an id), with ``has_more``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..batch.files import PURPOSE, FileNotFound, Files
+from ..batch.service import BatchNotFound, BatchService
+from ..config import GatewaySettings
+from ..domain.batch import BatchInputError, to_openai
+from .reply import Reply, json_response, read_json, too_large
+
+_CREATE_KEYS = {"input_file_id", "endpoint", "completion_window", "metadata"}
+
+
+class BatchApi:
+    def __init__(self, batches: BatchService, settings: GatewaySettings) -> None:
+        self.batches, self.files, self.settings = batches, Files(batches), settings
+
+    def __call__(self, request: flask.Request, path: str) -> flask.Response:
+        """Serve ``path`` (``/files…`` or ``/batches…``, the /v1 prefix removed)."""
+        try:
+            return self._route(request, path.strip("/").split("/"))
+        except BatchInputError as exc:
+            param = "file" if path == "/files" else None
+            code = "invalid_batch_input"
+            raise Reply(400, str(exc), "invalid_request_error", code, None, param) from None
+        except (FileNotFound, BatchNotFound) as exc:
+            raise Reply(404, str(exc), "invalid_request_error", "not_found") from None
+
+    def _route(self, request: flask.Request, parts: list[str]) -> flask.Response:
+        method = request.method
+        match parts:
+            case ["files"]:
+                _allow(method, "GET", "POST")
+                return self._upload(request) if method == "POST" else self._list_files(request)
+            case ["files", file_id]:
+                _allow(method, "GET", "DELETE")
+                if method == "DELETE":
+                    return json_response(_invalid(self.files.delete, file_id))
+                return json_response(self.files.get(file_id))
+            case ["files", file_id, "content"]:
+                _allow(method, "GET")
+                chunks = self.files.content(file_id)
+                return flask.Response(chunks, 200, content_type="application/jsonl")
+            case ["batches"]:
+                _allow(method, "GET", "POST")
+                return self._create(request) if method == "POST" else self._list_batches(request)
+            case ["batches", batch_id]:
+                _allow(method, "GET")
+                return json_response(to_openai(self.batches.get(batch_id)))
+            case ["batches", batch_id, "cancel"]:
+                _allow(method, "POST")
+                return json_response(to_openai(self.batches.cancel(batch_id)))
+        raise Reply(404, f"no route {request.path}", "invalid_request_error", "unknown_url")
+
+    def _upload(self, request: flask.Request) -> flask.Response:
+        limit = self.settings.max_file_bytes
+        if (request.content_length or 0) > limit:
+            raise too_large(limit, "gateway.max_file_bytes")
+        request.max_content_length = limit  # also bounds a body without Content-Length
+        try:
+            upload, purpose = request.files.get("file"), request.form.get("purpose")
+        except RequestEntityTooLarge:
+            raise too_large(limit, "gateway.max_file_bytes") from None
+        if upload is None or purpose is None:
+            raise Reply(
+                400,
+                "send multipart/form-data with 'file' (the JSONL) and 'purpose' ('batch')",
+                "invalid_request_error",
+                "missing_field",
+                param="file" if upload is None else "purpose",
+            )
+        doc = _invalid(self.files.create, upload.read(), upload.filename or "upload.jsonl", purpose)
+        return json_response(doc)
+
+    def _list_files(self, request: flask.Request) -> flask.Response:
+        limit = _limit(request, 10_000, 10_000)
+        docs = self.files.list(request.args.get("after"), limit + 1)
+        if request.args.get("purpose", PURPOSE) != PURPOSE:
+            docs = []  # uploads are batch inputs only
+        return _page(docs, limit)
+
+    def _create(self, request: flask.Request) -> flask.Response:
+        _, doc = read_json(request, self.settings.max_body_bytes)
+        unknown = sorted(set(doc) - _CREATE_KEYS)
+        if unknown:
+            raise Reply(
+                400,
+                f"unknown field(s) {unknown}; accepted: {sorted(_CREATE_KEYS)}",
+                "invalid_request_error",
+                "invalid_body",
+                param=unknown[0],
+            )
+        for name in ("input_file_id", "endpoint"):
+            if not isinstance(doc.get(name), str):
+                raise Reply(
+                    400, f"'{name}' is required (a string)", "invalid_request_error",
+                    "missing_field", param=name,
+                )  # fmt: skip
+        window, metadata = doc.get("completion_window", "24h"), doc.get("metadata") or {}
+        if not isinstance(window, str) or not isinstance(metadata, dict):
+            raise Reply(
+                400,
+                "'completion_window' must be a string and 'metadata' an object",
+                "invalid_request_error",
+                "invalid_body",
+            )
+        file_id = doc["input_file_id"]
+        data = b"".join(self.files.content(file_id))
+        batch = self.batches.submit(data, None, window, metadata, doc["endpoint"], file_id)
+        return json_response(to_openai(batch))
+
+    def _list_batches(self, request: flask.Request) -> flask.Response:
+        limit = _limit(request, 20, 100)
+        batches = self.batches.list(after=request.args.get("after"), limit=limit + 1)
+        return _page([to_openai(b) for b in batches], limit)
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise Reply(
+            405, f"use {' or '.join(allowed)} here", "invalid_request_error", "method_not_allowed"
+        )
+
+
+def _invalid(call: Any, *args: Any) -> Any:
+    """``call(*args)``, a ValueError (not a bad line: a bad request) as a 400."""
+    try:
+        return call(*args)
+    except BatchInputError:
+        raise
+    except ValueError as exc:
+        raise Reply(400, str(exc), "invalid_request_error", "invalid_request") from None
+
+
+def _limit(request: flask.Request, default: int, most: int) -> int:
+    raw = request.args.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise Reply(
+            400, f"limit must be 1..{most}", "invalid_request_error", "invalid_limit", None, "limit"
+        )
+    return int(raw)
+
+
+def _page(data: list[dict[str, Any]], limit: int) -> flask.Response:
+    """OpenAI's cursor page of ``data`` (fetched with one item more than ``limit``)."""
+    shown = data[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": shown,
+            "first_id": shown[0]["id"] if shown else None,
+            "last_id": shown[-1]["id"] if shown else None,
+            "has_more": len(data) > limit,
+        }
+    )
