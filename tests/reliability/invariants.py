@@ -11,7 +11,8 @@ something outside its control):
   (``action_retry_s × 2^(attempts-1)``; after giving up, at the next decision); a stop
   decided but lost with its process is re-issued once ``action_retry_s`` has passed; a
   tick that could not observe or decide (crash, list error) restarts the one-tick window;
-- money (spend caps): what was billed while Compute refused a stop or a tick failed, what
+- money (spend caps): what was billed while a tick failed, or after Compute refused a stop
+  made during the VM's current run until that stop's retry was due plus a tick, what
   was billed STOPPING after the cap was crossed (Compute's pace), and one tick per VM
   someone started by hand. Allowed on top: one tick of one instance (DESIGN.md §4).
 Nothing else delays a stop or excuses a cent.
@@ -111,12 +112,19 @@ class Checker:
     def _excuse(self, name: str, until: float) -> None:
         self.excuse_until[name] = max(self.excuse_until.get(name, float("-inf")), until)
 
-    def _stop_refused(self, name: str) -> bool:
-        """The last stop call for ``name`` failed (Compute refused or lost it)."""
-        for call in reversed(self.world.sim.calls):
-            if call.instance == name and call.kind == "stop":
-                return call.result != "ok"
-        return False
+    def _refused_stop_s(self, name: str, since: float, now: float, elapsed: float) -> float:
+        """Seconds of the last ``elapsed`` excused by a stop Compute refused in this run.
+
+        Only a stop call made during the instance's current run (from ``since``) counts, and
+        only until its retry is due (the control plane's backoff, see ``_note_backoffs``)
+        plus one tick: after that the control plane should have stopped it again.
+        """
+        stops = self.world.sim.calls_for(name, "stop", since=since)
+        if not stops or stops[-1].result == "ok":
+            return 0.0
+        refused_at = stops[-1].at
+        until = max(refused_at, self.excuse_until.get(name, refused_at)) + self.tick_s
+        return max(0.0, min(now, until) - max(now - elapsed, refused_at))
 
     # --- the check ----------------------------------------------------------------------
 
@@ -142,13 +150,16 @@ class Checker:
             for name, inst in w.sim.instances.items():
                 if inst.pool != pool or not w.sim.running(name):
                     continue
-                if elapsed and (
-                    self._stop_refused(name) or now <= self.tick_excuse_until + self.tick_s
-                ):
-                    self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * elapsed)
-                configured = name in policy.instances
                 truth_since = inst.running_since
                 assert truth_since is not None
+                if elapsed:
+                    excused_s = (
+                        elapsed
+                        if now <= self.tick_excuse_until + self.tick_s
+                        else self._refused_stop_s(name, truth_since, now, elapsed)
+                    )
+                    self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * excused_s)
+                configured = name in policy.instances
                 unowned = (not configured) or lost is not None
                 since = truth_since if not configured else max(truth_since, lost or truth_since)
                 if unowned:
