@@ -5,8 +5,9 @@ with crash points injected through wrappers around the Store and Compute ports.
   may catch it; a crash inside a store transaction rolls it back (as a dead process would).
 - ``Boundaries`` numbers the step boundaries of one ``handle()`` — before/after each commit,
   after each heartbeat write, before/after each Compute call — and raises ``Crash`` at the
-  armed one. ``CrashingStore``/``CrashingCompute`` wrap the real ports to call it; nothing of
-  the service is monkeypatched.
+  armed one, and calls its ``hook`` at every one (another process acting at that moment).
+  ``CrashingStore``/``CrashingCompute`` wrap the real ports to call it; nothing of the
+  service is monkeypatched.
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ class Boundaries:
 
     armed_at: int | None = None
     passed: list[str] = field(default_factory=list)
+    # Called at every boundary: the world may change there (another process writes the
+    # store between this one's commit and its Compute call).
+    hook: Callable[[str], None] | None = None
 
     def reset(self, armed_at: int | None = None) -> None:
         self.armed_at, self.passed = armed_at, []
 
     def point(self, name: str) -> None:
         self.passed.append(name)
+        if self.hook is not None:
+            self.hook(name)
         if self.armed_at is not None and len(self.passed) == self.armed_at:
             self.armed_at = None
             raise Crash(name)

@@ -7,6 +7,11 @@ at each one), plus extra ticks at random. A delivery that raises (TemporaryError
 ``Crash`` at an armed step boundary) is not acknowledged: it waits in ``pending`` for a
 redelivery, as Pub/Sub would do.
 
+One rule races the kill switch with a start: the switch is engaged after the commit that
+decided the start and before its Compute call (another process writing the document), which
+only the service's re-read before a start can catch. ``Mutant`` runs re-introduce known
+defects (e.g. without that re-read) and assert the suite catches them.
+
 Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothesis prints a
 ``@reproduce_failure`` blob. ``make test`` runs a fixed seed (the same steps every time);
 ``--slow`` runs many more examples on a fresh random seed. Override with
@@ -37,7 +42,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from reliability.harness import T0, TICK_S, Crash, World, pool_config, quiet_logs, shm_dir
+from reliability.harness import (
+    T0,
+    TICK_S,
+    Crash,
+    CrashingStore,
+    World,
+    pool_config,
+    quiet_logs,
+    shm_dir,
+)
 from reliability.invariants import STATS, TALLY, Checker
 from yoyo_control.domain.facts import (
     BudgetNotified,
@@ -53,7 +67,7 @@ from yoyo_control.domain.facts import (
     UnkillRequested,
 )
 from yoyo_control.domain.heartbeats import is_busy
-from yoyo_control.domain.model import Heartbeat, KillSwitch
+from yoyo_control.domain.model import ActionKind, Heartbeat, KillSwitch
 from yoyo_control.errors import TemporaryError
 from yoyo_control.service import Handled, fact_event_id
 
@@ -109,6 +123,8 @@ BUDGET_KINDS = ("under", "under", "under", "foreign", "over", "threshold", "fore
 
 
 class ControlPlane(RuleBasedStateMachine):
+    suite = SUITE  # where the checks are tallied (reliability/conftest.py reports them)
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="yoyo-sm-", dir=shm_dir()))
@@ -127,6 +143,8 @@ class ControlPlane(RuleBasedStateMachine):
         self.agents = "busy"  # what the agents on running VMs report every other tick
         self.heartbeats: dict[tuple[str, str], Heartbeat] = {}  # model of the instance docs
         self.crons = 0
+        self.race_armed = False  # the next start decided meets a kill before its call
+        self.raced: dict[str, float] = {}  # request id of a raced start → kill engaged at
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -152,7 +170,7 @@ class ControlPlane(RuleBasedStateMachine):
         start = T0 + setup.start_offset
         self.world = World.build(config, self.dir, start=start)
         self.world.sim.lag_steps = setup.lag_steps
-        self.checker = Checker(self.world, SUITE, tick_s=TICK_S)
+        self.checker = Checker(self.world, self.suite, tick_s=TICK_S)
         self.world.sim.on_start = self.checker.on_start
         self.setup = setup
         self.next_cron = start + TICK_S
@@ -189,6 +207,7 @@ class ControlPlane(RuleBasedStateMachine):
         logged_before = isinstance(fact, BudgetNotified) and w.fact_logged(fact_event_id(fact))
         armed, self.armed = self.armed, None
         w.boundaries.reset(armed)
+        w.boundaries.hook = self._race_a_start if self.race_armed else None
         self.delivered.setdefault(fact.message_id, fact)
         handled: Handled | None = None
         outcome = "ok"
@@ -201,10 +220,12 @@ class ControlPlane(RuleBasedStateMachine):
         finally:
             passed = list(w.boundaries.passed)
             w.boundaries.reset()
-        STATS[SUITE]["deliveries"] = STATS[SUITE].get("deliveries", 0) + 1
+            w.boundaries.hook = None
+        stats = STATS[self.suite]
+        stats["deliveries"] = stats.get("deliveries", 0) + 1
         if outcome != "ok":
             key = "crashes" if outcome.startswith("crash") else "temporary"
-            STATS[SUITE][key] = STATS[SUITE].get(key, 0) + 1
+            stats[key] = stats.get(key, 0) + 1
             self.pending.append(fact)
             failed = "crash" in outcome or "list instances" in outcome
             if isinstance(fact, Tick) and failed:
@@ -217,7 +238,53 @@ class ControlPlane(RuleBasedStateMachine):
         no_op = handled is not None and handled.note in ROUTINE_NOTES
         if self.dirty or not no_op:  # a routine heartbeat changes nothing the checks read
             self.check()
+        if self.raced:
+            self._check_raced_starts(outcome)
         return handled
+
+    def _race_a_start(self, boundary: str) -> None:
+        """At the commit that decided a start, the kill switch is engaged (console, another
+        function instance) before the Compute call: the start must not be made."""
+        w = self.w
+        if boundary != "after-commit":
+            return
+        store = w.service.store
+        assert isinstance(store, CrashingStore)
+        called = {c.request_id for c in w.sim.calls if c.kind == "start"}
+        decided = [
+            inst.last_action.request_id
+            for state in store.committed.values()
+            for inst in state.instances.values()
+            if inst.last_action is not None
+            and inst.last_action.kind == ActionKind.START
+            and inst.last_action.outcome is None
+            and inst.last_action.request_id not in called
+        ]
+        if not decided or w.store.get_kill().engaged:
+            return
+        now = w.clock.now()
+        kill = KillSwitch(True, "engaged between a start's decision and its call", "race", now)
+        w.store.transact(lambda tx: tx.save_kill(kill))
+        self.race_armed, self.dirty = False, True
+        w.boundaries.hook = None
+        self.raced = dict.fromkeys(decided, now)
+        STATS[self.suite]["kills_raced_with_a_start"] = (
+            STATS[self.suite].get("kills_raced_with_a_start", 0) + 1
+        )
+
+    def _check_raced_starts(self, outcome: str) -> None:
+        """No start decided before the race was called after it; then the Firestore trigger
+        of the kill document's write is delivered, as in production."""
+        raced, self.raced = self.raced, {}
+        made = [
+            c
+            for c in self.w.sim.calls
+            if c.kind == "start" and c.at >= raced.get(c.request_id, float("inf"))
+        ]
+        self.checker.tally("no-start-while-killed", relevant=not outcome.startswith("crash"))
+        assert not made, f"no-start-while-killed: {made} called after the kill switch was engaged"
+        now = self.w.clock.now()
+        self.deliver(KillSwitchWritten(self.mid("kdoc"), now, self.w.store.get_kill()))
 
     def check(self) -> None:
         """The invariants; on a failure, the world as both sides see it goes into the report."""
@@ -538,6 +605,12 @@ class ControlPlane(RuleBasedStateMachine):
             else:
                 sim.recreate(name)
 
+    @rule()
+    def kill_races_start(self) -> None:
+        """The next start the control plane decides meets a kill engaged between the commit
+        of its decision and its Compute call (issue 19: the re-read before a start)."""
+        self.race_armed = True
+
     @rule(at=st.integers(1, 8))
     def arm_crash(self, at: int) -> None:
         """The process handling the next delivery dies at its ``at``-th step boundary."""
@@ -559,18 +632,17 @@ class ControlPlane(RuleBasedStateMachine):
             if self.world is not None:
                 self.w.verify_pool_views()
                 self._check_log_once()
-                STATS[SUITE]["rule_steps"] = STATS[SUITE].get("rule_steps", 0) + self.steps
+                stats = STATS[self.suite]
+                stats["rule_steps"] = stats.get("rule_steps", 0) + self.steps
                 for key, value in self.checker.max_overrun.items():
-                    STATS[SUITE][f"max_overrun_{key}"] = max(
-                        STATS[SUITE].get(f"max_overrun_{key}", 0.0), value
-                    )
+                    stats[f"max_overrun_{key}"] = max(stats.get(f"max_overrun_{key}", 0.0), value)
                 self.w.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _check_log_once(self) -> None:
         counts: dict[str, int] = {}
-        rules = STATS[SUITE].setdefault("rules_fired", {})
+        rules = STATS[self.suite].setdefault("rules_fired", {})
         for event in self.w.all_events():
             if event.kind == "fact":
                 counts[event.message_id] = counts.get(event.message_id, 0) + 1
@@ -585,9 +657,16 @@ class ControlPlane(RuleBasedStateMachine):
         assert not extra, f"fact-logged-once: logged more than once: {sorted(extra)}"
 
 
-def _run(examples: int, steps: int, seed: int) -> None:
+def _run(
+    examples: int,
+    steps: int,
+    seed: int,
+    machine: type[ControlPlane] = ControlPlane,
+    shrink: bool = not os.environ.get("YOYO_HYPOTHESIS_NO_SHRINK"),
+) -> None:
+    suite = machine.suite
     print(f"HYPOTHESIS seed={seed} (rerun: YOYO_HYPOTHESIS_SEED={seed})")
-    STATS[SUITE]["seed"] = seed
+    STATS[suite]["seed"] = seed
     config = settings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -595,16 +674,14 @@ def _run(examples: int, steps: int, seed: int) -> None:
         database=None,  # reproduce from the seed or the printed blob, not from local state
         print_blob=True,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate]
-        if os.environ.get("YOYO_HYPOTHESIS_NO_SHRINK")
-        else [Phase.generate, Phase.shrink],
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
     )
-    factory = hypothesis_seed(seed)(lambda: ControlPlane())
+    factory = hypothesis_seed(seed)(machine)
     with quiet_logs():
         run_state_machine_as_test(factory, settings=config)
-    counted = {k: (v.checks, v.relevant) for k, v in TALLY[SUITE].items()}
+    counted = {k: (v.checks, v.relevant) for k, v in TALLY[suite].items()}
     print(f"invariant checks (checks, relevant): {counted}")
-    print(f"stats: {dict(STATS[SUITE])}")
+    print(f"stats: {dict(STATS[suite])}")
 
 
 def test_invariants_hold_over_random_interleavings() -> None:
@@ -615,3 +692,22 @@ def test_invariants_hold_over_random_interleavings() -> None:
 @pytest.mark.timeout(1800)  # ~10 min on two cores
 def test_invariants_hold_over_random_interleavings_long() -> None:
     _run(examples=600, steps=150, seed=chosen_seed(slow=True))
+
+
+# --- mutants: the suite must catch a control plane that breaks a promise ---------------------
+
+
+class Mutant(ControlPlane):
+    suite = "stateful-mutants"  # tallied apart from the real run
+
+
+def test_the_suite_catches_a_start_without_the_kill_switch_re_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19 point 3. The mutation: the service's reads of the kill switch outside a
+    transaction (execute()'s re-read before a start, and its look after one) see the switch
+    lifted. Only the race rule can catch it: every other start is decided in the same
+    transaction that reads the switch."""
+    monkeypatch.setattr(CrashingStore, "get_kill", lambda self: KillSwitch())
+    with pytest.raises(AssertionError, match="no-start-while-killed"):
+        _run(examples=40, steps=100, seed=FIXED_SEED, machine=Mutant, shrink=False)
