@@ -18,8 +18,12 @@ something outside its control):
 Nothing else delays a stop or excuses a cent.
 
 Every check is counted per invariant (``checks``: evaluations; ``relevant``: evaluations
-where the invariant had something to say, e.g. an instance was running without a lease);
-``TALLY`` accumulates over the session and conftest.py writes it to build/invariants.json.
+where the assertion could actually fail — where a control plane that had done nothing about
+it would have failed it: an instance running unowned past its one-tick window, past
+max_session plus a tick, spend past a cap plus one instance-tick, a start made while the
+kill switch was or had just been engaged). An evaluation that cannot fail whatever the
+control plane does is counted in ``checks`` only. ``TALLY`` accumulates over the session and
+conftest.py writes it to build/invariants.json.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ INVARIANTS = {
     "budget-kill": "a budget notification over the kill fraction engages the kill switch",
     "spend-cap": "spend never exceeds a cap by more than one tick of one instance",
     "fact-logged-once": "every accepted fact is in the event log exactly once",
+    "heartbeat-classified": "a heartbeat is handled as mattering, routine or stale as the "
+    "stored report says",
 }
 
 
@@ -72,6 +78,7 @@ class Checker:
     excuse_until: dict[str, float] = field(default_factory=dict)  # instance → stop retry due
     tick_excuse_until: float = float("-inf")  # the last tick that could not observe/decide
     last_check: float | None = None
+    kill_engaged_at_last_check: bool = False
     max_overrun: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Money the control plane could not have saved, per (pool, day or month): billed while
     # Compute refused a stop or a tick failed, spent STOPPING after the cap was crossed
@@ -83,12 +90,23 @@ class Checker:
     def tally(self, invariant: str, relevant: bool = False) -> None:
         TALLY[self.suite][invariant].add(relevant)
 
+    def _count(self, stat: str) -> None:
+        """Context for the tallies, e.g. evaluations past a nominal limit but within its
+        allowance (where the assertion cannot fail yet)."""
+        seen = STATS[self.suite]
+        seen[stat] = seen.get(stat, 0) + 1
+
     # --- hooks --------------------------------------------------------------------------
 
     def on_start(self, instance: str, request_id: str) -> None:
         """Called by the simulated Compute before every start call."""
         kill = self.world.store.get_kill()
-        self.tally("no-start-while-killed", relevant=True)
+        # It can fail only if the switch is engaged now, was at the last check, or was
+        # written since: a start decided with the switch off and untouched cannot fail here.
+        since = float("-inf") if self.last_check is None else self.last_check
+        written = kill.at is not None and kill.at >= since
+        relevant = kill.engaged or self.kill_engaged_at_last_check or written
+        self.tally("no-start-while-killed", relevant=relevant)
         assert not kill.engaged, (
             f"no-start-while-killed: start {instance} ({request_id[:8]}) issued while the kill "
             f"switch is engaged ({kill.reason!r} by {kill.by!r} at {kill.at})"
@@ -135,6 +153,7 @@ class Checker:
         elapsed = 0.0 if self.last_check is None else now - self.last_check
         self.last_check = now
         kill = w.store.get_kill()
+        self.kill_engaged_at_last_check = kill.engaged
         seen = STATS[self.suite]
         seen["checks_with_kill_engaged"] = seen.get("checks_with_kill_engaged", 0) + kill.engaged
         for pool, policy in w.config.pools.items():
@@ -207,7 +226,7 @@ class Checker:
     def _check_unowned(self, name: str, pool: str, since: float, now: float, state: Any) -> None:
         window_start = max(since, self.tick_excuse_until)
         overdue = now > window_start + self.tick_s
-        self.tally("owner-or-stop", relevant=True)
+        self.tally("owner-or-stop", relevant=overdue)
         if overdue:
             # Issued: called, or decided and committed (the process that was to call it
             # died: it is re-issued once action_retry_s has passed — excused below), or
@@ -224,7 +243,8 @@ class Checker:
                 f"{since - self.world.clock.now():+.0f}s and no stop was issued within a tick"
             )
         deadline = max(window_start, self.excuse_until.get(name, since)) + self.tick_s
-        self.tally("lease-deadline", relevant=True)
+        # Without a stop being retried (the excuse), the deadline is the one-tick window.
+        self.tally("lease-deadline", relevant=overdue)
         self.max_overrun["lease"] = max(self.max_overrun["lease"], now - since)
         assert now <= deadline, (
             f"lease-deadline: {name} ({pool}) still running {now - since:.0f}s after its lease "
@@ -241,10 +261,10 @@ class Checker:
             and inst.running_since is not None
         )
         ran = now - truth_since
-        self.tally("max-session", relevant=ran > policy.max_session_s * 0.5)
         if not known:
             # The control plane must learn of a run within a tick (a tick lists instances).
             window_start = max(truth_since, self.tick_excuse_until)
+            self.tally("max-session", relevant=now > window_start + self.tick_s)
             assert now <= window_start + self.tick_s, (
                 f"max-session: {name} ({pool}) has run {ran:.0f}s and the control plane does "
                 "not know it is running"
@@ -252,8 +272,13 @@ class Checker:
             return
         assert inst is not None and inst.running_since is not None
         over_since = inst.running_since + policy.max_session_s
+        # Past max_session plus the one-tick window (a failed tick restarts it): here a
+        # control plane that had not stopped the instance fails the assertion below.
+        window_end = max(over_since, self.tick_excuse_until) + self.tick_s
+        self.tally("max-session", relevant=now > window_end)
         if now <= over_since:
             return
+        self._count("checks_past_max_session")
         excuse = self.excuse_until.get(name, over_since)
         deadline = max(over_since, self.tick_excuse_until, excuse) + self.tick_s
         self.max_overrun["session"] = max(self.max_overrun["session"], ran - policy.max_session_s)
@@ -284,8 +309,10 @@ class Checker:
                 self.over_cap.add(key)
             excused = self.excused_usd[key]
             allowance = per_tick + excused
-            self.tally("spend-cap", relevant=spent >= cap * 0.5)
+            # Within one instance-tick of the cap the assertion cannot fail.
+            self.tally("spend-cap", relevant=spent > cap + per_tick + 1e-9)
             if spent > cap:
+                self._count("checks_over_a_cap")
                 name = f"{which}-cap-ticks-beyond-excuses"
                 self.max_overrun[name] = max(
                     self.max_overrun[name], (spent - cap - excused) / per_tick

@@ -339,7 +339,7 @@ class ControlPlane(RuleBasedStateMachine):
         if isinstance(fact, HeartbeatReceived) and mid not in self.mattered:
             if outcome == "ok":
                 assert handled is not None
-                self.checker.tally("fact-logged-once", relevant=True)
+                self.checker.tally("heartbeat-classified", relevant=True)
                 assert handled.note == expected, (
                     f"heartbeat {mid}: note {handled.note!r}, expected {expected!r}"
                 )
@@ -349,11 +349,12 @@ class ControlPlane(RuleBasedStateMachine):
             assert handled is not None
             self.accepted.add(mid)
             if isinstance(fact, HeartbeatReceived):
-                self.checker.tally("fact-logged-once", relevant=True)
+                self.checker.tally("heartbeat-classified", relevant=True)
                 assert handled.note == expected, (
                     f"heartbeat {mid}: note {handled.note!r}, expected {expected!r}"
                 )
                 self.must_log.add(mid)
+                self.checker.tally("fact-logged-once", relevant=True)
                 assert logged, (
                     f"fact-logged-once: heartbeat {mid} mattered (new boot or busy change) "
                     f"and was acknowledged ({handled.note!r}) but is not in the event log"
