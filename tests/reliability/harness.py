@@ -37,6 +37,17 @@ TICK_S = 60.0  # Cloud Scheduler's tick: every minute
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
+@dataclass
+class SkewedClock:
+    """The Clock port ``offset`` seconds off the world's (a function instance's clock)."""
+
+    inner: ManualClock
+    offset: float = 0.0
+
+    def now(self) -> float:
+        return self.inner.now() + self.offset
+
+
 class Crash(BaseException):
     """The process died at a step boundary."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability.sim_compute import day_month
-from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, Lease
+from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, KillSwitch, Lease
 
 INVARIANTS = {
     "no-start-while-killed": "no start is issued while the kill switch is engaged",
@@ -43,6 +43,8 @@ INVARIANTS = {
     "budget-kill": "a budget notification over the kill fraction engages the kill switch",
     "spend-cap": "spend never exceeds a cap by more than one tick of one instance",
     "fact-logged-once": "every accepted fact is in the event log exactly once",
+    "kill-wins": "an operator's kill engages the switch unless a lift published after it took "
+    "effect; a lift never undoes a kill published after it",
     "heartbeat-classified": "a heartbeat is handled as mattering, routine or stale as the "
     "stored report says",
 }
@@ -78,7 +80,11 @@ class Checker:
     excuse_until: dict[str, float] = field(default_factory=dict)  # instance → stop retry due
     tick_excuse_until: float = float("-inf")  # the last tick that could not observe/decide
     last_check: float | None = None
-    kill_engaged_at_last_check: bool = False
+    kill_at_last_check: KillSwitch = field(default_factory=KillSwitch)
+    # When a check first saw the switch engaged (true time: its ``at`` field is someone's
+    # clock, never trusted); None while it is off.
+    kill_seen_at: float | None = None
+    run_since: dict[str, float] = field(default_factory=dict)  # instance → its run's start
     max_overrun: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Money the control plane could not have saved, per (pool, day or month): billed while
     # Compute refused a stop or a tick failed, spent STOPPING after the cap was crossed
@@ -103,9 +109,8 @@ class Checker:
         kill = self.world.store.get_kill()
         # It can fail only if the switch is engaged now, was at the last check, or was
         # written since: a start decided with the switch off and untouched cannot fail here.
-        since = float("-inf") if self.last_check is None else self.last_check
-        written = kill.at is not None and kill.at >= since
-        relevant = kill.engaged or self.kill_engaged_at_last_check or written
+        last = self.kill_at_last_check
+        relevant = kill.engaged or last.engaged or kill != last
         self.tally("no-start-while-killed", relevant=relevant)
         assert not kill.engaged, (
             f"no-start-while-killed: start {instance} ({request_id[:8]}) issued while the kill "
@@ -130,19 +135,47 @@ class Checker:
     def _excuse(self, name: str, until: float) -> None:
         self.excuse_until[name] = max(self.excuse_until.get(name, float("-inf")), until)
 
-    def _refused_stop_s(self, name: str, since: float, now: float, elapsed: float) -> float:
-        """Seconds of the last ``elapsed`` excused by a stop Compute refused in this run.
+    def _excuse_billing(self, pool: str, price: float, now: float, elapsed: float) -> None:
+        """Money billed since the last check that the control plane could not have saved:
+        every instance that ran in that interval (running now, or at the last check), for
+        the part of it that a failed tick or a stop Compute refused excuses."""
+        sim = self.world.sim
+        for name, inst in sim.instances.items():
+            if inst.pool != pool:
+                continue
+            was = self.run_since.pop(name, None)
+            end = now
+            if sim.running(name):
+                self.run_since[name] = inst.running_since or now
+            elif inst.stopped_at is not None:
+                end = min(now, inst.stopped_at)
+            run = self.run_since.get(name, was)
+            if not elapsed or run is None:
+                continue
+            start = max(now - elapsed, run)
+            if now <= self.tick_excuse_until + self.tick_s:
+                excused_s = end - start
+            else:
+                excused_s = self._refused_stop_s(name, run, start, end)
+            self._excuse_usd(pool, price / 3600.0 * max(0.0, excused_s))
 
-        Only a stop call made during the instance's current run (from ``since``) counts, and
-        only until its retry is due (the control plane's backoff, see ``_note_backoffs``)
-        plus one tick: after that the control plane should have stopped it again.
+    def _refused_stop_s(self, name: str, run: float, start: float, now: float) -> float:
+        """Seconds of [start, now] excused by a stop Compute refused in this run.
+
+        Only a stop call made during the instance's run (from ``run``) counts, and only
+        until its retry is due (the control plane's backoff, see ``_note_backoffs``) plus
+        one tick, or until a stop succeeded: then the control plane should have stopped it.
         """
-        stops = self.world.sim.calls_for(name, "stop", since=since)
-        if not stops or stops[-1].result == "ok":
+        stops = self.world.sim.calls_for(name, "stop", since=run)
+        refused = [c.at for c in stops if c.result != "ok"]
+        if not refused:
             return 0.0
-        refused_at = stops[-1].at
+        refused_at = refused[-1]
         until = max(refused_at, self.excuse_until.get(name, refused_at)) + self.tick_s
-        return max(0.0, min(now, until) - max(now - elapsed, refused_at))
+        done = [c.at for c in stops if c.result == "ok" and c.at >= refused_at]
+        if done:
+            until = min(until, done[0])
+        return max(0.0, min(now, until) - max(start, refused_at))
 
     # --- the check ----------------------------------------------------------------------
 
@@ -153,7 +186,11 @@ class Checker:
         elapsed = 0.0 if self.last_check is None else now - self.last_check
         self.last_check = now
         kill = w.store.get_kill()
-        self.kill_engaged_at_last_check = kill.engaged
+        self.kill_at_last_check = kill
+        if not kill.engaged:
+            self.kill_seen_at = None
+        elif self.kill_seen_at is None:
+            self.kill_seen_at = now
         seen = STATS[self.suite]
         seen["checks_with_kill_engaged"] = seen.get("checks_with_kill_engaged", 0) + kill.engaged
         for pool, policy in w.config.pools.items():
@@ -163,21 +200,15 @@ class Checker:
             running = sum(1 for n in policy.instances if w.sim.running(n))
             seen["checks_with_vm_running"] = seen.get("checks_with_vm_running", 0) + bool(running)
             lost = self._lease_lost_at(pool, state.lease, now)
-            if kill.engaged and kill.at is not None:
-                lost = kill.at if lost is None else min(lost, kill.at)
+            if self.kill_seen_at is not None:
+                lost = self.kill_seen_at if lost is None else min(lost, self.kill_seen_at)
             self._note_backoffs(state, policy)
+            self._excuse_billing(pool, policy.hourly_price_usd, now, elapsed)
             for name, inst in w.sim.instances.items():
                 if inst.pool != pool or not w.sim.running(name):
                     continue
                 truth_since = inst.running_since
                 assert truth_since is not None
-                if elapsed:
-                    excused_s = (
-                        elapsed
-                        if now <= self.tick_excuse_until + self.tick_s
-                        else self._refused_stop_s(name, truth_since, now, elapsed)
-                    )
-                    self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * excused_s)
                 configured = name in policy.instances
                 unowned = (not configured) or lost is not None
                 since = truth_since if not configured else max(truth_since, lost or truth_since)
