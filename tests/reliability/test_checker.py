@@ -102,3 +102,32 @@ def test_a_stop_refused_during_the_run_excuses_only_its_retry_period(world: Worl
     retry_s = w.config.pools["gpu"].action_retry_s
     excusable = 3.6 / 3600 * (retry_s + 60)  # the retry period and one tick
     assert CAP + PER_TICK < spent <= CAP + 2 * PER_TICK + excusable, spent
+
+
+def _loophole(self: Checker, name: str, run: float, start: float, end: float) -> float:
+    """Issue 19 point 1 as it was: the last stop call ever made for the instance decides,
+    and a refused one excuses every later second."""
+    for call in reversed(self.world.sim.calls):
+        if call.instance == name and call.kind == "stop":
+            return end - start if call.result != "ok" else 0.0
+    return 0.0
+
+
+def test_with_the_loophole_back_the_refused_stop_hides_the_overrun(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mutation check: with the loophole re-introduced, the scenario above runs up
+    $1.86 against a $0.50 cap unnoticed — so that test is the one that catches it."""
+    monkeypatch.setattr(Checker, "_refused_stop_s", _loophole)
+    w, checker = world, Checker(world, "checker")
+    run(w, "a")
+    minute(w, checker)
+    w.sim.fail_next("503", 1, ("stop",))
+    with contextlib.suppress(TemporaryError):
+        w.service.handle(StopRequested("stop", w.clock.now(), "gpu", "alice", "done"))
+    w.sim.preempt("vm-0")
+    minute(w, checker)
+    run(w, "b")
+    for _ in range(30):  # half an hour of a silent control plane: no check fires
+        minute(w, checker, tick=False)
+    assert w.sim.day_spend("gpu") > 3 * CAP
