@@ -210,6 +210,17 @@ def quiet_logs() -> Iterator[io.StringIO]:
         logs.set_stream(None)
 
 
+@contextlib.contextmanager
+def quiet_world(config: Config) -> Iterator[World]:
+    """A World in a scratch directory with the service's logs kept quiet, closed after."""
+    with scratch_dir() as directory, quiet_logs():
+        w = World.build(config, directory)
+        try:
+            yield w
+        finally:
+            w.close()
+
+
 def pool_config(
     *,
     instances: tuple[str, ...] = ("vm-0",),

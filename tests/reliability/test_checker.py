@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reliability.harness import World, pool_config, quiet_logs, scratch_dir
+from reliability.harness import World, pool_config, quiet_world
 from reliability.invariants import Checker
 from yoyo_control.domain.facts import RunRequested, StopRequested, Tick
 from yoyo_control.errors import TemporaryError
@@ -26,12 +26,8 @@ PER_TICK = 3.6 / 3600 * 60  # one instance, one minute
 @pytest.fixture
 def world() -> Iterator[World]:
     config = pool_config(daily_cap_usd=CAP, idle_timeout_s=7200, max_session_s=7200)
-    with scratch_dir() as directory, quiet_logs():
-        w = World.build(config, directory)
-        try:
-            yield w
-        finally:
-            w.close()
+    with quiet_world(config) as w:
+        yield w
 
 
 def minute(w: World, checker: Checker, tick: bool = True) -> None:
@@ -68,19 +64,30 @@ def test_a_silent_control_plane_is_caught_one_tick_past_the_cap(world: World) ->
     assert CAP + PER_TICK < spent <= CAP + 2 * PER_TICK, spent
 
 
-def test_a_stop_refused_before_the_current_run_excuses_nothing(world: World) -> None:
-    """Issue 19 point 1: a stop refused once excused every later second the VM billed."""
-    w, checker = world, Checker(world, "checker")
+def a_stop_refused(w: World, checker: Checker) -> None:
+    """The VM runs; the operator stops the pool; Compute refuses the stop (503)."""
     run(w, "a")
     minute(w, checker)
     w.sim.fail_next("503", 1, ("stop",))
     with contextlib.suppress(TemporaryError):
         w.service.handle(StopRequested("stop", w.clock.now(), "gpu", "alice", "done"))
     assert w.sim.calls_for("vm-0", "stop")[-1].result == "temporary"
-    w.sim.preempt("vm-0")  # it stopped anyway; the last stop call on record is the refused one
+
+
+def then_a_new_run(w: World, checker: Checker) -> None:
+    """The VM stops anyway (preempted) and a new run starts: the last stop call on record
+    is the refused one, from the previous run."""
+    w.sim.preempt("vm-0")
     minute(w, checker)
-    run(w, "b")  # a new run: the refused stop belongs to the previous one
+    run(w, "b")
     assert w.sim.calls_for("vm-0", "stop")[-1].result == "temporary"
+
+
+def test_a_stop_refused_before_the_current_run_excuses_nothing(world: World) -> None:
+    """Issue 19 point 1: a stop refused once excused every later second the VM billed."""
+    w, checker = world, Checker(world, "checker")
+    a_stop_refused(w, checker)
+    then_a_new_run(w, checker)
     checker.check()
     spent = silent_until_the_check_fires(w, checker)
     assert CAP + PER_TICK < spent <= CAP + 2 * PER_TICK, spent
@@ -89,14 +96,9 @@ def test_a_stop_refused_before_the_current_run_excuses_nothing(world: World) -> 
 def test_a_stop_refused_during_the_run_excuses_only_its_retry_period(world: World) -> None:
     """A refused stop excuses the spend until its retry is due (plus a tick), not for good."""
     w, checker = world, Checker(world, "checker")
-    run(w, "a")
-    minute(w, checker)
-    w.sim.fail_next("503", 1, ("stop",))
-    with contextlib.suppress(TemporaryError):
-        w.service.handle(StopRequested("stop", w.clock.now(), "gpu", "alice", "done"))
+    a_stop_refused(w, checker)
     run(w, "b")  # the operator changes their mind: the VM keeps its lease and runs on
     assert w.sim.running("vm-0")
-    assert w.sim.calls_for("vm-0", "stop")[-1].result == "temporary"
     checker.check()
     spent = silent_until_the_check_fires(w, checker)
     retry_s = w.config.pools["gpu"].action_retry_s
@@ -120,14 +122,8 @@ def test_with_the_loophole_back_the_refused_stop_hides_the_overrun(
     $1.86 against a $0.50 cap unnoticed — so that test is the one that catches it."""
     monkeypatch.setattr(Checker, "_refused_stop_s", _loophole)
     w, checker = world, Checker(world, "checker")
-    run(w, "a")
-    minute(w, checker)
-    w.sim.fail_next("503", 1, ("stop",))
-    with contextlib.suppress(TemporaryError):
-        w.service.handle(StopRequested("stop", w.clock.now(), "gpu", "alice", "done"))
-    w.sim.preempt("vm-0")
-    minute(w, checker)
-    run(w, "b")
+    a_stop_refused(w, checker)
+    then_a_new_run(w, checker)
     for _ in range(30):  # half an hour of a silent control plane: no check fires
         minute(w, checker, tick=False)
     assert w.sim.day_spend("gpu") > 3 * CAP

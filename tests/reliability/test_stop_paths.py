@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from reliability.harness import World, pool_config, quiet_logs, scratch_dir
+from reliability.harness import World, pool_config, quiet_world
 from reliability.invariants import TALLY
 from yoyo_control.agent.loop import Agent
 from yoyo_control.agent.policy import Metrics, Settings
@@ -46,12 +46,8 @@ def world() -> Iterator[World]:
         restart_budget=2,
         restart_backoff_s=60,
     )
-    with scratch_dir() as directory, quiet_logs():
-        w = World.build(config, directory)
-        try:
-            yield w
-        finally:
-            w.close()
+    with quiet_world(config) as w:
+        yield w
 
 
 # --- 1. the reconciler alone -----------------------------------------------------------------
