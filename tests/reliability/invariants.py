@@ -170,12 +170,16 @@ class Checker:
         refused = [c.at for c in stops if c.result != "ok"]
         if not refused:
             return 0.0
-        refused_at = refused[-1]
-        until = max(refused_at, self.excuse_until.get(name, refused_at)) + self.tick_s
-        done = [c.at for c in stops if c.result == "ok" and c.at >= refused_at]
+        # The refusals since the last stop that went through, from the first one on; the
+        # last one's retry bounds the excuse.
+        ok = [c.at for c in stops if c.result == "ok" and c.at < refused[-1]]
+        first = min(t for t in refused if not ok or t > ok[-1])
+        last = refused[-1]
+        until = max(last, self.excuse_until.get(name, last)) + self.tick_s
+        done = [c.at for c in stops if c.result == "ok" and c.at >= last]
         if done:
             until = min(until, done[0])
-        return max(0.0, min(now, until) - max(start, refused_at))
+        return max(0.0, min(now, until) - max(start, first))
 
     # --- the check ----------------------------------------------------------------------
 

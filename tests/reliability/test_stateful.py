@@ -21,11 +21,13 @@ Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -726,6 +728,30 @@ class ControlPlane(RuleBasedStateMachine):
         assert not extra, f"fact-logged-once: logged more than once: {sorted(extra)}"
 
 
+@contextlib.contextmanager
+def same_steps_whatever_is_imported() -> Iterator[None]:
+    """Hypothesis also draws literal constants from the project's modules that happen to
+    be imported (hypothesis.internal.conjecture.providers), so one seed generated other
+    steps after another test had imported, say, the Firestore adapter: "the same steps
+    every time" did not hold within ``make test``. Without those constants it does."""
+    from hypothesis.internal.conjecture import providers
+
+    empty = providers.Constants(
+        integers=providers.SortedSet(),
+        floats=providers.SortedSet(key=providers.float_to_int),
+        bytes=providers.SortedSet(),
+        strings=providers.SortedSet(),
+    )
+    original = providers._get_local_constants
+    providers._get_local_constants = lambda: empty
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def _run(
     examples: int,
     steps: int,
@@ -746,7 +772,7 @@ def _run(
         phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
     )
     factory = hypothesis_seed(seed)(machine)
-    with quiet_logs():
+    with quiet_logs(), same_steps_whatever_is_imported():
         run_state_machine_as_test(factory, settings=config)
     counted = {k: (v.checks, v.relevant) for k, v in TALLY[suite].items()}
     print(f"invariant checks (checks, relevant): {counted}")
@@ -797,7 +823,7 @@ class SkewedControlPlane(ControlPlane):
         self.trace(f"clock skew: {actor} {offset:+.0f}s")
 
 
-SKEW_SEED = 100  # the first seed tried that finds the defect below (40 examples)
+SKEW_SEED = 104  # the first seed from 100 on that finds the defect below (40 examples)
 
 
 @pytest.mark.xfail(
@@ -805,8 +831,9 @@ SKEW_SEED = 100  # the first seed tried that finds the defect below (40 examples
     raises=AssertionError,
     reason="issue 12 case 2, open in service.py: kill and unkill are ordered by the `at` "
     "their sender's clock wrote, so a kill from an operator whose clock is behind the last "
-    "lift's is dropped as stale and the switch stays off (kill-wins). Seed 100: operator "
-    "clock -30 s, unkill; operator clock -600 s, kill (published later) -> ignored",
+    "lift's is dropped as stale and the switch stays off (kill-wins). Seed 104: unkill "
+    "(operator clock right) lifts; operator clock -600 s; a kill published 125 s later says "
+    "475 s earlier than the lift -> 'stale command ignored'",
 )
 def test_invariants_hold_under_clock_skew_between_actors() -> None:
     _run(examples=40, steps=100, seed=SKEW_SEED, machine=SkewedControlPlane, shrink=False)
