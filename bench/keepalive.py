@@ -321,6 +321,19 @@ def held_out_tables(runs: list[dict[str, Any]]) -> list[str]:
     return parts
 
 
+def pool_parameters(params: SimParams) -> str:
+    """The simulated pool as the tables were run, read from the parameters themselves."""
+    m = params.machine
+    instances = "one instance" if params.instances == 1 else f"{params.instances} instances"
+    return (
+        f"Pool: {instances}, ${params.hourly_price:.2f}/h; boot = STAGING "
+        f"{m.staging.median_s:g} s + model load {m.ready.median_s:g} s (lognormal medians, "
+        f"σ {m.staging.sigma:g} / {m.ready.sigma:g}; mean {m.mean_boot_s:.0f} s), stop "
+        f"{m.stop.median_s:g} s; tick {params.tick_s:g} s; agent heartbeat "
+        f"{params.heartbeat_s:g} s."
+    )
+
+
 def section(seeds: int, jobs: int) -> str:
     began = time.perf_counter()
     workloads = list(NAMED)
@@ -334,11 +347,10 @@ def section(seeds: int, jobs: int) -> str:
         "",
         f"Reproduce: `make bench-keepalive` (= `.venv/bin/python bench/keepalive.py "
         f"--seeds {seeds} --write`). Seeds 0…{seeds - 1}: each seed shifts the workload's "
-        "thinning offset and draws new boot times. Pool: one instance, "
-        f"${SimParams.hourly_price:.2f}/h; boot = STAGING 20 s + model load 120 s "
-        "(lognormal, σ 0.3 each; mean 147 s), stop 30 s; tick 60 s; agent heartbeat 30 s. "
-        "Cost = $ billed + 5 × price × (wait of each cold start's first request); the "
-        "optimum is the cheapest reactive schedule knowing the future (sim/optimum.py).",
+        f"thinning offset and draws new boot times. {pool_parameters(SimParams())} "
+        f"Cost = $ billed + {SimParams().wait_weight:g} × price × (wait of each cold "
+        "start's first request); the optimum is the cheapest reactive schedule knowing the "
+        "future (sim/optimum.py).",
         "",
     ]
     found = {w: hindsight(w, seeds) for w in workloads}

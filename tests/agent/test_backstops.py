@@ -12,9 +12,11 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from yoyo_control.agent.metrics import read as read_metrics
 from yoyo_control.domain.model import KillSwitch
+from yoyo_control.local.inference import SENTENCE
 
 ZONE = "local"
 
@@ -43,16 +45,24 @@ def test_with_the_control_plane_stopped_an_idle_vm_powers_itself_off(lone_vm) ->
     assert pids and all(not Path(f"/proc/{p}").exists() for p in pids)
 
 
-def _busy_request(endpoint: str, done: threading.Event) -> None:
+# The simulated server decodes one word of its sentence per token_latency_s (0.5 s in
+# conftest.py): a request for the whole sentence takes this long to finish.
+FINISHES_AFTER_S = len(SENTENCE) * 0.5
+
+
+def _busy_request(endpoint: str, done: threading.Event, outcome: dict[str, Any]) -> None:
     body = json.dumps({"prompt": "long job", "max_tokens": 200}).encode()
     req = urllib.request.Request(
         f"{endpoint}/v1/completions", body, {"Content-Type": "application/json"}
     )
+    started = time.monotonic()
     try:
-        urllib.request.urlopen(req, timeout=60).read()
-    except OSError:
-        pass  # the VM went away under the request: that is the point
+        answer = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        outcome["ended"] = f"finished: {answer['choices'][0]['finish_reason']}"
+    except (OSError, ValueError) as exc:  # the VM went away under the request
+        outcome["ended"] = f"failed: {exc!r}"
     finally:
+        outcome["after_s"] = time.monotonic() - started
         done.set()
 
 
@@ -62,7 +72,8 @@ def test_with_the_kill_switch_engaged_a_busy_vm_powers_itself_off(lone_vm) -> No
     wait_for(port_file.exists, 20, "the inference server to listen")
     endpoint = f"http://127.0.0.1:{port_file.read_text().strip()}"
     done = threading.Event()
-    threading.Thread(target=_busy_request, args=(endpoint, done), daemon=True).start()
+    outcome: dict[str, Any] = {}
+    threading.Thread(target=_busy_request, args=(endpoint, done, outcome), daemon=True).start()
 
     def busy() -> bool:
         metrics = read_metrics(f"{endpoint}/metrics")
@@ -72,4 +83,8 @@ def test_with_the_kill_switch_engaged_a_busy_vm_powers_itself_off(lone_vm) -> No
     lone_vm.store.transact(lambda tx: tx.save_kill(KillSwitch(True, "test", "tester", 1.0)))
     wait_for(lambda: status(lone_vm) == "TERMINATED", 20, "the busy VM to power off")
     assert "kill switch engaged by tester: test" in lone_vm.log()
-    assert done.wait(10)  # the in-flight request ended with the VM, not by finishing
+    assert done.wait(10)
+    # The in-flight request ended with the VM, not by finishing: no answer came, and it
+    # ended before a complete answer could have.
+    assert outcome["ended"].startswith("failed:"), outcome
+    assert outcome["after_s"] < FINISHES_AFTER_S, outcome

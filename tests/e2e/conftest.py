@@ -183,10 +183,13 @@ class World:
     def topic(self, suffix: str) -> str:
         return f"yoyo-{suffix}"
 
-    def subscribe(self, suffix: str, name: str = "") -> None:
+    def subscribe(self, suffix: str, name: str = "", ack_deadline_s: int = 60) -> None:
         entry = ENTRY_POINTS[suffix]
         self.admin.create_push_subscription(
-            name or f"yoyo-{suffix}-push", self.topic(suffix), f"{self.base_url}/{entry}/"
+            name or f"yoyo-{suffix}-push",
+            self.topic(suffix),
+            f"{self.base_url}/{entry}/",
+            ack_deadline_s=ack_deadline_s,
         )
 
     def publish(self, suffix: str, payload: Any, **attributes: str) -> str:

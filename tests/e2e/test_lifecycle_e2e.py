@@ -8,6 +8,7 @@ stub (the VM). The tests assert on the VM's status in the stub and on the stored
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -106,11 +107,31 @@ def test_a_duplicate_delivery_acts_once(world):
     assert [e.message_id for e in world.events("fact")] == [mid]
 
 
+ACK_DEADLINE_S = 10  # Pub/Sub's shortest: an unacknowledged push is redelivered after it
+
+
 def test_a_poison_message_is_acknowledged_not_redelivered(world):
-    world.subscribe("control")
+    world.subscribe("control", ack_deadline_s=ACK_DEADLINE_S)
     entry = names.ENTRY_POINTS[names.TOPIC_CONTROL]
     mid = world.publish("control", b"\x00 not json")
     world.eventually(
         lambda: any(e.message_id == mid for e in world.events("rejected")), "the rejection"
     )
-    assert world.answers.count(entry, 500) == 0 and world.answers.count(entry) >= 1
+    assert world.answers.count(entry, 500) == 0 and world.answers.count(entry) == 1
+    # Wait out the acknowledgement deadline (and a margin): a message the function had not
+    # acknowledged would have been pushed again by now.
+    time.sleep(ACK_DEADLINE_S + 3)
+    assert world.answers.count(entry) == 1 and world.answers.count(entry, 500) == 0
+    assert [e.message_id for e in world.events("rejected")] == [mid]
+
+
+def test_a_message_the_function_did_not_acknowledge_is_pushed_again_within_the_deadline(world):
+    """The control for the test above: its wait is long enough to see a redelivery."""
+    world.subscribe("control", ack_deadline_s=ACK_DEADLINE_S)
+    entry = names.ENTRY_POINTS[names.TOPIC_CONTROL]
+    world.stub.fail_next(1, 503, methods=("start",))  # the first delivery answers 500
+    world.publish("control", {"command": "start", "pool": world.pool, "for": "30m"})
+    world.eventually(lambda: world.answers.count(entry, 500) == 1, "the failed delivery")
+    world.eventually(
+        lambda: world.answers.count(entry) == 1, "the redelivery", timeout_s=ACK_DEADLINE_S + 3
+    )

@@ -2,7 +2,8 @@
 
 At session end the tallies of reliability/invariants.py go to build/invariants.json and a
 short table is printed, so the numbers can be quoted (``checks``: evaluations of the
-invariant; ``relevant``: evaluations where it had something to check).
+invariant; ``relevant``: evaluations where its assertion could actually fail, as defined
+in reliability/invariants.py).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ with crash points injected through wrappers around the Store and Compute ports.
   may catch it; a crash inside a store transaction rolls it back (as a dead process would).
 - ``Boundaries`` numbers the step boundaries of one ``handle()`` — before/after each commit,
   after each heartbeat write, before/after each Compute call — and raises ``Crash`` at the
-  armed one. ``CrashingStore``/``CrashingCompute`` wrap the real ports to call it; nothing of
-  the service is monkeypatched.
+  armed one, and calls its ``hook`` at every one (another process acting at that moment).
+  ``CrashingStore``/``CrashingCompute`` wrap the real ports to call it; nothing of the
+  service is monkeypatched.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ TICK_S = 60.0  # Cloud Scheduler's tick: every minute
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
+@dataclass
+class SkewedClock:
+    """The Clock port ``offset`` seconds off the world's (a function instance's clock)."""
+
+    inner: ManualClock
+    offset: float = 0.0
+
+    def now(self) -> float:
+        return self.inner.now() + self.offset
+
+
 class Crash(BaseException):
     """The process died at a step boundary."""
 
@@ -46,12 +58,17 @@ class Boundaries:
 
     armed_at: int | None = None
     passed: list[str] = field(default_factory=list)
+    # Called at every boundary: the world may change there (another process writes the
+    # store between this one's commit and its Compute call).
+    hook: Callable[[str], None] | None = None
 
     def reset(self, armed_at: int | None = None) -> None:
         self.armed_at, self.passed = armed_at, []
 
     def point(self, name: str) -> None:
         self.passed.append(name)
+        if self.hook is not None:
+            self.hook(name)
         if self.armed_at is not None and len(self.passed) == self.armed_at:
             self.armed_at = None
             raise Crash(name)
@@ -191,6 +208,17 @@ def quiet_logs() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         logs.set_stream(None)
+
+
+@contextlib.contextmanager
+def quiet_world(config: Config) -> Iterator[World]:
+    """A World in a scratch directory with the service's logs kept quiet, closed after."""
+    with scratch_dir() as directory, quiet_logs():
+        w = World.build(config, directory)
+        try:
+            yield w
+        finally:
+            w.close()
 
 
 def pool_config(

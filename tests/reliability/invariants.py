@@ -11,14 +11,19 @@ something outside its control):
   (``action_retry_s × 2^(attempts-1)``; after giving up, at the next decision); a stop
   decided but lost with its process is re-issued once ``action_retry_s`` has passed; a
   tick that could not observe or decide (crash, list error) restarts the one-tick window;
-- money (spend caps): what was billed while Compute refused a stop or a tick failed, what
+- money (spend caps): what was billed while a tick failed, or after Compute refused a stop
+  made during the VM's current run until that stop's retry was due plus a tick, what
   was billed STOPPING after the cap was crossed (Compute's pace), and one tick per VM
   someone started by hand. Allowed on top: one tick of one instance (DESIGN.md §4).
 Nothing else delays a stop or excuses a cent.
 
 Every check is counted per invariant (``checks``: evaluations; ``relevant``: evaluations
-where the invariant had something to say, e.g. an instance was running without a lease);
-``TALLY`` accumulates over the session and conftest.py writes it to build/invariants.json.
+where the assertion could actually fail — where a control plane that had done nothing about
+it would have failed it: an instance running unowned past its one-tick window, past
+max_session plus a tick, spend past a cap plus one instance-tick, a start made while the
+kill switch was or had just been engaged). An evaluation that cannot fail whatever the
+control plane does is counted in ``checks`` only. ``TALLY`` accumulates over the session and
+conftest.py writes it to build/invariants.json.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability.sim_compute import day_month
-from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, Lease
+from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, KillSwitch, Lease
 
 INVARIANTS = {
     "no-start-while-killed": "no start is issued while the kill switch is engaged",
@@ -38,6 +43,10 @@ INVARIANTS = {
     "budget-kill": "a budget notification over the kill fraction engages the kill switch",
     "spend-cap": "spend never exceeds a cap by more than one tick of one instance",
     "fact-logged-once": "every accepted fact is in the event log exactly once",
+    "kill-wins": "an operator's kill engages the switch unless a lift published after it took "
+    "effect; a lift never undoes a kill published after it",
+    "heartbeat-classified": "a heartbeat is handled as mattering, routine or stale as the "
+    "stored report says",
 }
 
 
@@ -71,6 +80,11 @@ class Checker:
     excuse_until: dict[str, float] = field(default_factory=dict)  # instance → stop retry due
     tick_excuse_until: float = float("-inf")  # the last tick that could not observe/decide
     last_check: float | None = None
+    kill_at_last_check: KillSwitch = field(default_factory=KillSwitch)
+    # When a check first saw the switch engaged (true time: its ``at`` field is someone's
+    # clock, never trusted); None while it is off.
+    kill_seen_at: float | None = None
+    run_since: dict[str, float] = field(default_factory=dict)  # instance → its run's start
     max_overrun: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Money the control plane could not have saved, per (pool, day or month): billed while
     # Compute refused a stop or a tick failed, spent STOPPING after the cap was crossed
@@ -82,12 +96,22 @@ class Checker:
     def tally(self, invariant: str, relevant: bool = False) -> None:
         TALLY[self.suite][invariant].add(relevant)
 
+    def _count(self, stat: str) -> None:
+        """Context for the tallies, e.g. evaluations past a nominal limit but within its
+        allowance (where the assertion cannot fail yet)."""
+        seen = STATS[self.suite]
+        seen[stat] = seen.get(stat, 0) + 1
+
     # --- hooks --------------------------------------------------------------------------
 
     def on_start(self, instance: str, request_id: str) -> None:
         """Called by the simulated Compute before every start call."""
         kill = self.world.store.get_kill()
-        self.tally("no-start-while-killed", relevant=True)
+        # It can fail only if the switch is engaged now, was at the last check, or was
+        # written since: a start decided with the switch off and untouched cannot fail here.
+        last = self.kill_at_last_check
+        relevant = kill.engaged or last.engaged or kill != last
+        self.tally("no-start-while-killed", relevant=relevant)
         assert not kill.engaged, (
             f"no-start-while-killed: start {instance} ({request_id[:8]}) issued while the kill "
             f"switch is engaged ({kill.reason!r} by {kill.by!r} at {kill.at})"
@@ -111,12 +135,51 @@ class Checker:
     def _excuse(self, name: str, until: float) -> None:
         self.excuse_until[name] = max(self.excuse_until.get(name, float("-inf")), until)
 
-    def _stop_refused(self, name: str) -> bool:
-        """The last stop call for ``name`` failed (Compute refused or lost it)."""
-        for call in reversed(self.world.sim.calls):
-            if call.instance == name and call.kind == "stop":
-                return call.result != "ok"
-        return False
+    def _excuse_billing(self, pool: str, price: float, now: float, elapsed: float) -> None:
+        """Money billed since the last check that the control plane could not have saved:
+        every instance that ran in that interval (running now, or at the last check), for
+        the part of it that a failed tick or a stop Compute refused excuses."""
+        sim = self.world.sim
+        for name, inst in sim.instances.items():
+            if inst.pool != pool:
+                continue
+            was = self.run_since.pop(name, None)
+            end = now
+            if sim.running(name):
+                self.run_since[name] = inst.running_since or now
+            elif inst.stopped_at is not None:
+                end = min(now, inst.stopped_at)
+            run = self.run_since.get(name, was)
+            if not elapsed or run is None:
+                continue
+            start = max(now - elapsed, run)
+            if now <= self.tick_excuse_until + self.tick_s:
+                excused_s = end - start
+            else:
+                excused_s = self._refused_stop_s(name, run, start, end)
+            self._excuse_usd(pool, price / 3600.0 * max(0.0, excused_s))
+
+    def _refused_stop_s(self, name: str, run: float, start: float, now: float) -> float:
+        """Seconds of [start, now] excused by a stop Compute refused in this run.
+
+        Only a stop call made during the instance's run (from ``run``) counts, and only
+        until its retry is due (the control plane's backoff, see ``_note_backoffs``) plus
+        one tick, or until a stop succeeded: then the control plane should have stopped it.
+        """
+        stops = self.world.sim.calls_for(name, "stop", since=run)
+        refused = [c.at for c in stops if c.result != "ok"]
+        if not refused:
+            return 0.0
+        # The refusals since the last stop that went through, from the first one on; the
+        # last one's retry bounds the excuse.
+        ok = [c.at for c in stops if c.result == "ok" and c.at < refused[-1]]
+        first = min(t for t in refused if not ok or t > ok[-1])
+        last = refused[-1]
+        until = max(last, self.excuse_until.get(name, last)) + self.tick_s
+        done = [c.at for c in stops if c.result == "ok" and c.at >= last]
+        if done:
+            until = min(until, done[0])
+        return max(0.0, min(now, until) - max(start, first))
 
     # --- the check ----------------------------------------------------------------------
 
@@ -127,6 +190,11 @@ class Checker:
         elapsed = 0.0 if self.last_check is None else now - self.last_check
         self.last_check = now
         kill = w.store.get_kill()
+        self.kill_at_last_check = kill
+        if not kill.engaged:
+            self.kill_seen_at = None
+        elif self.kill_seen_at is None:
+            self.kill_seen_at = now
         seen = STATS[self.suite]
         seen["checks_with_kill_engaged"] = seen.get("checks_with_kill_engaged", 0) + kill.engaged
         for pool, policy in w.config.pools.items():
@@ -136,19 +204,16 @@ class Checker:
             running = sum(1 for n in policy.instances if w.sim.running(n))
             seen["checks_with_vm_running"] = seen.get("checks_with_vm_running", 0) + bool(running)
             lost = self._lease_lost_at(pool, state.lease, now)
-            if kill.engaged and kill.at is not None:
-                lost = kill.at if lost is None else min(lost, kill.at)
+            if self.kill_seen_at is not None:
+                lost = self.kill_seen_at if lost is None else min(lost, self.kill_seen_at)
             self._note_backoffs(state, policy)
+            self._excuse_billing(pool, policy.hourly_price_usd, now, elapsed)
             for name, inst in w.sim.instances.items():
                 if inst.pool != pool or not w.sim.running(name):
                     continue
-                if elapsed and (
-                    self._stop_refused(name) or now <= self.tick_excuse_until + self.tick_s
-                ):
-                    self._excuse_usd(pool, policy.hourly_price_usd / 3600.0 * elapsed)
-                configured = name in policy.instances
                 truth_since = inst.running_since
                 assert truth_since is not None
+                configured = name in policy.instances
                 unowned = (not configured) or lost is not None
                 since = truth_since if not configured else max(truth_since, lost or truth_since)
                 if unowned:
@@ -196,7 +261,7 @@ class Checker:
     def _check_unowned(self, name: str, pool: str, since: float, now: float, state: Any) -> None:
         window_start = max(since, self.tick_excuse_until)
         overdue = now > window_start + self.tick_s
-        self.tally("owner-or-stop", relevant=True)
+        self.tally("owner-or-stop", relevant=overdue)
         if overdue:
             # Issued: called, or decided and committed (the process that was to call it
             # died: it is re-issued once action_retry_s has passed — excused below), or
@@ -213,7 +278,8 @@ class Checker:
                 f"{since - self.world.clock.now():+.0f}s and no stop was issued within a tick"
             )
         deadline = max(window_start, self.excuse_until.get(name, since)) + self.tick_s
-        self.tally("lease-deadline", relevant=True)
+        # Without a stop being retried (the excuse), the deadline is the one-tick window.
+        self.tally("lease-deadline", relevant=overdue)
         self.max_overrun["lease"] = max(self.max_overrun["lease"], now - since)
         assert now <= deadline, (
             f"lease-deadline: {name} ({pool}) still running {now - since:.0f}s after its lease "
@@ -230,10 +296,10 @@ class Checker:
             and inst.running_since is not None
         )
         ran = now - truth_since
-        self.tally("max-session", relevant=ran > policy.max_session_s * 0.5)
         if not known:
             # The control plane must learn of a run within a tick (a tick lists instances).
             window_start = max(truth_since, self.tick_excuse_until)
+            self.tally("max-session", relevant=now > window_start + self.tick_s)
             assert now <= window_start + self.tick_s, (
                 f"max-session: {name} ({pool}) has run {ran:.0f}s and the control plane does "
                 "not know it is running"
@@ -241,8 +307,13 @@ class Checker:
             return
         assert inst is not None and inst.running_since is not None
         over_since = inst.running_since + policy.max_session_s
+        # Past max_session plus the one-tick window (a failed tick restarts it): here a
+        # control plane that had not stopped the instance fails the assertion below.
+        window_end = max(over_since, self.tick_excuse_until) + self.tick_s
+        self.tally("max-session", relevant=now > window_end)
         if now <= over_since:
             return
+        self._count("checks_past_max_session")
         excuse = self.excuse_until.get(name, over_since)
         deadline = max(over_since, self.tick_excuse_until, excuse) + self.tick_s
         self.max_overrun["session"] = max(self.max_overrun["session"], ran - policy.max_session_s)
@@ -273,8 +344,10 @@ class Checker:
                 self.over_cap.add(key)
             excused = self.excused_usd[key]
             allowance = per_tick + excused
-            self.tally("spend-cap", relevant=spent >= cap * 0.5)
+            # Within one instance-tick of the cap the assertion cannot fail.
+            self.tally("spend-cap", relevant=spent > cap + per_tick + 1e-9)
             if spent > cap:
+                self._count("checks_over_a_cap")
                 name = f"{which}-cap-ticks-beyond-excuses"
                 self.max_overrun[name] = max(
                     self.max_overrun[name], (spent - cap - excused) / per_tick

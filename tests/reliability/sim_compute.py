@@ -60,6 +60,7 @@ class SimInstance:
     boot: int = 0  # a new boot on every start
     op: Op | None = None
     running_since: float | None = None  # truth: when the current run began
+    stopped_at: float | None = None  # truth: when the last run ended
     exists: bool = True
 
 
@@ -331,6 +332,8 @@ class SimCompute:
         if now_running and not was_running:
             inst.running_since = self.clock.now()
         elif not now_running:
+            if was_running:
+                inst.stopped_at = self.clock.now()
             inst.running_since = None
 
     def _accrue(self) -> None:

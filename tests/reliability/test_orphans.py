@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reliability.harness import World, pool_config, quiet_logs, scratch_dir
+from reliability.harness import World, pool_config, quiet_world
 from reliability.invariants import TALLY
 from yoyo_control.domain.facts import KillRequested, RunRequested, Tick
 from yoyo_control.domain.model import Rule
@@ -29,12 +29,8 @@ CONFIG = pool_config(
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    with scratch_dir() as directory, quiet_logs():
-        w = World.build(CONFIG, directory)
-        try:
-            yield w
-        finally:
-            w.close()
+    with quiet_world(CONFIG) as w:
+        yield w
 
 
 def tick(w: World) -> None:

@@ -154,3 +154,24 @@ def test_the_overall_daily_cap_holds_across_pools(make_world: Any) -> None:
     minutes(w, 20)
     total = w.sim.day_spend("gpu") + w.sim.day_spend("cpu")
     assert total <= 0.5 + 2 * PER_TICK + 1e-9, f"spent {total:.2f} across pools, cap 0.50"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the ledger charges a VM from the tick that first lists it RUNNING, so a "
+    "start whose response was lost is not charged for up to a tick and the cap is overrun "
+    "by up to two ticks (found by the stateful suite once a refused stop no longer excused "
+    "spending for good: YOYO_HYPOTHESIS_SEED=4)",
+)
+def test_a_start_whose_answer_was_lost_still_overruns_a_cap_by_at_most_one_tick(
+    make_world: Any,
+) -> None:
+    w = make_world(pool_config(daily_cap_usd=0.5, idle_timeout_s=7200, max_session_s=7200))
+    w.sim.fail_next("lost", 1, ("start",))  # Compute starts the VM; the answer is lost
+    with contextlib.suppress(TemporaryError):
+        run(w)
+    assert w.sim.running("vm-0")
+    minutes(w, 20)
+    spent = w.sim.day_spend("gpu")
+    assert not w.sim.running("vm-0")
+    assert spent <= 0.5 + PER_TICK + 1e-9, f"spent {spent:.3f} against a cap of 0.50"

@@ -7,6 +7,11 @@ at each one), plus extra ticks at random. A delivery that raises (TemporaryError
 ``Crash`` at an armed step boundary) is not acknowledged: it waits in ``pending`` for a
 redelivery, as Pub/Sub would do.
 
+One rule races the kill switch with a start: the switch is engaged after the commit that
+decided the start and before its Compute call (another process writing the document), which
+only the service's re-read before a start can catch. ``Mutant`` runs re-introduce known
+defects (e.g. without that re-read) and assert the suite catches them.
+
 Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothesis prints a
 ``@reproduce_failure`` blob. ``make test`` runs a fixed seed (the same steps every time);
 ``--slow`` runs many more examples on a fresh random seed. Override with
@@ -16,11 +21,13 @@ Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from reliability.harness import T0, TICK_S, Crash, World, pool_config, quiet_logs, shm_dir
+from reliability.harness import (
+    T0,
+    TICK_S,
+    Crash,
+    CrashingStore,
+    SkewedClock,
+    World,
+    pool_config,
+    quiet_logs,
+    shm_dir,
+)
 from reliability.invariants import STATS, TALLY, Checker
 from yoyo_control.domain.facts import (
     BudgetNotified,
@@ -54,7 +71,7 @@ from yoyo_control.domain.facts import (
     UnkillRequested,
 )
 from yoyo_control.domain.heartbeats import is_busy
-from yoyo_control.domain.model import Heartbeat, KillSwitch
+from yoyo_control.domain.model import ActionKind, Heartbeat, KillSwitch
 from yoyo_control.errors import TemporaryError
 from yoyo_control.service import Handled, fact_event_id
 
@@ -110,6 +127,9 @@ BUDGET_KINDS = ("under", "under", "under", "foreign", "over", "threshold", "fore
 
 
 class ControlPlane(RuleBasedStateMachine):
+    suite = SUITE  # where the checks are tallied (reliability/conftest.py reports them)
+    checker_tick_s = TICK_S  # the one-tick window the checks allow
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="yoyo-sm-", dir=shm_dir()))
@@ -128,6 +148,14 @@ class ControlPlane(RuleBasedStateMachine):
         self.agents = "busy"  # what the agents on running VMs report every other tick
         self.heartbeats: dict[tuple[str, str], Heartbeat] = {}  # model of the instance docs
         self.crons = 0
+        self.race_armed = False  # the next start decided meets a kill before its call
+        self.raced: dict[str, float] = {}  # request id of a raced start → kill engaged at
+        # Each actor's clock is off the true time by its offset (SkewedControlPlane draws
+        # them); the checks keep the true time. The switch's history in true time:
+        self.offsets = {"operator": 0.0, "vm": 0.0}
+        self.published: dict[str, float] = {}  # kill/unkill message id → true publish time
+        self.engaged_at = float("-inf")  # latest true time an engagement took effect
+        self.lifted_at = float("-inf")  # latest true time a lift took effect
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -155,11 +183,23 @@ class ControlPlane(RuleBasedStateMachine):
         start = T0 + setup.start_offset
         self.world = World.build(config, self.dir, start=start)
         self.world.sim.lag_steps = setup.lag_steps
-        self.checker = Checker(self.world, SUITE, tick_s=TICK_S)
+        self.checker = Checker(self.world, self.suite, tick_s=self.checker_tick_s)
         self.world.sim.on_start = self.checker.on_start
         self.setup = setup
         self.next_cron = start + TICK_S
+        self.built()
         self.trace(f"setup: {setup}")
+
+    def built(self) -> None:
+        """Called once the world exists (a subclass may change it)."""
+
+    def operator_now(self) -> float:
+        """The time on the operator's machine (what a command or a console write says)."""
+        return self.w.clock.now() + self.offsets["operator"]
+
+    def vm_now(self) -> float:
+        """The time on the VMs (what their agents' heartbeats say)."""
+        return self.w.clock.now() + self.offsets["vm"]
 
     @property
     def w(self) -> World:
@@ -189,9 +229,12 @@ class ControlPlane(RuleBasedStateMachine):
     def deliver(self, fact: Fact) -> Handled | None:
         w = self.w
         expected_note = self._expected_heartbeat_note(fact)
-        logged_before = isinstance(fact, BudgetNotified) and w.fact_logged(fact_event_id(fact))
+        switch = isinstance(fact, (KillRequested, UnkillRequested, BudgetNotified))
+        logged_before = switch and w.fact_logged(fact_event_id(fact))
+        switch_before = w.store.get_kill() if switch else None
         armed, self.armed = self.armed, None
         w.boundaries.reset(armed)
+        w.boundaries.hook = self._race_a_start if self.race_armed else None
         self.delivered.setdefault(fact.message_id, fact)
         handled: Handled | None = None
         outcome = "ok"
@@ -204,10 +247,12 @@ class ControlPlane(RuleBasedStateMachine):
         finally:
             passed = list(w.boundaries.passed)
             w.boundaries.reset()
-        STATS[SUITE]["deliveries"] = STATS[SUITE].get("deliveries", 0) + 1
+            w.boundaries.hook = None
+        stats = STATS[self.suite]
+        stats["deliveries"] = stats.get("deliveries", 0) + 1
         if outcome != "ok":
             key = "crashes" if outcome.startswith("crash") else "temporary"
-            STATS[SUITE][key] = STATS[SUITE].get(key, 0) + 1
+            stats[key] = stats.get(key, 0) + 1
             self.pending.append(fact)
             failed = "crash" in outcome or "list instances" in outcome
             if isinstance(fact, Tick) and failed:
@@ -217,10 +262,59 @@ class ControlPlane(RuleBasedStateMachine):
         self._after_heartbeat(fact, expected_note, passed)
         self._check_fact_logged(fact, handled, outcome, expected_note)
         self._check_budget(fact, logged_before)
+        if switch_before is not None and not logged_before:
+            self._check_kill_wins(fact, switch_before)
         no_op = handled is not None and handled.note in ROUTINE_NOTES
         if self.dirty or not no_op:  # a routine heartbeat changes nothing the checks read
             self.check()
+        if self.raced:
+            self._check_raced_starts(outcome)
         return handled
+
+    def _race_a_start(self, boundary: str) -> None:
+        """At the commit that decided a start, the kill switch is engaged (console, another
+        function instance) before the Compute call: the start must not be made."""
+        w = self.w
+        if boundary != "after-commit":
+            return
+        store = w.service.store
+        assert isinstance(store, CrashingStore)
+        called = {c.request_id for c in w.sim.calls if c.kind == "start"}
+        decided = [
+            inst.last_action.request_id
+            for state in store.committed.values()
+            for inst in state.instances.values()
+            if inst.last_action is not None
+            and inst.last_action.kind == ActionKind.START
+            and inst.last_action.outcome is None
+            and inst.last_action.request_id not in called
+        ]
+        if not decided or w.store.get_kill().engaged:
+            return
+        now = w.clock.now()
+        kill = KillSwitch(True, "engaged between a start's decision and its call", "race", now)
+        w.store.transact(lambda tx: tx.save_kill(kill))
+        self.race_armed, self.dirty = False, True
+        w.boundaries.hook = None
+        self.raced = dict.fromkeys(decided, now)
+        self.engaged_at = max(self.engaged_at, now)
+        STATS[self.suite]["kills_raced_with_a_start"] = (
+            STATS[self.suite].get("kills_raced_with_a_start", 0) + 1
+        )
+
+    def _check_raced_starts(self, outcome: str) -> None:
+        """No start decided before the race was called after it; then the Firestore trigger
+        of the kill document's write is delivered, as in production."""
+        raced, self.raced = self.raced, {}
+        made = [
+            c
+            for c in self.w.sim.calls
+            if c.kind == "start" and c.at >= raced.get(c.request_id, float("inf"))
+        ]
+        self.checker.tally("no-start-while-killed", relevant=not outcome.startswith("crash"))
+        assert not made, f"no-start-while-killed: {made} called after the kill switch was engaged"
+        now = self.w.clock.now()
+        self.deliver(KillSwitchWritten(self.mid("kdoc"), now, self.w.store.get_kill()))
 
     def check(self) -> None:
         """The invariants; on a failure, the world as both sides see it goes into the report."""
@@ -275,7 +369,7 @@ class ControlPlane(RuleBasedStateMachine):
         if isinstance(fact, HeartbeatReceived) and mid not in self.mattered:
             if outcome == "ok":
                 assert handled is not None
-                self.checker.tally("fact-logged-once", relevant=True)
+                self.checker.tally("heartbeat-classified", relevant=True)
                 assert handled.note == expected, (
                     f"heartbeat {mid}: note {handled.note!r}, expected {expected!r}"
                 )
@@ -285,11 +379,12 @@ class ControlPlane(RuleBasedStateMachine):
             assert handled is not None
             self.accepted.add(mid)
             if isinstance(fact, HeartbeatReceived):
-                self.checker.tally("fact-logged-once", relevant=True)
+                self.checker.tally("heartbeat-classified", relevant=True)
                 assert handled.note == expected, (
                     f"heartbeat {mid}: note {handled.note!r}, expected {expected!r}"
                 )
                 self.must_log.add(mid)
+                self.checker.tally("fact-logged-once", relevant=True)
                 assert logged, (
                     f"fact-logged-once: heartbeat {mid} mattered (new boot or busy change) "
                     f"and was acknowledged ({handled.note!r}) but is not in the event log"
@@ -302,6 +397,37 @@ class ControlPlane(RuleBasedStateMachine):
             # Nothing is lost: the fact is recorded before any action is tried.
             self.checker.tally("fact-logged-once", relevant=True)
             assert logged, f"fact-logged-once: {type(fact).__name__} {mid} raised and is not logged"
+
+    def _check_kill_wins(self, fact: Fact, before: KillSwitch) -> None:
+        """Kill and unkill take effect in true publish order, whatever the clocks say; a
+        budget kill takes effect when it is delivered."""
+        w = self.w
+        if not w.fact_logged(fact_event_id(fact)):
+            return  # not recorded: it will be redelivered
+        after = w.store.get_kill()
+        changed = after != before
+        if isinstance(fact, BudgetNotified):
+            if changed and after.engaged:
+                self.engaged_at = max(self.engaged_at, w.clock.now())
+            return
+        published = self.published[fact.message_id]
+        if isinstance(fact, KillRequested):
+            self.checker.tally("kill-wins", relevant=True)
+            assert after.engaged or self.lifted_at > published, (
+                f"kill-wins: kill {fact.message_id} published at {published - T0:+.0f}s "
+                f"(says {fact.at - T0:+.0f}s) left the switch off: {after} (the last lift "
+                f"published at {self.lifted_at - T0:+.0f}s)"
+            )
+            if changed:
+                self.engaged_at = max(self.engaged_at, published)
+        elif changed and not after.engaged:
+            self.checker.tally("kill-wins", relevant=True)
+            assert self.engaged_at <= published, (
+                f"kill-wins: unkill {fact.message_id} published at {published - T0:+.0f}s "
+                f"(says {fact.at - T0:+.0f}s) lifted a kill that took effect at "
+                f"{self.engaged_at - T0:+.0f}s"
+            )
+            self.lifted_at = max(self.lifted_at, published)
 
     def _check_budget(self, fact: Fact, logged_before: bool) -> None:
         if not isinstance(fact, BudgetNotified):
@@ -331,17 +457,19 @@ class ControlPlane(RuleBasedStateMachine):
     def demand(self, kind: str, holder: str, duration: float, depth: int, which: int) -> None:
         """A trigger: a run request (cycle, wake, operator), a queue depth, an extend or a stop."""
         pool = self.pools()[which % len(self.pools())]
-        now = self.w.clock.now()
+        now = self.w.clock.now()  # Cloud Scheduler, the gateway and producers: true time
+        said = self.operator_now()  # the operator's commands carry their machine's time
         reason = {"cycle": "nightly window", "wake": "request waiting", "operator": "alice"}
         fact: Fact
         if kind == "run":
-            fact = RunRequested(self.mid("run"), now, pool, holder, reason[holder], duration)
+            at = said if holder == "operator" else now
+            fact = RunRequested(self.mid("run"), at, pool, holder, reason[holder], duration)
         elif kind == "queue":
             fact = QueueDepthObserved(self.mid("queue"), now, pool, depth, "producer")
         elif kind == "extend":
-            fact = ExtendRequested(self.mid("extend"), now, pool, "bob", duration)
+            fact = ExtendRequested(self.mid("extend"), said, pool, "bob", duration)
         else:
-            fact = StopRequested(self.mid("stop"), now, pool, "bob", "done for today")
+            fact = StopRequested(self.mid("stop"), said, pool, "bob", "done for today")
         self.deliver(fact)
 
     @rule(
@@ -356,7 +484,7 @@ class ControlPlane(RuleBasedStateMachine):
         pool = self.pools()[which % len(self.pools())]
         instances = w.config.pools[pool].instances
         name = instances[which % len(instances)]
-        now = w.clock.now()
+        now = self.vm_now()
         boot = w.sim.boot_id(name)
         if kind == "fresh" and not w.sim.running(name):
             kind = "delayed"  # no agent runs on a stopped VM: only late deliveries remain
@@ -383,23 +511,33 @@ class ControlPlane(RuleBasedStateMachine):
                 if not w.sim.running(name) or inst.status != "RUNNING":
                     continue
                 busy = self.agents == "busy"
-                now = w.clock.now()
+                now = self.vm_now()
                 hb = Heartbeat(name, w.sim.boot_id(name), now, 0.0, busy=busy, running=int(busy))
                 self.deliver(HeartbeatReceived(self.mid("agent"), now, pool, hb))
 
     @rule(action=st.sampled_from(["kill", "unkill", "unkill", "flip-on", "flip-off"]))
     def kill_switch(self, action: str) -> None:
         """The operator's brake: kill/unkill commands, or the document flipped in the console."""
-        now = self.w.clock.now()
+        now, said = self.w.clock.now(), self.operator_now()
         if action == "kill":
-            self.deliver(KillRequested(self.mid("kill"), now, "maintenance", "ops"))
+            self.deliver(KillRequested(self.publish("kill"), said, "maintenance", "ops"))
         elif action == "unkill":
-            self.deliver(UnkillRequested(self.mid("unkill"), now, "ops"))
+            self.deliver(UnkillRequested(self.publish("unkill"), said, "ops"))
         else:
-            kill = KillSwitch(action == "flip-on", "console flip", "console", now)
+            kill = KillSwitch(action == "flip-on", "console flip", "console", said)
             self.w.store.transact(lambda tx: tx.save_kill(kill))
+            if kill.engaged:
+                self.engaged_at = max(self.engaged_at, now)
+            else:
+                self.lifted_at = max(self.lifted_at, now)
             self.dirty = True
             self.deliver(KillSwitchWritten(self.mid("kdoc"), now, kill))
+
+    def publish(self, prefix: str) -> str:
+        """A new operator command's message id; its true publish time is remembered."""
+        mid = self.mid(prefix)
+        self.published[mid] = self.w.clock.now()
+        return mid
 
     @rule(
         kind=st.sampled_from(BUDGET_KINDS),
@@ -491,7 +629,7 @@ class ControlPlane(RuleBasedStateMachine):
         pool = self.pools()[which % len(self.pools())]
         now = self.w.clock.now()
         if lift and self.w.store.get_kill().engaged:
-            self.deliver(UnkillRequested(self.mid("unkill"), now, "ops"))
+            self.deliver(UnkillRequested(self.publish("unkill"), self.operator_now(), "ops"))
         self.deliver(RunRequested(self.mid("run"), now, pool, "cycle", "nightly", 1800.0))
         agents, self.agents = self.agents, "busy" if busy else "idle"
         self.pass_time(60.0 * minutes)
@@ -549,6 +687,12 @@ class ControlPlane(RuleBasedStateMachine):
         else:
             self.w.sim.refusing.discard(zone)
 
+    @rule()
+    def kill_races_start(self) -> None:
+        """The next start the control plane decides meets a kill engaged between the commit
+        of its decision and its Compute call (issue 19: the re-read before a start)."""
+        self.race_armed = True
+
     @rule(at=st.integers(1, 8))
     def arm_crash(self, at: int) -> None:
         """The process handling the next delivery dies at its ``at``-th step boundary."""
@@ -570,18 +714,17 @@ class ControlPlane(RuleBasedStateMachine):
             if self.world is not None:
                 self.w.verify_pool_views()
                 self._check_log_once()
-                STATS[SUITE]["rule_steps"] = STATS[SUITE].get("rule_steps", 0) + self.steps
+                stats = STATS[self.suite]
+                stats["rule_steps"] = stats.get("rule_steps", 0) + self.steps
                 for key, value in self.checker.max_overrun.items():
-                    STATS[SUITE][f"max_overrun_{key}"] = max(
-                        STATS[SUITE].get(f"max_overrun_{key}", 0.0), value
-                    )
+                    stats[f"max_overrun_{key}"] = max(stats.get(f"max_overrun_{key}", 0.0), value)
                 self.w.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _check_log_once(self) -> None:
         counts: dict[str, int] = {}
-        rules = STATS[SUITE].setdefault("rules_fired", {})
+        rules = STATS[self.suite].setdefault("rules_fired", {})
         for event in self.w.all_events():
             if event.kind == "fact":
                 counts[event.message_id] = counts.get(event.message_id, 0) + 1
@@ -596,9 +739,40 @@ class ControlPlane(RuleBasedStateMachine):
         assert not extra, f"fact-logged-once: logged more than once: {sorted(extra)}"
 
 
-def _run(examples: int, steps: int, seed: int) -> None:
+@contextlib.contextmanager
+def same_steps_whatever_is_imported() -> Iterator[None]:
+    """Hypothesis also draws literal constants from the project's modules that happen to
+    be imported (hypothesis.internal.conjecture.providers), so one seed generated other
+    steps after another test had imported, say, the Firestore adapter: "the same steps
+    every time" did not hold within ``make test``. Without those constants it does."""
+    from hypothesis.internal.conjecture import providers
+
+    empty = providers.Constants(
+        integers=providers.SortedSet(),
+        floats=providers.SortedSet(key=providers.float_to_int),
+        bytes=providers.SortedSet(),
+        strings=providers.SortedSet(),
+    )
+    original = providers._get_local_constants
+    providers._get_local_constants = lambda: empty
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
+def _run(
+    examples: int,
+    steps: int,
+    seed: int,
+    machine: type[ControlPlane] = ControlPlane,
+    shrink: bool = not os.environ.get("YOYO_HYPOTHESIS_NO_SHRINK"),
+) -> None:
+    suite = machine.suite
     print(f"HYPOTHESIS seed={seed} (rerun: YOYO_HYPOTHESIS_SEED={seed})")
-    STATS[SUITE]["seed"] = seed
+    STATS[suite]["seed"] = seed
     config = settings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -606,16 +780,14 @@ def _run(examples: int, steps: int, seed: int) -> None:
         database=None,  # reproduce from the seed or the printed blob, not from local state
         print_blob=True,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate]
-        if os.environ.get("YOYO_HYPOTHESIS_NO_SHRINK")
-        else [Phase.generate, Phase.shrink],
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
     )
-    factory = hypothesis_seed(seed)(lambda: ControlPlane())
-    with quiet_logs():
+    factory = hypothesis_seed(seed)(machine)
+    with quiet_logs(), same_steps_whatever_is_imported():
         run_state_machine_as_test(factory, settings=config)
-    counted = {k: (v.checks, v.relevant) for k, v in TALLY[SUITE].items()}
+    counted = {k: (v.checks, v.relevant) for k, v in TALLY[suite].items()}
     print(f"invariant checks (checks, relevant): {counted}")
-    print(f"stats: {dict(STATS[SUITE])}")
+    print(f"stats: {dict(STATS[suite])}")
 
 
 def test_invariants_hold_over_random_interleavings() -> None:
@@ -626,3 +798,72 @@ def test_invariants_hold_over_random_interleavings() -> None:
 @pytest.mark.timeout(1800)  # ~10 min on two cores
 def test_invariants_hold_over_random_interleavings_long() -> None:
     _run(examples=600, steps=150, seed=chosen_seed(slow=True))
+
+
+# --- clock skew between actors (issue 12, "beyond the cases") -------------------------------
+
+CONTROL_PLANE_SKEW_S = 2.0  # function instances run on Google's synchronised clocks
+SKEWS = {
+    "operator": [-600.0, -30.0, 0.0, 30.0, 600.0],
+    "vm": [-3600.0, -120.0, 0.0, 120.0, 7200.0],
+    "control-plane": [-CONTROL_PLANE_SKEW_S, -1.0, 0.0, 1.0, CONTROL_PLANE_SKEW_S],
+}
+
+
+class SkewedControlPlane(ControlPlane):
+    """Every actor on its own clock, redrawn by a rule: operators (commands, console
+    writes), the VMs' agents (heartbeats) and the control plane's function instances
+    (within CONTROL_PLANE_SKEW_S, which the checks' one-tick windows allow). The checks
+    keep the true time; kill wins, one owner and the caps must hold all the same."""
+
+    suite = "stateful-skew"
+    checker_tick_s = TICK_S + CONTROL_PLANE_SKEW_S
+
+    def built(self) -> None:
+        self.control_plane_clock = SkewedClock(self.w.clock)
+        self.w.service.clock = self.control_plane_clock
+
+    @rule(actor=st.sampled_from(sorted(SKEWS)), data=st.data())
+    def clock_skew(self, actor: str, data: st.DataObject) -> None:
+        """One actor's clock is (now) this far off the true time."""
+        offset = data.draw(st.sampled_from(SKEWS[actor]), label=f"{actor} offset")
+        if actor == "control-plane":
+            self.control_plane_clock.offset = offset
+        else:
+            self.offsets[actor] = offset
+        self.trace(f"clock skew: {actor} {offset:+.0f}s")
+
+
+SKEW_SEED = 104  # the first seed from 100 on that finds the defect below (40 examples)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 12 case 2, open in service.py: kill and unkill are ordered by the `at` "
+    "their sender's clock wrote, so a kill from an operator whose clock is behind the last "
+    "lift's is dropped as stale and the switch stays off (kill-wins). Seed 104: unkill "
+    "(operator clock right) lifts; operator clock -600 s; a kill published 125 s later says "
+    "475 s earlier than the lift -> 'stale command ignored'",
+)
+def test_invariants_hold_under_clock_skew_between_actors() -> None:
+    _run(examples=40, steps=100, seed=SKEW_SEED, machine=SkewedControlPlane, shrink=False)
+
+
+# --- mutants: the suite must catch a control plane that breaks a promise ---------------------
+
+
+class Mutant(ControlPlane):
+    suite = "stateful-mutants"  # tallied apart from the real run
+
+
+def test_the_suite_catches_a_start_without_the_kill_switch_re_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19 point 3. The mutation: the service's reads of the kill switch outside a
+    transaction (execute()'s re-read before a start, and its look after one) see the switch
+    lifted. Only the race rule can catch it: every other start is decided in the same
+    transaction that reads the switch."""
+    monkeypatch.setattr(CrashingStore, "get_kill", lambda self: KillSwitch())
+    with pytest.raises(AssertionError, match="no-start-while-killed"):
+        _run(examples=40, steps=100, seed=FIXED_SEED, machine=Mutant, shrink=False)

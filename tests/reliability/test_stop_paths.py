@@ -7,8 +7,10 @@
    the agent loop (agent/loop.py over agent/policy.py) powers the VM off — dead-man switch,
    kill switch (even busy), idle backstop with the store unreadable — and leaves a healthy,
    busy VM alone.
-3. Compute Engine alone: every pool VM Terraform creates carries ``max_run_duration`` with
-   ``instance_termination_action = "STOP"``, set from the pool's ``max_session_s``.
+3. Compute Engine alone — checked as configuration, not as behaviour: a reading of the
+   Terraform source shows every pool VM it creates declares ``max_run_duration`` with
+   ``instance_termination_action = "STOP"``, set from the pool's ``max_session_s``. That
+   Compute Engine then stops the VM is Google's documented behaviour; nothing here runs it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from reliability.harness import World, pool_config, quiet_logs, scratch_dir
+from reliability.harness import World, pool_config, quiet_world
 from reliability.invariants import TALLY
 from yoyo_control.agent.loop import Agent
 from yoyo_control.agent.policy import Metrics, Settings
@@ -44,12 +46,8 @@ def world() -> Iterator[World]:
         restart_budget=2,
         restart_backoff_s=60,
     )
-    with scratch_dir() as directory, quiet_logs():
-        w = World.build(config, directory)
-        try:
-            yield w
-        finally:
-            w.close()
+    with quiet_world(config) as w:
+        yield w
 
 
 # --- 1. the reconciler alone -----------------------------------------------------------------
@@ -212,7 +210,7 @@ def test_the_agent_leaves_a_busy_vm_with_a_valid_lease_alone(world: World) -> No
     assert agent_alone(w, make_agent(w, BUSY, deadman_grace_s=300), 3600) is None
 
 
-# --- 3. Compute Engine alone -----------------------------------------------------------------
+# --- 3. Compute Engine alone: the configuration (a reading of terraform/, not a run) ----------
 
 
 def _blocks(text: str, header: str) -> list[str]:
@@ -227,7 +225,7 @@ def _blocks(text: str, header: str) -> list[str]:
     return bodies
 
 
-def test_every_pool_vm_terraform_creates_stops_itself_after_max_run_duration() -> None:
+def test_every_pool_vm_terraform_creates_declares_max_run_duration_with_action_stop() -> None:
     files = sorted((REPO / "terraform").rglob("*.tf"))
     assert files, "no terraform/ found"
     vms = [
@@ -236,7 +234,7 @@ def test_every_pool_vm_terraform_creates_stops_itself_after_max_run_duration() -
         for body in _blocks(path.read_text(), r'resource\s+"google_compute_instance"\s+"\w+"')
     ]
     assert vms, "no google_compute_instance in terraform/"
-    TALLY[SUITE]["cloud-alone"].add(relevant=True)
+    TALLY[SUITE]["cloud-alone-configured"].add(relevant=True)
     for path, body in vms:
         [scheduling] = _blocks(body, r"\bscheduling")
         assert re.search(r'instance_termination_action\s*=\s*"STOP"', scheduling), path
