@@ -156,13 +156,6 @@ def test_the_overall_daily_cap_holds_across_pools(make_world: Any) -> None:
     assert total <= 0.5 + 2 * PER_TICK + 1e-9, f"spent {total:.2f} across pools, cap 0.50"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the ledger charges a VM from the tick that first lists it RUNNING, so a "
-    "start whose response was lost is not charged for up to a tick and the cap is overrun "
-    "by up to two ticks (found by the stateful suite once a refused stop no longer excused "
-    "spending for good: YOYO_HYPOTHESIS_SEED=4)",
-)
 def test_a_start_whose_answer_was_lost_still_overruns_a_cap_by_at_most_one_tick(
     make_world: Any,
 ) -> None:

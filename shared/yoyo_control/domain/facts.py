@@ -279,7 +279,8 @@ def _observe(
 
 
 def observed(instance: Instance, status: str, at: float) -> Instance:
-    """The instance after observing ``status`` at ``at`` (tracks when it began running).
+    """The instance after observing ``status`` at ``at`` (tracks when it began running:
+    from the observation, or from an unanswered start's sending, whichever is earlier).
 
     ``observed_at`` is when the status was last seen to change: an unchanged status does
     not touch the pool document, so an idle pool's tick writes nothing.
@@ -289,7 +290,7 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
     running_since = instance.running_since
     if status in _RUNNING:
         if running_since is None:
-            running_since = at
+            running_since = min(at, _unanswered_start(instance.last_action, at))
     elif status not in BILLED_STATUSES and status != UNKNOWN:
         running_since = None  # STOPPING is still billed: it keeps its running_since
     return replace(
@@ -300,6 +301,16 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
         warm=instance.warm or status == "RUNNING",
         last_action=_settled(instance.last_action, status, at),
     )
+
+
+def _unanswered_start(record: ActionRecord | None, at: float) -> float:
+    """When an unanswered start was sent (its answer lost: the VM may have run since then,
+    so the ledger and the caps charge it from then), else ``at``."""
+    if record is None or record.kind != ActionKind.START or record.issued_at >= at:
+        return at
+    if record.outcome is not None and not record.outcome.startswith("retry"):
+        return at
+    return record.issued_at
 
 
 def _settled(record: ActionRecord | None, status: str, at: float) -> ActionRecord | None:
