@@ -166,6 +166,21 @@ def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
     assert bench.storage.list(work.shards_prefix(batch.id)) == []
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_server_refusing_the_workers_key_hands_the_shard_back(bench: Bench, status: int) -> None:
+    """401/403 say the worker's key is wrong (a rotated vLLM secret), not the request:
+    no line is written off as the model's answer; the shard goes back to the queue."""
+
+    def refused(url: str, body: bytes) -> tuple[int, bytes]:
+        return status, b'{"error": "Unauthorized"}'
+
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(5)]), POOL)
+    worker = bench.worker(post=refused, retries=1, backoff_s=0.01)
+    with pytest.raises(ServerUnavailable):
+        worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
+    assert bench.storage.list(work.shards_prefix(batch.id)) == []
+
+
 def _job(bench: Bench, batch_id: str) -> work.ShardWork:
     b = bench.service.store.get_batch(batch_id)
     s = b.shards[0]
