@@ -129,7 +129,7 @@ variable "function_max_instances" {
 }
 
 variable "function_publish_topics" {
-  description = "Topic suffixes the functions' service account may publish to (roles/pubsub.publisher on each). The control plane needs none by default."
+  description = "Extra topic suffixes the functions' service account may publish to (roles/pubsub.publisher on each). The grants the control plane itself needs (the queue topic for batch wakes, the work topic for shards) are made in batch.tf; this adds others."
   type        = list(string)
   default     = []
 

@@ -108,7 +108,7 @@ def build_service(config: Config | None = None) -> Service:
     store = build_store(config)
     work_demand = None
     if batch_configured(config):
-        work_demand = build_batch_service(config, store, build_publisher(config)).pending_lines
+        work_demand = build_batch_service(config, store, build_publisher(config)).pending_shards
     return Service(store, build_compute(config), build_clock(), config, work_demand)
 
 

@@ -14,7 +14,7 @@ Invariants (DESIGN.md §3):
 - Every action's outcome is recorded; temporary failures raise TemporaryError after all
   actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
 - Pending batch work is queue demand (source ``work``) for as long as it is pending: each
-  tick records the pool's pending lines (``work_demand``), and zero once they are done
+  tick records the pool's pending shards (``work_demand``), and zero once they are done
   (only over its own count: a producer's depth or an incident clears itself).
 - A capacity refusal (CapacityError) is recorded (its zone backs off) and the pool is
   reconciled again at once, so the next healthy zone is tried in the same event; each
@@ -107,7 +107,7 @@ class Service:
         self.compute = compute
         self.clock = clock
         self.config = config
-        self.work_demand = work_demand  # a pool's pending batch lines (batch/service.py)
+        self.work_demand = work_demand  # a pool's pending batch shards (batch/service.py)
         self.budget_rules = BudgetRules(
             config.budget.budget_ids,
             config.budget.kill_fraction,
@@ -275,13 +275,17 @@ class Service:
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
 
     def _observe_work(self, tick: Tick, pool: str) -> None:
-        """Record the pool's pending batch lines as queue demand (zero once they are done)."""
+        """Record the pool's pending batch shards as queue demand (zero once they are done)."""
         if self.work_demand is None:
             return
         try:
             depth = self.work_demand(pool)
-        except (TemporaryError, OSError) as exc:  # the lifecycle tick goes on regardless
-            logs.warning(f"pending batch work unknown this tick: {exc}", pool=pool)
+        except Exception as exc:  # the lifecycle tick goes on regardless:
+            # whatever a batch's objects hold (written by VMs), every pool is still
+            # listed and reconciled, so every stop path of the tick still runs.
+            logs.warning(
+                f"pending batch work unknown this tick: {type(exc).__name__}: {exc}", pool=pool
+            )
             return
         if depth == 0:  # clear only what this count set: others' depths clear themselves
             demand = self.store.get_pool(pool).demand

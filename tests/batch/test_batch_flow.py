@@ -145,12 +145,14 @@ def test_a_foreign_work_message_is_acknowledged_and_logged(bench: Bench, capsys:
     assert "refused: not a batch_shard v1 message; acknowledged" in capsys.readouterr().out
 
 
-def test_pending_lines_are_the_pools_demand_until_the_batch_completes(bench: Bench) -> None:
+def test_pending_shards_are_the_pools_demand_until_the_batch_completes(bench: Bench) -> None:
+    """Demand counts shards, the unit one VM works on, not lines: a batch of N shards asks
+    for N instances at most (queue_threshold 1), however many lines it has."""
     batch = bench.service.submit(jsonl([request_line(i) for i in range(100)]), POOL)
-    assert bench.service.pending_lines(POOL) == 100
+    assert len(batch.shards) == 2 and bench.service.pending_shards(POOL) == 2
     bench.worker()
     bench.wait_terminal(batch.id)
-    assert bench.service.pending_lines(POOL) == 0
+    assert bench.service.pending_shards(POOL) == 0
 
 
 def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
@@ -159,6 +161,21 @@ def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
 
     batch = bench.service.submit(jsonl([request_line(i) for i in range(5)]), POOL)
     worker = bench.worker(post=down, retries=1, backoff_s=0.01)
+    with pytest.raises(ServerUnavailable):
+        worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
+    assert bench.storage.list(work.shards_prefix(batch.id)) == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_server_refusing_the_workers_key_hands_the_shard_back(bench: Bench, status: int) -> None:
+    """401/403 say the worker's key is wrong (a rotated vLLM secret), not the request:
+    no line is written off as the model's answer; the shard goes back to the queue."""
+
+    def refused(url: str, body: bytes) -> tuple[int, bytes]:
+        return status, b'{"error": "Unauthorized"}'
+
+    batch = bench.service.submit(jsonl([request_line(i) for i in range(5)]), POOL)
+    worker = bench.worker(post=refused, retries=1, backoff_s=0.01)
     with pytest.raises(ServerUnavailable):
         worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
     assert bench.storage.list(work.shards_prefix(batch.id)) == []

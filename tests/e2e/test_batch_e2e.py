@@ -96,7 +96,7 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
     world.eventually(lambda: world.status() == "RUNNING", "the submit woke the pool")
     assert world.store.get_pool(world.pool).demand.depth == 60
     world.clock.advance(60)
-    world.publish("tick", {})  # the pending lines become the pool's own work demand
+    world.publish("tick", {})  # the pending shards become the pool's own work demand
     world.eventually(
         lambda: world.store.get_pool(world.pool).demand.source == "work", "the tick counted"
     )

@@ -51,7 +51,7 @@ def tick_every_minute(service: Service, clock: ManualClock, minutes: int, tag: s
         service.handle(Tick(f"{tag}-{i}", clock.now()))
 
 
-def test_pending_lines_wake_the_pool_and_keep_it_up_past_a_lease(world) -> None:
+def test_pending_work_wakes_the_pool_and_keeps_it_up_past_a_lease(world) -> None:
     service, store, compute, clock, pending = world
     pending["gpu"] = 1000
     service.handle(Tick("t0", clock.now()))
@@ -113,3 +113,32 @@ def test_storage_trouble_does_not_stop_the_lifecycle_tick(world) -> None:
     service.work_demand = unreachable
     service.handle(Tick("t0", clock.now()))  # no exception: VMs are still observed
     assert store.get_pool("gpu").instances["vm-0"].observed == "TERMINATED"
+
+
+def test_a_broken_batch_count_does_not_stop_the_tick_for_any_pool(tmp_path: Path) -> None:
+    """A count that fails for a reason that is not transient (a done marker that is not
+    JSON, a bucket the control plane may no longer read) is logged and skipped: every
+    pool is still listed and reconciled, so a lapsed lease still stops its VM."""
+    config = parse_config(
+        {
+            "pools": {
+                name: {"zone": "z", "instances": [f"{name}-0"], "lease_s": 600}
+                for name in ("gpu", "cpu")
+            }
+        }
+    )
+    clock = ManualClock()
+    compute = FakeCompute()
+    for name in ("gpu", "cpu"):
+        compute.add(name, f"{name}-0")
+
+    def broken(pool: str) -> int:
+        raise ValueError("batches/b1/shards/0/done.json: Expecting value: line 1 column 1")
+
+    store = SqliteStore(tmp_path / "s.db")
+    service = Service(store, compute, clock, config, work_demand=broken)
+    service.handle(QueueDepthObserved("q-1", clock.now(), "cpu", 1, "producer"))
+    assert compute.status["cpu-0"] == "RUNNING"
+    clock.advance(3600)  # the lease (and the producer's demand) lapsed long ago
+    service.handle(Tick("t-1", clock.now()))
+    assert [c.instance for c in compute.acted("stop")] == ["cpu-0"]

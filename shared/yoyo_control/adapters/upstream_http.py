@@ -38,6 +38,7 @@ class HttpUpstream:
         self, api_key: str, connect_timeout_s: float = 5.0, read_timeout_s: float = 600.0
     ) -> None:
         self._headers = {"Content-Type": "application/json"}
+        api_key = api_key.strip()  # as the VM reads it (vm/startup.sh strips the secret)
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._pool = urllib3.PoolManager(

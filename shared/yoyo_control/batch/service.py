@@ -12,7 +12,8 @@ Invariants:
   completion window passed, or cancelled) merges the checkpoints into the output and
   error files — every custom_id exactly once — before the terminal state is saved.
 - The store holds the record; Storage holds the bytes; work messages hold references.
-- ``pending_lines(pool)`` is the pool's demand from its batches: lines not yet done.
+- ``pending_shards(pool)`` is the pool's demand from its batches: shards' worth of lines
+  not yet done (one VM can work one shard: a 40-line batch must not wake three VMs).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class BatchService:
             f"batch {batch_id}: {len(lines)} requests in {len(batch.shards)} shards", pool=pool
         )
         started = self._start(batch)
-        self._publish_depth(pool, len(lines))
+        self._publish_depth(pool, len(batch.shards))
         return started
 
     def check(self, data: bytes, pool: str | None) -> tuple[list[model.InputLine], str]:
@@ -144,14 +145,16 @@ class BatchService:
 
     # --- progress --------------------------------------------------------------------
 
-    def pending_lines(self, pool: str) -> int:
-        """Requests of the pool's unfinished batches that are not done yet."""
+    def pending_shards(self, pool: str) -> int:
+        """Shards' worth of the pool's requests not done yet (the unit one VM works on)."""
         pending = 0
         for batch in self.store.list_batches(pool=pool, pending=True):
             batch = self.refresh(batch)
             if not batch.terminal:
                 counts = batch.request_counts
-                pending += max(0, counts.total - counts.completed - counts.failed)
+                lines = max(0, counts.total - counts.completed - counts.failed)
+                size = max(1, self.config.batch.shard_lines)
+                pending += min(len(batch.shards), -(-lines // size))
         return pending
 
     def refresh(self, batch: Batch) -> Batch:

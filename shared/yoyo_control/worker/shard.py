@@ -36,7 +36,9 @@ from ..domain import batch as model
 from ..local import http
 from ..ports import Storage
 
-_RETRYABLE = frozenset({408, 429})  # the server is busy, not the request wrong
+# The server is busy (408, 429) or refuses the worker's own key (401, 403: a rotated
+# secret), not the request wrong: retried, then the shard is handed back, never written off.
+_RETRYABLE = frozenset({401, 403, 408, 429})
 Post = Callable[[str, bytes], tuple[int, bytes]]  # (url, body) -> (status, body)
 
 
