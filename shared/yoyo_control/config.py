@@ -15,11 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import names
+from . import names, schedule
 from .domain.keepalive import KINDS
 from .domain.model import PROVISIONING, SPOT, Placement, PoolPolicy
 from .errors import ConfigError
-from .local import cron
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -324,7 +323,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     tick_s = (
         float(local.tick_interval_s)
         if backend == "local" and local.tick_interval_s > 0
-        else cron.longest_gap_s(cron.parse(tick_cron))
+        else schedule.longest_gap_s(schedule.parse(tick_cron))
     )
     pools, cycles = {}, {}
     for name, pool_raw in pools_raw.items():

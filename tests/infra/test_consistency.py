@@ -443,6 +443,7 @@ def test_function_archive_layout_and_pinned_requirements(tmp_path: Path) -> None
     assert "main.py" in members
     assert "yoyo_control/__init__.py" in members
     assert "yoyo_control/names.py" in members
+    assert "yoyo_control/templates/status.html" in members  # package data rides along
     assert members == sorted(members)
     assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}

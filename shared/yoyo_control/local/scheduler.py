@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import logs, names
+from .. import logs, names, schedule
 from ..config import Config
 from ..ports import Publisher
-from . import cron
 
 
 def window_text(seconds: float) -> str:
@@ -39,22 +38,22 @@ class Job:
 def jobs(config: Config) -> list[Job]:
     out: list[Job] = []
     for pool, cycle in config.cycles.items():
-        spec = cron.parse(cycle.cron)
+        spec = schedule.parse(cycle.cron)
         zone = cycle.time_zone
         out.append(
             Job(
                 f"cycle-{pool}",
                 config.topic(names.TOPIC_CYCLE),
                 json.dumps({"pool": pool, "window": window_text(cycle.window_s)}).encode(),
-                lambda t, spec=spec, zone=zone: cron.next_fire(spec, t, zone),
+                lambda t, spec=spec, zone=zone: schedule.next_fire(spec, t, zone),
             )
         )
     interval = float(config.local.tick_interval_s)
     if interval > 0:
         tick_next: Callable[[float], float] = lambda t: t + interval  # noqa: E731
     else:
-        spec = cron.parse(config.tick_cron)
-        tick_next = lambda t: cron.next_fire(spec, t, "Etc/UTC")  # noqa: E731
+        spec = schedule.parse(config.tick_cron)
+        tick_next = lambda t: schedule.next_fire(spec, t, "Etc/UTC")  # noqa: E731
     out.append(Job("tick", config.topic(names.TOPIC_TICK), b"{}", tick_next))
     return out
 

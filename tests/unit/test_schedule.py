@@ -1,4 +1,4 @@
-"""The 5-field cron matcher (Cloud Scheduler's dialect)."""
+"""The 5-field cron schedules (Cloud Scheduler's dialect, Vixie semantics, a time zone)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from yoyo_control.errors import ConfigError
-from yoyo_control.local.cron import longest_gap_s, next_fire, parse
+from yoyo_control.schedule import longest_gap_s, next_fire, parse
 
 
 def at(text: str) -> float:
@@ -43,8 +43,30 @@ def test_time_zone_is_the_schedules_own() -> None:
     assert iso(fire) == "2027-01-16 01:00"
 
 
+def test_daylight_saving_fires_a_skipped_time_once_and_a_repeated_time_once() -> None:
+    # Paris 2027-03-28: 02:00 → 03:00 (02:30 does not exist): fired at 03:00 CEST (01:00 UTC).
+    paris = "Europe/Paris"
+    fire = next_fire(parse("30 2 * * *"), at("2027-03-27 12:00:00"), paris)
+    assert iso(fire) == "2027-03-28 01:00"
+    # 2027-10-31: 03:00 → 02:00 (02:30 happens twice): fired at the first only, then next day.
+    first = next_fire(parse("30 2 * * *"), at("2027-10-30 12:00:00"), paris)
+    assert iso(first) == "2027-10-31 00:30"
+    assert iso(next_fire(parse("30 2 * * *"), first, paris)) == "2027-11-01 01:30"
+
+
 @pytest.mark.parametrize(
-    "expr", ["* * * *", "60 * * * *", "* 24 * * *", "*/0 * * * *", "5-1 * * * *", "x * * * *"]
+    "expr",
+    [
+        "* * * *",
+        "0 * * * * *",  # a seconds field: not Cloud Scheduler's
+        "60 * * * *",
+        "* 24 * * *",
+        "*/0 * * * *",
+        "5-1 * * * *",
+        "x * * * *",
+        "0 0 L * *",
+        "0 0 * * 5#2",
+    ],
 )
 def test_bad_expressions_are_config_errors(expr: str) -> None:
     with pytest.raises(ConfigError, match="cron"):
