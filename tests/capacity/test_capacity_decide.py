@@ -251,3 +251,20 @@ def test_scaling_down_keeps_the_busy_instance_even_if_another_ranks_better() -> 
     decision = decide(state, NO_KILL, pol, T0 + 61)
     kinds = {(a.kind, a.instance) for a in decision.actions}
     assert kinds == {(ActionKind.STOP, "a")}  # a is cheaper, but idle: it stops, not busy b
+
+
+def test_one_refusal_answered_to_two_executors_counts_once() -> None:
+    """A start re-sent with its request id (its first sender looked lost) is answered from
+    the same operation twice: the zone backs off once, not twice (review finding)."""
+    pol = policy()
+    first = decide(wake(PoolState("gpu"), pol, T0), NO_KILL, pol, T0)
+    (action,) = [a for a in first.actions if a.kind == ActionKind.START]
+    state, current = record_outcome(
+        first.state, action, Outcome.CAPACITY, "ZONE_RESOURCE_POOL_EXHAUSTED", pol, T0
+    )
+    assert current
+    again, current = record_outcome(
+        state, action, Outcome.CAPACITY, "ZONE_RESOURCE_POOL_EXHAUSTED", pol, T0 + 1
+    )
+    assert not current  # stale: this action's outcome is already recorded
+    assert again.zones["z1"].refusals == 1 and again.zones["z1"].backoff_until == T0 + 60

@@ -48,7 +48,20 @@ def storage_host() -> Iterator[str]:
 @pytest.fixture
 def world_overrides(storage_host: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{storage_host}")
-    return {"batch": {"bucket": BUCKET, "shard_lines": 20, "ack_deadline_s": 10}}
+    # The world's pool asks one instance per 50 queued messages; a batch's demand is its
+    # pending shards (one work message each), so this pool asks one per shard.
+    pool = {
+        "zone": "us-central1-a",
+        "instances": ["yoyo-default-0"],
+        "hourly_price_usd": 0.35,
+        "idle_timeout_s": 600,
+        "lease_s": 900,
+        "queue_threshold": 1,
+    }
+    return {
+        "batch": {"bucket": BUCKET, "shard_lines": 20, "ack_deadline_s": 10},
+        "pools": {"default": pool},
+    }
 
 
 @pytest.fixture
@@ -90,11 +103,11 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
     config = world.service.config
     batches = bootstrap.build_batch_service(config, world.store, publisher)
     try:
-        batch = batches.submit(lines(60), world.pool)  # depth 60 >= queue_threshold 50
+        batch = batches.submit(lines(60), world.pool)  # 3 shards: depth 3 >= queue_threshold 1
     finally:
         publisher.close()
     world.eventually(lambda: world.status() == "RUNNING", "the submit woke the pool")
-    assert world.store.get_pool(world.pool).demand.depth == 60
+    assert world.store.get_pool(world.pool).demand.depth == 3
     world.clock.advance(60)
     world.publish("tick", {})  # the pending shards become the pool's own work demand
     world.eventually(

@@ -2,7 +2,8 @@
 
 Invariants: an outcome applies only to the action that is still the instance's
 ``last_action`` (same request id), so a late or stale outcome never overwrites a newer
-decision; a temporary failure counts an attempt and becomes permanent after
+decision, and a refusal or temporary failure counts once however many senders of the same
+request id it answers; a temporary failure counts an attempt and becomes permanent after
 ``max_action_attempts``; a permanent failure of a start parks the instance until the
 next lease; a capacity refusal is not an error of the instance: it backs off the
 action's zone (domain/capacity.py) and leaves the instance free to start later; an
@@ -52,6 +53,8 @@ def record_outcome(
     la = inst.last_action
     if la.request_id != action.request_id:
         return state, False
+    if outcome in (Outcome.CAPACITY, Outcome.TEMPORARY) and _settled(la.outcome):
+        return state, False  # the same operation answered a re-sent request: counted once
     if outcome in (Outcome.DONE, Outcome.NOT_FOUND):
         ledger = accrue(state.ledger, state.instances.values(), policy.prices, now, policy.timezone)
         state = replace(state, ledger=ledger)
@@ -87,3 +90,8 @@ def record_outcome(
     instances = dict(state.instances)
     instances[action.instance] = replace(inst, last_action=la)
     return replace(state, instances=instances, updated_at=now), True
+
+
+def _settled(outcome: str | None) -> bool:
+    """The action's outcome is final (anything but in flight or awaiting a retry)."""
+    return outcome is not None and not outcome.startswith(Outcome.TEMPORARY.value)
