@@ -234,7 +234,10 @@ class Stack:
 
         runtime = self.state_dir / RUNTIME_FILE
         self.ready.set()
-        runtime.write_text(json.dumps(self.health(), indent=2))
+        # Atomically: a script that sees the file exist must never read it half written.
+        partial = runtime.with_name(f".{RUNTIME_FILE}.{os.getpid()}")
+        partial.write_text(json.dumps(self.health(), indent=2))
+        os.replace(partial, runtime)
         self._on_stop("runtime file", lambda: runtime.unlink(missing_ok=True))
 
     def publisher(self) -> busmod.LocalBusPublisher:
