@@ -422,7 +422,7 @@ class ControlPlane(RuleBasedStateMachine):
             )
             if changed:
                 self.engaged_at = max(self.engaged_at, published)
-        elif changed and not after.engaged:
+        elif before.engaged and not after.engaged:  # it lifted the switch (not re-lifted it)
             self.checker.tally("kill-wins", relevant=True)
             assert self.engaged_at <= published, (
                 f"kill-wins: unkill {fact.message_id} published at {published - T0:+.0f}s "
