@@ -26,7 +26,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .config import Config
 from .domain import killswitch
-from .domain.model import RUNNING_STATUSES, Lease, PoolPolicy, PoolState
+from .domain.model import RUNNING_STATUSES, Lease, PoolPolicy, PoolState, Rule
+from .domain.outcomes import Outcome
 from .gateway.coldstarts import ColdStart, cold_starts, histogram
 from .ports import Event, Store
 from .service import Service
@@ -35,7 +36,7 @@ REFRESH_S = 5
 MIN_SPAN_S = 120.0
 MAX_SPAN_S = 3600.0
 _W, _LABEL_W, _ROW_H = 900, 150, 26
-_ENDING_RULES = ("5-heartbeat-gap", "8-preempted", "7-max-session")
+_ENDING_RULES = (Rule.HEARTBEAT_GAP, Rule.PREEMPTED, Rule.MAX_SESSION)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def intervals(events: list[Event], state: PoolState, now: float) -> list[Interva
     out: list[Interval] = []
     for event in events:
         data: dict[str, Any] = dict(event.data or {})
-        if event.kind == "action" and data.get("outcome") == "done":
+        if event.kind == "action" and data.get("outcome") == Outcome.DONE:
             action = data.get("action") or {}
             name, kind = str(action.get("instance", "")), action.get("kind")
             if kind == "start" and name not in open_:
@@ -241,7 +242,7 @@ def _pool_view(
             )
         action = "—"
         if la is not None:
-            action = f"{la.kind} at {_clock(la.issued_at)}: {la.outcome or 'in flight'}"
+            action = f"{la.kind} at {_clock(la.issued_at)}: {la.said or 'in flight'}"
         observed = inst.observed if inst else "UNKNOWN"
         rows.append(
             _InstanceRow(

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from . import capacity, keepalive
+from . import actions, capacity, keepalive
 from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
@@ -35,10 +35,12 @@ from .model import (
     Change,
     Desired,
     Heartbeat,
+    Holder,
     Instance,
     KillSwitch,
     Lease,
     LeaseRequest,
+    OutcomeKind,
     PoolPolicy,
     PoolState,
     Rule,
@@ -47,7 +49,6 @@ from .model import (
 from .spend import NO_SPEND, Spend, overall_cap_reached
 from .timetext import utc
 
-_DONE = ("done", "done (observed)")  # an outcome recorded, or the effect observed
 REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
 
 
@@ -187,7 +188,7 @@ class _Draft:
         self.requests = ()
         queued = f"queue depth {self.state.demand.depth}"
         if self._demand_active() and self.lease is None:
-            wanted.append(LeaseRequest("queue", queued, now + policy.lease_s))
+            wanted.append(LeaseRequest(Holder.QUEUE, queued, now + policy.lease_s))
         if wanted:
             self._grant_or_extend(wanted)
         # Standing activity (queued work, busy VMs) extends in coarse steps: one write per
@@ -352,7 +353,7 @@ class _Draft:
             and inst.observed in STOPPED_STATUSES
             and la is not None
             and la.kind == ActionKind.START
-            and la.outcome in _DONE
+            and actions.done(la)
             and inst.observed_at is not None
             and inst.observed_at > la.issued_at
         )
@@ -364,7 +365,7 @@ class _Draft:
         if (
             la is not None
             and la.kind == ActionKind.STOP
-            and (la.outcome is None or la.outcome.startswith("retry"))
+            and actions.pending(la)
             and inst.restarts > 0
         ):
             # The restart's stop has not been carried out yet (its call died with its
@@ -377,8 +378,7 @@ class _Draft:
         if rule == Rule.PREEMPTED:
             where = capacity.key(self.policy.placement(inst.name))
             self.zones = capacity.preempted(self.zones, where, self.now)
-        if la is not None and la.outcome in _DONE:
-            la = replace(la, outcome=f"done; then {rule.name.lower()}")
+        la = actions.supersede(la, rule.name.lower())
         if restarts > self.policy.restart_budget:
             self.instances[inst.name] = replace(
                 inst, restarts=restarts, retired_epoch=lease.epoch, last_action=la
@@ -459,13 +459,13 @@ class _Draft:
     @staticmethod
     def _unfinished(inst: Instance, kind: ActionKind, statuses: tuple[str, ...]) -> bool:
         """The last action is ``kind``, its operation never reported DONE (the wait ran
-        out: outcome "retry…"), and the instance still sits in its transitional status."""
+        out: a retry), and the instance still sits in its transitional status."""
         la = inst.last_action
         return (
             inst.observed in statuses
             and la is not None
             and la.kind == kind
-            and (la.outcome or "").startswith("retry")
+            and la.outcome == OutcomeKind.RETRY
         )
 
     def _needs_stop(self, inst: Instance) -> bool:
@@ -476,7 +476,7 @@ class _Draft:
             inst.observed == UNKNOWN
             and la is not None
             and la.kind == ActionKind.START
-            and not (la.outcome or "").startswith("capacity")  # refused: never started
+            and la.outcome != OutcomeKind.CAPACITY  # refused: never started
         )
 
     def _why(self, inst: Instance, desired: Desired) -> tuple[Rule, str]:
@@ -509,7 +509,7 @@ class _Draft:
             if not lost and self.now - la.issued_at < self.policy.action_retry_s:
                 return inst, None  # in flight: its executor is on it
             return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
-        if la is not None and la.kind == kind and (la.outcome or "").startswith("retry"):
+        if la is not None and la.kind == kind and la.outcome == OutcomeKind.RETRY:
             wait = self.policy.action_retry_s * 2 ** max(0, la.attempts - 1)
             if self.now - la.issued_at < wait:
                 return inst, None

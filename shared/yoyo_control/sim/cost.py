@@ -21,7 +21,7 @@ from typing import Any
 from ..config import Config
 from ..domain import spend
 from ..domain.ledger import period_keys, pool_cap_reached
-from ..domain.model import Ledger
+from ..domain.model import KillSource, Ledger
 from ..ports import Store
 
 
@@ -107,6 +107,6 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "reason": kill.reason,
             "by": kill.by,
             "at": kill.at,
-            "budget_kill": kill.engaged and kill.reason.startswith("budget:"),
+            "budget_kill": kill.engaged and kill.source == KillSource.BUDGET,
         },
     }
