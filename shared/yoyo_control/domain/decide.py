@@ -78,7 +78,8 @@ def decide(
     """
     d = _Draft.of(state, policy, now, observed_at)
     ledger = accrue(state.ledger, d.instances.values(), policy.prices, now, policy.timezone)
-    paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
+    cap = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
+    paused = cap.reason if cap is not None else None
     # The pool's lease: rules 1 and 2 pre-empt everything; else 3, 4 and 6 settle it.
     if not (kill_switch(d, kill) or spend_cap(d, paused)):
         no_lease(d)
