@@ -64,7 +64,7 @@ class Ctx:
         another directory; the emulators' ports are known only to the stack)."""
         if self.config.backend != "local":
             return
-        from .local import http
+        from . import jsonhttp as http
 
         local = self.config.local
         url = f"http://{local.host}:{local.port}/healthz"
@@ -509,7 +509,7 @@ def cmd_submit(ctx: Ctx) -> int:
 
 def _ready(ctx: Ctx, pool: str) -> list[str]:
     if ctx.args.url:
-        from .local import http
+        from . import jsonhttp as http
 
         try:
             status, _ = http.get(f"{ctx.args.url.rstrip('/')}/health", timeout=2.0)
@@ -524,7 +524,7 @@ def _ready(ctx: Ctx, pool: str) -> list[str]:
 
 
 def cmd_ask(ctx: Ctx) -> int:
-    from .local import http
+    from . import jsonhttp as http
 
     pool = ctx.pool()
     started = time.monotonic()
@@ -582,7 +582,7 @@ def cmd_ask(ctx: Ctx) -> int:
 
 
 def _model(base: str, headers: dict[str, str]) -> str:
-    from .local import http
+    from . import jsonhttp as http
 
     try:
         status, raw = http.get(f"{base}/v1/models", headers=headers)
