@@ -6,7 +6,8 @@ lease and deadline, spend (the real-time ledger), its instances (desired/observe
 last heartbeat, last action), and an inline-SVG timeline of each instance's running
 intervals (from the event log's action and decision events) with the decisions and their
 reasons, and a histogram of the gateway's cold starts (how long requests were held). The
-HTML is the Jinja2 template ``templates/status.html``; this module computes what it shows.
+HTML is the Jinja2 template ``templates/status.html``; the pools are statusview's view model
+(``yoyoctl status`` shows the same), and this module adds what only the page draws.
 
 Invariants: read-only (store reads only); every text from the store is HTML-escaped (the
 template is autoescaped); no script and no external resource (a meta refresh reloads it
