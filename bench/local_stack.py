@@ -42,10 +42,10 @@ from typing import Any
 
 from _results import machine, write_section
 
+from yoyo_control import jsonhttp as http
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.gateway.auth import VLLM_KEY_FILE
-from yoyo_control.local import http
 from yoyo_control.local.compute import InstanceTable
 from yoyo_control.sim.engine import percentile
 from yoyo_control.sim.report import markdown

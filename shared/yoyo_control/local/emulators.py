@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import jsonhttp as http
 from ..errors import ConfigError
-from . import http
 
 SDK_ROOT = Path(os.environ.get("YOYO_GCLOUD_SDK_ROOT", "/usr/lib/google-cloud-sdk"))
 FIRESTORE = SDK_ROOT / "platform/cloud-firestore-emulator/cloud_firestore_emulator"

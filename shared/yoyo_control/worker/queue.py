@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..local import http
+from .. import jsonhttp as http
 
 GOOGLE_PUBSUB = "https://pubsub.googleapis.com"
 
