@@ -55,7 +55,7 @@ from .domain.facts import (
     UnkillRequested,
 )
 from .domain.killswitch import kill_from_fields
-from .domain.model import Heartbeat, KillSwitch, PoolPolicy
+from .domain.model import Heartbeat, Holder, KillSwitch, PoolPolicy
 from .errors import ConfigError, InvalidMessage
 
 MAX_DATA_BYTES = 64 * 1024
@@ -307,7 +307,7 @@ def decode_cycle(message: PubSubMessage, config: Config) -> RunRequested:
         message.message_id,
         message.publish_time,
         policy.pool,
-        holder="cycle",
+        holder=Holder.CYCLE,
         reason=f"scheduled cycle ({window:g}s window)",
         duration_s=window,
     )

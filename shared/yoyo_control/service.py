@@ -55,6 +55,7 @@ from .domain.model import (
     Action,
     ActionKind,
     Heartbeat,
+    KillSource,
     KillSwitch,
 )
 from .domain.outcomes import Outcome, record_outcome
@@ -318,7 +319,7 @@ class Service:
                 if reason is None:
                     note = f"budget update: {fact.cost:.2f} of {fact.amount:.2f}: no action"
                     return None
-                if current.engaged and current.reason.startswith("budget:"):
+                if current.engaged and current.source == KillSource.BUDGET:
                     note = "budget kill already engaged"
                     return None
                 note = f"kill switch engaged: {reason}"
@@ -406,7 +407,7 @@ class Service:
             if current:
                 tx.save_pool(new)
                 record = new.instances[action.instance].last_action
-                said = record.outcome if record is not None and record.outcome else outcome
+                said = record.said if record is not None and record.said else outcome
             else:
                 said = f"{outcome.value}: {detail} (stale)" if detail else f"{outcome} (stale)"
             tx.append(

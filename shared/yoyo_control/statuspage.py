@@ -26,7 +26,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .config import Config
 from .domain import killswitch
-from .domain.model import RUNNING_STATUSES, PoolState
+from .domain.model import RUNNING_STATUSES, PoolState, Rule
+from .domain.outcomes import Outcome
 from .domain.timetext import clock, relative, span
 from .gateway.coldstarts import histogram
 from .ports import Event, Store
@@ -37,7 +38,7 @@ REFRESH_S = 5
 MIN_SPAN_S = 120.0
 MAX_SPAN_S = 3600.0
 _W, _LABEL_W, _ROW_H = 900, 150, 26
-_ENDING_RULES = ("5-heartbeat-gap", "8-preempted", "7-max-session")
+_ENDING_RULES = (Rule.HEARTBEAT_GAP, Rule.PREEMPTED, Rule.MAX_SESSION)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def intervals(events: list[Event], state: PoolState, now: float) -> list[Interva
     out: list[Interval] = []
     for event in events:
         data: dict[str, Any] = dict(event.data or {})
-        if event.kind == "action" and data.get("outcome") == "done":
+        if event.kind == "action" and data.get("outcome") == Outcome.DONE:
             action = data.get("action") or {}
             name, kind = str(action.get("instance", "")), action.get("kind")
             if kind == "start" and name not in open_:
@@ -208,7 +209,7 @@ def _pool_page(view: PoolView, events: list[Event], now: float) -> _PoolPage:
             )
         action = "—"
         if la is not None:
-            action = f"{la.kind} at {clock(la.issued_at)}: {la.outcome or 'in flight'}"
+            action = f"{la.kind} at {clock(la.issued_at)}: {la.said or 'in flight'}"
         rows.append(
             _InstanceRow(
                 name=inst.name,

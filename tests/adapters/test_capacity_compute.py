@@ -72,7 +72,7 @@ def test_a_wake_refused_in_the_first_zone_is_served_from_the_second(stub, servic
     assert (stub.status(Z1, "vm-a"), stub.status(Z2, "vm-b")) == ("TERMINATED", "RUNNING")
     assert [(c.zone, c.instance) for c in stub.acted("start")] == [(Z1, "vm-a"), (Z2, "vm-b")]
     state = store.get_pool("gpu")
-    assert state.instances["vm-a"].last_action.outcome.startswith("capacity: ")
+    assert state.instances["vm-a"].last_action.said.startswith("capacity: ")
     assert state.instances["vm-a"].error is None
     assert state.zones[Z1].refusals == 1 and state.zones[Z1].backoff_until is not None
     reasons = [e.reason for e in store.events("gpu")]

@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability.sim_compute import day_month
-from yoyo_control.domain.model import RUNNING_STATUSES, ActionKind, KillSwitch, Lease
+from yoyo_control.domain.actions import pending
+from yoyo_control.domain.model import (
+    RUNNING_STATUSES,
+    ActionKind,
+    KillSwitch,
+    Lease,
+    OutcomeKind,
+)
 
 INVARIANTS = {
     "no-start-while-killed": "no start is issued while the kill switch is engaged",
@@ -252,10 +259,10 @@ class Checker:
                 continue
             if la.outcome is None:  # in flight: re-issued once action_retry_s has passed
                 self._excuse(name, la.issued_at + policy.action_retry_s)
-            elif la.outcome.startswith("retry"):
+            elif la.outcome == OutcomeKind.RETRY:
                 wait = policy.action_retry_s * 2 ** max(0, la.attempts - 1)
                 self._excuse(name, la.issued_at + wait)
-            elif la.outcome.startswith("error"):  # gave up: a new stop at the next decision
+            elif la.outcome in (OutcomeKind.ERROR, OutcomeKind.NOT_FOUND):  # gave up: a new stop
                 self._excuse(name, la.issued_at)
 
     def _check_unowned(self, name: str, pool: str, since: float, now: float, state: Any) -> None:
@@ -268,9 +275,10 @@ class Checker:
             # issued before the lease lapsed (a restart's stop) and still being retried.
             inst = state.instances.get(name)
             la = inst.last_action if inst is not None else None
-            pending = la is not None and (la.outcome is None or la.outcome.startswith("retry"))
             decided = (
-                la is not None and la.kind == ActionKind.STOP and (la.issued_at >= since or pending)
+                la is not None
+                and la.kind == ActionKind.STOP
+                and (la.issued_at >= since or pending(la))
             )
             stops = self.world.sim.calls_for(name, "stop", since=since)
             assert stops or decided, (

@@ -21,6 +21,7 @@ import pytest
 from reliability.harness import Crash, World, pool_config, quiet_logs, scratch_dir
 from reliability.invariants import TALLY
 from yoyo_control.domain.facts import KillRequested, RunRequested, StopRequested, Tick
+from yoyo_control.domain.model import OutcomeKind
 from yoyo_control.errors import TemporaryError
 
 SUITE = "compute-faults"
@@ -92,7 +93,8 @@ def test_temporary_start_failures_back_off_then_become_a_recorded_error(
     assert gaps == [60, 120, 240], gaps  # action_retry_s doubling
     inst = instance(w)
     assert inst.error is not None and "gave up after 4 attempts" in inst.error
-    assert inst.last_action.outcome.startswith("error: gave up after 4 attempts")
+    assert inst.last_action.outcome == OutcomeKind.ERROR
+    assert inst.last_action.detail.startswith("gave up after 4 attempts")
     assert w.store.get_pool("gpu").lease is None  # nothing can run under it: released
 
 
@@ -137,7 +139,7 @@ def test_quota_and_not_found_are_permanent_at_once(world: World, fault: str, err
     assert len(calls) == 1, calls
     inst = instance(w)
     assert inst.error is not None and error in inst.error.lower()
-    assert inst.last_action.outcome.startswith("error:")
+    assert inst.last_action.outcome in (OutcomeKind.ERROR, OutcomeKind.NOT_FOUND)
     assert w.store.get_pool("gpu").lease is None
     # The next lease clears the error and tries again, once.
     if fault == "quota":
@@ -207,7 +209,7 @@ def test_a_stop_operation_that_never_finishes_becomes_a_recorded_error(world: Wo
         w.sim.advance()
     inst = instance(w)
     stops = w.sim.calls_for("vm-0", "stop")
-    assert inst.last_action.outcome.startswith("error"), (
+    assert inst.last_action.outcome in (OutcomeKind.ERROR, OutcomeKind.NOT_FOUND), (
         f"after 30 minutes: observed {inst.observed}, {len(stops)} stop call(s), "
         f"last action {inst.last_action}"
     )

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from yoyo_control.domain.decide import decide
 from yoyo_control.domain.facts import StatusObserved, apply_fact
 from yoyo_control.domain.ledger import (
+    Cap,
+    CapPeriod,
     accrue,
     billed_seconds,
     cap_reached,
@@ -248,9 +250,13 @@ def test_cap_reached_names_the_cap_and_the_spend() -> None:
     ledger = Ledger(day="2027-03-10", month="2027-03", day_usd=5.0, month_usd=50.0)
     assert cap_reached(ledger, None, None) is None
     assert cap_reached(ledger, 5.01, 100) is None
-    assert cap_reached(ledger, 5.0, None) == "daily cap 5.00 reached (5.00 on 2027-03-10)"
-    assert cap_reached(ledger, None, 50.0) == "monthly cap 50.00 reached (50.00 in 2027-03)"
-    assert "daily" in (cap_reached(ledger, 1.0, 1.0) or "")
+    assert cap_reached(ledger, 5.0, None) == Cap(
+        CapPeriod.DAY, "daily cap 5.00 reached (5.00 on 2027-03-10)"
+    )
+    assert cap_reached(ledger, None, 50.0) == Cap(
+        CapPeriod.MONTH, "monthly cap 50.00 reached (50.00 in 2027-03)"
+    )
+    assert getattr(cap_reached(ledger, 1.0, 1.0), "period", None) == CapPeriod.DAY
 
 
 def _lease(now: float) -> Lease:

@@ -81,7 +81,7 @@ def test_the_kill_switch_is_reread_immediately_before_every_start(world) -> None
     handled = service.handle(run(clock))
     assert handled.actions  # the decision wanted a start …
     assert compute.calls == []  # … but the re-read saw the switch and no start was called
-    outcome = store.get_pool("gpu").instances["vm-0"].last_action.outcome
+    outcome = store.get_pool("gpu").instances["vm-0"].last_action.said
     assert outcome == "skipped: kill switch engaged"
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from yoyo_control.domain import spend
-from yoyo_control.domain.ledger import cap_reached
+from yoyo_control.domain.ledger import Cap, CapPeriod, cap_reached
 from yoyo_control.domain.model import Desired, Instance, Ledger, PoolPolicy, PoolState
 
 PRICE = 3.6
@@ -62,13 +62,14 @@ def test_the_overall_daily_cap_counts_this_pool_and_the_others() -> None:
     assert spend.overall_cap_reached(TODAY, others) is None  # 2 + 2.9 < 5
     own = Ledger(day="2027-03-10", month="2027-03", day_usd=2.1, month_usd=21.0)
     reason = spend.overall_cap_reached(own, others)  # reaching the cap counts, like rule 2
-    assert reason == "overall daily cap 5.00 reached (5.00 across pools on 2027-03-10)"
+    assert reason is not None and reason.period == CapPeriod.DAY
+    assert reason.reason == "overall daily cap 5.00 reached (5.00 across pools on 2027-03-10)"
 
 
 def test_the_overall_monthly_cap() -> None:
     others = spend.Spend("2027-03-10", "2027-03", 0.0, 80.0, monthly_cap_usd=100.0)
-    assert spend.overall_cap_reached(TODAY, others) == (
-        "overall monthly cap 100.00 reached (100.00 across pools in 2027-03)"
+    assert spend.overall_cap_reached(TODAY, others) == Cap(
+        CapPeriod.MONTH, "overall monthly cap 100.00 reached (100.00 across pools in 2027-03)"
     )
 
 
@@ -85,7 +86,7 @@ def test_pool_and_overall_caps_compose_as_rule_2_would() -> None:
     paused = cap_reached(TODAY, pol.daily_cap_usd, pol.monthly_cap_usd) or (
         spend.overall_cap_reached(TODAY, others)
     )
-    assert paused and paused.startswith("overall daily cap")
+    assert paused and paused.reason.startswith("overall daily cap")
 
 
 def test_run_rate_counts_billed_running_instances() -> None:

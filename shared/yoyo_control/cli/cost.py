@@ -24,8 +24,8 @@ from ..config import Config
 from ..domain import spend
 from ..domain.codec import from_doc
 from ..domain.killswitch import banner
-from ..domain.ledger import period_keys, pool_cap_reached
-from ..domain.model import KillSwitch, Ledger
+from ..domain.ledger import Cap, CapPeriod, period_keys, pool_cap_reached
+from ..domain.model import KillSource, KillSwitch, Ledger
 from ..ports import Store
 from .context import Commands, Ctx
 
@@ -34,10 +34,14 @@ def _money(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _until(reason: str | None, bounds: tuple[float, float, float, float]) -> float | None:
-    if reason is None:
+def _until(cap: Cap | None, bounds: tuple[float, float, float, float]) -> float | None:
+    if cap is None:
         return None
-    return bounds[1] if "daily" in reason else bounds[3]
+    return bounds[1] if cap.period == CapPeriod.DAY else bounds[3]
+
+
+def _why(cap: Cap | None) -> str | None:
+    return cap.reason if cap is not None else None
 
 
 def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "projected_month_usd_at_average": _money(
                 spend.projected_at_average(month_usd, now, timezone)
             ),
-            "paused": paused,
+            "paused": _why(paused),
             "paused_until": _until(paused, bounds),
             "paused_recorded": state.paused,
             "accrued_until": ledger.accrued_until,
@@ -81,7 +85,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
     overall_paused = spend.overall_cap_reached(total_ledger, overall)
     if overall_paused:
         for entry in pools.values():
-            entry["paused"] = entry["paused"] or overall_paused
+            entry["paused"] = entry["paused"] or overall_paused.reason
             entry["paused_until"] = entry["paused_until"] or _until(overall_paused, bounds)
     kill = store.get_kill()
     return {
@@ -104,7 +108,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "projected_month_usd_at_average": _money(
                 spend.projected_at_average(month_total, now, timezone)
             ),
-            "paused": overall_paused,
+            "paused": _why(overall_paused),
             "paused_until": _until(overall_paused, bounds),
         },
         "kill_switch": {
@@ -112,7 +116,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "reason": kill.reason,
             "by": kill.by,
             "at": kill.at,
-            "budget_kill": kill.engaged and kill.reason.startswith("budget:"),
+            "budget_kill": kill.engaged and kill.source == KillSource.BUDGET,
         },
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .facts import BudgetNotified
+from .model import BUDGET_KILL
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def is_ours(fact: BudgetNotified, rules: BudgetRules) -> bool:
 
 def kill_reason(fact: BudgetNotified, rules: BudgetRules) -> str | None:
     """Why this notification engages the kill switch, or None for a no-op."""
-    spend = f"budget: {fact.cost:.2f} of {fact.amount:.2f} {fact.currency}".rstrip()
+    spend = f"{BUDGET_KILL} {fact.cost:.2f} of {fact.amount:.2f} {fact.currency}".rstrip()
     if fact.cost >= fact.amount * rules.kill_fraction:  # a zero budget kills too
         return spend
     if fact.alert_threshold is not None and any(

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 
+from .actions import pending
 from .model import (
     RUNNING_STATUSES,
     SPOT,
@@ -108,7 +109,7 @@ def is_up(inst: Instance) -> bool:
         inst.desired == Desired.RUNNING
         and la is not None
         and la.kind == ActionKind.START
-        and (la.outcome is None or la.outcome.startswith("retry"))
+        and pending(la)
     )
 
 

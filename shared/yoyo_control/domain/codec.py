@@ -2,7 +2,9 @@
 
 Invariants: ``from_doc(cls, to_doc(x)) == x`` for every value of the model; unknown
 keys in a stored document are ignored and missing keys take the field default, so a
-document written by an older or newer version still loads.
+document written by an older or newer version still loads; a field whose stored shape
+changed is upgraded on read (``_UPGRADES``): an action's outcome stored as one line of
+text (``"retry: …"``, ``"error: not found: …"``) loads as its kind and detail.
 """
 
 from __future__ import annotations
@@ -10,12 +12,40 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
 
+from .model import ActionRecord, OutcomeKind
+
 T = TypeVar("T")
+Doc = Mapping[str, Any]
+
+# How an outcome read before it was typed (one line of text) begins, longest first.
+_OUTCOME_TEXT = (
+    ("error: not found: ", OutcomeKind.NOT_FOUND),
+    ("done; then ", OutcomeKind.SUPERSEDED),
+    ("skipped: ", OutcomeKind.SKIPPED),
+    ("retry: ", OutcomeKind.RETRY),
+    ("capacity: ", OutcomeKind.CAPACITY),
+    ("error: ", OutcomeKind.ERROR),
+)
+_OUTCOMES = frozenset(k.value for k in OutcomeKind)
+
+
+def _action_record(doc: Doc) -> Doc:
+    """An ActionRecord whose outcome is the text older versions stored."""
+    text = doc.get("outcome")
+    if not isinstance(text, str) or text in _OUTCOMES:
+        return doc
+    for prefix, kind in _OUTCOME_TEXT:
+        if text.startswith(prefix):
+            return {**doc, "outcome": kind.value, "detail": text[len(prefix) :]}
+    return {**doc, "outcome": OutcomeKind.ERROR.value, "detail": text}  # settled, unknown
+
+
+_UPGRADES: dict[type, Callable[[Doc], Doc]] = {ActionRecord: _action_record}
 
 
 def to_doc(value: Any) -> Any:
@@ -37,6 +67,9 @@ def _hints(cls: Any) -> dict[str, Any]:
 
 def from_doc(cls: type[T], doc: Mapping[str, Any]) -> T:
     hints = _hints(cls)  # type: ignore[arg-type]
+    upgrade = _UPGRADES.get(cls)
+    if upgrade is not None:
+        doc = upgrade(doc)
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in doc:

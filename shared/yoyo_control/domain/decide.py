@@ -1,4 +1,8 @@
-"""decide(): the pure lifecycle reconciler (DESIGN.md §3).
+"""decide(): the pure lifecycle reconciler (DESIGN.md §3; README "How the lifecycle works").
+
+The rules are the functions below, in the README's order and with its names; decide()
+reads as the order they apply in. How an action is sent, waited on and re-sent is
+domain/actions.py; which instance serves new demand is domain/capacity.py.
 
 Invariants:
 - Pure: the same (state, kill, policy, now) always gives the same Decision.
@@ -14,27 +18,29 @@ Invariants:
   re-issues it at once (its call died with its process; Compute dedupes the request id).
 - Scaling down keeps the instances with work in flight, then those already running:
   idle VMs stop first, never a busy one while an idle one runs.
+- The decision names the rule behind every instance's desired state (``Decision.why``).
 """
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import NamedTuple
 
-from . import capacity, keepalive
+from . import actions, capacity, keepalive
+from .actions import Step, request_id
 from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
     RUNNING_STATUSES,
     STOPPED_STATUSES,
-    UNKNOWN,
     Action,
     ActionKind,
-    ActionRecord,
     Change,
     Desired,
     Heartbeat,
+    Holder,
     Instance,
     KillSwitch,
     Lease,
@@ -47,18 +53,212 @@ from .model import (
 from .spend import NO_SPEND, Spend, overall_cap_reached
 from .timetext import utc
 
-_DONE = ("done", "done (observed)")  # an outcome recorded, or the effect observed
-REQUEST_NAMESPACE = uuid.UUID("6f1d1c7e-3b1a-5d2e-9a47-7d0f3c9b2a10")
+__all__ = ["Decision", "decide", "idle_timeout", "request_id"]
 
 
 class Decision(NamedTuple):
     state: PoolState
     actions: tuple[Action, ...]
     changes: tuple[Change, ...]
+    # The rule behind each instance's desired state, by instance name.
+    why: Mapping[str, Change] = MappingProxyType({})
 
 
-def request_id(pool: str, instance: str, epoch: int, kind: ActionKind) -> str:
-    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{pool}/{instance}/{epoch}/{kind.value}"))
+def decide(
+    state: PoolState,
+    kill: KillSwitch,
+    policy: PoolPolicy,
+    now: float,
+    spend: Spend = NO_SPEND,
+    observed_at: float | None = None,
+) -> Decision:
+    """The new state and the actions that move the pool towards it.
+
+    ``observed_at``: when Compute was listed just before this decision (ticks), if it was.
+    """
+    d = _Draft.of(state, policy, now, observed_at)
+    ledger = accrue(state.ledger, d.instances.values(), policy.prices, now, policy.timezone)
+    cap = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
+    paused = cap.reason if cap is not None else None
+    # The pool's lease: rules 1 and 2 pre-empt everything; else 3, 4 and 6 settle it.
+    if not (kill_switch(d, kill) or spend_cap(d, paused)):
+        no_lease(d)
+        lease(d)
+        idle(d)
+    # Each instance under a lease still held: at most one of rules 7, 5, 8, in that order.
+    if d.lease is not None and d.lease.valid(now):
+        for inst in _may_run(d, d.lease):
+            if not runtime_cap(d, inst) and not heartbeat_gap(d, inst):
+                preempted(d, inst)
+        _give_up_lease_if_none_can_run(d)
+    # Rule 4 picks the instances to run; every other one is desired STOPPED.
+    planned = _plan(d, running(d))
+    new = replace(
+        state,
+        epoch=d.epoch,
+        lease=d.lease,
+        requests=d.requests,
+        instances=d.instances,
+        ledger=ledger,
+        paused=paused,
+        idle_since=d.idle_since,
+        zones=d.zones,
+    )
+    if d.changes:
+        new = replace(new, last_decision="; ".join(c.reason for c in d.changes))
+    if new != state:
+        new = replace(new, updated_at=now)
+    return Decision(new, tuple(planned), tuple(d.changes), MappingProxyType(d.why))
+
+
+@dataclass
+class _Draft:
+    """The working copy one decision mutates; never escapes decide()."""
+
+    state: PoolState
+    policy: PoolPolicy
+    now: float
+    observed_at: float | None  # when Compute was last listed (a tick), if just now
+    epoch: int
+    lease: Lease | None
+    requests: tuple[LeaseRequest, ...]
+    instances: dict[str, Instance]
+    zones: dict[str, ZoneHealth]  # capacity (domain/capacity.py)
+    idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
+    timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
+    changes: list[Change] = field(default_factory=list)
+    why: dict[str, Change] = field(default_factory=dict)  # the rule behind each instance
+    blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
+    released: Change | None = None  # rule 3 or 6 left the pool without its lease
+    bumped: bool = False
+
+    @classmethod
+    def of(
+        cls, state: PoolState, policy: PoolPolicy, now: float, observed_at: float | None
+    ) -> _Draft:
+        instances = dict(state.instances)
+        for name in policy.instances:
+            instances.setdefault(name, Instance(name=name))
+        return cls(
+            state,
+            policy,
+            now,
+            observed_at,
+            state.epoch,
+            state.lease,
+            state.requests,
+            instances,
+            dict(state.zones),
+            state.idle_since,
+            idle_timeout(policy, state),
+        )
+
+    def note(self, rule: Rule, reason: str, instance: str | None = None) -> Change:
+        change = Change(rule, reason, instance)
+        self.changes.append(change)
+        return change
+
+    def bump_epoch(self) -> int:
+        if not self.bumped:
+            self.epoch += 1
+            self.bumped = True
+        return self.epoch
+
+
+# --- the rules, in the README's order ----------------------------------------------
+
+
+def kill_switch(d: _Draft, kill: KillSwitch) -> bool:
+    """Rule 1: the switch is engaged → lease revoked, every VM stopped, no start."""
+    if kill.engaged:
+        _block(d, Rule.KILL_SWITCH, describe(kill, with_time=False))
+    return kill.engaged
+
+
+def spend_cap(d: _Draft, paused: str | None) -> bool:
+    """Rule 2: the ledger reached a cap → paused: no lease until the period rolls over."""
+    if paused:
+        _block(d, Rule.SPEND_CAP, paused)
+    return bool(paused)
+
+
+def no_lease(d: _Draft) -> None:
+    """Rule 3: a lease past its deadline is dropped; with no lease every VM is desired
+    STOPPED (``running`` wants none)."""
+    if d.lease is not None and not d.lease.valid(d.now):
+        d.released = d.note(Rule.NO_LEASE, f"lease epoch {d.lease.epoch} expired")
+        d.lease = None
+
+
+def lease(d: _Draft) -> None:
+    """Rule 4, the lease: requests (and queued work) grant or extend it; standing
+    activity (queued work, busy VMs) extends it in coarse steps, one write per half
+    lease, not one per event."""
+    policy, now = d.policy, d.now
+    wanted = [r for r in d.requests if r.until > now]
+    d.requests = ()
+    queued = f"queue depth {d.state.demand.depth}"
+    if _demand_active(d) and d.lease is None:
+        wanted.append(LeaseRequest(Holder.QUEUE, queued, now + policy.lease_s))
+    if wanted:
+        _grant_or_extend(d, wanted)
+    if d.lease is not None and _demand_active(d):
+        _extend_to(d, now + policy.lease_s, queued, quiet=True)
+    if d.lease is not None and _busy_heartbeats(d):
+        # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
+        _extend_to(d, now + policy.lease_s + d.timeout, "busy heartbeat", quiet=True)
+
+
+def running(d: _Draft) -> set[str]:
+    """Rule 4, the instances: under a valid lease, as many as demand needs (at least
+    one), chosen by capacity.choose (busy and running ones kept first)."""
+    if d.lease is None or not d.lease.valid(d.now):
+        return set()
+    eligible = [n for n in d.policy.instances if _eligible(d, d.instances[n])]
+    demand = d.state.demand.depth if _demand_active(d) else 0
+    by_demand = demand // max(1, d.policy.queue_threshold)
+    busy = [hb.instance for hb in _busy_heartbeats(d)]
+    wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
+    idle = [
+        hb.instance
+        for hb in d.state.heartbeats.values()
+        if _fresh(d, hb) and hb.ready and hb.instance not in busy
+    ]
+    chosen = capacity.choose(d.policy, d.instances, d.zones, eligible, wanted, busy, idle, d.now)
+    return set(chosen)
+
+
+def heartbeat_gap(d: _Draft, inst: Instance) -> bool:
+    """Rule 5: RUNNING past the boot grace and silent for ``heartbeat_gap_s`` → stop,
+    restart with backoff within the restart budget."""
+    if _cooling(d, inst) or inst.observed != "RUNNING" or inst.running_since is None:
+        return False
+    if d.now - inst.running_since < d.policy.boot_grace_s:
+        return False
+    hb = d.state.heartbeats.get(inst.name)
+    last = hb.received_at if hb is not None and hb.received_at >= inst.running_since else None
+    silent = d.now - (last if last is not None else inst.running_since)
+    if silent < d.policy.heartbeat_gap_s:
+        return False
+    _restart(d, inst, Rule.HEARTBEAT_GAP, "no heartbeat")
+    return True
+
+
+def idle(d: _Draft) -> None:
+    """Rule 6: nothing to do (no busy heartbeat, no queued work, nothing booting) for the
+    keep-alive → lease released."""
+    if d.lease is None:
+        return
+    idle_for = _idle_for(d, d.lease)
+    if idle_for < d.timeout:
+        return
+    why = f"keep-alive {d.timeout:.0f}s, {d.policy.keepalive}"
+    d.released = d.note(Rule.IDLE, f"idle for {idle_for:.0f}s ({why}): lease released")
+    if d.idle_since is None:
+        # The idle report may never come (the VM stops first): the gap that the next
+        # wake ends began with the lease's last served request.
+        d.idle_since = _last_request(d, d.lease)
+    d.lease = None
 
 
 def idle_timeout(policy: PoolPolicy, state: PoolState) -> float:
@@ -77,462 +277,259 @@ def idle_timeout(policy: PoolPolicy, state: PoolState) -> float:
     return keepalive.idle_timeout(spec, policy.hourly_price_usd, state.idle_gaps)
 
 
-def decide(
-    state: PoolState,
-    kill: KillSwitch,
-    policy: PoolPolicy,
-    now: float,
-    spend: Spend = NO_SPEND,
-    observed_at: float | None = None,
-) -> Decision:
-    """``observed_at``: when Compute was listed just before this decision (ticks), if it was."""
-    draft = _Draft.of(state, policy, now, observed_at)
-    ledger = accrue(state.ledger, draft.instances.values(), policy.prices, now, policy.timezone)
-    paused = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
-    if kill.engaged:
-        draft.block(Rule.KILL_SWITCH, describe(kill, with_time=False))
-    elif paused:
-        draft.block(Rule.SPEND_CAP, paused)
-    else:
-        draft.run_lease_rules()
-    draft.run_instance_rules()
-    actions = draft.plan_actions()
-    new = replace(
-        state,
-        epoch=draft.epoch,
-        lease=draft.lease,
-        requests=draft.requests,
-        instances=draft.instances,
-        ledger=ledger,
-        paused=paused,
-        idle_since=draft.idle_since,
-        zones=draft.zones,
+def runtime_cap(d: _Draft, inst: Instance) -> bool:
+    """Rule 7: running longer than ``max_session_s`` → stopped for the rest of the lease."""
+    if inst.observed not in RUNNING_STATUSES or inst.running_since is None:
+        return False
+    if d.now - inst.running_since < d.policy.max_session_s:
+        return False
+    assert d.lease is not None
+    d.instances[inst.name] = replace(inst, retired_epoch=d.lease.epoch)
+    ran = f"{inst.name} ran {d.policy.max_session_s:.0f}s"
+    d.why[inst.name] = d.note(
+        Rule.MAX_SESSION, f"{ran}: stopped for the rest of this lease", inst.name
     )
-    if draft.changes:
-        new = replace(new, last_decision="; ".join(c.reason for c in draft.changes))
-    if new != state:
-        new = replace(new, updated_at=now)
-    return Decision(new, tuple(actions), tuple(draft.changes))
+    return True
 
 
-@dataclass
-class _Draft:
-    """The working copy one decision mutates; never escapes decide()."""
+def preempted(d: _Draft, inst: Instance) -> bool:
+    """Rule 8: a done start, then observed stopped while desired RUNNING → restart with
+    backoff within the restart budget, then give up."""
+    la = inst.last_action
+    if not (
+        inst.desired == Desired.RUNNING
+        and inst.observed in STOPPED_STATUSES
+        and la is not None
+        and la.kind == ActionKind.START
+        and actions.done(la)
+        and inst.observed_at is not None
+        and inst.observed_at > la.issued_at
+    ):
+        return False
+    _restart(d, inst, Rule.PREEMPTED, f"observed {inst.observed}")
+    return True
 
-    state: PoolState
-    policy: PoolPolicy
-    now: float
-    epoch: int
-    lease: Lease | None
-    requests: tuple[LeaseRequest, ...]
-    instances: dict[str, Instance]
-    timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
-    idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
-    observed_at: float | None = None  # when Compute was last listed (a tick), if just now
-    zones: dict[str, ZoneHealth] = field(default_factory=dict)  # capacity (domain/capacity.py)
-    changes: list[Change] = field(default_factory=list)
-    bumped: bool = False
-    blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
 
-    @classmethod
-    def of(
-        cls, state: PoolState, policy: PoolPolicy, now: float, observed_at: float | None = None
-    ) -> _Draft:
-        instances = dict(state.instances)
-        for name in policy.instances:
-            instances.setdefault(name, Instance(name=name))
-        timeout = idle_timeout(policy, state)
-        return cls(
-            state,
-            policy,
-            now,
-            state.epoch,
-            state.lease,
-            state.requests,
-            instances,
-            timeout,
-            state.idle_since,
-            observed_at,
-            dict(state.zones),
+# --- what the rules share -----------------------------------------------------------
+
+
+def _block(d: _Draft, rule: Rule, why: str) -> None:
+    """Rules 1 and 2: no lease, no pending request, everything stops."""
+    d.blocked = Change(rule, why)
+    if d.lease is not None:
+        d.note(rule, f"lease revoked: {why}")
+        d.lease = None
+    if d.requests:
+        holders = ", ".join(sorted({r.holder for r in d.requests}))
+        d.note(rule, f"run request denied ({holders}): {why}")
+        d.requests = ()
+
+
+def _grant_or_extend(d: _Draft, wanted: list[LeaseRequest]) -> None:
+    until = max(r.until for r in wanted)
+    reasons = tuple(dict.fromkeys(r.reason for r in wanted))
+    if d.lease is not None:
+        d.lease = replace(d.lease, active_at=d.now)
+        _extend_to(d, until, ", ".join(reasons))
+        return
+    epoch = d.bump_epoch()
+    max_until = d.now + d.policy.max_lease_s
+    holder = wanted[0].holder
+    d.lease = Lease(holder, reasons, epoch, d.now, min(until, max_until), max_until)
+    for name, inst in d.instances.items():
+        d.instances[name] = replace(
+            inst, restarts=0, next_start_at=None, retired_epoch=None, error=None
         )
+    d.note(Rule.LEASE, f"lease epoch {epoch} granted to {holder}: " + ", ".join(reasons))
 
-    def note(self, rule: Rule, reason: str, instance: str | None = None) -> None:
-        self.changes.append(Change(rule, reason, instance))
 
-    def bump_epoch(self) -> int:
-        if not self.bumped:
-            self.epoch += 1
-            self.bumped = True
-        return self.epoch
+def _extend_to(d: _Draft, until: float, why: str, quiet: bool = False) -> None:
+    lease = d.lease
+    assert lease is not None
+    target = min(until, lease.max_until)
+    if quiet and target - lease.expires_at < d.policy.lease_s / 2:
+        return
+    if target > lease.expires_at:
+        reasons = tuple(dict.fromkeys((*lease.reasons, why)))[-8:]
+        d.lease = replace(lease, expires_at=target, reasons=reasons)
+        d.note(Rule.LEASE, f"lease extended to {utc(target)}: {why}")
 
-    # --- lease rules (1, 2, 3, 4, 6) ------------------------------------------------
 
-    def block(self, rule: Rule, why: str) -> None:
-        """Rules 1 and 2: no lease, no pending request, everything stops."""
-        self.blocked = Change(rule, why)
-        if self.lease is not None:
-            self.note(rule, f"lease revoked: {why}")
-            self.lease = None
-        if self.requests:
-            holders = ", ".join(sorted({r.holder for r in self.requests}))
-            self.note(rule, f"run request denied ({holders}): {why}")
-            self.requests = ()
+def _restart(d: _Draft, inst: Instance, rule: Rule, what: str) -> None:
+    """Rules 5 and 8: stop now, start again after a doubling backoff; past the restart
+    budget, stop for the rest of the lease."""
+    assert d.lease is not None
+    la = inst.last_action
+    if la is not None and la.kind == ActionKind.STOP and actions.pending(la) and inst.restarts:
+        # The restart's stop has not been carried out yet (its call died with its
+        # process, or is being retried): the same restart, not another one. Keep the
+        # instance cooling so that stop is re-issued; count nothing.
+        next_start = d.now + _backoff(d.policy, inst.restarts)
+        d.instances[inst.name] = replace(inst, next_start_at=next_start)
+        return
+    restarts, budget = inst.restarts + 1, d.policy.restart_budget
+    if rule == Rule.PREEMPTED:
+        where = capacity.key(d.policy.placement(inst.name))
+        d.zones = capacity.preempted(d.zones, where, d.now)
+    la = actions.supersede(la, rule.name.lower())
+    if restarts > budget:
+        retired = replace(inst, restarts=restarts, retired_epoch=d.lease.epoch, last_action=la)
+        d.instances[inst.name] = retired
+        why = f"{inst.name}: {what}; gave up after {budget} restarts"
+        d.why[inst.name] = d.note(rule, why, inst.name)
+        return
+    delay = _backoff(d.policy, restarts)
+    d.instances[inst.name] = replace(
+        inst, restarts=restarts, next_start_at=d.now + delay, last_action=la
+    )
+    why = f"{inst.name}: {what}; restart {restarts}/{budget} in {delay:.0f}s"
+    d.why[inst.name] = d.note(rule, why, inst.name)
 
-    def run_lease_rules(self) -> None:
-        policy, now = self.policy, self.now
-        if self.lease is not None and not self.lease.valid(now):
-            self.note(Rule.NO_LEASE, f"lease epoch {self.lease.epoch} expired")
-            self.lease = None
-        wanted = [r for r in self.requests if r.until > now]
-        self.requests = ()
-        queued = f"queue depth {self.state.demand.depth}"
-        if self._demand_active() and self.lease is None:
-            wanted.append(LeaseRequest("queue", queued, now + policy.lease_s))
-        if wanted:
-            self._grant_or_extend(wanted)
-        # Standing activity (queued work, busy VMs) extends in coarse steps: one write per
-        # half lease, not one per event.
-        if self.lease is not None and self._demand_active():
-            self._extend_to(now + policy.lease_s, queued, quiet=True)
-        if self.lease is not None and self._busy_heartbeats():
-            # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
-            self._extend_to(now + policy.lease_s + self.timeout, "busy heartbeat", quiet=True)
-        if self.lease is not None and self._idle_for() >= self.timeout:
-            why = f"keep-alive {self.timeout:.0f}s, {policy.keepalive}"
-            self.note(Rule.IDLE, f"idle for {self._idle_for():.0f}s ({why}): lease released")
-            if self.idle_since is None:
-                # The idle report may never come (the VM stops first): the gap that the
-                # next wake ends began with the lease's last served request.
-                self.idle_since = self._last_request(self.lease)
-            self.lease = None
 
-    def _grant_or_extend(self, wanted: list[LeaseRequest]) -> None:
-        until = max(r.until for r in wanted)
-        reasons = tuple(dict.fromkeys(r.reason for r in wanted))
-        if self.lease is None:
-            epoch = self.bump_epoch()
-            self.lease = Lease(
-                holder=wanted[0].holder,
-                reasons=reasons,
-                epoch=epoch,
-                granted_at=self.now,
-                expires_at=until,
-                max_until=self.now + self.policy.max_lease_s,
-            )
-            self.lease = replace(self.lease, expires_at=min(until, self.lease.max_until))
-            for name, inst in self.instances.items():
-                self.instances[name] = replace(
-                    inst, restarts=0, next_start_at=None, retired_epoch=None, error=None
-                )
-            self.note(
-                Rule.LEASE,
-                f"lease epoch {epoch} granted to {wanted[0].holder}: " + ", ".join(reasons),
-            )
-        else:
-            self.lease = replace(self.lease, active_at=self.now)
-            self._extend_to(until, ", ".join(reasons))
+def _backoff(policy: PoolPolicy, restarts: int) -> float:
+    """How long the ``restarts``-th restart waits: doubling from restart_backoff_s."""
+    return float(policy.restart_backoff_s * 2.0 ** (restarts - 1))
 
-    def _extend_to(self, until: float, why: str, quiet: bool = False) -> None:
-        lease = self.lease
-        assert lease is not None
-        target = min(until, lease.max_until)
-        if quiet and target - lease.expires_at < self.policy.lease_s / 2:
-            return
-        if target > lease.expires_at:
-            reasons = tuple(dict.fromkeys((*lease.reasons, why)))[-8:]
-            self.lease = replace(lease, expires_at=target, reasons=reasons)
-            self.note(Rule.LEASE, f"lease extended to {utc(target)}: {why}")
 
-    def _demand_active(self) -> bool:
-        demand, policy = self.state.demand, self.policy
-        if demand.updated_at is None or demand.depth < max(1, policy.queue_threshold):
-            return False
-        # A demand nobody refreshes or clears stops counting after a lease's length.
-        return self.now - demand.updated_at < max(policy.lease_s, self.timeout)
+def _give_up_lease_if_none_can_run(d: _Draft) -> None:
+    """Rules 5, 7 and 8 may leave no instance to run: the lease is released."""
+    if d.policy.instances and not any(_eligible(d, d.instances[n]) for n in d.policy.instances):
+        d.note(Rule.LEASE, "no instance can run under this lease: released")
+        d.lease = None
 
-    def _fresh(self, hb: Heartbeat) -> bool:
-        return self.now - hb.received_at <= self.policy.heartbeat_gap_s
 
-    def _busy_heartbeats(self) -> list[Heartbeat]:
-        return [
-            hb
-            for hb in self.state.heartbeats.values()
-            if self._fresh(hb) and (hb.busy or hb.running > 0 or hb.waiting > 0)
-        ]
+def _may_run(d: _Draft, lease: Lease) -> list[Instance]:
+    """The configured instances not retired under ``lease`` nor parked on an error."""
+    return [
+        d.instances[n]
+        for n in d.policy.instances
+        if d.instances[n].retired_epoch != lease.epoch and not d.instances[n].error
+    ]
 
-    def _booting(self, inst: Instance) -> bool:
-        """Started and not serving yet: no ready heartbeat since the start, and still
-        inside the boot grace (a VM that never gets ready is idle after it)."""
-        la = inst.last_action
-        started = la.issued_at if la is not None and la.kind == ActionKind.START else None
-        since = inst.running_since or started
-        if inst.desired != Desired.RUNNING or since is None:
-            return False
-        if self.now - since >= self.policy.boot_grace_s:
-            return False
-        hb = self.state.heartbeats.get(inst.name)
-        return hb is None or not hb.ready or hb.received_at < since
 
-    def _last_request(self, lease: Lease) -> float | None:
-        served = [hb.last_request_at for hb in self.state.heartbeats.values()]
-        return max((t for t in served if t is not None and t >= lease.granted_at), default=None)
+def _eligible(d: _Draft, inst: Instance) -> bool:
+    return d.lease is not None and inst.retired_epoch != d.lease.epoch and inst.error is None
 
-    def _idle_for(self) -> float:
-        """How long the pool has had nothing to do; booting counts as work (a woken VM
-        must live to serve, whatever the keep-alive), the clock starts when it is ready."""
-        lease = self.lease
-        assert lease is not None
-        if self._demand_active() or self._busy_heartbeats():
-            return 0.0
-        if any(self._booting(i) for i in self.instances.values()):
-            return 0.0
-        marks = [lease.granted_at, lease.active_at or lease.granted_at]
-        marks += [i.running_since for i in self.instances.values() if i.running_since]
-        for hb in self.state.heartbeats.values():
-            marks += [t for t in (hb.last_busy_at, hb.last_request_at) if t is not None]
-            marks += [hb.ready_since] if hb.ready_since is not None else []
-        if self.state.demand.updated_at is not None and self.state.demand.depth > 0:
-            marks.append(self.state.demand.updated_at)
-        return self.now - max(marks)
 
-    # --- instance rules (5, 7, 8) ---------------------------------------------------
+def _cooling(d: _Draft, inst: Instance) -> bool:
+    return inst.next_start_at is not None and d.now < inst.next_start_at
 
-    def run_instance_rules(self) -> None:
-        lease = self.lease
-        if lease is None or not lease.valid(self.now):
-            return
-        for name in self.policy.instances:
-            inst = self.instances[name]
-            if inst.retired_epoch == lease.epoch or inst.error:
-                continue
-            cooling = inst.next_start_at is not None and self.now < inst.next_start_at
-            if self._over_max_session(inst):
-                self.instances[name] = replace(inst, retired_epoch=lease.epoch)
-                self.note(
-                    Rule.MAX_SESSION,
-                    f"{name} ran {self.policy.max_session_s:.0f}s: "
-                    "stopped for the rest of this lease",
-                    name,
-                )
-            elif not cooling and self._heartbeat_gap(inst):
-                self._restart(inst, Rule.HEARTBEAT_GAP, "no heartbeat")
-            elif self._preempted(inst):
-                self._restart(inst, Rule.PREEMPTED, f"observed {inst.observed}")
-        eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
-        if not eligible and self.policy.instances:
-            self.note(Rule.LEASE, "no instance can run under this lease: released")
-            self.lease = None
 
-    def _eligible(self, inst: Instance) -> bool:
-        lease = self.lease
-        return lease is not None and inst.retired_epoch != lease.epoch and inst.error is None
+def _demand_active(d: _Draft) -> bool:
+    demand, policy = d.state.demand, d.policy
+    if demand.updated_at is None or demand.depth < max(1, policy.queue_threshold):
+        return False
+    # A demand nobody refreshes or clears stops counting after a lease's length.
+    return d.now - demand.updated_at < max(policy.lease_s, d.timeout)
 
-    def _over_max_session(self, inst: Instance) -> bool:
-        return (
-            inst.observed in RUNNING_STATUSES
-            and inst.running_since is not None
-            and self.now - inst.running_since >= self.policy.max_session_s
-        )
 
-    def _heartbeat_gap(self, inst: Instance) -> bool:
-        if inst.observed != "RUNNING" or inst.running_since is None:
-            return False
-        if self.now - inst.running_since < self.policy.boot_grace_s:
-            return False
-        hb = self.state.heartbeats.get(inst.name)
-        last = hb.received_at if hb is not None and hb.received_at >= inst.running_since else None
-        return self.now - (last if last is not None else inst.running_since) >= (
-            self.policy.heartbeat_gap_s
-        )
+def _fresh(d: _Draft, hb: Heartbeat) -> bool:
+    return d.now - hb.received_at <= d.policy.heartbeat_gap_s
 
-    def _preempted(self, inst: Instance) -> bool:
-        la = inst.last_action
-        return (
-            inst.desired == Desired.RUNNING
-            and inst.observed in STOPPED_STATUSES
-            and la is not None
-            and la.kind == ActionKind.START
-            and la.outcome in _DONE
-            and inst.observed_at is not None
-            and inst.observed_at > la.issued_at
-        )
 
-    def _restart(self, inst: Instance, rule: Rule, what: str) -> None:
-        lease = self.lease
-        assert lease is not None
-        la = inst.last_action
-        if (
-            la is not None
-            and la.kind == ActionKind.STOP
-            and (la.outcome is None or la.outcome.startswith("retry"))
-            and inst.restarts > 0
-        ):
-            # The restart's stop has not been carried out yet (its call died with its
-            # process, or is being retried): the same restart, not another one. Keep the
-            # instance cooling so that stop is re-issued; count nothing.
-            next_start = self.now + self._backoff(inst.restarts)
-            self.instances[inst.name] = replace(inst, next_start_at=next_start)
-            return
-        restarts = inst.restarts + 1
-        if rule == Rule.PREEMPTED:
-            where = capacity.key(self.policy.placement(inst.name))
-            self.zones = capacity.preempted(self.zones, where, self.now)
-        if la is not None and la.outcome in _DONE:
-            la = replace(la, outcome=f"done; then {rule.name.lower()}")
-        if restarts > self.policy.restart_budget:
-            self.instances[inst.name] = replace(
-                inst, restarts=restarts, retired_epoch=lease.epoch, last_action=la
-            )
-            self.note(
-                rule,
-                f"{inst.name}: {what}; gave up after {self.policy.restart_budget} restarts",
-                inst.name,
-            )
-            return
-        delay = self._backoff(restarts)
-        self.instances[inst.name] = replace(
-            inst, restarts=restarts, next_start_at=self.now + delay, last_action=la
-        )
-        self.note(
-            rule,
-            f"{inst.name}: {what}; restart {restarts}/{self.policy.restart_budget} in {delay:.0f}s",
-            inst.name,
-        )
+def _busy_heartbeats(d: _Draft) -> list[Heartbeat]:
+    return [
+        hb
+        for hb in d.state.heartbeats.values()
+        if _fresh(d, hb) and (hb.busy or hb.running > 0 or hb.waiting > 0)
+    ]
 
-    def _backoff(self, restarts: int) -> float:
-        """How long the ``restarts``-th restart waits: doubling from restart_backoff_s."""
-        return float(self.policy.restart_backoff_s * 2.0 ** (restarts - 1))
 
-    # --- desired state and actions ------------------------------------------------
+def _booting(d: _Draft, inst: Instance) -> bool:
+    """Started and not serving yet: no ready heartbeat since the start, and still
+    inside the boot grace (a VM that never gets ready is idle after it)."""
+    la = inst.last_action
+    started = la.issued_at if la is not None and la.kind == ActionKind.START else None
+    since = inst.running_since or started
+    if inst.desired != Desired.RUNNING or since is None:
+        return False
+    if d.now - since >= d.policy.boot_grace_s:
+        return False
+    hb = d.state.heartbeats.get(inst.name)
+    return hb is None or not hb.ready or hb.received_at < since
 
-    def _wanted_running(self) -> set[str]:
-        lease = self.lease
-        if lease is None or not lease.valid(self.now):
-            return set()
-        eligible = [n for n in self.policy.instances if self._eligible(self.instances[n])]
-        demand = self.state.demand.depth if self._demand_active() else 0
-        by_demand = demand // max(1, self.policy.queue_threshold)
-        busy = [hb.instance for hb in self._busy_heartbeats()]
-        wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
-        # Which ones: by zone health, provisioning, weights on disk, price.
-        idle = [
-            hb.instance
-            for hb in self.state.heartbeats.values()
-            if self._fresh(hb) and hb.ready and hb.instance not in busy
-        ]
-        return set(
-            capacity.choose(
-                self.policy, self.instances, self.zones, eligible, wanted, busy, idle, self.now
-            )
-        )
 
-    def plan_actions(self) -> list[Action]:
-        wanted = self._wanted_running()
-        actions: list[Action] = []
-        for name in sorted(self.instances):
-            inst = self.instances[name]
-            desired = Desired.RUNNING if name in wanted else Desired.STOPPED
-            cooling = inst.next_start_at is not None and self.now < inst.next_start_at
-            kind: ActionKind | None = None
-            rule, reason = self._why(inst, desired)
-            if desired == Desired.RUNNING and not cooling:
-                if inst.observed in STOPPED_STATUSES or inst.observed == UNKNOWN:
-                    kind = ActionKind.START
-                elif self._unfinished(inst, ActionKind.START, ("PROVISIONING", "STAGING")):
-                    kind = ActionKind.START  # wait on it again: the attempt budget bounds it
-            elif self._needs_stop(inst) or self._unfinished(inst, ActionKind.STOP, ("STOPPING",)):
-                kind = ActionKind.STOP
-            if desired != inst.desired:
-                inst = replace(inst, desired=desired)
-            if kind is not None:
-                before = inst.last_action
-                inst, action = self._action(inst, kind, rule, reason)
-                if action is not None:
-                    actions.append(action)
-                    fresh = before is None or before.request_id != action.request_id
-                    if kind == ActionKind.START and fresh:
-                        for why in capacity.skipped(self.policy, self.zones, name, self.now):
-                            self.note(Rule.CAPACITY, f"start {name}: {why}", name)
-            self.instances[name] = inst
-        return actions
+def _last_request(d: _Draft, lease: Lease) -> float | None:
+    served = [hb.last_request_at for hb in d.state.heartbeats.values()]
+    return max((t for t in served if t is not None and t >= lease.granted_at), default=None)
 
-    @staticmethod
-    def _unfinished(inst: Instance, kind: ActionKind, statuses: tuple[str, ...]) -> bool:
-        """The last action is ``kind``, its operation never reported DONE (the wait ran
-        out: outcome "retry…"), and the instance still sits in its transitional status."""
-        la = inst.last_action
-        return (
-            inst.observed in statuses
-            and la is not None
-            and la.kind == kind
-            and (la.outcome or "").startswith("retry")
-        )
 
-    def _needs_stop(self, inst: Instance) -> bool:
-        if inst.observed in RUNNING_STATUSES:
-            return True
-        la = inst.last_action
-        return (
-            inst.observed == UNKNOWN
-            and la is not None
-            and la.kind == ActionKind.START
-            and not (la.outcome or "").startswith("capacity")  # refused: never started
-        )
+def _idle_for(d: _Draft, lease: Lease) -> float:
+    """How long the pool has had nothing to do; booting counts as work (a woken VM
+    must live to serve, whatever the keep-alive), the clock starts when it is ready."""
+    if _demand_active(d) or _busy_heartbeats(d):
+        return 0.0
+    if any(_booting(d, i) for i in d.instances.values()):
+        return 0.0
+    marks = [lease.granted_at, lease.active_at or lease.granted_at]
+    marks += [i.running_since for i in d.instances.values() if i.running_since]
+    for hb in d.state.heartbeats.values():
+        marks += [t for t in (hb.last_busy_at, hb.last_request_at) if t is not None]
+        marks += [hb.ready_since] if hb.ready_since is not None else []
+    demand = d.state.demand
+    if demand.updated_at is not None and demand.depth > 0:
+        marks.append(demand.updated_at)
+    return d.now - max(marks)
 
-    def _why(self, inst: Instance, desired: Desired) -> tuple[Rule, str]:
-        """The highest-priority rule that explains the desired status of ``inst``."""
-        for change in reversed(self.changes):
-            if change.instance == inst.name:
-                return change.rule, change.reason
-        if desired == Desired.RUNNING:
-            lease = self.lease
-            assert lease is not None
-            return Rule.LEASE, f"lease epoch {lease.epoch} held by {lease.holder}"
-        if self.blocked is not None:
-            return self.blocked.rule, self.blocked.reason
-        if inst.orphan:
-            return Rule.ORPHAN, f"{inst.name} is labelled for the pool but not configured"
-        for change in reversed(self.changes):
-            if change.instance is None and change.rule != Rule.LEASE:
-                return change.rule, change.reason
-        if self.lease is None:
-            return Rule.NO_LEASE, "no valid lease"
-        return Rule.LEASE, f"not needed under lease epoch {self.lease.epoch}"
 
-    def _action(
-        self, inst: Instance, kind: ActionKind, rule: Rule, reason: str
-    ) -> tuple[Instance, Action | None]:
-        la = inst.last_action
-        if la is not None and la.kind == kind and la.outcome is None:
-            # Observed unchanged after it was issued: its call died with its process.
-            lost = self.observed_at is not None and la.issued_at < self.observed_at
-            if not lost and self.now - la.issued_at < self.policy.action_retry_s:
-                return inst, None  # in flight: its executor is on it
-            return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
-        if la is not None and la.kind == kind and (la.outcome or "").startswith("retry"):
-            wait = self.policy.action_retry_s * 2 ** max(0, la.attempts - 1)
-            if self.now - la.issued_at < wait:
-                return inst, None
-            return self._issue(inst, la.epoch, la.request_id, kind, rule, reason, la.attempts)
-        if inst.error and kind == ActionKind.START:
-            return inst, None
-        epoch = self.bump_epoch()
-        rid = request_id(self.state.pool, inst.name, epoch, kind)
-        return self._issue(inst, epoch, rid, kind, rule, reason, 0)
+# --- from desired state to actions --------------------------------------------------
 
-    def _issue(
-        self,
-        inst: Instance,
-        epoch: int,
-        rid: str,
-        kind: ActionKind,
-        rule: Rule,
-        reason: str,
-        attempts: int,
-    ) -> tuple[Instance, Action]:
-        record = ActionRecord(
-            kind, epoch, rid, self.now, f"{rule.value}: {reason}", attempts=attempts
-        )
-        zone = self.policy.placement(inst.name).zone
-        action = Action(kind, self.state.pool, inst.name, zone, epoch, rid, rule, reason)
-        return replace(inst, last_action=record), action
+
+def _plan(d: _Draft, wanted: set[str]) -> list[Action]:
+    """Each instance's desired state, the rule behind it, and the call it needs now."""
+    planned: list[Action] = []
+    for name in sorted(d.instances):
+        inst = d.instances[name]
+        desired = Desired.RUNNING if name in wanted else Desired.STOPPED
+        why = d.why.get(name) or _why(d, inst, desired)
+        d.why[name] = why
+        kind = actions.needed(inst, desired, _cooling(d, inst))
+        if desired != inst.desired:
+            inst = replace(inst, desired=desired)
+        if kind is not None:
+            before = inst.last_action
+            inst, action = _act(d, inst, kind, why)
+            if action is not None:
+                planned.append(action)
+                fresh = before is None or before.request_id != action.request_id
+                if kind == ActionKind.START and fresh:
+                    for skipped in capacity.skipped(d.policy, d.zones, name, d.now):
+                        d.note(Rule.CAPACITY, f"start {name}: {skipped}", name)
+        d.instances[name] = inst
+    return planned
+
+
+def _why(d: _Draft, inst: Instance, desired: Desired) -> Change:
+    """The rule behind ``inst``'s desired state when no instance rule (5, 7, 8) named it."""
+    name = inst.name
+    if desired == Desired.RUNNING:
+        assert d.lease is not None
+        return Change(Rule.LEASE, f"lease epoch {d.lease.epoch} held by {d.lease.holder}", name)
+    if d.blocked is not None:
+        return replace(d.blocked, instance=name)
+    if inst.orphan:
+        return Change(Rule.ORPHAN, f"{name} is labelled for the pool but not configured", name)
+    if d.released is not None:
+        return replace(d.released, instance=name)
+    if d.lease is None:
+        return Change(Rule.NO_LEASE, "no valid lease", name)
+    return Change(Rule.LEASE, f"not needed under lease epoch {d.lease.epoch}", name)
+
+
+def _act(
+    d: _Draft, inst: Instance, kind: ActionKind, why: Change
+) -> tuple[Instance, Action | None]:
+    """The action of ``kind`` on ``inst`` to send now, if any (domain/actions.py)."""
+    step = actions.next_step(inst, kind, d.policy, d.now, d.observed_at)
+    if step == Step.WAIT:
+        return inst, None
+    la = inst.last_action
+    if step == Step.RESEND:
+        assert la is not None
+        epoch, rid, attempts = la.epoch, la.request_id, la.attempts
+    else:
+        epoch, attempts = d.bump_epoch(), 0
+        rid = request_id(d.state.pool, inst.name, epoch, kind)
+    zone = d.policy.placement(inst.name).zone
+    action = Action(kind, d.state.pool, inst.name, zone, epoch, rid, why.rule, why.reason)
+    return actions.issue(inst, action, d.now, attempts), action

@@ -13,19 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from .actions import settle_observed, unanswered_start
 from .heartbeats import is_busy
 from .keepalive import record_gap
 from .ledger import accrue
 from .model import (
     BILLED_STATUSES,
     MISSING,
-    STOPPED_STATUSES,
     UNKNOWN,
-    ActionKind,
-    ActionRecord,
     Change,
     Demand,
     Heartbeat,
+    Holder,
     Instance,
     KillSwitch,
     LeaseRequest,
@@ -48,7 +47,7 @@ class Fact:
 
 # --- facts about one pool ------------------------------------------------------------
 
-OPERATOR = "operator"  # the holder of an operator's start (the control topic)
+OPERATOR = Holder.OPERATOR  # the holder of an operator's start (the control topic)
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class RunRequested(Fact):
     """Cycle window, wake-on-request, operator start: ask for (or extend) the lease."""
 
     pool: str
-    holder: str
+    holder: Holder
     reason: str
     duration_s: float
 
@@ -163,7 +162,7 @@ def apply_fact(
             state = replace(state, operator_run_at=max(fact.at, state.operator_run_at or 0.0))
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
         state = replace(state, requests=(*state.requests, request))
-        if fact.holder == "wake":
+        if fact.holder == Holder.WAKE:
             state = activity_resumed(state, fact.at)
         return state, ()
     if isinstance(fact, QueueDepthObserved):
@@ -290,7 +289,7 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
     running_since = instance.running_since
     if status in _RUNNING:
         if running_since is None:
-            running_since = min(at, _unanswered_start(instance.last_action, at))
+            running_since = min(at, unanswered_start(instance.last_action, at))
     elif status not in BILLED_STATUSES and status != UNKNOWN:
         running_since = None  # STOPPING is still billed: it keeps its running_since
     return replace(
@@ -299,28 +298,5 @@ def observed(instance: Instance, status: str, at: float) -> Instance:
         observed_at=at,
         running_since=running_since,
         warm=instance.warm or status == "RUNNING",
-        last_action=_settled(instance.last_action, status, at),
+        last_action=settle_observed(instance.last_action, status, at),
     )
-
-
-def _unanswered_start(record: ActionRecord | None, at: float) -> float:
-    """When an unanswered start was sent (its answer lost: the VM may have run since then,
-    so the ledger and the caps charge it from then), else ``at``."""
-    if record is None or record.kind != ActionKind.START or record.issued_at >= at:
-        return at
-    if record.outcome is not None and not record.outcome.startswith("retry"):
-        return at
-    return record.issued_at
-
-
-def _settled(record: ActionRecord | None, status: str, at: float) -> ActionRecord | None:
-    """An unfinished action whose effect is observed after it was issued is done: its
-    request id is spent, and must never be re-sent for a later, different need."""
-    if record is None or at <= record.issued_at:
-        return record
-    if record.outcome is not None and not record.outcome.startswith("retry"):
-        return record
-    # A start is done when the VM runs, not while it sits in PROVISIONING/STAGING: an
-    # operation stuck there must keep counting attempts (decide re-sends it, bounded).
-    reached = status in (("RUNNING",) if record.kind == ActionKind.START else STOPPED_STATUSES)
-    return replace(record, outcome="done (observed)") if reached else record

@@ -11,11 +11,26 @@ before another committed — charges nothing, and periods only roll forward).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from .model import BILLED_STATUSES, Instance, Ledger, PoolPolicy
+
+
+class CapPeriod(StrEnum):
+    DAY = "daily"
+    MONTH = "monthly"
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A spend cap reached: the period it bounds (a pause lifts when that period rolls
+    over) and why, in words (``PoolState.paused``)."""
+
+    period: CapPeriod
+    reason: str
 
 
 def period_keys(now: float, timezone: str) -> tuple[str, str]:
@@ -88,17 +103,19 @@ def accrue(
 
 def cap_reached(
     ledger: Ledger, daily_cap: float | None, monthly_cap: float | None, ahead: float = 0.0
-) -> str | None:
-    """Why spend is capped, or None. ``ahead``: what will be spent before the next look
-    that a pause now would not save anyway (it is counted as already spent)."""
+) -> Cap | None:
+    """The cap that stops spend, or None. ``ahead``: what will be spent before the next
+    look that a pause now would not save anyway (it is counted as already spent)."""
     if daily_cap is not None and ledger.day_usd + ahead >= daily_cap:
-        return f"daily cap {daily_cap:.2f} reached ({ledger.day_usd:.2f} on {ledger.day})"
+        why = f"daily cap {daily_cap:.2f} reached ({ledger.day_usd:.2f} on {ledger.day})"
+        return Cap(CapPeriod.DAY, why)
     if monthly_cap is not None and ledger.month_usd + ahead >= monthly_cap:
-        return f"monthly cap {monthly_cap:.2f} reached ({ledger.month_usd:.2f} in {ledger.month})"
+        why = f"monthly cap {monthly_cap:.2f} reached ({ledger.month_usd:.2f} in {ledger.month})"
+        return Cap(CapPeriod.MONTH, why)
     return None
 
 
-def pool_cap_reached(ledger: Ledger, policy: PoolPolicy) -> str | None:
+def pool_cap_reached(ledger: Ledger, policy: PoolPolicy) -> Cap | None:
     """Why the pool's own caps pause it now (rule 2), or None. Until the next tick every
     instance of the pool may spend: it pauses early enough that a cap is overrun by at
     most one tick of ONE instance (DESIGN.md §4), however many run."""

@@ -52,6 +52,38 @@ class Rule(StrEnum):
     CAPACITY = "capacity"
 
 
+class Holder(StrEnum):
+    """Who asked for the lease a pool holds (``Lease.holder``, ``LeaseRequest.holder``)."""
+
+    CYCLE = "cycle"  # a scheduled run window
+    WAKE = "wake"  # a request waiting at the gateway (or the simulator's)
+    QUEUE = "queue"  # queued work at or above the pool's threshold
+    OPERATOR = "operator"  # an operator's start on the control topic
+
+
+class KillSource(StrEnum):
+    """Who engaged the kill switch (``KillSwitch.source``)."""
+
+    OPERATOR = "operator"  # a person: control topic, yoyoctl or the console
+    BUDGET = "budget"  # a budget notification (domain/budget.py)
+
+
+BUDGET_KILL = "budget:"  # how a budget kill's reason begins (domain/budget.py)
+
+
+class OutcomeKind(StrEnum):
+    """What became of an action (``ActionRecord.outcome``; None while in flight)."""
+
+    DONE = "done"  # Compute reported the operation done
+    OBSERVED = "done (observed)"  # its effect was observed after it was issued
+    SUPERSEDED = "superseded"  # done, then a restart (rule 5 or 8) began: spent
+    SKIPPED = "skipped"  # not called (the kill switch was engaged at the last look)
+    RETRY = "retry"  # a temporary failure: re-sent with the same request id
+    CAPACITY = "capacity"  # refused for capacity: the zone backs off
+    ERROR = "error"  # a permanent failure (or the attempts ran out)
+    NOT_FOUND = "not found"  # the instance does not exist
+
+
 # Provisioning models of an instance (PoolPolicy.placements): spot instances serve
 # demand; standard ones are the fallback, started only when spot has been refused in
 # every zone for ``fallback_after_s`` (domain/capacity.py).
@@ -153,12 +185,18 @@ class KillSwitch:
     at: float | None = None
     changed_at: float | None = field(default=None, compare=False)
 
+    @property
+    def source(self) -> KillSource:
+        """A budget kill says so in its reason (the document a person may write holds
+        only ``{engaged, reason, by, at}``)."""
+        return KillSource.BUDGET if self.reason.startswith(BUDGET_KILL) else KillSource.OPERATOR
+
 
 @dataclass(frozen=True)
 class Lease:
     """The single lifecycle owner: VMs of the pool may run only while it is valid."""
 
-    holder: str
+    holder: Holder
     reasons: tuple[str, ...]
     epoch: int
     granted_at: float
@@ -177,7 +215,7 @@ class Lease:
 class LeaseRequest:
     """A trigger's wish for a run window; decide() grants or extends the lease."""
 
-    holder: str
+    holder: Holder
     reason: str
     until: float
 
@@ -191,8 +229,22 @@ class ActionRecord:
     request_id: str
     issued_at: float
     reason: str
-    outcome: str | None = None  # None while in flight; "done", "skipped: …" or "error: …"
+    outcome: OutcomeKind | None = None  # None while in flight (domain/actions.py)
     attempts: int = 0
+    detail: str = ""  # what Compute said (the outcome's message), or the restart's rule
+
+    @property
+    def said(self) -> str | None:
+        """The outcome in one line, as the event log and the status page show it."""
+        if self.outcome is None:
+            return None
+        if self.outcome in (OutcomeKind.DONE, OutcomeKind.OBSERVED):
+            return self.outcome.value
+        if self.outcome == OutcomeKind.SUPERSEDED:
+            return f"done; then {self.detail}"
+        if self.outcome == OutcomeKind.NOT_FOUND:
+            return f"error: not found: {self.detail}"
+        return f"{self.outcome.value}: {self.detail}"
 
 
 @dataclass(frozen=True)

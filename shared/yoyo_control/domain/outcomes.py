@@ -18,12 +18,15 @@ from dataclasses import replace
 from enum import StrEnum
 
 from . import capacity
+from .actions import pending
 from .facts import observed
 from .ledger import accrue
-from .model import MISSING, Action, ActionKind, PoolPolicy, PoolState
+from .model import MISSING, Action, ActionKind, OutcomeKind, PoolPolicy, PoolState
 
 
 class Outcome(StrEnum):
+    """What the executor reports of a call (the record keeps an ``OutcomeKind``)."""
+
     DONE = "done"
     SKIPPED = "skipped"
     TEMPORARY = "retry"
@@ -53,7 +56,7 @@ def record_outcome(
     la = inst.last_action
     if la.request_id != action.request_id:
         return state, False
-    if outcome in (Outcome.CAPACITY, Outcome.TEMPORARY) and _settled(la.outcome):
+    if outcome in (Outcome.CAPACITY, Outcome.TEMPORARY) and not pending(la):
         return state, False  # the same operation answered a re-sent request: counted once
     if outcome in (Outcome.DONE, Outcome.NOT_FOUND):
         ledger = accrue(state.ledger, state.instances.values(), policy.prices, now, policy.timezone)
@@ -61,37 +64,33 @@ def record_outcome(
     if outcome == Outcome.DONE:
         status = seen or ("RUNNING" if action.kind == ActionKind.START else "TERMINATED")
         inst = observed(inst, status, now)
-        la = replace(la, outcome="done")
+        la = replace(la, outcome=OutcomeKind.DONE, detail="")
         if action.kind == ActionKind.START:
             where = capacity.key(policy.placement(action.instance))
             state = replace(state, zones=capacity.started(state.zones, where))
     elif outcome == Outcome.SKIPPED:
-        la = replace(la, outcome=f"skipped: {detail}")
+        la = replace(la, outcome=OutcomeKind.SKIPPED, detail=detail)
     elif outcome == Outcome.TEMPORARY:
         attempts = la.attempts + 1
         if attempts >= policy.max_action_attempts:
             message = f"gave up after {attempts} attempts: {detail}"
-            la = replace(la, outcome=f"error: {message}", attempts=attempts)
+            la = replace(la, outcome=OutcomeKind.ERROR, detail=message, attempts=attempts)
             inst = replace(inst, error=message)
         else:
-            la = replace(la, outcome=f"retry: {detail}", attempts=attempts, issued_at=now)
+            retry = OutcomeKind.RETRY
+            la = replace(la, outcome=retry, detail=detail, attempts=attempts, issued_at=now)
     elif outcome == Outcome.CAPACITY:
-        la = replace(la, outcome=f"capacity: {detail}")
+        la = replace(la, outcome=OutcomeKind.CAPACITY, detail=detail)
         where = capacity.key(policy.placement(action.instance))
         zones = capacity.refused(state.zones, where, detail, policy, now)
         state = replace(state, zones=zones)
     elif outcome == Outcome.NOT_FOUND:
         inst = replace(observed(inst, MISSING, now), error=f"not found: {detail}")
-        la = replace(la, outcome=f"error: not found: {detail}")
+        la = replace(la, outcome=OutcomeKind.NOT_FOUND, detail=detail)
     else:
-        la = replace(la, outcome=f"error: {detail}")
+        la = replace(la, outcome=OutcomeKind.ERROR, detail=detail)
         if action.kind == ActionKind.START:
             inst = replace(inst, error=detail)
     instances = dict(state.instances)
     instances[action.instance] = replace(inst, last_action=la)
     return replace(state, instances=instances, updated_at=now), True
-
-
-def _settled(outcome: str | None) -> bool:
-    """The action's outcome is final (anything but in flight or awaiting a retry)."""
-    return outcome is not None and not outcome.startswith(Outcome.TEMPORARY.value)

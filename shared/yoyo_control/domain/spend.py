@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from .ledger import accrue, period_keys
+from .ledger import Cap, CapPeriod, accrue, period_keys
 from .model import BILLED_STATUSES, Ledger, PoolPolicy, PoolState
 
 
@@ -69,20 +69,22 @@ def others(
     return Spend(day, month, day_usd, month_usd, daily_cap_usd, monthly_cap_usd)
 
 
-def overall_cap_reached(own: Ledger, spend: Spend) -> str | None:
-    """Why the overall caps pause every pool, or None. ``own`` is already accrued."""
+def overall_cap_reached(own: Ledger, spend: Spend) -> Cap | None:
+    """The overall cap that pauses every pool, or None. ``own`` is already accrued."""
     if not spend.capped:
         return None
     day_total = own.day_usd + (spend.day_usd if spend.day == own.day else 0.0)
     month_total = own.month_usd + (spend.month_usd if spend.month == own.month else 0.0)
     cap = spend.daily_cap_usd
     if cap is not None and day_total >= cap:
-        return f"overall daily cap {cap:.2f} reached ({day_total:.2f} across pools on {own.day})"
+        why = f"overall daily cap {cap:.2f} reached ({day_total:.2f} across pools on {own.day})"
+        return Cap(CapPeriod.DAY, why)
     cap = spend.monthly_cap_usd
     if cap is not None and month_total >= cap:
-        return (
+        why = (
             f"overall monthly cap {cap:.2f} reached ({month_total:.2f} across pools in {own.month})"
         )
+        return Cap(CapPeriod.MONTH, why)
     return None
 
 

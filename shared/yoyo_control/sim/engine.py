@@ -49,7 +49,7 @@ from ..config import Config
 from ..domain import keepalive, spend
 from ..domain.facts import Fact, HeartbeatReceived, QueueDepthObserved, RunRequested, Tick
 from ..domain.keepalive import GapHistogram
-from ..domain.model import Heartbeat
+from ..domain.model import Heartbeat, Holder
 from ..errors import InvalidMessage, TemporaryError
 from ..ports import Store
 from ..service import Service
@@ -258,7 +258,7 @@ class Simulation:
             self._mid("cycle"),
             self.queue.now(),
             self.params.pool,
-            holder="cycle",
+            holder=Holder.CYCLE,
             reason=f"keep-alive window ({self.policy.name})",
             duration_s=duration_s + overlap,
         )
@@ -304,7 +304,7 @@ class Simulation:
             self._mid("wake"),
             now,
             self.params.pool,
-            holder="wake",
+            holder=Holder.WAKE,
             reason=f"{len(self.waiting)} request(s) waiting",
             duration_s=self.params.lease_s,
         )
