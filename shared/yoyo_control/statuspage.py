@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .config import Config
 from .domain import killswitch
+from .domain.heartbeats import is_busy
 from .domain.model import RUNNING_STATUSES, Lease, PoolPolicy, PoolState
 from .gateway.coldstarts import ColdStart, cold_starts, histogram
 from .ports import Event, Store
@@ -235,7 +236,7 @@ def _pool_view(
         la = inst.last_action if inst else None
         beat = "—"
         if hb is not None:
-            load = "busy" if hb.busy or hb.running or hb.waiting else "idle"
+            load = "busy" if is_busy(hb) else "idle"
             beat = (
                 f"{_ago(now, hb.received_at)} · {load} ({hb.running} running, {hb.waiting} waiting)"
             )
