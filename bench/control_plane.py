@@ -19,7 +19,6 @@ latencies are a local lower bound, not production's.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control import logs
 from yoyo_control.adapters.clock import SystemClock
@@ -220,16 +219,11 @@ def section(cycles_sqlite: int, cycles_firestore: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--cycles-sqlite", type=int, default=300)
     p.add_argument("--cycles-firestore", type=int, default=60)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    body = section(args.cycles_sqlite, args.cycles_firestore)
-    print(body)
-    if args.write:
-        write_section("control-plane", body)
-    return 0
+    return report("control-plane", section(args.cycles_sqlite, args.cycles_firestore), args.write)
 
 
 if __name__ == "__main__":

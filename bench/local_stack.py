@@ -25,7 +25,6 @@ Local settings are the embedded default's (config.DEFAULT_LOCAL: tick 2 s, heart
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -40,7 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
@@ -325,16 +324,11 @@ def section(kills: int, idles: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--idles", type=int, default=12)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    body = section(args.kills, args.idles)
-    print(body)
-    if args.write:
-        write_section("local-stack", body)
-    return 0
+    return report("local-stack", section(args.kills, args.idles), args.write)
 
 
 if __name__ == "__main__":
