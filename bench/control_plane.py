@@ -42,7 +42,7 @@ from yoyo_control.domain.facts import (
     Tick,
 )
 from yoyo_control.domain.model import Heartbeat, PoolPolicy
-from yoyo_control.ports import ObservedInstance, Store
+from yoyo_control.ports import Store
 from yoyo_control.service import Service
 from yoyo_control.sim.engine import percentile
 from yoyo_control.sim.report import markdown
@@ -50,25 +50,6 @@ from yoyo_control.sim.report import markdown
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 POOL, VM = "bench", "bench-0"
-
-
-class InstantCompute:
-    """Compute Engine whose operations have finished by the time the call returns."""
-
-    def __init__(self) -> None:
-        self.status = {VM: "TERMINATED"}
-
-    def list_instances(self, pool: str, zone: str) -> list[ObservedInstance]:
-        return [ObservedInstance(n, s, {"yoyo-pool": pool}) for n, s in self.status.items()]
-
-    def get(self, zone: str, instance: str) -> ObservedInstance:
-        return ObservedInstance(instance, self.status[instance])
-
-    def start(self, zone: str, instance: str, request_id: str) -> None:
-        self.status[instance] = "RUNNING"
-
-    def stop(self, zone: str, instance: str, request_id: str) -> None:
-        self.status[instance] = "TERMINATED"
 
 
 def cycle(i: int, now: Callable[[], float]) -> Iterator[tuple[str, Fact]]:
@@ -98,7 +79,11 @@ class _Null:
 def measure(store: Store, cycles: int, warmup: int = 5) -> dict[str, Any]:
     clock = SystemClock()
     policy = PoolPolicy(pool=POOL, zone="z", instances=(VM,), hourly_price_usd=0.7)
-    service = Service(store, InstantCompute(), clock, Config(pools={POOL: policy}))
+    from fakes import FakeCompute  # tests/fakes.py: operations done when the call returns
+
+    compute = FakeCompute()
+    compute.add(POOL, VM)
+    service = Service(store, compute, clock, Config(pools={POOL: policy}))
     by_kind: dict[str, list[float]] = {}
     total = 0.0
     events = 0
