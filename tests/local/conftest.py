@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from polling import eventually
+
 YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
 
 
@@ -107,12 +109,10 @@ class Stack:
         return str(self.status()["instances"][0]["vm"])
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.log()}")
+        try:
+            eventually(predicate, what, timeout, every_s=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log()}") from None
 
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace")
