@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,18 +45,13 @@ from yoyo_control.domain.model import KillSwitch
 from yoyo_control.gateway.auth import VLLM_KEY_FILE
 from yoyo_control.local import http
 from yoyo_control.local.compute import InstanceTable
+from yoyo_control.local.emulators import free_port
 from yoyo_control.sim.engine import percentile
 from yoyo_control.sim.report import markdown
 
 YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
 IDLE_TIMEOUT_S = 10.0
 TICK_INTERVAL_S = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(state_dir: Path) -> dict[str, Any]:

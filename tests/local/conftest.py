@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,10 @@ from typing import Any
 
 import pytest
 
+from emulators import free_port
 from polling import eventually
 
 YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stack_config(state_dir: Path, port: int) -> dict[str, Any]:
