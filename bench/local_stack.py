@@ -40,10 +40,10 @@ from typing import Any
 
 from _results import machine, parser, report
 
+from yoyo_control import jsonhttp as http
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.gateway.auth import VLLM_KEY_FILE
-from yoyo_control.local import http
 from yoyo_control.local.compute import InstanceTable
 from yoyo_control.local.emulators import free_port
 from yoyo_control.sim.engine import percentile

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 from . import names
 from .config import Config, load_config
 from .errors import ConfigError
-from .ports import Clock, Compute, IdentityVerifier, Publisher, Storage, Store
+from .ports import Clock, Compute, IdentityVerifier, Publisher, Scheduler, Storage, Store
 from .service import Service
 
 if TYPE_CHECKING:
     from .batch.service import BatchService
     from .gateway.app import Gateway
+    from .local.operator import Operator
 
 _lock = threading.Lock()
 _service: Service | None = None
@@ -60,6 +61,39 @@ def build_publisher(config: Config) -> Publisher:
     from .local.bus import LocalBusPublisher
 
     return LocalBusPublisher.from_config(config)
+
+
+def build_scheduler(config: Config, publisher: Publisher) -> Scheduler:
+    """The cycle and tick jobs: Cloud Scheduler's on gcp, else the local stack's (its
+    cycles published with ``publisher``)."""
+    if config.backend == "gcp":
+        from .adapters.cloud_scheduler import CloudScheduler
+
+        return CloudScheduler(config.project, config.region, config.topic_prefix)
+    from .local.scheduler import Scheduler as LocalScheduler
+
+    return LocalScheduler(config, publisher)
+
+
+def operator_config(find_running_stack: bool = True) -> Config:
+    """The configuration as ``yoyoctl`` uses it: on the local backend, that of the running
+    stack it names (its state directory and emulators), if one runs."""
+    config = load_config()
+    if find_running_stack and config.backend == "local":
+        from .local.operator import adopt_running_stack
+
+        return adopt_running_stack(config)
+    return config
+
+
+def local_operator(config: Config) -> Operator | None:
+    """What an operator does to the local stack directly (its VMs' table, keys, zones,
+    ``local up``); None on gcp, which has no such stack."""
+    if config.backend != "local":
+        return None
+    from .local.operator import Operator
+
+    return Operator(config)
 
 
 def build_storage(config: Config) -> Storage:

@@ -151,6 +151,11 @@ def _duration(value: object, what: str) -> float:
     return seconds
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as messages carry it (``"for"``, ``"window"``): ``30m``, or ``45s``."""
+    return f"{int(seconds // 60)}m" if seconds % 60 == 0 else f"{int(seconds)}s"
+
+
 def _text(
     raw: Mapping[str, Any], key: str, what: str, *, default: str | None = None, limit: int = 200
 ) -> str:

@@ -174,3 +174,38 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
         ...
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One scheduler job as an operator reads it (``yoyoctl schedule``)."""
+
+    job: str  # its short name
+    schedule: str  # a cron expression, or "every 0.5s" for the local stack's fast tick
+    time_zone: str
+    state: str  # ENABLED, PAUSED, …
+    next_at: float | None
+    last_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CycleRun:
+    """A pool's cycle run now: a scheduler job forced (``job``), or its message published
+    directly (``window`` and ``message_id``)."""
+
+    pool: str
+    job: str = ""
+    window: str = ""
+    message_id: str = ""
+
+
+class Scheduler(Protocol):
+    """The cycle and tick jobs: Cloud Scheduler's, or the local stack's own."""
+
+    def list_jobs(self, now: float) -> list[ScheduledJob]:
+        """This deployment's jobs, with their next fire time after ``now``."""
+        ...
+
+    def run_cycle(self, pool: str) -> CycleRun:
+        """Run the pool's cycle now, as its scheduled job would."""
+        ...

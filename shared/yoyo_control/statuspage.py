@@ -6,7 +6,8 @@ lease and deadline, spend (the real-time ledger), its instances (desired/observe
 last heartbeat, last action), and an inline-SVG timeline of each instance's running
 intervals (from the event log's action and decision events) with the decisions and their
 reasons, and a histogram of the gateway's cold starts (how long requests were held). The
-HTML is the Jinja2 template ``templates/status.html``; this module computes what it shows.
+HTML is the Jinja2 template ``templates/status.html``; the pools are statusview's view model
+(``yoyoctl status`` shows the same), and this module adds what only the page draws.
 
 Invariants: read-only (store reads only); every text from the store is HTML-escaped (the
 template is autoescaped); no script and no external resource (a meta refresh reloads it
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, overload
 
@@ -26,11 +26,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .config import Config
 from .domain import killswitch
-from .domain.heartbeats import is_busy
-from .domain.model import RUNNING_STATUSES, Lease, PoolPolicy, PoolState
-from .gateway.coldstarts import ColdStart, cold_starts, histogram
+from .domain.model import RUNNING_STATUSES, PoolState
+from .domain.timetext import clock, relative, span
+from .gateway.coldstarts import histogram
 from .ports import Event, Store
 from .service import Service
+from .statusview import PoolView, status_view
 
 REFRESH_S = 5
 MIN_SPAN_S = 120.0
@@ -45,30 +46,6 @@ class Interval:
     start: float
     end: float | None
     why: str
-
-
-def _clock(at: float | None) -> str:
-    if at is None:
-        return "—"
-    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S")
-
-
-def _ago(now: float, at: float | None) -> str:
-    if at is None:
-        return "never"
-    delta = now - at
-    if delta < 0:
-        return f"in {_span(-delta)}"
-    return f"{_span(delta)} ago"
-
-
-def _span(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def intervals(events: list[Event], state: PoolState, now: float) -> list[Interval]:
@@ -154,11 +131,11 @@ def _timeline(
     starts = [i.start for i in spans] + [d.at for d in decisions]
     begin = min(starts) if starts else now - MIN_SPAN_S
     begin = max(now - MAX_SPAN_S, min(begin - 5, now - MIN_SPAN_S))
-    span = now - begin
+    width = now - begin
     plot_w = _W - _LABEL_W - 10
 
     def x(at: float) -> float:
-        return _LABEL_W + max(0.0, min(1.0, (at - begin) / span)) * plot_w
+        return _LABEL_W + max(0.0, min(1.0, (at - begin) / width)) * plot_w
 
     labels = [*instances, "decisions"]
     bars = []
@@ -168,16 +145,16 @@ def _timeline(
         end = interval.end if interval.end is not None else now
         x0, x1 = x(interval.start), x(end)
         title = (
-            f"{interval.instance} running {_clock(interval.start)}–"
-            f"{_clock(interval.end) if interval.end else 'now'} ({_span(end - interval.start)}): "
+            f"{interval.instance} running {clock(interval.start)}–"
+            f"{clock(interval.end) if interval.end else 'now'} ({span(end - interval.start)}): "
             f"{interval.why}"
         )
         y = instances.index(interval.instance) * _ROW_H + 4
         bars.append(_Bar(x0, y, max(2.0, x1 - x0), interval.end is None, title))
-    marks = [_Mark(x(d.at), _is_stopping(d), f"{_clock(d.at)} {d.reason}") for d in decisions]
+    marks = [_Mark(x(d.at), _is_stopping(d), f"{clock(d.at)} {d.reason}") for d in decisions]
     ticks = []
     for k in range(5):
-        at = begin + span * k / 4
+        at = begin + width * k / 4
         ticks.append(_AxisTick(x(at), "start" if k == 0 else "end" if k == 4 else "middle", at))
     return _Timeline(
         begin=begin,
@@ -208,68 +185,50 @@ class _InstanceRow:
 
 
 @dataclass(frozen=True)
-class _PoolView:
-    name: str
-    state: PoolState
-    lease: Lease | None  # only while valid
-    running: int
-    prices: str
+class _PoolPage:
+    """One pool's section: its view (statusview.PoolView) and what only the page draws."""
+
+    view: PoolView
     timeline: _Timeline
     rows: list[_InstanceRow]
-    cold_starts: list[ColdStart]
     histogram: list[tuple[str, int]]
     histogram_top: int
     recent: list[Event]  # newest first
 
 
-def _pool_view(
-    store: Store, config: Config, pool: str, events: list[Event], now: float
-) -> _PoolView:
-    state = store.get_pool(pool)
-    policy = config.policy(pool)
-    mine = [e for e in events if e.pool == pool]
-    decisions = [e for e in mine if e.kind == "decision" and e.reason]
+def _pool_page(view: PoolView, events: list[Event], now: float) -> _PoolPage:
     rows = []
-    for name in policy.instances:
-        inst = state.instances.get(name)
-        hb = state.heartbeats.get(name)
-        la = inst.last_action if inst else None
+    for inst in view.instances:
+        hb, la = inst.heartbeat, inst.last_action
         beat = "—"
         if hb is not None:
-            load = "busy" if is_busy(hb) else "idle"
             beat = (
-                f"{_ago(now, hb.received_at)} · {load} ({hb.running} running, {hb.waiting} waiting)"
+                f"{relative(now, hb.received_at)} · {inst.load} "
+                f"({hb.running} running, {hb.waiting} waiting)"
             )
         action = "—"
         if la is not None:
-            action = f"{la.kind} at {_clock(la.issued_at)}: {la.outcome or 'in flight'}"
-        observed = inst.observed if inst else "UNKNOWN"
+            action = f"{la.kind} at {clock(la.issued_at)}: {la.outcome or 'in flight'}"
         rows.append(
             _InstanceRow(
-                name=name,
-                desired=inst.desired if inst else "STOPPED",
-                observed=observed,
-                running=observed in RUNNING_STATUSES,
+                name=inst.name,
+                desired=inst.desired,
+                observed=inst.observed,
+                running=inst.running,
                 beat=beat,
                 action=action,
-                error=(inst.error or "") if inst else "",
+                error=inst.error or "",
             )
         )
-    starts = cold_starts(mine)
-    buckets = histogram([c.held_s for c in starts]) if starts else []
-    lease = state.lease
-    return _PoolView(
-        name=pool,
-        state=state,
-        lease=lease if lease is not None and lease.valid(now) else None,
-        running=sum(1 for i in state.instances.values() if i.observed in RUNNING_STATUSES),
-        prices=_prices(policy),
-        timeline=_timeline(list(policy.instances), intervals(mine, state, now), decisions, now),
+    buckets = histogram([c.held_s for c in view.cold_starts]) if view.cold_starts else []
+    spans = intervals(events, view.state, now)
+    return _PoolPage(
+        view=view,
+        timeline=_timeline(list(view.policy.instances), spans, view.decisions, now),
         rows=rows,
-        cold_starts=starts,
         histogram=buckets,
         histogram_top=max((count for _, count in buckets), default=0) or 1,
-        recent=list(reversed(decisions[-12:])),
+        recent=list(reversed(view.decisions[-12:])),
     )
 
 
@@ -303,23 +262,17 @@ def render_html(
         store = source
     if now is None:
         now = time.time()
-    kill = store.get_kill()
     events = store.events(since=now - MAX_SPAN_S, limit=2000)
+    by_pool = {pool: [e for e in events if e.pool == pool] for pool in config.pools}
+    view = status_view(store, config, now, by_pool.__getitem__)
+    kill = view.kill
     return _PAGES.get_template("status.html").render(
         refresh_s=REFRESH_S,
         config=config,
         now=now,
         kill=kill,
         kill_banner=killswitch.banner(kill) if kill.engaged else "",
-        pools=[_pool_view(store, config, pool, events, now) for pool in config.pools],
-        clock=_clock,
-        ago=partial(_ago, now),
+        pools=[_pool_page(v, by_pool[v.name], now) for v in view.pools],
+        clock=clock,
+        ago=partial(relative, now),
     )
-
-
-def _prices(policy: PoolPolicy) -> str:
-    """The ledger's hourly prices: one for the pool, or each VM's own range."""
-    prices = sorted(set(policy.prices.values())) or [policy.hourly_price_usd]
-    if len(prices) == 1:
-        return f"${prices[0]:.2f}/h per VM"
-    return f"${prices[0]:.2f}–${prices[-1]:.2f}/h, each VM at its own price"

@@ -164,9 +164,10 @@ def _cli_with_clock(monkeypatch, seconds: float, *argv: str) -> None:
     from types import SimpleNamespace
 
     from yoyo_control import cli
+    from yoyo_control.cli import killswitch
 
     clock = {name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")}
-    monkeypatch.setattr(cli, "time", SimpleNamespace(**{**clock, "time": lambda: seconds}))
+    monkeypatch.setattr(killswitch, "time", SimpleNamespace(**{**clock, "time": lambda: seconds}))
     assert cli.main([*argv, "--yes"]) == 0
 
 

@@ -140,7 +140,7 @@ def test_rest_publish_pull_ack_with_attribute_filter_and_drained_signal(serve) -
     publisher = LocalBusPublisher(url, "p")
     publisher.publish("work", b"for a", pool="a")
     publisher.publish("work", b"for b", pool="b")
-    from yoyo_control.local import http
+    from yoyo_control import jsonhttp as http
 
     base = f"{url}/v1/projects/p/subscriptions/work-a"
     _, doc = http.post_json(f"{base}:pull", {"maxMessages": 5})

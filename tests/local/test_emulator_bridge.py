@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 import emulators as test_emulators
+from yoyo_control import jsonhttp as http
 from yoyo_control import names
 from yoyo_control.config import parse_config
 from yoyo_control.errors import ConfigError
 from yoyo_control.local import bridge as bridge_module
-from yoyo_control.local import emulators, http
+from yoyo_control.local import emulators
 from yoyo_control.local.bridge import IDLE_POLL_MAX_S, Bridge
 
 IDLE_S = 3.0

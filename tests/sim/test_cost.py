@@ -1,4 +1,4 @@
-"""``yoyoctl cost``'s report (sim/cost.py): spend, caps, projections, pauses, kills."""
+"""``yoyoctl cost``'s report (cli/cost.py): spend, caps, projections, pauses, kills."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from yoyo_control.cli.cost import cost_report
 from yoyo_control.config import parse_config
 from yoyo_control.domain.decide import decide
 from yoyo_control.domain.model import Desired, Instance, KillSwitch, Ledger, PoolState
-from yoyo_control.sim import cost_report
 from yoyo_control.sim.memory_store import MemoryStore
 
 TZ = "Europe/Berlin"

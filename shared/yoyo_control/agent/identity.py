@@ -16,7 +16,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
-from ..local import http
+from .. import jsonhttp as http
 from ..ports import Clock
 
 REFRESH_BEFORE_S = 300.0

@@ -41,7 +41,7 @@ def parse(text: str) -> Metrics:
 
 def read(url: str, timeout: float = 2.0) -> Metrics | None:
     """Metrics from ``url``, or None when the server does not answer 200."""
-    from ..local import http
+    from .. import jsonhttp as http
 
     try:
         status, body = http.get(url, timeout)

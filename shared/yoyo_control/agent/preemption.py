@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 
+from .. import jsonhttp as http
 from .. import logs
-from ..local import http
 
 
 def watch(base_url: str, preempted: threading.Event, stop: threading.Event) -> None:

@@ -19,9 +19,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .. import jsonhttp as http
 from .. import logs, names
 from ..config import Config
-from . import envelope, http
+from . import envelope
 from .bus import Deliver, http_deliver
 
 IDLE_POLL_MIN_S = 0.1

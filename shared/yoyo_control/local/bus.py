@@ -32,9 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsonhttp as http
 from .. import logs
 from ..errors import PermanentError, TemporaryError
-from . import envelope, guard, http
+from . import envelope, guard
 
 Deliver = Callable[[str, dict[str, str], bytes], int]  # (url, headers, body) -> status
 

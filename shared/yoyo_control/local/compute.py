@@ -232,7 +232,7 @@ class LocalCompute:
 
 def ready_endpoints(config: Any, pool: str) -> list[str]:
     """Base URLs of the pool's local VMs whose inference server answers /health now."""
-    from . import http
+    from .. import jsonhttp as http
 
     table = InstanceTable(Path(config.local.state_dir) / "compute.sqlite3")
     ready = []

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import http
+from .. import jsonhttp as http
 
 HEADER = "X-Yoyo-Stack-Secret"
 SECRET_FILE = "stack-secret"

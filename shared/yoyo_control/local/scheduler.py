@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 from .. import logs, names, schedule
 from ..config import Config
-from ..ports import Publisher
+from ..messages import duration_text
+from ..ports import CycleRun, Publisher, ScheduledJob
 
-
-def window_text(seconds: float) -> str:
-    return f"{int(seconds // 60)}m" if seconds % 60 == 0 else f"{int(seconds)}s"
+DEFAULT_CYCLE_WINDOW_S = 1800.0  # a cycle run for a pool with no cycle configured
 
 
 @dataclass
@@ -33,40 +32,70 @@ class Job:
     topic: str
     payload: bytes
     next_at: Callable[[float], float]  # the first fire time strictly after t
+    schedule: str  # as an operator reads it: the cron expression, or "every 0.5s"
+    time_zone: str = "Etc/UTC"
+
+
+def _cycle_payload(pool: str, window_s: float) -> dict[str, str]:
+    return {"pool": pool, "window": duration_text(window_s)}
+
+
+def _cron(expr: str, zone: str) -> Callable[[float], float]:
+    spec = schedule.parse(expr)
+    return lambda t: schedule.next_fire(spec, t, zone)
 
 
 def jobs(config: Config) -> list[Job]:
     out: list[Job] = []
     for pool, cycle in config.cycles.items():
-        spec = schedule.parse(cycle.cron)
-        zone = cycle.time_zone
         out.append(
             Job(
                 f"cycle-{pool}",
                 config.topic(names.TOPIC_CYCLE),
-                json.dumps({"pool": pool, "window": window_text(cycle.window_s)}).encode(),
-                lambda t, spec=spec, zone=zone: schedule.next_fire(spec, t, zone),
+                json.dumps(_cycle_payload(pool, cycle.window_s)).encode(),
+                _cron(cycle.cron, cycle.time_zone),
+                cycle.cron,
+                cycle.time_zone,
             )
         )
     interval = float(config.local.tick_interval_s)
     if interval > 0:
         tick_next: Callable[[float], float] = lambda t: t + interval  # noqa: E731
+        every = f"every {interval:g}s"
     else:
-        spec = schedule.parse(config.tick_cron)
-        tick_next = lambda t: schedule.next_fire(spec, t, "Etc/UTC")  # noqa: E731
-    out.append(Job("tick", config.topic(names.TOPIC_TICK), b"{}", tick_next))
+        tick_next = _cron(config.tick_cron, "Etc/UTC")
+        every = config.tick_cron
+    out.append(Job("tick", config.topic(names.TOPIC_TICK), b"{}", tick_next, every))
     return out
 
 
 class Scheduler:
+    """The jobs' thread (``start``/``stop``), and the ``Scheduler`` port over the same jobs
+    (``list_jobs``, ``run_cycle``: ``yoyoctl schedule`` and ``yoyoctl cycle --now``)."""
+
     def __init__(
         self, config: Config, publisher: Publisher, clock: Callable[[], float] = time.time
     ) -> None:
+        self.config = config
         self.jobs = jobs(config)
         self.publisher = publisher
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def list_jobs(self, now: float) -> list[ScheduledJob]:
+        return [
+            ScheduledJob(job.name, job.schedule, job.time_zone, "ENABLED", job.next_at(now))
+            for job in self.jobs
+        ]
+
+    def run_cycle(self, pool: str) -> CycleRun:
+        """Publish the pool's cycle now (with its cycle's window, or the default one)."""
+        cycle = self.config.cycles.get(pool)
+        payload = _cycle_payload(pool, cycle.window_s if cycle else DEFAULT_CYCLE_WINDOW_S)
+        data = json.dumps(payload).encode()
+        mid = self.publisher.publish(self.config.topic(names.TOPIC_CYCLE), data)
+        return CycleRun(pool, window=payload["window"], message_id=str(mid))
 
     def fire(self, job: Job) -> None:
         try:

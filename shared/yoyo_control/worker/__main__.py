@@ -25,11 +25,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .. import jsonhttp as http
 from .. import logs
 from ..batch import work
 from ..domain.batch import BatchInputError
 from ..errors import TemporaryError
-from ..local import guard, http
+from ..local import guard
 from ..ports import Storage
 from .queue import GOOGLE_PUBSUB, Pulled, WorkQueue, google_token
 from .shard import ServerUnavailable, ShardRunner, http_poster

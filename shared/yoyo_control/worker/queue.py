@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..local import http
+from .. import jsonhttp as http
 
 GOOGLE_PUBSUB = "https://pubsub.googleapis.com"
 

@@ -31,9 +31,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsonhttp as http
 from ..batch import work
 from ..domain import batch as model
-from ..local import http
 from ..ports import Storage
 
 # The server is busy (408, 429) or refuses the worker's own key (401, 403: a rotated

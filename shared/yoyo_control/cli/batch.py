@@ -1,4 +1,4 @@
-"""``yoyoctl batch …``: submit, status, list, results, cancel (registered by cli.py).
+"""``yoyoctl batch …``: submit, status, list, results, cancel.
 
 Invariants: thin commands over BatchService; ``--json`` prints OpenAI's batch object
 (``list`` prints ``{"object": "list", "data": [...]}``); a bad input file is one line
@@ -7,18 +7,21 @@ naming the line number, and nothing is submitted; each action prints the next co
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..domain.batch import Batch, to_openai
+from .context import Commands, Ctx
+
+if TYPE_CHECKING:
+    from ..batch.service import BatchService
 
 
-def _service(ctx: Any) -> Any:
+def _service(ctx: Ctx) -> BatchService:
     from ..bootstrap import build_batch_service
 
     # The service's structured log lines are for Cloud Logging; yoyoctl prints its own.
@@ -34,7 +37,7 @@ def _summary(batch: Batch) -> str:
     )
 
 
-def cmd_submit(ctx: Any) -> int:
+def cmd_submit(ctx: Ctx) -> int:
     path = Path(ctx.args.file)
     data = path.read_bytes()
     pairs = [kv.partition("=") for kv in ctx.args.metadata or []]
@@ -50,26 +53,26 @@ def cmd_submit(ctx: Any) -> int:
     return 0
 
 
-def cmd_status(ctx: Any) -> int:
+def cmd_status(ctx: Ctx) -> int:
     batch = _service(ctx).get(ctx.args.id)
     ctx.out(to_openai(batch), _summary(batch), _next(batch))
     return 0
 
 
-def cmd_list(ctx: Any) -> int:
+def cmd_list(ctx: Ctx) -> int:
     batches = _service(ctx).list(getattr(ctx.args, "pool", None))
     text = "\n".join(_summary(b) for b in batches) or "no batches"
     ctx.out({"object": "list", "data": [to_openai(b) for b in batches]}, text)
     return 0
 
 
-def cmd_cancel(ctx: Any) -> int:
+def cmd_cancel(ctx: Ctx) -> int:
     batch = _service(ctx).cancel(ctx.args.id)
     ctx.out(to_openai(batch), _summary(batch), f"yoyoctl batch results {batch.id}")
     return 0
 
 
-def cmd_results(ctx: Any) -> int:
+def cmd_results(ctx: Ctx) -> int:
     service = _service(ctx)
     if ctx.args.wait:
         deadline = time.monotonic() + ctx.args.timeout
@@ -104,27 +107,20 @@ def _next(batch: Batch) -> str:
     return f"yoyoctl batch results {batch.id} --wait -o results.jsonl"
 
 
-def register(sub: Any, common: argparse.ArgumentParser, pool: argparse.ArgumentParser) -> None:
-    """Add the ``batch`` command group to yoyoctl's subparsers."""
-    group = sub.add_parser("batch", help="batch inference (OpenAI Batch files)", parents=[common])
-    commands = group.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
-
-    def add(name: str, fn: Any, help: str, *parents: Any) -> Any:
-        p = commands.add_parser(name, help=help, parents=[common, *parents])
-        p.set_defaults(fn=fn)
-        return p
-
-    p = add("submit", cmd_submit, "validate a JSONL file and queue it for a pool", pool)
+def register(commands: Commands) -> None:
+    """The ``batch`` command group."""
+    batch = commands.group("batch", "batch inference (OpenAI Batch files)")
+    p = batch.add("submit", cmd_submit, "validate a JSONL file and queue it for a pool", True)
     p.add_argument("file", help="OpenAI Batch input (JSONL)")
     p.add_argument("--completion-window", default="24h")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE")
-    p = add("status", cmd_status, "a batch's state and request counts")
+    p = batch.add("status", cmd_status, "a batch's state and request counts")
     p.add_argument("id")
-    add("list", cmd_list, "every batch, newest first", pool)
-    p = add("results", cmd_results, "download a finished batch's results")
+    batch.add("list", cmd_list, "every batch, newest first", pool=True)
+    p = batch.add("results", cmd_results, "download a finished batch's results")
     p.add_argument("id")
     p.add_argument("-o", "--output", help="write results here (errors beside it)")
     p.add_argument("--wait", action="store_true", help="wait until the batch has finished")
     p.add_argument("--timeout", type=float, default=3600.0, help="with --wait, in seconds")
-    p = add("cancel", cmd_cancel, "stop a batch; what ran is kept")
+    p = batch.add("cancel", cmd_cancel, "stop a batch; what ran is kept")
     p.add_argument("id")

@@ -1,4 +1,4 @@
-"""Tiny JSON-over-HTTP client helpers (stdlib only, so local VM processes start fast).
+"""Tiny JSON-over-HTTP client helpers (stdlib only, so a VM's agent and worker start fast).
 
 Invariants: never raises on an HTTP status (callers read ``status``); connection errors
 and timeouts raise ``OSError``; bodies are bytes in, (status, bytes) out.

@@ -1,7 +1,8 @@
-"""``yoyoctl cost``: spend, caps and projections, per pool and in total, as a plain dict.
+"""``yoyoctl cost``: spend, caps and projections, per pool and in total.
 
-What it shows, at ``now`` (the ledger accrued to ``now`` exactly as the next reconcile
-would charge it — nothing is written):
+``cost_report`` builds it as a plain dict (the ``--json`` output). What it shows, at
+``now`` (the ledger accrued to ``now`` exactly as the next reconcile would charge it —
+nothing is written):
 - per pool: day and month spend, its caps, the run rate (billed running instances ×
   hourly price), the month-end projection at that rate and at the month's average rate
   so far, and why the pool is paused (its own cap, or the overall cap) and until when;
@@ -16,13 +17,17 @@ a pool never written yet reports zeros; money is rounded to 1/10000 of the curre
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..config import Config
 from ..domain import spend
+from ..domain.codec import from_doc
+from ..domain.killswitch import banner
 from ..domain.ledger import period_keys, pool_cap_reached
-from ..domain.model import Ledger
+from ..domain.model import KillSwitch, Ledger
 from ..ports import Store
+from .context import Commands, Ctx
 
 
 def _money(value: float | None) -> float | None:
@@ -110,3 +115,36 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "budget_kill": kill.engaged and kill.reason.startswith("budget:"),
         },
     }
+
+
+def cmd_cost(ctx: Ctx) -> int:
+    report = cost_report(ctx.store, ctx.config, time.time())
+    lines = []
+    for name, pool in report["pools"].items():
+        caps = f"caps day {_cap(pool['daily_cap_usd'])} / month {_cap(pool['monthly_cap_usd'])}"
+        paused = f"; PAUSED: {pool['paused']}" if pool["paused"] else ""
+        lines.append(
+            f"pool {name}: today ${pool['day_usd']:.2f}, month ${pool['month_usd']:.2f}, "
+            f"run rate ${pool['run_rate_usd_per_hour']:.2f}/h, projected month "
+            f"${pool['projected_month_usd']:.2f}; {caps}{paused}"
+        )
+    total = report["total"]
+    lines.append(
+        f"total: today ${total['day_usd']:.2f}, month ${total['month_usd']:.2f}, projected "
+        f"month ${total['projected_month_usd']:.2f}; caps day {_cap(total['daily_cap_usd'])}"
+        f" / month {_cap(total['monthly_cap_usd'])}"
+        + (f"; PAUSED: {total['paused']}" if total["paused"] else "")
+    )
+    kill = report["kill_switch"]
+    if kill["engaged"]:
+        lines.append(banner(from_doc(KillSwitch, kill)))
+    ctx.out(report, "\n".join(lines), "yoyoctl status")
+    return 0
+
+
+def _cap(value: float | None) -> str:
+    return "none" if value is None else f"${value:.2f}"
+
+
+def register(commands: Commands) -> None:
+    commands.add("cost", cmd_cost, "spend today and this month, caps, projected month-end spend")
