@@ -2,11 +2,13 @@
 
 A section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``; a script
 replaces only its own section (appending it if missing), so hand-written prose around
-the tables survives every ``make bench``.
+the tables survives every ``make bench``. Every script's command line starts from
+``parser`` (``--write``) and ends in ``report``.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import re
 import subprocess
@@ -48,3 +50,19 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
     path.write_text(text)
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench script's command line (described by its docstring's first line), with
+    ``--write``."""
+    p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    p.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    return p
+
+
+def report(name: str, body: str, write: bool) -> int:
+    """Print section ``name``, and with ``--write`` put it in RESULTS.md; the exit code."""
+    print(body)
+    if write:
+        write_section(name, body)
+    return 0

@@ -20,7 +20,6 @@ VM-seconds a 1,000-line batch costs on the local stack, cold start included.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import statistics
@@ -34,7 +33,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 from local_stack import Stack, free_port
 
 from yoyo_control import names
@@ -224,10 +223,9 @@ def vm_seconds(lines: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/batch.py")
+    p = parser(__doc__)
     p.add_argument("--lines", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     t = throughput(args.lines, args.rounds)
     v = vm_seconds(args.lines)
@@ -257,10 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| … idle tail (completed → VM gone; fixed 10 s keep-alive) | {v['tail']:.1f} s |",
         ]
     )
-    print(body)
-    if args.write:
-        write_section("batch", body)
-    return 0
+    return report("batch", body, args.write)
 
 
 if __name__ == "__main__":

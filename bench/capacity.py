@@ -21,7 +21,6 @@ Invariant: deterministic — the same arguments give the same tables.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
@@ -29,7 +28,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control.config import parse_config
 from yoyo_control.sim.capacity import CapacitySimulation, Weather
@@ -170,7 +169,7 @@ def markdown(rows: list[dict[str, Any]], knobs: dict[str, float], seeds: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--days", type=float, default=30.0)
     p.add_argument("--jobs", type=int, default=1)
@@ -180,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fallback-after", type=float, default=60.0)
     p.add_argument("--backoff-max", type=float, default=1800.0, help="zone_backoff_max_s")
     p.add_argument("--zones", type=int, nargs="*", default=[1, 2, 3])
-    p.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = p.parse_args(argv)
     knobs = {
         "days": args.days,
@@ -198,11 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = [run_one(j) for j in jobs]
     body = markdown(table(runs), knobs, args.seeds) + f"\n\nRun: {machine()}."
-    print(body)
+    code = report("capacity", body, args.write)
     print(f"\n({time.perf_counter() - began:.0f} s)", file=sys.stderr)
-    if args.write:
-        write_section("capacity", body)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

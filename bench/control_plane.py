@@ -19,7 +19,6 @@ latencies are a local lower bound, not production's.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control import logs
 from yoyo_control.adapters.clock import SystemClock
@@ -43,7 +42,7 @@ from yoyo_control.domain.facts import (
     Tick,
 )
 from yoyo_control.domain.model import Heartbeat, PoolPolicy
-from yoyo_control.ports import ObservedInstance, Store
+from yoyo_control.ports import Store
 from yoyo_control.service import Service
 from yoyo_control.sim.engine import percentile
 from yoyo_control.sim.report import markdown
@@ -51,25 +50,6 @@ from yoyo_control.sim.report import markdown
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 POOL, VM = "bench", "bench-0"
-
-
-class InstantCompute:
-    """Compute Engine whose operations have finished by the time the call returns."""
-
-    def __init__(self) -> None:
-        self.status = {VM: "TERMINATED"}
-
-    def list_instances(self, pool: str, zone: str) -> list[ObservedInstance]:
-        return [ObservedInstance(n, s, {"yoyo-pool": pool}) for n, s in self.status.items()]
-
-    def get(self, zone: str, instance: str) -> ObservedInstance:
-        return ObservedInstance(instance, self.status[instance])
-
-    def start(self, zone: str, instance: str, request_id: str) -> None:
-        self.status[instance] = "RUNNING"
-
-    def stop(self, zone: str, instance: str, request_id: str) -> None:
-        self.status[instance] = "TERMINATED"
 
 
 def cycle(i: int, now: Callable[[], float]) -> Iterator[tuple[str, Fact]]:
@@ -99,7 +79,11 @@ class _Null:
 def measure(store: Store, cycles: int, warmup: int = 5) -> dict[str, Any]:
     clock = SystemClock()
     policy = PoolPolicy(pool=POOL, zone="z", instances=(VM,), hourly_price_usd=0.7)
-    service = Service(store, InstantCompute(), clock, Config(pools={POOL: policy}))
+    from fakes import FakeCompute  # tests/fakes.py: operations done when the call returns
+
+    compute = FakeCompute()
+    compute.add(POOL, VM)
+    service = Service(store, compute, clock, Config(pools={POOL: policy}))
     by_kind: dict[str, list[float]] = {}
     total = 0.0
     events = 0
@@ -220,16 +204,11 @@ def section(cycles_sqlite: int, cycles_firestore: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--cycles-sqlite", type=int, default=300)
     p.add_argument("--cycles-firestore", type=int, default=60)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    body = section(args.cycles_sqlite, args.cycles_firestore)
-    print(body)
-    if args.write:
-        write_section("control-plane", body)
-    return 0
+    return report("control-plane", section(args.cycles_sqlite, args.cycles_firestore), args.write)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ All figures are wall clock on a loaded two-core machine, measured in one run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from _results import machine, write_section
+from _results import machine, parser, report
 from local_stack import Stack, free_port, stack, summarise
 
 from yoyo_control.gateway.auth import LOCAL_KEY_FILE, VLLM_KEY_FILE
@@ -262,17 +261,12 @@ def _goal(met: bool, goal: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--warm", type=int, default=300)
     p.add_argument("--colds", type=int, default=10)
     p.add_argument("--burst", type=int, default=100)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    body = section(args.warm, args.colds, args.burst)
-    print(body)
-    if args.write:
-        write_section("gateway", body)
-    return 0
+    return report("gateway", section(args.warm, args.colds, args.burst), args.write)
 
 
 if __name__ == "__main__":

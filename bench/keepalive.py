@@ -17,7 +17,6 @@ except the benchmark's own run time, printed separately).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 from heldout import BURSTY, HELD_OUT, SEEDS
 
 from yoyo_control.sim.bounds import Bound, best_fixed, best_per_class, best_prewarm
@@ -444,17 +443,12 @@ def sensitivity(jobs: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = p.parse_args(argv)
     assert set(POLICY_ORDER) <= set(POLICIES)
-    body = section(args.seeds, args.jobs)
-    print(body)
-    if args.write:
-        write_section("keepalive", body)
-    return 0
+    return report("keepalive", section(args.seeds, args.jobs), args.write)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,11 @@ Local settings are the embedded default's (config.DEFAULT_LOCAL: tick 2 s, heart
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,25 +38,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control import jsonhttp as http
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.gateway.auth import VLLM_KEY_FILE
 from yoyo_control.local.compute import InstanceTable
+from yoyo_control.local.emulators import free_port
 from yoyo_control.sim.engine import percentile
 from yoyo_control.sim.report import markdown
 
 YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
 IDLE_TIMEOUT_S = 10.0
 TICK_INTERVAL_S = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(state_dir: Path) -> dict[str, Any]:
@@ -325,16 +318,11 @@ def section(kills: int, idles: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--idles", type=int, default=12)
-    p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    body = section(args.kills, args.idles)
-    print(body)
-    if args.write:
-        write_section("local-stack", body)
-    return 0
+    return report("local-stack", section(args.kills, args.idles), args.write)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Invariant: every count is deterministic (virtual time, seeded boots).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import machine, parser, report
 
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import PoolPolicy
@@ -162,14 +161,9 @@ def section() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--write", action="store_true")
+    p = parser(__doc__)
     args = p.parse_args(argv)
-    body = section()
-    print(body)
-    if args.write:
-        write_section("store-ops", body)
-    return 0
+    return report("store-ops", section(), args.write)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 import functions_framework
 
 from yoyo_control import bootstrap, identity, logs, messages, names
-from yoyo_control.domain.facts import Fact, HeartbeatReceived
+from yoyo_control.domain.facts import Fact, HeartbeatReceived, pool_of
 from yoyo_control.errors import ConfigError, InvalidMessage, PermanentError, TemporaryError
 
 STATUS_PAGE_MODULE = "yoyo_control.statuspage"
@@ -108,7 +108,7 @@ def _deliver(source: str, event: Any, admit: Admit | None = None) -> None:
             _reject(service, source, message_id, reason, "ERROR")
             return
     message_id = fact.message_id
-    pool = getattr(fact, "pool", None)
+    pool = pool_of(fact)
     try:
         handled = service.handle(fact)
     except (InvalidMessage, ConfigError) as exc:

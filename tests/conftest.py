@@ -32,16 +32,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[emulators.Emulator]:
-    if emulators.skip_requested():
-        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
-    unavailable = ""
-    try:
-        emulator = emulators.start_firestore()
-    except emulators.EmulatorUnavailable as exc:
-        unavailable = str(exc)
-    if unavailable:
-        pytest.fail(unavailable, pytrace=False)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from emulators.session(emulators.start_firestore, "Firestore")

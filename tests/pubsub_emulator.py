@@ -1,10 +1,10 @@
-"""Google's Pub/Sub emulator for test suites: start, administer over REST, stop for good.
+"""Google's Pub/Sub emulator for test suites: administered over REST.
 
 Invariants:
-- Started through tests/emulators.py's launcher: 127.0.0.1 only, its own process group,
-  output to a log file, ``stop()`` ends the whole group (launcher script and JVM) even
-  after a failed start, and at interpreter exit as a last resort.
-- A missing emulator or Java raises EmulatorUnavailable with what to install.
+- Started by the one launcher (``start_pubsub``, yoyo_control.local.emulators):
+  127.0.0.1 only, its own process group, output to a log file, ``stop()`` ends the whole
+  group (launcher script and JVM) even after a failed start, and at interpreter exit as
+  a last resort. A missing emulator or Java raises EmulatorUnavailable.
 - ``PubSubAdmin`` talks to the emulator's REST surface (the same paths as
   pubsub.googleapis.com/v1) with the standard library only; every call is bounded by a
   timeout and raises with the emulator's answer on an HTTP error.
@@ -15,54 +15,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from emulators import (
-    SDK_ROOT,
-    Emulator,
-    EmulatorStartError,
-    EmulatorUnavailable,
-    _http_ok,
-    _launch,
-    _require_java,
-    free_port,
-)
+from emulators import start_pubsub
 
-PUBSUB_BIN_ENV = "YOYO_PUBSUB_EMULATOR"  # optional override of the launcher path
-PUBSUB_BIN = SDK_ROOT / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-
-
-def pubsub_binary() -> Path:
-    path = Path(os.environ.get(PUBSUB_BIN_ENV) or PUBSUB_BIN)
-    if not path.is_file():
-        raise EmulatorUnavailable(
-            f"Pub/Sub emulator not found at {path}: install the Debian package "
-            "google-cloud-cli-pubsub-emulator (or `gcloud components install "
-            f"pubsub-emulator`), or set {PUBSUB_BIN_ENV}"
-        )
-    return path
-
-
-def start_pubsub(timeout_s: float = 60.0, attempts: int = 3) -> Emulator:
-    """Start the Pub/Sub emulator on a free port and wait until it answers HTTP."""
-    binary = pubsub_binary()
-    _require_java()
-    for attempt in range(attempts):
-        port = free_port()
-        host = f"127.0.0.1:{port}"
-        argv = [str(binary), "--host=127.0.0.1", f"--port={port}"]
-        try:
-            return _launch("pubsub", argv, host, lambda e: _http_ok(e.url + "/"), timeout_s)
-        except EmulatorStartError as exc:
-            if not exc.exited or attempt == attempts - 1:  # exited: the port may be taken
-                raise
-    raise AssertionError("unreachable")
+__all__ = ["PubSubAdmin", "PubSubError", "start_pubsub"]
 
 
 class PubSubError(RuntimeError):

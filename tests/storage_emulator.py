@@ -1,8 +1,9 @@
 """An emulated Cloud Storage JSON API (the ``gcp-storage-emulator`` package) for tests.
 
 Invariants:
-- Started through tests/emulators.py's launcher: 127.0.0.1 only, its own process group,
-  output to a log file, ``stop()`` ends the whole group, also at interpreter exit.
+- Started through the one launcher (yoyo_control.local.emulators): 127.0.0.1 only, its
+  own process group, output to a log file, ``stop()`` ends the whole group, also at
+  interpreter exit.
 - In memory: nothing is written to disk; a new bucket name per test isolates tests.
 - ``storage_client(host)`` is the real ``google.cloud.storage.Client`` pointed at the
   emulator with anonymous credentials (as ``STORAGE_EMULATOR_HOST`` would).
@@ -16,14 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emulators import (
-    Emulator,
-    EmulatorStartError,
-    EmulatorUnavailable,
-    _http_ok,
-    _launch,
-    free_port,
-)
+from emulators import Emulator, EmulatorStartError, EmulatorUnavailable, free_port, http_ok, launch
 
 
 def _binary() -> str:
@@ -44,8 +38,8 @@ def start_storage(timeout_s: float = 30.0, attempts: int = 3) -> Emulator:
         host = f"127.0.0.1:{port}"
         argv = [binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "-q"]
         try:
-            return _launch(
-                "storage", argv, host, lambda e: _http_ok(e.url + "/storage/v1/b"), timeout_s
+            return launch(
+                "storage", argv, host, timeout_s, ready=lambda e: http_ok(e.url + "/storage/v1/b")
             )
         except EmulatorStartError as exc:
             if not exc.exited or attempt == attempts - 1:

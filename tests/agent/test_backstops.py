@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from polling import eventually
 from yoyo_control.agent.metrics import read as read_metrics
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.local.inference import SENTENCE
@@ -22,12 +23,7 @@ ZONE = "local"
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    eventually(predicate, what, timeout)
 
 
 def status(vm) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from batch_bench import POOL, SUBSCRIPTION, Bench, jsonl, request_line
+from polling import eventually
 from yoyo_control.batch import work
 from yoyo_control.domain.batch import BatchInputError, Status
 from yoyo_control.worker.shard import ServerUnavailable, http_post
@@ -58,10 +59,9 @@ def test_a_redelivered_shard_resumes_from_its_checkpoints(bench: Bench) -> None:
 
     bench.worker(concurrency=1, chunk_lines=10, post=flaky, retries=0)
     shard = bench.service.store.get_batch(batch.id).shards[0]
-    deadline = time.monotonic() + 20
-    while len(bench.storage.list(work.shard_prefix(batch.id, 0))) < 2:
-        assert time.monotonic() < deadline, "no checkpoints written"
-        time.sleep(0.05)
+    eventually(
+        lambda: len(bench.storage.list(work.shard_prefix(batch.id, 0))) >= 2, "checkpoints", 20
+    )
     bench.stop_workers()
     assert bench.storage.size(work.done_key(batch.id, 0)) is None
     checkpointed = len(bench.storage.list(work.shard_prefix(batch.id, 0))) * 10
@@ -81,10 +81,7 @@ def test_cancel_stops_the_worker_and_accounts_for_every_line(bench_factory: Any)
     bench = bench_factory(token_latency_s=0.05, max_num_seqs=2)
     batch = bench.service.submit(jsonl([request_line(i) for i in range(200)]), POOL)
     bench.worker(concurrency=2, chunk_lines=5)
-    deadline = time.monotonic() + 20
-    while not bench.storage.list(work.shards_prefix(batch.id)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: bench.storage.list(work.shards_prefix(batch.id)), "a shard's checkpoint", 20)
     cancelled = bench.service.cancel(batch.id)
     assert cancelled.status is Status.CANCELLED
     time.sleep(1.0)  # one heartbeat interval of the local stack
@@ -109,10 +106,7 @@ def test_the_completion_window_expires_what_did_not_run(bench: Bench) -> None:
     assert [r["error"]["code"] for r in err] == ["batch_expired"] * 10
     # Its shards still queued are acknowledged without running a line.
     bench.worker()
-    deadline = time.monotonic() + 10
-    while bench.broker.backlog(SUBSCRIPTION):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not bench.broker.backlog(SUBSCRIPTION), "an empty backlog", 10)
     assert sum(bench.engine.succeeded.values()) == 0
 
 
@@ -138,10 +132,7 @@ def test_a_bad_file_is_a_clear_error_and_nothing_is_submitted(
 def test_a_foreign_work_message_is_acknowledged_and_logged(bench: Bench, capsys: Any) -> None:
     bench.broker.publish("yoyo-work", b'{"prompt": "old style"}', {"pool": POOL})
     bench.worker()
-    deadline = time.monotonic() + 10
-    while bench.broker.backlog(SUBSCRIPTION):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not bench.broker.backlog(SUBSCRIPTION), "an empty backlog", 10)
     assert "refused: not a batch_shard v1 message; acknowledged" in capsys.readouterr().out
 
 

@@ -34,6 +34,7 @@ from werkzeug.serving import make_server
 
 import emulators
 from compute_stub import ComputeStub
+from polling import eventually
 from pubsub_emulator import PubSubAdmin, start_pubsub
 from yoyo_control import bootstrap, names
 from yoyo_control.adapters.clock import ManualClock
@@ -201,18 +202,6 @@ class World:
 
     def status(self) -> str:
         return self.stub.status(ZONE, INSTANCE)
-
-
-def eventually(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

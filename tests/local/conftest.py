@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +21,10 @@ from typing import Any
 
 import pytest
 
+from emulators import free_port
+from polling import eventually
+
 YOYOCTL = str(Path(sys.executable).with_name("yoyoctl"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stack_config(state_dir: Path, port: int) -> dict[str, Any]:
@@ -107,12 +103,10 @@ class Stack:
         return str(self.status()["instances"][0]["vm"])
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.log()}")
+        try:
+            eventually(predicate, what, timeout, every_s=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log()}") from None
 
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace")

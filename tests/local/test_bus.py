@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.serving import make_server
 
+from polling import eventually
 from yoyo_control.local.bus import Broker, BusApp, LocalBusPublisher
 
 
@@ -56,10 +57,7 @@ def serve() -> Iterator:
 
 
 def wait(predicate, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    eventually(predicate, "the condition", timeout, every_s=0.01)
 
 
 def test_push_delivers_the_eventarc_envelope_and_acks_on_2xx(serve) -> None:

@@ -40,18 +40,14 @@ def start_pubsub() -> emulators.Emulator:
     if test_emulators.skip_requested():
         pytest.skip(f"{test_emulators.SKIP_ENV}=1: Pub/Sub emulator tests skipped")
     try:
-        return emulators.start_pubsub(CONFIG.project)
+        return emulators.start_pubsub()
     except ConfigError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
 def pubsub() -> Iterator[emulators.Emulator]:
-    emulator = start_pubsub()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from test_emulators.session(emulators.start_pubsub, "Pub/Sub")
 
 
 class _Functions(ThreadingHTTPServer):
@@ -98,7 +94,7 @@ def test_an_idle_bridge_backs_off_and_still_delivers(pubsub, functions, monkeypa
         return real_post_json(url, doc, timeout)
 
     monkeypatch.setattr(bridge_module.http, "post_json", counting_post_json)
-    url = f"http://{pubsub.host_port}"
+    url = f"http://{pubsub.host}"
     bridge = Bridge(CONFIG, url, f"http://127.0.0.1:{functions.server_port}", lambda c, p: f"w-{p}")
     bridge.start()
     try:
@@ -143,5 +139,5 @@ def test_a_failed_start_leaves_no_temporary_files(tmp_path, monkeypatch) -> None
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(emulators.tempfile, "tempdir", None)
     with pytest.raises(ConfigError, match="did not start"):
-        emulators._launch("false", ["/bin/false"], "127.0.0.1:9", timeout_s=5.0)
+        emulators.launch("false", ["/bin/false"], "127.0.0.1:9", timeout_s=5.0)
     assert list(Path(tmp_path).iterdir()) == []

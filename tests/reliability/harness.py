@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reliability.sim_compute import SimCompute
+from reliability.faulty_compute import FaultyCompute
 from yoyo_control import logs
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.sqlite_store import SqliteStore
@@ -252,12 +252,12 @@ def pool_config(
 
 @dataclass
 class World:
-    """One control plane: the service over crash-injecting wrappers of SQLite and SimCompute."""
+    """One control plane: the service over crash-injecting wrappers of SQLite and FaultyCompute."""
 
     config: Config
     clock: ManualClock
     store: SqliteStore
-    sim: SimCompute
+    sim: FaultyCompute
     boundaries: Boundaries
     service: Service
 
@@ -266,7 +266,7 @@ class World:
         clock = ManualClock(start)
         store = SqliteStore(directory / "yoyo.sqlite3")
         prices = {name: p.hourly_price_usd for name, p in config.pools.items()}
-        sim = SimCompute(clock, prices)
+        sim = FaultyCompute(clock, prices)
         for name, policy in config.pools.items():
             for instance in policy.instances:
                 sim.add(name, instance, policy.placement(instance).zone)

@@ -32,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from reliability.sim_compute import day_month
+from reliability.faulty_compute import day_month
 from yoyo_control.domain.actions import pending
 from yoyo_control.domain.model import (
     RUNNING_STATUSES,

@@ -241,16 +241,7 @@ def test_processes_on_one_sqlite_file_scaled_up(stub: ComputeStub) -> None:
 
 @pytest.fixture(scope="module")
 def firestore() -> Iterator[emulators.Emulator]:
-    if emulators.skip_requested():
-        pytest.skip(f"{emulators.SKIP_ENV}=1: Firestore emulator tests skipped")
-    try:
-        emulator = emulators.start_firestore()
-    except emulators.EmulatorUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from emulators.session(emulators.start_firestore, "Firestore")
 
 
 def firestore_run(

@@ -23,19 +23,8 @@ from yoyo_control.adapters.local_storage import LocalStorage
 
 @pytest.fixture(scope="session")
 def storage_emulator_host() -> Iterator[str]:
-    if emulators.skip_requested():
-        pytest.skip(f"{emulators.SKIP_ENV}=1: Cloud Storage emulator tests skipped")
-    unavailable = ""
-    try:
-        emulator = storage_emulator.start_storage()
-    except emulators.EmulatorUnavailable as exc:
-        unavailable = str(exc)
-    if unavailable:
-        pytest.fail(unavailable, pytrace=False)
-    try:
+    for emulator in emulators.session(storage_emulator.start_storage, "Cloud Storage"):
         yield emulator.host
-    finally:
-        emulator.stop()
 
 
 def make_cloud_storage(host: str) -> CloudStorage:

@@ -14,11 +14,10 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .. import logs
 from ..errors import ConfigError
-from ..ports import Clock
+from ..ports import Clock, Publisher, Store
 from . import identity, metrics, preemption
 from .config import AgentConfig, load_agent_config
 from .loop import Agent, run_command
@@ -34,24 +33,24 @@ def _boot_id(config: AgentConfig) -> str:
         return "unknown"
 
 
-def _store(config: AgentConfig) -> Any:
+def _store(config: AgentConfig) -> Store:
     if config.sqlite_path:
         from ..adapters.sqlite_store import SqliteStore
 
         return SqliteStore(config.sqlite_path)
-    from ..adapters.firestore_store import FirestoreStore  # type: ignore[import-not-found]
+    from ..adapters.firestore_store import FirestoreStore
 
     return FirestoreStore(project=config.project, database=config.firestore_database)
 
 
-def _publisher(config: AgentConfig) -> Any:
+def _publisher(config: AgentConfig) -> Publisher:
     if config.pubsub_url:
         from ..local import guard
         from ..local.bus import LocalBusPublisher
 
         secret = guard.read_secret_file(config.bus_secret_file) if config.bus_secret_file else ""
         return LocalBusPublisher(config.pubsub_url, config.project, secret=secret)
-    from ..adapters.pubsub import PubSubPublisher  # type: ignore[import-not-found]
+    from ..adapters.pubsub import PubSubPublisher
 
     return PubSubPublisher(project=config.project)
 

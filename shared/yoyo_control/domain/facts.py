@@ -150,6 +150,11 @@ def kind_of(fact: Fact) -> str:
     return type(fact).__name__
 
 
+def pool_of(fact: Fact) -> str | None:
+    """The pool a fact is about; None for a fact about the whole control plane."""
+    return fact.pool if isinstance(fact, PoolFact) else None
+
+
 def apply_fact(
     state: PoolState, fact: Fact, policy: PoolPolicy, now: float
 ) -> tuple[PoolState, tuple[Change, ...]]:

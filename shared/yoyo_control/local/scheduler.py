@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 from .. import logs, names, schedule
 from ..config import Config
-from ..messages import duration_text
+from ..messages import DEFAULT_CYCLE_WINDOW_S, duration_text
 from ..ports import CycleRun, Publisher, ScheduledJob
-
-DEFAULT_CYCLE_WINDOW_S = 1800.0  # a cycle run for a pool with no cycle configured
 
 
 @dataclass

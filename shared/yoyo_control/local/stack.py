@@ -272,17 +272,17 @@ class Stack:
     def _start_emulators(self) -> None:
         from . import emulators
 
-        firestore = emulators.start_firestore(self.config.project)
+        firestore = emulators.start_firestore()
         self._on_stop("Firestore emulator", firestore.stop)
-        pubsub = emulators.start_pubsub(self.config.project)
+        pubsub = emulators.start_pubsub()
         self._on_stop("Pub/Sub emulator", pubsub.stop)
         self.emulator_env = {
-            "FIRESTORE_EMULATOR_HOST": firestore.host_port,
-            "PUBSUB_EMULATOR_HOST": pubsub.host_port,
+            "FIRESTORE_EMULATOR_HOST": firestore.host,
+            "PUBSUB_EMULATOR_HOST": pubsub.host,
         }
         os.environ.update(self.emulator_env)
-        self.pubsub_url = f"http://{pubsub.host_port}"
-        logs.info(f"emulators up: Firestore {firestore.host_port}, Pub/Sub {pubsub.host_port}")
+        self.pubsub_url = f"http://{pubsub.host}"
+        logs.info(f"emulators up: Firestore {firestore.host}, Pub/Sub {pubsub.host}")
 
     def _wire_emulator_bridge(self) -> None:
         from .bridge import Bridge

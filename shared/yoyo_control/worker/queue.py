@@ -12,6 +12,7 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import jsonhttp as http
 
@@ -36,7 +37,7 @@ def google_token() -> Callable[[], str]:
 
     def token() -> str:
         if not credentials.valid:
-            credentials.refresh(Request())
+            credentials.refresh(Request())  # type: ignore[no-untyped-call]
         return str(credentials.token)
 
     return token
@@ -57,7 +58,7 @@ class WorkQueue:
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})  # e.g. the local stack's secret header
 
-    def _call(self, verb: str, doc: dict[str, object]) -> dict[str, object]:
+    def _call(self, verb: str, doc: dict[str, object]) -> dict[str, Any]:
         headers = {**self.headers, "Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token()}"
@@ -72,7 +73,7 @@ class WorkQueue:
     def pull(self, max_messages: int = 1) -> list[Pulled]:
         answer = self._call("pull", {"maxMessages": max_messages, "returnImmediately": True})
         pulled = []
-        for item in answer.get("receivedMessages") or []:  # type: ignore[union-attr]
+        for item in answer.get("receivedMessages") or []:
             message = item.get("message") or {}
             try:
                 data = base64.b64decode(message.get("data", ""), validate=True)

@@ -1,4 +1,5 @@
-"""A simulated Compute Engine for the reliability suite: lags, fails, preempts, and keeps score.
+"""FaultyCompute: Compute Engine for the reliability suite; it lags, fails, preempts and
+keeps score.
 
 Like tests/fakes.py FakeCompute (a ``Compute`` port with the real lifecycle), plus what the
 invariant checks need:
@@ -99,7 +100,7 @@ def _next_midnight(t: float) -> float:
 
 
 @dataclass
-class SimCompute:
+class FaultyCompute:
     clock: Clock
     prices: Mapping[str, float] = field(default_factory=dict)  # pool → hourly price
     mode: str = "instant"
