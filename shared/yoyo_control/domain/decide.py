@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from . import actions, capacity, keepalive
 from .actions import Step, request_id
+from .heartbeats import is_busy
 from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
@@ -431,7 +432,7 @@ def _busy_heartbeats(d: _Draft) -> list[Heartbeat]:
     return [
         hb
         for hb in d.state.heartbeats.values()
-        if _fresh(d, hb) and (hb.busy or hb.running > 0 or hb.waiting > 0)
+        if _fresh(d, hb) and is_busy(hb)
     ]
 
 
