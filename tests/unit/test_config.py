@@ -48,10 +48,13 @@ def test_config_from_environment_json_and_backend_override() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"pools": {}}, "at least one pool"),
-        ({"pools": {"gpu": {}}}, "pools.gpu.instances: required"),
+        ({"pools": {}}, "pools: Dictionary should have at least 1 item"),
+        ({"pools": {"gpu": {}}}, "pools.gpu.instances: Field required"),
         ({"pools": {"gpu": {"instances": ["a"], "idle_timout_s": 5}}}, "idle_timout_s"),
-        ({"pools": {"GPU!": {"instances": ["a"]}}}, "not a valid pool name"),
+        (
+            {"pools": {"GPU!": {"instances": ["a"]}}},
+            r"pools.key 'GPU!': String should match pattern",
+        ),
         ({"backend": "aws", "pools": DEFAULT_LOCAL["pools"]}, "config.backend"),
         ({"pools": {"gpu": {"instances": ["a"], "queue_threshold": 0}}}, "queue_threshold"),
     ],
