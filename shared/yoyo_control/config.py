@@ -237,6 +237,10 @@ class PoolSettings:
     fallback_after_s: Duration = _POLICY.fallback_after_s
     cycle: Cycle = Cycle()
 
+    def __post_init__(self) -> None:
+        if self.max_lease_s < self.lease_s:
+            raise ValueError(f"max_lease_s {self.max_lease_s:g} is below lease_s {self.lease_s:g}")
+
     def policy(self, pool: str, timezone: str, tick_s: float) -> PoolPolicy:
         """The domain's policy of pool ``pool``; ``tick_s`` comes from the tick schedule."""
         placements = tuple(map(self._placement, self.instances))
