@@ -183,7 +183,7 @@ variable "status_page_ingress" {
   }
 }
 
-# --- Gateway (gateway.tf) ---------------------------------------------------------
+# --- Gateway (gateway.tf) ----------------------------------------------------------
 
 variable "gateway" {
   description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."

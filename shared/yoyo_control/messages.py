@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import names
-from .config import Config, parse_duration
+from .config import Config, Cycle, parse_duration
 from .domain.facts import (
     OPERATOR,
     BudgetNotified,
@@ -295,7 +295,7 @@ def decode_cycle(message: PubSubMessage, config: Config) -> RunRequested:
     _only_keys(raw, {"pool", "window"}, what)
     policy = _pool(raw, "pool", what, config)
     if raw.get("window") is None:
-        window = config.cycles[policy.pool].window_s if policy.pool in config.cycles else 1800.0
+        window = config.cycles.get(policy.pool, Cycle()).window_s
     else:
         window = _duration(raw["window"], f"{what}: window")
     return RunRequested(
