@@ -195,9 +195,13 @@ class InstanceSettings:
     provisioning: Provisioning = SPOT
 
 
-def _unique(items: tuple[str | InstanceSettings, ...]) -> tuple[str | InstanceSettings, ...]:
-    named = [i if isinstance(i, str) else i.name for i in items]
-    if len(set(named)) != len(named):
+def _named(item: object) -> object:
+    """A plain name is the object with only that name."""
+    return {"name": item} if isinstance(item, str) else item
+
+
+def _unique(items: tuple[InstanceSettings, ...]) -> tuple[InstanceSettings, ...]:
+    if len({i.name for i in items}) != len(items):
         raise ValueError("names must be unique")
     return items
 
@@ -208,7 +212,7 @@ class PoolSettings:
     default; ``instances`` is required; ``cycle`` is the pool's run window."""
 
     instances: Annotated[
-        tuple[Annotated[str, Field(min_length=1)] | InstanceSettings, ...],
+        tuple[Annotated[InstanceSettings, BeforeValidator(_named)], ...],
         Field(min_length=1),
         AfterValidator(_unique),
     ]
@@ -255,10 +259,8 @@ class PoolSettings:
             **values,
         )
 
-    def _placement(self, item: str | InstanceSettings) -> Placement:
-        """A plain name is a spot instance in the pool's zone at the pool's price."""
-        if isinstance(item, str):
-            return Placement(item, self.zone, self.hourly_price_usd)
+    def _placement(self, item: InstanceSettings) -> Placement:
+        """Missing zone and price are the pool's (a plain name is a spot instance)."""
         price = self.hourly_price_usd if item.hourly_price_usd is None else item.hourly_price_usd
         return Placement(item.name, item.zone or self.zone, price, item.provisioning)
 
@@ -307,16 +309,13 @@ class Config:
 
 DERIVED = ("cycles",)  # Config fields that are not keys of the document
 
+# The embedded local document (no YOYO_CONFIG): only what differs from the defaults.
 DEFAULT_LOCAL: dict[str, Any] = {
-    "backend": "local",
-    "project": "local-project",
-    "tick_cron": "* * * * *",
-    "budget": {"budget_ids": ["local-budget"], "kill_fraction": 1.0},
-    "local": {"tick_interval_s": 2, "boot_delay_s": 3, "heartbeat_interval_s": 1},
+    "budget": {"budget_ids": ["local-budget"]},
+    "local": {"tick_interval_s": 2, "heartbeat_interval_s": 1},
     "gateway": {"poll_s": 0.25},
     "pools": {
         "default": {
-            "zone": "local",
             "model": "yoyo-local/simulated",
             "instances": ["yoyo-default-0"],
             "hourly_price_usd": 0.35,
@@ -326,7 +325,7 @@ DEFAULT_LOCAL: dict[str, Any] = {
             "lease_s": 60,
             "action_retry_s": 10,
             "restart_backoff_s": 5,
-            "cycle": {"cron": "0 2 * * *", "window_s": 120},
+            "cycle": {"window_s": 120},
         }
     },
 }
@@ -336,11 +335,16 @@ def _error(exc: ValidationError, where: str) -> ConfigError:
     """One line per mistake, each naming its key (``pools.gpu.idle_timeout_s: …``)."""
     lines: list[str] = []
     unknown: dict[str, list[str]] = {}
-    for error in exc.errors():
+    errors = exc.errors()
+    deeper = {e["loc"][:i] for e in errors for i in range(len(e["loc"]))}
+    for error in errors:
+        if error["type"] == "too_short" and error["loc"] in deeper:
+            continue  # pydantic counts a list whose item failed as empty: the item says why
         loc = error["loc"]
         if loc and loc[-1] == "[key]":  # a mapping's key, e.g. a pool name
             loc = (*loc[:-2], f"key {loc[-2]!r}")
-        path = ".".join(str(part) for part in (where, *loc) if part != "")
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        path = f"{where}{path}"
         if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             parent, _, key = path.rpartition(".")
             unknown.setdefault(parent or where, []).append(key)
