@@ -7,13 +7,7 @@
 locals {
   batch_bucket = coalesce(var.batch_bucket_name, "${var.project_id}-${var.prefix}-batch")
 
-  # config.py's "batch" section (functions) and yoyo-worker's /etc/yoyo/worker.json (VMs).
-  batch_config = {
-    bucket         = google_storage_bucket.batch.name
-    shard_lines    = var.batch.shard_lines
-    concurrency    = var.batch.concurrency
-    ack_deadline_s = var.batch.ack_deadline_s
-  }
+  # yoyo-worker's /etc/yoyo/worker.json (VMs); the functions' "batch" section is in config.tf.
   worker_config = {
     for pool, _ in var.pools : pool => {
       project        = var.project_id

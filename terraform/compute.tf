@@ -2,27 +2,6 @@
 # plane starts them, each in its own zone with its own weights (boot) disk.
 
 locals {
-  # Every VM of every pool, "<prefix>-<pool>-<n>": instance_count spot VMs in the pool's
-  # zone, or, when `instances` is set, one VM per entry in its own zone, with its own price
-  # and provisioning. The control plane's configuration gets the same objects.
-  pool_placements = {
-    for pool, p in var.pools : pool => (
-      length(p.instances) > 0
-      ? [for i, x in p.instances : {
-        name             = "${var.prefix}-${pool}-${i}"
-        zone             = coalesce(x.zone, p.zone)
-        hourly_price_usd = coalesce(x.hourly_price_usd, p.hourly_price_usd)
-        provisioning     = x.provisioning
-      }]
-      : [for i in range(p.instance_count) : {
-        name             = "${var.prefix}-${pool}-${i}"
-        zone             = p.zone
-        hourly_price_usd = p.hourly_price_usd
-        provisioning     = "spot"
-      }]
-    )
-  }
-
   startup_script = coalesce(var.vm_startup_script, file("${path.module}/../vm/startup.sh"))
 
   # What the VM agent reads (vm/startup.sh writes it to /etc/yoyo/agent.json, adding the
@@ -35,6 +14,7 @@ locals {
       heartbeat_topic      = google_pubsub_topic.event["heartbeat"].name
       firestore_database   = var.firestore_database
       heartbeat_interval_s = p.heartbeat_interval_s
+      heartbeat_audience   = var.heartbeat_audience
       idle_shutdown_s      = coalesce(p.idle_shutdown_s, p.idle_timeout_s + 600)
       deadman_grace_s      = coalesce(p.deadman_grace_s, 900)
       metrics_url          = "http://127.0.0.1:8000/metrics"

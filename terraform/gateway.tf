@@ -10,39 +10,6 @@
 #   keys, from a Secret Manager secret mounted as the variable YOYO_GATEWAY_KEY_SHA256.
 # - Both secrets are created empty: add their versions once (docs/deploy.md).
 
-variable "gateway" {
-  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."
-  type = object({
-    hold_s             = optional(number, 600)
-    max_held           = optional(number, 200)
-    max_body_bytes     = optional(number, 8388608)
-    max_file_bytes     = optional(number, 33554432)
-    poll_s             = optional(number, 1)
-    upstream_timeout_s = optional(number, 600)
-    timeout_s          = optional(number, 1800)
-    max_instances      = optional(number, 10)
-    concurrency        = optional(number, 80)
-  })
-  default = {}
-
-  validation {
-    condition     = var.gateway.timeout_s >= var.gateway.hold_s + 60 && var.gateway.timeout_s <= 3600
-    error_message = "gateway.timeout_s must be at least hold_s + 60 and at most 3600 (gen2 HTTP functions)."
-  }
-}
-
-variable "gateway_allow_unauthenticated" {
-  description = "true: anyone may reach the gateway's URL and the gateway's own bearer keys are the only check (what plain OpenAI clients need). false: callers also need roles/run.invoker (var.gateway_invokers) and send a Google identity token in X-Serverless-Authorization."
-  type        = bool
-  default     = true
-}
-
-variable "gateway_invokers" {
-  description = "Principals granted roles/run.invoker on the gateway when gateway_allow_unauthenticated is false (e.g. serviceAccount:app@PROJECT.iam.gserviceaccount.com)."
-  type        = list(string)
-  default     = []
-}
-
 locals {
   gateway_network_tag = "${var.prefix}-gateway"
   # Direct VPC egress takes the network's and subnetwork's names (not self links).

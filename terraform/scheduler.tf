@@ -60,7 +60,7 @@ resource "google_cloud_scheduler_job" "tick" {
   region           = var.region
   name             = "${var.prefix}-tick"
   description      = "Yo-Yo: reconcile every pool every minute (observe VMs, enforce deadlines and caps)."
-  schedule         = local.tick_schedule
+  schedule         = var.tick_cron
   time_zone        = "Etc/UTC"
   attempt_deadline = "30s"
 

@@ -58,6 +58,28 @@ variable "event_ttl_days" {
   }
 }
 
+variable "tick_cron" {
+  description = "Schedule of the tick (Cloud Scheduler, UTC): it must fire every hour of every day, and its longest gap is the spend caps' look-ahead."
+  type        = string
+  default     = "* * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.tick_cron))) == 5
+    error_message = "tick_cron must be a five-field cron expression, e.g. \"* * * * *\"."
+  }
+}
+
+variable "heartbeat_audience" {
+  description = "Audience of the identity token every heartbeat carries; the control plane and the VMs' agents get the same."
+  type        = string
+  default     = "yoyo-heartbeat"
+
+  validation {
+    condition     = length(trimspace(var.heartbeat_audience)) >= 1 && length(var.heartbeat_audience) <= 500
+    error_message = "heartbeat_audience must be a non-empty string of at most 500 characters."
+  }
+}
+
 variable "caps" {
   description = "Spend caps over all pools, in the billing currency, enforced by the control plane from its real-time ledger. null means no cap."
   type = object({
@@ -67,8 +89,8 @@ variable "caps" {
   default = {}
 
   validation {
-    condition     = (var.caps.daily_usd == null || try(var.caps.daily_usd > 0, false)) && (var.caps.monthly_usd == null || try(var.caps.monthly_usd > 0, false))
-    error_message = "caps.daily_usd and caps.monthly_usd must be positive or null."
+    condition     = (var.caps.daily_usd == null ? true : var.caps.daily_usd >= 0) && (var.caps.monthly_usd == null ? true : var.caps.monthly_usd >= 0)
+    error_message = "caps.daily_usd and caps.monthly_usd must not be negative (null: no cap)."
   }
 }
 
@@ -161,6 +183,50 @@ variable "status_page_ingress" {
   }
 }
 
+# --- Gateway (gateway.tf) ----------------------------------------------------------
+
+variable "gateway" {
+  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."
+  type = object({
+    hold_s             = optional(number, 600)
+    max_held           = optional(number, 200)
+    max_body_bytes     = optional(number, 8388608)
+    max_file_bytes     = optional(number, 33554432)
+    poll_s             = optional(number, 1)
+    upstream_timeout_s = optional(number, 600)
+    timeout_s          = optional(number, 1800)
+    max_instances      = optional(number, 10)
+    concurrency        = optional(number, 80)
+  })
+  default = {}
+
+  # The control plane's own limits (shared/yoyo_control/config.py, GatewaySettings).
+  validation {
+    condition = alltrue([
+      var.gateway.hold_s >= 0, var.gateway.poll_s > 0, var.gateway.upstream_timeout_s > 0,
+      alltrue([for n in [var.gateway.max_held, var.gateway.max_body_bytes, var.gateway.max_file_bytes] : n >= 1 && floor(n) == n]),
+    ])
+    error_message = "gateway.hold_s must not be negative, poll_s and upstream_timeout_s must be positive, max_held, max_body_bytes and max_file_bytes whole numbers >= 1."
+  }
+
+  validation {
+    condition     = var.gateway.timeout_s >= var.gateway.hold_s + 60 && var.gateway.timeout_s <= 3600
+    error_message = "gateway.timeout_s must be at least hold_s + 60 and at most 3600 (gen2 HTTP functions)."
+  }
+}
+
+variable "gateway_allow_unauthenticated" {
+  description = "true: anyone may reach the gateway's URL and the gateway's own bearer keys are the only check (what plain OpenAI clients need). false: callers also need roles/run.invoker (var.gateway_invokers) and send a Google identity token in X-Serverless-Authorization."
+  type        = bool
+  default     = true
+}
+
+variable "gateway_invokers" {
+  description = "Principals granted roles/run.invoker on the gateway when gateway_allow_unauthenticated is false (e.g. serviceAccount:app@PROJECT.iam.gserviceaccount.com)."
+  type        = list(string)
+  default     = []
+}
+
 # --- Firestore ---------------------------------------------------------------------
 
 variable "create_firestore_database" {
@@ -230,8 +296,8 @@ variable "budget" {
   }
 
   validation {
-    condition     = var.budget.kill_fraction > 0 && alltrue([for t in var.budget.kill_thresholds : t > 0])
-    error_message = "budget.kill_fraction and budget.kill_thresholds must be positive."
+    condition     = var.budget.kill_fraction >= 0 && alltrue([for t in var.budget.kill_thresholds : t >= 0])
+    error_message = "budget.kill_fraction and budget.kill_thresholds must not be negative."
   }
 }
 
@@ -259,20 +325,27 @@ variable "pools" {
       hourly_price_usd = optional(number)
       provisioning     = optional(string, "spot")
     })), [])
-    fallback_after_s = optional(number, 60)
-    zone_backoff_s   = optional(number, 60)
+    fallback_after_s   = optional(number, 60)
+    zone_backoff_s     = optional(number, 60)
+    zone_backoff_max_s = optional(number, 1800)
 
-    idle_timeout_s    = optional(number, 600)
-    heartbeat_gap_s   = optional(number, 180)
-    boot_grace_s      = optional(number, 300)
-    max_session_s     = optional(number, 14400)
-    lease_s           = optional(number, 1800)
-    max_lease_s       = optional(number, 28800)
-    restart_budget    = optional(number, 3)
-    restart_backoff_s = optional(number, 60)
-    queue_threshold   = optional(number, 1)
-    daily_cap_usd     = optional(number)
-    monthly_cap_usd   = optional(number)
+    keepalive           = optional(string, "adaptive")
+    idle_timeout_s      = optional(number, 900)
+    keepalive_max_s     = optional(number, 900)
+    boot_s              = optional(number, 150)
+    wait_weight         = optional(number, 5)
+    heartbeat_gap_s     = optional(number, 180)
+    boot_grace_s        = optional(number, 300)
+    max_session_s       = optional(number, 14400)
+    lease_s             = optional(number, 1800)
+    max_lease_s         = optional(number, 28800)
+    restart_budget      = optional(number, 3)
+    restart_backoff_s   = optional(number, 60)
+    queue_threshold     = optional(number, 1)
+    action_retry_s      = optional(number, 60)
+    max_action_attempts = optional(number, 5)
+    daily_cap_usd       = optional(number)
+    monthly_cap_usd     = optional(number)
 
     cycle = optional(object({
       cron      = string
@@ -286,8 +359,8 @@ variable "pools" {
   }))
 
   validation {
-    condition     = length(var.pools) > 0 && alltrue([for name, _ in var.pools : can(regex("^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$", name))])
-    error_message = "Define at least one pool; pool names are 1-20 lowercase letters, digits or hyphens, starting with a letter."
+    condition     = length(var.pools) > 0 && alltrue([for name, _ in var.pools : can(regex("^[a-z][a-z0-9-]{0,30}$", name))])
+    error_message = "Define at least one pool; pool names are 1-31 lowercase letters, digits or hyphens, starting with a letter."
   }
 
   validation {
@@ -303,27 +376,38 @@ variable "pools" {
   }
 
   validation {
-    condition     = alltrue([for p in values(var.pools) : p.fallback_after_s >= 0 && p.zone_backoff_s >= 0])
-    error_message = "fallback_after_s and zone_backoff_s must not be negative."
-  }
-
-  validation {
     condition     = alltrue([for p in values(var.pools) : p.gpu_count >= 0 && contains([0, 1, 2, 4, 8], p.gpu_count)])
     error_message = "gpu_count must be 0, 1, 2, 4 or 8."
   }
 
+  # The control plane's own limits (shared/yoyo_control/config.py, PoolSettings).
   validation {
-    condition     = alltrue([for p in values(var.pools) : p.hourly_price_usd >= 0])
-    error_message = "hourly_price_usd must not be negative."
+    condition = alltrue([for p in values(var.pools) : alltrue([
+      p.hourly_price_usd >= 0, p.idle_timeout_s >= 0, p.keepalive_max_s >= 0, p.boot_s >= 0,
+      p.wait_weight >= 0, p.heartbeat_gap_s >= 0, p.boot_grace_s >= 0, p.lease_s >= 0,
+      p.max_lease_s >= p.lease_s, p.restart_backoff_s >= 0, p.action_retry_s >= 0,
+      p.zone_backoff_s >= 0, p.zone_backoff_max_s >= 0, p.fallback_after_s >= 0,
+      p.daily_cap_usd == null ? true : p.daily_cap_usd >= 0,
+      p.monthly_cap_usd == null ? true : p.monthly_cap_usd >= 0,
+    ])])
+    error_message = "Pool durations, prices, caps and wait_weight must not be negative; max_lease_s must be at least lease_s."
   }
 
   validation {
     condition = alltrue([for p in values(var.pools) : alltrue([
-      p.idle_timeout_s > 0, p.heartbeat_gap_s > 0, p.boot_grace_s >= 0, p.lease_s > 0,
-      p.max_lease_s >= p.lease_s, p.restart_budget >= 0, p.restart_backoff_s >= 0,
-      p.queue_threshold >= 1, floor(p.queue_threshold) == p.queue_threshold, p.heartbeat_interval_s >= 5,
+      for n in [p.restart_budget, p.max_action_attempts, p.queue_threshold - 1] : n >= 0 && floor(n) == n
     ])])
-    error_message = "Pool durations must be positive, max_lease_s >= lease_s, restart_budget >= 0, queue_threshold a whole number >= 1 and heartbeat_interval_s >= 5."
+    error_message = "restart_budget and max_action_attempts must be whole numbers >= 0, queue_threshold a whole number >= 1."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : contains(["fixed", "break-even", "adaptive"], p.keepalive)])
+    error_message = "keepalive must be fixed, break-even or adaptive."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pools) : p.heartbeat_interval_s >= 5])
+    error_message = "heartbeat_interval_s (the agent's) must be at least 5."
   }
 
   validation {
@@ -420,8 +504,10 @@ variable "inference_source_ranges" {
 }
 
 variable "batch" {
-  description = "Batch inference: lines per work message, lines a VM's worker runs at once, the work subscriptions' ack deadline (a dead worker's shard comes back after it), and how long batch objects are kept."
+  description = "Batch inference: the largest input file and most lines per batch, lines per work message, lines a VM's worker runs at once, the work subscriptions' ack deadline (a dead worker's shard comes back after it), and how long batch objects are kept (retention_days: Terraform's own)."
   type = object({
+    max_file_bytes = optional(number, 209715200)
+    max_lines      = optional(number, 50000)
     shard_lines    = optional(number, 100)
     concurrency    = optional(number, 8)
     ack_deadline_s = optional(number, 60)
@@ -430,13 +516,15 @@ variable "batch" {
   default = {}
 
   validation {
-    condition     = var.batch.shard_lines >= 1 && var.batch.concurrency >= 1 && var.batch.retention_days >= 1
-    error_message = "batch.shard_lines, batch.concurrency and batch.retention_days must be at least 1."
+    condition = alltrue([
+      for n in [var.batch.max_file_bytes, var.batch.max_lines, var.batch.shard_lines, var.batch.concurrency, var.batch.retention_days] : n >= 1 && floor(n) == n
+    ])
+    error_message = "batch.max_file_bytes, max_lines, shard_lines, concurrency and retention_days must be whole numbers >= 1."
   }
 
   validation {
-    condition     = var.batch.ack_deadline_s >= 10 && var.batch.ack_deadline_s <= 600
-    error_message = "batch.ack_deadline_s must be within 10..600 (Pub/Sub's range)."
+    condition     = var.batch.ack_deadline_s >= 10 && var.batch.ack_deadline_s <= 600 && floor(var.batch.ack_deadline_s) == var.batch.ack_deadline_s
+    error_message = "batch.ack_deadline_s must be a whole number within 10..600 (Pub/Sub's range)."
   }
 }
 

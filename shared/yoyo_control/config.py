@@ -1,5 +1,11 @@
 """Configuration: one JSON document (env YOYO_CONFIG or YOYO_CONFIG_FILE) → typed values.
 
+The schema is the classes below: every setting's type, default and limits are written
+once, here, as pydantic dataclasses — except a pool's defaults, which are the domain's
+``PoolPolicy`` (domain/model.py, kept free of pydantic); ``PoolSettings`` takes them from
+there and adds the limits. The README's configuration reference and terraform/variables.tf
+are held to this schema by tests/infra/test_config_reference.py.
+
 Invariants: parsing either returns a complete, valid Config or raises ConfigError
 naming the offending key; durations are seconds (numbers) or strings like "90s",
 "30m", "1h30m"; unknown keys are errors (a typo must not silently change behaviour).
@@ -10,10 +16,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass
 
 from . import names, schedule
 from .domain.keepalive import KINDS
@@ -46,52 +64,103 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
-@dataclass(frozen=True)
+# --- value types -------------------------------------------------------------------
+
+
+def _seconds(value: object) -> float:
+    try:
+        return parse_duration(value, "value")
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("value: ")) from None
+
+
+def _real(value: object) -> object:
+    """Numbers only: a bool or a string is not a number (pydantic's lax mode takes both)."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {list(choices)}")
+        return value
+
+    return check
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+Number = Annotated[float, BeforeValidator(_real), Field(ge=0)]
+Count = Annotated[int, BeforeValidator(_real), Field(ge=0)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+PoolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+Keepalive = Annotated[
+    str, AfterValidator(_one_of(KINDS)), Field(json_schema_extra={"enum": list(KINDS)})
+]
+Provisioning = Annotated[
+    str, AfterValidator(_one_of(PROVISIONING)), Field(json_schema_extra={"enum": [*PROVISIONING]})
+]
+
+# Every schema class: frozen, unknown keys rejected.
+_SCHEMA = ConfigDict(extra="forbid")
+
+
+# --- sections ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class Cycle:
+    """A pool's scheduled run window (Cloud Scheduler, or the local scheduler)."""
+
     cron: str = "0 2 * * *"
     time_zone: str = "Etc/UTC"
-    window_s: float = 1800.0
+    window_s: Duration = 1800.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class BudgetPolicy:
+    """Which Cloud Billing budget notifications engage the kill switch."""
+
     budget_ids: tuple[str, ...] = ()
-    kill_fraction: float = 1.0
-    kill_thresholds: tuple[float, ...] = (1.0,)
+    kill_fraction: Number = 1.0
+    kill_thresholds: tuple[Number, ...] = (1.0,)
     forecast_kill: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class Caps:
-    daily_usd: float | None = None
-    monthly_usd: float | None = None
+    """Spend caps over all pools (the real-time ledger)."""
+
+    daily_usd: Number | None = None
+    monthly_usd: Number | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class GatewaySettings:
     """The OpenAI-compatible gateway (shared/yoyo_control/gateway/)."""
 
-    hold_s: float = 600.0  # how long a request at a cold pool is held for a VM to be ready
-    max_held: int = 200  # requests held at once by one gateway instance (429 beyond)
-    max_body_bytes: int = 8 * 1024 * 1024  # a larger request body is refused (413)
-    max_file_bytes: int = 32 * 1024 * 1024  # a larger upload (POST /v1/files) is refused (413)
-    poll_s: float = 1.0  # longest pause between two store reads while requests are held
-    upstream_timeout_s: float = 600.0  # a VM that sends nothing for this long is lost
+    hold_s: Duration = 600.0  # how long a request at a cold pool is held for a VM to be ready
+    max_held: Annotated[Count, Field(ge=1)] = 200  # held at once by one instance (429 beyond)
+    max_body_bytes: Annotated[Count, Field(ge=1)] = 8 * 1024 * 1024  # larger: refused (413)
+    max_file_bytes: Annotated[Count, Field(ge=1)] = 32 * 1024 * 1024  # POST /v1/files (413)
+    poll_s: Annotated[Duration, Field(gt=0)] = 1.0  # longest pause between two store reads
+    upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class LocalSettings:
     """The embedded stack (make run): where it keeps state and how fast local VMs boot."""
 
     state_dir: str = ".yoyo"
     host: str = "127.0.0.1"
-    port: int = 8080
-    boot_delay_s: float = 3.0
-    heartbeat_interval_s: float = 2.0
-    idle_shutdown_s: float = 120.0
-    deadman_grace_s: float = 60.0
-    tick_interval_s: float = 0.0  # 0: follow tick_cron; >0 overrides it (seconds)
-    token_latency_s: float = 0.02
+    port: Annotated[Count, Field(le=65535)] = 8080
+    boot_delay_s: Duration = 3.0
+    heartbeat_interval_s: Duration = 2.0
+    idle_shutdown_s: Duration = 120.0
+    deadman_grace_s: Duration = 60.0
+    tick_interval_s: Duration = 0.0  # 0: follow tick_cron; >0 overrides it (seconds)
+    token_latency_s: Duration = 0.02
 
 
 # The audience of the identity tokens heartbeats carry: the agent asks the metadata server
@@ -99,32 +168,126 @@ class LocalSettings:
 DEFAULT_HEARTBEAT_AUDIENCE = "yoyo-heartbeat"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class BatchSettings:
     """Batch inference (docs/messages.md): where objects live and how work is cut."""
 
     bucket: str = ""  # gcp: the Cloud Storage bucket; local: objects under state_dir
-    max_file_bytes: int = 200 * 1024 * 1024  # OpenAI's limit for a batch input file
-    max_lines: int = 50_000  # OpenAI's limit of requests per batch
-    shard_lines: int = 100  # lines per work message
-    concurrency: int = 8  # lines a worker runs at once against its inference server
-    ack_deadline_s: int = 60  # a dead worker's shard is redelivered after this (10..600)
+    max_file_bytes: Annotated[Count, Field(ge=1)] = 200 * 1024 * 1024  # OpenAI's limit
+    max_lines: Annotated[Count, Field(ge=1)] = 50_000  # OpenAI's limit of requests per batch
+    shard_lines: Annotated[Count, Field(ge=1)] = 100  # lines per work message
+    concurrency: Annotated[Count, Field(ge=1)] = 8  # lines a worker runs at once
+    ack_deadline_s: Annotated[Count, Field(ge=10, le=600)] = 60  # Pub/Sub's range
 
 
-@dataclass(frozen=True)
+# --- pools ---------------------------------------------------------------------------
+
+_POLICY = PoolPolicy(pool="")  # the domain's defaults: a pool setting's default is its own
+
+
+@dataclass(frozen=True, config=_SCHEMA)
+class InstanceSettings:
+    """One ``instances`` item given as an object; missing keys take the pool's values."""
+
+    name: Name
+    zone: Name | None = None
+    hourly_price_usd: Number | None = None
+    provisioning: Provisioning = SPOT
+
+
+def _named(item: object) -> object:
+    """A plain name is the object with only that name."""
+    return {"name": item} if isinstance(item, str) else item
+
+
+def _unique(items: tuple[InstanceSettings, ...]) -> tuple[InstanceSettings, ...]:
+    if len({i.name for i in items}) != len(items):
+        raise ValueError("names must be unique")
+    return items
+
+
+@dataclass(frozen=True, config=_SCHEMA)
+class PoolSettings:
+    """``pools.<name>``: each field is the PoolPolicy field of the same name, with its
+    default; ``instances`` is required; ``cycle`` is the pool's run window."""
+
+    instances: Annotated[
+        tuple[Annotated[InstanceSettings, BeforeValidator(_named)], ...],
+        Field(min_length=1),
+        AfterValidator(_unique),
+    ]
+    zone: Name = _POLICY.zone
+    model: Name = _POLICY.model
+    hourly_price_usd: Number = _POLICY.hourly_price_usd
+    keepalive: Keepalive = _POLICY.keepalive
+    idle_timeout_s: Duration = _POLICY.idle_timeout_s
+    keepalive_max_s: Duration = _POLICY.keepalive_max_s
+    boot_s: Duration = _POLICY.boot_s
+    wait_weight: Number = _POLICY.wait_weight
+    heartbeat_gap_s: Duration = _POLICY.heartbeat_gap_s
+    boot_grace_s: Duration = _POLICY.boot_grace_s
+    max_session_s: Duration = _POLICY.max_session_s
+    lease_s: Duration = _POLICY.lease_s
+    max_lease_s: Duration = _POLICY.max_lease_s
+    restart_budget: Count = _POLICY.restart_budget
+    restart_backoff_s: Duration = _POLICY.restart_backoff_s
+    queue_threshold: Annotated[Count, Field(ge=1)] = _POLICY.queue_threshold
+    action_retry_s: Duration = _POLICY.action_retry_s
+    max_action_attempts: Count = _POLICY.max_action_attempts
+    daily_cap_usd: Number | None = _POLICY.daily_cap_usd
+    monthly_cap_usd: Number | None = _POLICY.monthly_cap_usd
+    zone_backoff_s: Duration = _POLICY.zone_backoff_s
+    zone_backoff_max_s: Duration = _POLICY.zone_backoff_max_s
+    fallback_after_s: Duration = _POLICY.fallback_after_s
+    cycle: Cycle = Cycle()
+
+    def __post_init__(self) -> None:
+        if self.max_lease_s < self.lease_s:
+            raise ValueError(f"max_lease_s {self.max_lease_s:g} is below lease_s {self.lease_s:g}")
+
+    def policy(self, pool: str, timezone: str, tick_s: float) -> PoolPolicy:
+        """The domain's policy of pool ``pool``; ``tick_s`` comes from the tick schedule."""
+        placements = tuple(map(self._placement, self.instances))
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        del values["instances"], values["cycle"]
+        return PoolPolicy(
+            pool=pool,
+            timezone=timezone,
+            tick_s=tick_s,
+            instances=tuple(p.name for p in placements),
+            placements=placements,
+            **values,
+        )
+
+    def _placement(self, item: InstanceSettings) -> Placement:
+        """Missing zone and price are the pool's (a plain name is a spot instance)."""
+        price = self.hourly_price_usd if item.hourly_price_usd is None else item.hourly_price_usd
+        return Placement(item.name, item.zone or self.zone, price, item.provisioning)
+
+
+_POOLS = TypeAdapter(Annotated[dict[PoolName, PoolSettings], Field(min_length=1)])
+
+
+# --- the document ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class Config:
-    backend: str = "local"
-    project: str = "local-project"
-    region: str = "us-central1"
-    firestore_database: str = "(default)"
-    topic_prefix: str = "yoyo"
-    timezone: str = "UTC"
-    event_ttl_days: int = 30
-    tick_cron: str = "* * * * *"
-    heartbeat_audience: str = DEFAULT_HEARTBEAT_AUDIENCE
+    """The whole document. ``pools`` and ``cycles`` are derived from its ``pools``
+    (parse_config); the rest is the document's own keys."""
+
+    backend: Literal["local", "gcp"] = "local"
+    project: Name = "local-project"
+    region: Name = "us-central1"
+    firestore_database: Name = "(default)"
+    topic_prefix: Name = "yoyo"
+    timezone: Name = "UTC"
+    event_ttl_days: Annotated[Count, Field(ge=1, le=3650)] = 30
+    tick_cron: Name = "* * * * *"
+    heartbeat_audience: Annotated[Name, Field(max_length=500)] = DEFAULT_HEARTBEAT_AUDIENCE
     budget: BudgetPolicy = BudgetPolicy()
     caps: Caps = Caps()
-    pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
+    pools: Mapping[str, InstanceOf[PoolPolicy]] = field(default_factory=dict)
     cycles: Mapping[str, Cycle] = field(default_factory=dict)
     gateway: GatewaySettings = GatewaySettings()
     local: LocalSettings = LocalSettings()
@@ -144,16 +307,15 @@ class Config:
             raise ConfigError(f"unknown pool {pool!r} (configured: {sorted(self.pools)})") from None
 
 
+DERIVED = ("cycles",)  # Config fields that are not keys of the document
+
+# The embedded local document (no YOYO_CONFIG): only what differs from the defaults.
 DEFAULT_LOCAL: dict[str, Any] = {
-    "backend": "local",
-    "project": "local-project",
-    "tick_cron": "* * * * *",
-    "budget": {"budget_ids": ["local-budget"], "kill_fraction": 1.0},
-    "local": {"tick_interval_s": 2, "boot_delay_s": 3, "heartbeat_interval_s": 1},
+    "budget": {"budget_ids": ["local-budget"]},
+    "local": {"tick_interval_s": 2, "heartbeat_interval_s": 1},
     "gateway": {"poll_s": 0.25},
     "pools": {
         "default": {
-            "zone": "local",
             "model": "yoyo-local/simulated",
             "instances": ["yoyo-default-0"],
             "hourly_price_usd": 0.35,
@@ -163,213 +325,69 @@ DEFAULT_LOCAL: dict[str, Any] = {
             "lease_s": 60,
             "action_retry_s": 10,
             "restart_backoff_s": 5,
-            "cycle": {"cron": "0 2 * * *", "window_s": 120},
+            "cycle": {"window_s": 120},
         }
     },
 }
 
-_DURATION_FIELDS = {f.name for f in fields(PoolPolicy) if f.name.endswith("_s")}
 
-
-def _only_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _mapping(raw: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected an object, got {type(raw).__name__}")
-    return raw
-
-
-def _number(raw: object, where: str, minimum: float = 0.0) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < minimum:
-        raise ConfigError(f"{where}: expected a number >= {minimum}, got {raw!r}")
-    return float(raw)
-
-
-def _optional_money(raw: object, where: str) -> float | None:
-    return None if raw is None else _number(raw, where)
-
-
-def _placement(item: object, where: str, pool: Mapping[str, Any]) -> Placement:
-    """One ``instances`` item: a name (the pool's zone and price, spot) or an object
-    ``{"name", "zone", "hourly_price_usd", "provisioning"}`` whose missing keys take the
-    pool's values."""
-    zone = pool.get("zone", PoolPolicy.zone)
-    price = pool.get("hourly_price_usd", PoolPolicy.hourly_price_usd)
-    if isinstance(item, str) and item:
-        raw: Mapping[str, Any] = {"name": item}
-    elif isinstance(item, Mapping):
-        raw = item
-        _only_keys(raw, {"name", "zone", "hourly_price_usd", "provisioning"}, where)
-    else:
-        raise ConfigError(f"{where}: expected an instance name or an object with a name")
-    name, zone = raw.get("name"), raw.get("zone", zone)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name: expected an instance name")
-    if not isinstance(zone, str) or not zone:
-        raise ConfigError(f"{where}.zone: expected a zone name")
-    provisioning = raw.get("provisioning", SPOT)
-    if provisioning not in PROVISIONING:
-        raise ConfigError(f"{where}.provisioning: {provisioning!r} is not one of {PROVISIONING}")
-    price = _number(raw.get("hourly_price_usd", price), f"{where}.hourly_price_usd")
-    return Placement(name, zone, price, provisioning)
-
-
-def _pool(name: str, raw: Mapping[str, Any], timezone: str) -> tuple[PoolPolicy, Cycle]:
-    where = f"pools.{name}"
-    derived = {"pool", "timezone", "tick_s", "placements"}
-    allowed = {f.name for f in fields(PoolPolicy)} - derived | {"cycle"}
-    _only_keys(raw, allowed, where)
-    kwargs: dict[str, Any] = {"pool": name, "timezone": timezone}
-    for key, value in raw.items():
-        if key == "cycle":
+def _error(exc: ValidationError, where: str) -> ConfigError:
+    """One line per mistake, each naming its key (``pools.gpu.idle_timeout_s: …``)."""
+    lines: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    errors = exc.errors()
+    deeper = {e["loc"][:i] for e in errors for i in range(len(e["loc"]))}
+    for error in errors:
+        if error["type"] == "too_short" and error["loc"] in deeper:
+            continue  # pydantic counts a list whose item failed as empty: the item says why
+        loc = error["loc"]
+        if loc and loc[-1] == "[key]":  # a mapping's key, e.g. a pool name
+            loc = (*loc[:-2], f"key {loc[-2]!r}")
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        path = f"{where}{path}"
+        if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            parent, _, key = path.rpartition(".")
+            unknown.setdefault(parent or where, []).append(key)
             continue
-        if key in _DURATION_FIELDS:
-            kwargs[key] = parse_duration(value, f"{where}.{key}")
-        elif key == "instances":
-            if not isinstance(value, list) or not value:
-                raise ConfigError(f"{where}.instances: expected a non-empty list")
-            kwargs["placements"] = tuple(
-                _placement(item, f"{where}.instances[{i}]", raw) for i, item in enumerate(value)
-            )
-            kwargs[key] = tuple(p.name for p in kwargs["placements"])
-            if len(set(kwargs[key])) != len(kwargs[key]):
-                raise ConfigError(f"{where}.instances: names must be unique")
-        elif key in ("zone", "model"):
-            if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise ConfigError(f"{where}.{key}: expected a non-empty name")
-            kwargs[key] = value.strip()
-        elif key == "keepalive":
-            if value not in KINDS:
-                raise ConfigError(f"{where}.keepalive: {value!r} is not one of {list(KINDS)}")
-            kwargs[key] = value
-        elif key in ("daily_cap_usd", "monthly_cap_usd"):
-            kwargs[key] = _optional_money(value, f"{where}.{key}")
-        elif key in ("restart_budget", "queue_threshold", "max_action_attempts"):
-            kwargs[key] = int(
-                _number(value, f"{where}.{key}", 0 if key != "queue_threshold" else 1)
-            )
-        else:
-            kwargs[key] = _number(value, f"{where}.{key}")
-    if "instances" not in kwargs:
-        raise ConfigError(f"{where}.instances: required")
-    cycle_raw = _mapping(raw.get("cycle", {}), f"{where}.cycle")
-    _only_keys(cycle_raw, {"cron", "time_zone", "window_s"}, f"{where}.cycle")
-    cycle = Cycle(
-        cron=str(cycle_raw.get("cron", Cycle.cron)),
-        time_zone=str(cycle_raw.get("time_zone", Cycle.time_zone)),
-        window_s=parse_duration(cycle_raw.get("window_s", Cycle.window_s), f"{where}.cycle"),
-    )
-    return PoolPolicy(**kwargs), cycle
-
-
-def _audience(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > 500:
-        raise ConfigError("heartbeat_audience: expected a non-empty string (a URL or a name)")
-    return raw.strip()
-
-
-def _gateway(raw: Mapping[str, Any]) -> GatewaySettings:
-    _only_keys(raw, {f.name for f in fields(GatewaySettings)}, "gateway")
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"gateway.{key}"
-        if key.endswith("_s"):
-            kwargs[key] = parse_duration(value, where)
-        else:
-            kwargs[key] = int(_number(value, where, 1))
-    settings = GatewaySettings(**kwargs)
-    if settings.poll_s <= 0 or settings.upstream_timeout_s <= 0:
-        raise ConfigError("gateway: poll_s and upstream_timeout_s must be > 0")
-    return settings
+        lines.append(f"{path}: {error['msg'].removeprefix('Value error, ')}")
+    for parent, keys in unknown.items():
+        lines.append(f"{parent}: unknown key(s) {sorted(keys)}")
+    return ConfigError("; ".join(lines))
 
 
 def parse_config(raw: Mapping[str, Any]) -> Config:
-    raw = _mapping(raw, "config")
-    allowed = {f.name for f in fields(Config)} - {"cycles"}
-    _only_keys(raw, allowed, "config")
-    backend = raw.get("backend", "local")
-    if backend not in ("local", "gcp"):
-        raise ConfigError(f"config.backend: {backend!r} is not one of 'local', 'gcp'")
-    timezone = str(raw.get("timezone", "UTC"))
-    budget_raw = _mapping(raw.get("budget", {}), "budget")
-    _only_keys(budget_raw, {f.name for f in fields(BudgetPolicy)}, "budget")
-    budget = BudgetPolicy(
-        budget_ids=tuple(str(b) for b in budget_raw.get("budget_ids", ())),
-        kill_fraction=_number(budget_raw.get("kill_fraction", 1.0), "budget.kill_fraction"),
-        kill_thresholds=tuple(
-            _number(t, "budget.kill_thresholds") for t in budget_raw.get("kill_thresholds", [1.0])
-        ),
-        forecast_kill=bool(budget_raw.get("forecast_kill", False)),
-    )
-    caps_raw = _mapping(raw.get("caps", {}), "caps")
-    _only_keys(caps_raw, {"daily_usd", "monthly_usd"}, "caps")
-    caps = Caps(
-        daily_usd=_optional_money(caps_raw.get("daily_usd"), "caps.daily_usd"),
-        monthly_usd=_optional_money(caps_raw.get("monthly_usd"), "caps.monthly_usd"),
-    )
-    gateway = _gateway(_mapping(raw.get("gateway", {}), "gateway"))
-    local_raw = _mapping(raw.get("local", {}), "local")
-    _only_keys(local_raw, {f.name for f in fields(LocalSettings)}, "local")
-    local = LocalSettings(**{k: v for k, v in local_raw.items()})
-    batch = _batch(_mapping(raw.get("batch", {}), "batch"))
-    pools_raw = _mapping(raw.get("pools", {}), "pools")
-    if not pools_raw:
-        raise ConfigError("pools: at least one pool must be configured")
-    tick_cron = str(raw.get("tick_cron", "* * * * *"))
-    tick_s = (
-        float(local.tick_interval_s)
-        if backend == "local" and local.tick_interval_s > 0
-        else schedule.longest_gap_s(schedule.parse(tick_cron))
-    )
-    pools, cycles = {}, {}
-    for name, pool_raw in pools_raw.items():
-        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
-            raise ConfigError(f"pools: {name!r} is not a valid pool name ([a-z][a-z0-9-]*)")
-        policy, cycles[name] = _pool(name, _mapping(pool_raw, f"pools.{name}"), timezone)
-        pools[name] = replace(policy, tick_s=tick_s)  # how stale a decision can get
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected an object, got {type(raw).__name__}")
+    document = {k: v for k, v in raw.items() if k != "pools"}
+    if unknown := sorted(set(document) & set(DERIVED)):
+        raise ConfigError(f"config: unknown key(s) {unknown}")
+    try:
+        config = Config(**document)
+    except ValidationError as exc:
+        raise _error(exc, "config") from None
+    except TypeError as exc:  # a key that is not an identifier
+        raise ConfigError(f"config: {exc}") from None
+    try:
+        pools = _POOLS.validate_python(raw.get("pools", {}))
+    except ValidationError as exc:
+        raise _error(exc, "pools") from None
     served: dict[str, str] = {}
-    for name, policy in pools.items():
-        model = policy.model or name
+    for name, pool in pools.items():
+        model = pool.model or name
         if model in served:
             raise ConfigError(f"pools.{name}.model: {model!r} is already served by {served[model]}")
         served[model] = name
-    return Config(
-        backend=backend,
-        project=str(raw.get("project", "local-project")),
-        region=str(raw.get("region", "us-central1")),
-        firestore_database=str(raw.get("firestore_database", "(default)")),
-        topic_prefix=str(raw.get("topic_prefix", "yoyo")),
-        timezone=timezone,
-        event_ttl_days=int(_number(raw.get("event_ttl_days", 30), "event_ttl_days", 1)),
-        tick_cron=tick_cron,
-        heartbeat_audience=_audience(raw.get("heartbeat_audience", DEFAULT_HEARTBEAT_AUDIENCE)),
-        budget=budget,
-        caps=caps,
-        pools=pools,
-        cycles=cycles,
-        gateway=gateway,
-        local=local,
-        batch=batch,
+    local = config.local
+    tick_s = (  # how stale a decision can get: the longest time between two ticks
+        local.tick_interval_s
+        if config.backend == "local" and local.tick_interval_s > 0
+        else schedule.longest_gap_s(schedule.parse(config.tick_cron))
     )
-
-
-def _batch(raw: Mapping[str, Any]) -> BatchSettings:
-    _only_keys(raw, {f.name for f in fields(BatchSettings)}, "batch")
-    bucket = raw.get("bucket", "")
-    if not isinstance(bucket, str):
-        raise ConfigError(f"batch.bucket: expected a bucket name, got {bucket!r}")
-    counts = {
-        key: int(_number(raw[key], f"batch.{key}", 1))
-        for key in ("max_file_bytes", "max_lines", "shard_lines", "concurrency", "ack_deadline_s")
-        if key in raw
-    }
-    if not 10 <= counts.get("ack_deadline_s", 60) <= 600:
-        raise ConfigError("batch.ack_deadline_s: must be within 10..600 (Pub/Sub's range)")
-    return BatchSettings(bucket=bucket, **counts)
+    return replace(
+        config,
+        pools={name: pool.policy(name, config.timezone, tick_s) for name, pool in pools.items()},
+        cycles={name: pool.cycle for name, pool in pools.items()},
+    )
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
@@ -393,7 +411,5 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     if backend:
         if backend not in ("local", "gcp"):
             raise ConfigError(f"{names.ENV_BACKEND}={backend!r} is not one of 'local', 'gcp'")
-        config = Config(
-            **{**{f.name: getattr(config, f.name) for f in fields(config)}, "backend": backend}
-        )
+        config = replace(config, backend="gcp" if backend == "gcp" else "local")
     return config

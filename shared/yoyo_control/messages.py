@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import names
-from .config import Config, parse_duration
+from .config import Config, Cycle, parse_duration
 from .domain.facts import (
     OPERATOR,
     BudgetNotified,
@@ -68,8 +68,6 @@ _MAX_COUNT = 1_000_000_000
 # a clock far ahead would otherwise make every later heartbeat look stale).
 MAX_CLOCK_SKEW_S = 300.0
 SOURCE_KILL_SWITCH = "kill_switch"
-# A cycle message without a window, for a pool with no cycle configured, asks for this long.
-DEFAULT_CYCLE_WINDOW_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -302,8 +300,7 @@ def decode_cycle(message: PubSubMessage, config: Config) -> RunRequested:
     _only_keys(raw, {"pool", "window"}, what)
     policy = _pool(raw, "pool", what, config)
     if raw.get("window") is None:
-        cycle = config.cycles.get(policy.pool)
-        window = cycle.window_s if cycle is not None else DEFAULT_CYCLE_WINDOW_S
+        window = config.cycles.get(policy.pool, Cycle()).window_s
     else:
         window = _duration(raw["window"], f"{what}: window")
     return RunRequested(

@@ -491,5 +491,6 @@ def test_agent_config_has_the_documented_fields() -> None:
         "weights_uri",
         "vllm_api_key_secret",  # read by vm/startup.sh: vLLM's --api-key
         "served_model_name",  # read by vm/startup.sh: vLLM's --served-model-name
+        "heartbeat_audience",  # the control plane's heartbeat_audience (both must agree)
     }
     assert set(keys) == expected

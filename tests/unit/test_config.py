@@ -48,10 +48,13 @@ def test_config_from_environment_json_and_backend_override() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"pools": {}}, "at least one pool"),
-        ({"pools": {"gpu": {}}}, "pools.gpu.instances: required"),
+        ({"pools": {}}, "pools: Dictionary should have at least 1 item"),
+        ({"pools": {"gpu": {}}}, "pools.gpu.instances: Field required"),
         ({"pools": {"gpu": {"instances": ["a"], "idle_timout_s": 5}}}, "idle_timout_s"),
-        ({"pools": {"GPU!": {"instances": ["a"]}}}, "not a valid pool name"),
+        (
+            {"pools": {"GPU!": {"instances": ["a"]}}},
+            r"pools.key 'GPU!': String should match pattern",
+        ),
         ({"backend": "aws", "pools": DEFAULT_LOCAL["pools"]}, "config.backend"),
         ({"pools": {"gpu": {"instances": ["a"], "queue_threshold": 0}}}, "queue_threshold"),
     ],
@@ -106,3 +109,24 @@ def test_gateway_mistakes_name_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"pools": pools, "gateway": gateway})
+
+
+def test_the_embedded_local_document_restates_no_default() -> None:
+    """DEFAULT_LOCAL sets only what differs from the schema: a default lives in one place."""
+    defaults = parse_config({"pools": {"default": {"instances": ["yoyo-default-0"]}}})
+    local = parse_config(DEFAULT_LOCAL)
+    for key, value in DEFAULT_LOCAL.items():
+        if key == "pools":
+            pool, policy = value["default"], local.pools["default"]
+            base = defaults.pools["default"]
+            for name in set(pool) - {"instances", "cycle"}:
+                assert getattr(policy, name) != getattr(base, name), f"pools.default.{name}"
+            for name in pool["cycle"]:
+                cycle, base_cycle = local.cycles["default"], defaults.cycles["default"]
+                assert getattr(cycle, name) != getattr(base_cycle, name), f"cycle.{name}"
+        elif isinstance(value, dict):
+            for name in value:
+                section, base_section = getattr(local, key), getattr(defaults, key)
+                assert getattr(section, name) != getattr(base_section, name), f"{key}.{name}"
+        else:
+            assert getattr(local, key) != getattr(defaults, key), key

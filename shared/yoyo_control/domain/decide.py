@@ -429,11 +429,7 @@ def _fresh(d: _Draft, hb: Heartbeat) -> bool:
 
 
 def _busy_heartbeats(d: _Draft) -> list[Heartbeat]:
-    return [
-        hb
-        for hb in d.state.heartbeats.values()
-        if _fresh(d, hb) and is_busy(hb)
-    ]
+    return [hb for hb in d.state.heartbeats.values() if _fresh(d, hb) and is_busy(hb)]
 
 
 def _booting(d: _Draft, inst: Instance) -> bool:

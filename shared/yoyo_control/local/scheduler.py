@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import logs, names, schedule
-from ..config import Config
-from ..messages import DEFAULT_CYCLE_WINDOW_S, duration_text
+from ..config import Config, Cycle
+from ..messages import duration_text
 from ..ports import CycleRun, Publisher, ScheduledJob
 
 
@@ -89,8 +89,8 @@ class Scheduler:
 
     def run_cycle(self, pool: str) -> CycleRun:
         """Publish the pool's cycle now (with its cycle's window, or the default one)."""
-        cycle = self.config.cycles.get(pool)
-        payload = _cycle_payload(pool, cycle.window_s if cycle else DEFAULT_CYCLE_WINDOW_S)
+        window_s = self.config.cycles.get(pool, Cycle()).window_s
+        payload = _cycle_payload(pool, window_s)
         data = json.dumps(payload).encode()
         mid = self.publisher.publish(self.config.topic(names.TOPIC_CYCLE), data)
         return CycleRun(pool, window=payload["window"], message_id=str(mid))

@@ -8,8 +8,8 @@ variable "pool" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$", var.pool))
-    error_message = "pool must be 1-20 lowercase letters, digits or hyphens, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,30}$", var.pool))
+    error_message = "pool must be 1-31 lowercase letters, digits or hyphens, starting with a letter."
   }
 }
 
