@@ -59,7 +59,13 @@ from .domain.model import (
 )
 from .domain.outcomes import Outcome, record_outcome
 from .domain.spend import NO_SPEND, Spend
-from .errors import CapacityError, InvalidMessage, PermanentError, TemporaryError
+from .errors import (
+    CapacityError,
+    InstanceNotFound,
+    InvalidMessage,
+    PermanentError,
+    TemporaryError,
+)
 from .ports import Clock, Compute, Event, Store, Transaction
 
 
@@ -368,9 +374,10 @@ class Service:
             except TemporaryError as exc:
                 temporary.append(f"{action.kind} {action.instance}: {exc}")
                 self._outcome(action, Outcome.TEMPORARY, str(exc))
+            except InstanceNotFound as exc:
+                self._outcome(action, Outcome.NOT_FOUND, str(exc))
             except PermanentError as exc:
-                kind = Outcome.NOT_FOUND if "not found" in str(exc).lower() else Outcome.PERMANENT
-                self._outcome(action, kind, str(exc))
+                self._outcome(action, Outcome.PERMANENT, str(exc))
             else:
                 seen = self._status(action)
                 self._outcome(action, Outcome.DONE, "", seen)

@@ -20,7 +20,7 @@ from yoyo_control.domain.facts import (
     UnkillRequested,
 )
 from yoyo_control.domain.model import Heartbeat
-from yoyo_control.errors import InvalidMessage, PermanentError, TemporaryError
+from yoyo_control.errors import InstanceNotFound, InvalidMessage, PermanentError, TemporaryError
 from yoyo_control.service import Service
 
 CONFIG = parse_config(
@@ -120,6 +120,22 @@ def test_permanent_compute_error_is_recorded_and_swallowed(world) -> None:
     inst = store.get_pool("gpu").instances["vm-0"]
     assert inst.error == "QUOTA_EXCEEDED: GPUS_ALL_REGIONS"
     assert any("error" in e.reason for e in store.events(limit=50) if e.kind == "action")
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (InstanceNotFound("gone"), "error: not found: gone"),
+        (PermanentError("zone not found in the region"), "error: zone not found in the region"),
+    ],
+)
+def test_a_missing_instance_is_told_by_its_error_type_not_its_text(world, error, outcome) -> None:
+    service, store, compute, clock = world
+    compute.faults.append(error)
+    service.handle(run(clock))
+    inst = store.get_pool("gpu").instances["vm-0"]
+    assert inst.last_action.outcome == outcome
+    assert (inst.observed == "MISSING") is isinstance(error, InstanceNotFound)
 
 
 def test_unknown_pool_is_an_invalid_message(world) -> None:
