@@ -245,17 +245,8 @@ class Service:
                 state, event = self._outcome(state, done, policy, now)
                 events.append(event)
             duplicate = fact is not None and _recorded(tx, fact)
-            # A redelivered heartbeat is folded in again (idempotent): its instance document
-            # is written only after this transaction, so this may be the only place it is.
-            refold = duplicate and isinstance(fact, HeartbeatReceived)
-            for item in (fact if not duplicate or refold else None, observation):
-                if item is None:
-                    continue
-                if item is fact and not duplicate:
-                    events.append(self._fact_event(item, now))
-                state, changes = apply_fact(state, item, policy, now)
-                if changes:
-                    events.append(self._decision_event(pool, now, changes, (), state.epoch))
+            state, folded = self._fold(state, fact, duplicate, observation, policy, now)
+            events += folded
             if decides and kill is not None:
                 seen_at = observation.at if observation is not None else None
                 decision = decide(state, kill, policy, now, others, seen_at)
@@ -292,6 +283,31 @@ class Service:
                 message_id=fact.message_id if fact else None,
             )
         return step
+
+    def _fold(
+        self,
+        state: PoolState,
+        fact: Fact | None,
+        duplicate: bool,
+        observation: StatusObserved | None,
+        policy: PoolPolicy,
+        now: float,
+    ) -> tuple[PoolState, list[Event]]:
+        """``state`` with the fact (unless a duplicate) and the observation folded in, and
+        the events recording the fact and explaining each change."""
+        events: list[Event] = []
+        # A redelivered heartbeat is folded in again (idempotent): its instance document
+        # is written only after this transaction, so this may be the only place it is.
+        refold = duplicate and isinstance(fact, HeartbeatReceived)
+        for item in (fact if not duplicate or refold else None, observation):
+            if item is None:
+                continue
+            if item is fact and not duplicate:
+                events.append(self._fact_event(item, now))
+            state, changes = apply_fact(state, item, policy, now)
+            if changes:
+                events.append(self._decision_event(state.pool, now, changes, (), state.epoch))
+        return state, events
 
     def _others_spend(self, pool: str) -> Spend:
         """The other pools' spend, for the caps across pools (config.caps).
