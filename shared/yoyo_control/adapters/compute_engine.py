@@ -196,7 +196,7 @@ class ComputeEngine:
         with self._lock:
             for client in (self._instances, self._operations):
                 if client is not None:
-                    client.transport.close()
+                    client.transport.close()  # type: ignore[no-untyped-call]
             self._instances = self._operations = None
 
     # --- the port --------------------------------------------------------------------------
