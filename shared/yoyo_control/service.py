@@ -1,7 +1,7 @@
 """The service: handle(fact) → decide in one transaction → act → record the outcomes.
 
 Shape (docs/architecture.md): ``handle`` validates a fact and reconciles every pool it
-touches. Reconciling a pool is a short loop of passes (``_reconcile``); each pass is ONE
+touches. Reconciling a pool is a short loop of passes (``reconcile``); each pass is ONE
 store transaction (``_pass``) that records the outcomes of the previous pass's Compute
 calls, folds in the fact (first pass only), decides and writes; then its actions are
 executed (``execute``: Compute calls, and nothing written to the store). Whether to look
@@ -200,15 +200,14 @@ class Service:
         self, pool: str, fact: Fact | None = None, observation: StatusObserved | None = None
     ) -> Reconciled:
         """Passes until no outcome asks to look again: decide → act → record (→ decide)."""
-        step = self._pass(pool, (), fact, observation)
-        first, actions, temporary = step, list(step.decision.actions), []
-        for passes in range(2, MAX_PASSES + 2):
-            if not step.decision.actions and not step.again:
-                break
+        step = first = self._pass(pool, (), fact, observation)
+        actions, temporary, passes = list(step.decision.actions), [], 1
+        while step.decision.actions or step.again:
             executed = self.execute(step.decision.actions)
             temporary += [e for e in executed if e.outcome == Outcome.TEMPORARY]
             if not executed and not step.again:
-                break
+                break  # nothing was called (nothing to record)
+            passes += 1
             step = self._pass(pool, executed, look_again=passes <= MAX_PASSES)
             actions += step.decision.actions
         if temporary:
