@@ -3,7 +3,7 @@ publisher that records what it was given (where the bus is not under test).
 
 Invariants: statuses move through the real lifecycle (TERMINATED → STAGING → RUNNING →
 STOPPING → TERMINATED) as the test advances ``settle()``; a request id already seen is
-not acted on twice; start/stop of an unknown instance raise PermanentError("not found");
+not acted on twice; start/stop of an unknown instance raise InstanceNotFound;
 injected faults raise TemporaryError/PermanentError like the adapter maps 429/5xx/quota.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from yoyo_control import names
-from yoyo_control.errors import PermanentError, TemporaryError
+from yoyo_control.errors import InstanceNotFound, TemporaryError
 from yoyo_control.ports import ObservedInstance
 
 
@@ -54,7 +54,7 @@ class FakeCompute:
     def get(self, zone: str, instance: str) -> ObservedInstance:
         with self.lock:
             if instance not in self.status:
-                raise PermanentError(f"instance {instance} not found")
+                raise InstanceNotFound(f"instance {instance} not found")
             return ObservedInstance(instance, self.status[instance])
 
     def start(self, zone: str, instance: str, request_id: str) -> None:
@@ -70,7 +70,7 @@ class FakeCompute:
             if self.faults:
                 raise self.faults.pop(0)
             if instance not in self.status:
-                raise PermanentError(f"instance {instance} not found")
+                raise InstanceNotFound(f"instance {instance} not found")
             acted = request_id not in self.seen
             self.calls.append(Call(kind, instance, request_id, acted))
             if not acted:

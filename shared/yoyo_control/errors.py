@@ -3,6 +3,8 @@
 - ``InvalidMessage``: the payload is malformed or foreign → logged, acknowledged.
 - ``TemporaryError``: contention, Compute 429/5xx/timeouts → raise, Pub/Sub redelivers.
 - ``PermanentError``: instance missing, quota, permission → recorded, not retried forever.
+  ``InstanceNotFound``, its kind for a missing instance, is what every Compute adapter
+  raises when the instance does not exist (the service records it as ``not-found``).
 - ``CapacityError``: the zone has no capacity for the instance now (a stockout) → its own
   outcome: the zone backs off and the next healthy zone is tried at once; not permanent,
   and never retried in the same zone at once (domain/capacity.py).
@@ -25,6 +27,10 @@ class TemporaryError(YoyoError):
 
 class PermanentError(YoyoError):
     """Retrying the same request will fail the same way."""
+
+
+class InstanceNotFound(PermanentError):
+    """The Compute instance addressed does not exist (HTTP 404 on the instance)."""
 
 
 class CapacityError(YoyoError):

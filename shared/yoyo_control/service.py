@@ -1,24 +1,39 @@
-"""The service: handle(fact) and reconcile(pool) — the transaction boundary.
+"""The service: handle(fact) → decide in one transaction → act → record the outcomes.
+
+Shape (docs/architecture.md): ``handle`` validates a fact and reconciles every pool it
+touches. Reconciling a pool is a short loop of passes (``reconcile``); each pass is ONE
+store transaction (``_pass``) that records the outcomes of the previous pass's Compute
+calls, folds in the fact (first pass only), decides and writes; then its actions are
+executed (``execute``: Compute calls, and nothing written to the store). Whether to look
+again is a value the pass and the outcomes carry (``Pass.again``, ``Executed.again``),
+never a call back into the service; the loop is bounded (``MAX_PASSES``).
 
 Invariants (DESIGN.md §3):
 - A fact is recorded in the event log exactly once (keyed by its origin, the topic, and
   its message id: ``fact_event_id``) in the same transaction that folds it into the pool
   state; a redelivery only re-reconciles.
-- Each reconcile reads the pool and the kill switch, decides and writes in ONE store
-  transaction; Compute is called only after that commit, with the action's request id.
+- Each pass reads the pool and the kill switch, (records outcomes,) decides and writes in
+  ONE store transaction; Compute is called only after that commit, with the action's
+  request id.
 - The kill switch is re-read immediately before every start. A kill always engages it;
   an unkill is ignored when published before the switch was engaged, by the switch's
   ``changed_at`` (the control plane's clock or the store's commit time), never by an
   ``at`` a client wrote. Operator start/stop/extend apply in publish order
-  (domain/facts.py).
-- Every action's outcome is recorded; temporary failures raise TemporaryError after all
-  actions were tried (so Pub/Sub redelivers), permanent ones are recorded and swallowed.
+  (domain/facts.py). A start that the kill switch overtook (engaged after the re-read)
+  is looked at again at once, so the VM it started is stopped in the same event.
+- Every action's outcome is recorded (in the next pass's transaction); temporary failures
+  raise TemporaryError after all actions were tried and recorded (so Pub/Sub
+  redelivers), permanent ones are recorded and swallowed. A missing instance is told by
+  its error type (InstanceNotFound), never by the text of a message.
 - Pending batch work is queue demand (source ``work``) for as long as it is pending: each
   tick records the pool's pending shards (``work_demand``), and zero once they are done
   (only over its own count: a producer's depth or an incident clears itself).
-- A capacity refusal (CapacityError) is recorded (its zone backs off) and the pool is
-  reconciled again at once, so the next healthy zone is tried in the same event; each
-  round backs off one more zone, so the rounds end.
+- A capacity refusal (CapacityError) is recorded (its zone backs off) and the pass that
+  records it decides again at once, so the next healthy zone is tried in the same event;
+  each pass backs off one more zone, so the passes end (and MAX_PASSES bounds them).
+- A heartbeat's instance document is written only after the pass that records a
+  heartbeat that matters has committed: if the process dies in between, the document
+  still holds the old report, so the redelivery (or the next report) still matters.
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ from .domain.facts import (
     UnkillRequested,
     apply_fact,
     kind_of,
+    pool_of,
 )
 from .domain.heartbeats import matters, merge
 from .domain.model import (
@@ -57,10 +73,18 @@ from .domain.model import (
     Heartbeat,
     KillSource,
     KillSwitch,
+    PoolPolicy,
+    PoolState,
 )
 from .domain.outcomes import Outcome, record_outcome
 from .domain.spend import NO_SPEND, Spend
-from .errors import CapacityError, InvalidMessage, PermanentError, TemporaryError
+from .errors import (
+    CapacityError,
+    InstanceNotFound,
+    InvalidMessage,
+    PermanentError,
+    TemporaryError,
+)
 from .ports import Clock, Compute, Event, Store, Transaction
 
 
@@ -95,6 +119,48 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
 WORK_DEMAND_SOURCE = "work"
 
 
+MAX_PASSES = 8  # decisions in one reconcile (one more pass may record the last outcomes)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """One action's Compute call and what came of it (recorded by the next pass)."""
+
+    action: Action
+    outcome: Outcome
+    detail: str = ""
+    seen: str | None = None  # the status Compute reported right after a DONE call
+
+    @property
+    def again(self) -> bool:
+        """Decide again at once: the zone refused (try the next one), or a DONE was
+        answered from a spent operation and the instance is not where the action left it."""
+        if self.outcome == Outcome.CAPACITY:
+            return True
+        return self.seen is not None and self.seen not in _GOAL[self.action.kind]
+
+    @property
+    def started(self) -> bool:
+        return self.outcome == Outcome.DONE and self.action.kind == ActionKind.START
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one pass of a pool committed: its decision, and whether to look again."""
+
+    decision: Decision
+    duplicate: bool = False
+    again: bool = False  # a start the kill switch overtook: decide once more
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A pool's reconcile: whether its fact was a duplicate, every action of its passes."""
+
+    duplicate: bool
+    actions: tuple[Action, ...]
+
+
 class Service:
     def __init__(
         self,
@@ -119,7 +185,7 @@ class Service:
     # --- entry -----------------------------------------------------------------------
 
     def handle(self, fact: Fact) -> Handled:
-        pool = getattr(fact, "pool", None)
+        pool = pool_of(fact)
         if pool is not None and pool not in self.config.pools:
             raise InvalidMessage(f"unknown pool {pool!r} (configured: {sorted(self.config.pools)})")
         if isinstance(fact, HeartbeatReceived):
@@ -129,36 +195,64 @@ class Service:
         if isinstance(fact, (KillRequested, UnkillRequested, KillSwitchWritten, BudgetNotified)):
             return self._global(fact)
         assert pool is not None, f"{kind_of(fact)} has no pool"
-        decision, duplicate = self.reconcile(pool, fact)
-        return Handled(kind_of(fact), duplicate, (pool,), decision.actions)
+        done = self.reconcile(pool, fact)
+        return Handled(kind_of(fact), done.duplicate, (pool,), done.actions)
 
     def reconcile(
         self, pool: str, fact: Fact | None = None, observation: StatusObserved | None = None
-    ) -> tuple[Decision, bool]:
-        """One transaction: (record fact) → apply → decide → write; then execute."""
-        policy = self.config.policy(pool)
-        others = self._others_spend(pool)
+    ) -> Reconciled:
+        """Passes until no outcome asks to look again: decide → act → record (→ decide)."""
+        step = first = self._pass(pool, (), fact, observation)
+        actions, temporary, passes = list(step.decision.actions), [], 1
+        while step.decision.actions or step.again:
+            executed = self.execute(step.decision.actions)
+            temporary += [e for e in executed if e.outcome == Outcome.TEMPORARY]
+            if not executed and not step.again:
+                break  # nothing was called (nothing to record)
+            passes += 1
+            step = self._pass(pool, executed, look_again=passes <= MAX_PASSES)
+            actions += step.decision.actions
+        if temporary:
+            raise TemporaryError(
+                "; ".join(f"{e.action.kind} {e.action.instance}: {e.detail}" for e in temporary)
+            )
+        return Reconciled(first.duplicate, tuple(actions))
 
-        def txn(tx: Transaction) -> tuple[Decision, bool]:
+    def _pass(
+        self,
+        pool: str,
+        executed: tuple[Executed, ...],
+        fact: Fact | None = None,
+        observation: StatusObserved | None = None,
+        look_again: bool = True,
+    ) -> Pass:
+        """ONE transaction: record ``executed``'s outcomes → fold the fact → decide → write.
+
+        A pass that only records outcomes decides when one of them asks to look again;
+        a start the kill switch overtook asks the next pass to (``Pass.again``).
+        """
+        policy = self.config.policy(pool)
+        decides = not executed or (look_again and any(e.again for e in executed))
+        others = self._others_spend(pool) if decides else NO_SPEND
+        started = any(e.started for e in executed)
+
+        def txn(tx: Transaction) -> Pass:
             now = self.clock.now()
-            kill = tx.load_kill()
+            kill = tx.load_kill() if decides or started else None
             loaded = tx.load_pool(pool)
             state = loaded
-            duplicate = fact is not None and _recorded(tx, fact)
             events: list[Event] = []
-            # A redelivered heartbeat is folded in again (idempotent): its instance document
-            # is written only after this transaction, so this may be the only place it is.
-            again = duplicate and isinstance(fact, HeartbeatReceived)
-            for item in (fact if not duplicate or again else None, observation):
-                if item is None:
-                    continue
-                if item is fact and not duplicate:
-                    events.append(self._fact_event(item, now))
-                state, changes = apply_fact(state, item, policy, now)
-                if changes:
-                    events.append(self._decision_event(pool, now, changes, (), state.epoch))
-            seen_at = observation.at if observation is not None else None
-            decision = decide(state, kill, policy, now, others, seen_at)
+            for done in executed:
+                state, event = self._outcome(state, done, policy, now)
+                events.append(event)
+            duplicate = fact is not None and _recorded(tx, fact)
+            state, folded = self._fold(state, fact, duplicate, observation, policy, now)
+            events += folded
+            if decides and kill is not None:
+                seen_at = observation.at if observation is not None else None
+                decision = decide(state, kill, policy, now, others, seen_at)
+            else:
+                decision = Decision(state, (), ())
             if decision.changes or decision.actions:
                 events.append(
                     self._decision_event(
@@ -175,10 +269,13 @@ class Service:
                 tx.save_pool(decision.state)
             for event in events:
                 tx.append(event)
-            return decision, duplicate
+            overtaken = not decides and started and kill is not None and kill.engaged
+            return Pass(decision, duplicate, look_again and overtaken)
 
-        decision, duplicate = self.store.transact(txn)
-        for change in decision.changes:
+        step = self.store.transact(txn)
+        for done in executed:
+            _log_outcome(done)
+        for change in step.decision.changes:
             logs.info(
                 change.reason,
                 pool=pool,
@@ -186,8 +283,32 @@ class Service:
                 instance=change.instance,
                 message_id=fact.message_id if fact else None,
             )
-        self.execute(decision.actions)
-        return decision, duplicate
+        return step
+
+    def _fold(
+        self,
+        state: PoolState,
+        fact: Fact | None,
+        duplicate: bool,
+        observation: StatusObserved | None,
+        policy: PoolPolicy,
+        now: float,
+    ) -> tuple[PoolState, list[Event]]:
+        """``state`` with the fact (unless a duplicate) and the observation folded in, and
+        the events recording the fact and explaining each change."""
+        events: list[Event] = []
+        # A redelivered heartbeat is folded in again (idempotent): its instance document
+        # is written only after this transaction, so this may be the only place it is.
+        refold = duplicate and isinstance(fact, HeartbeatReceived)
+        for item in (fact if not duplicate or refold else None, observation):
+            if item is None:
+                continue
+            if item is fact and not duplicate:
+                events.append(self._fact_event(item, now))
+            state, changes = apply_fact(state, item, policy, now)
+            if changes:
+                events.append(self._decision_event(state.pool, now, changes, (), state.epoch))
+        return state, events
 
     def _others_spend(self, pool: str) -> Spend:
         """The other pools' spend, for the caps across pools (config.caps).
@@ -204,7 +325,7 @@ class Service:
         )
 
     def reconcile_all(self) -> list[Action]:
-        return self._each_pool(lambda pool: self.reconcile(pool)[0].actions)
+        return self._each_pool(lambda pool: self.reconcile(pool).actions)
 
     def _each_pool(self, fn: Callable[[str], Iterable[Action]]) -> list[Action]:
         """``fn`` for every pool, even when one fails: a pool whose Compute calls fail must
@@ -224,6 +345,8 @@ class Service:
     # --- fact kinds ------------------------------------------------------------------
 
     def _heartbeat(self, fact: HeartbeatReceived) -> Handled:
+        """Reconcile a heartbeat that matters, BEFORE its instance document changes (a
+        report that does not matter is only stored: one read, one write)."""
         policy = self.config.policy(fact.pool)
         if fact.heartbeat.instance not in policy.instances:
             raise InvalidMessage(
@@ -231,27 +354,18 @@ class Service:
             )
         hb = replace(fact.heartbeat, received_at=self.clock.now())
         known = self.store.get_heartbeat(fact.pool, hb.instance)
-        first = merge(known, hb)
-        if first is not None and matters(known, first):
-            # Record and reconcile BEFORE the instance document changes: if this process
-            # dies in between, the document still holds the old report, so the redelivery
-            # (or the next report) still matters and is reconciled and logged.
-            decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=first))
+        report = merge(known, hb)
+        store_after = report is not None and matters(known, report)
+        if not store_after:
+            previous = self.store.put_heartbeat(fact.pool, hb)
+            report, note = _after_storing(previous, hb)
+            if report is None:
+                return Handled(kind_of(fact), pools=(fact.pool,), note=note)
+        assert report is not None
+        done = self.reconcile(fact.pool, replace(fact, heartbeat=report))
+        if store_after:
             self.store.put_heartbeat(fact.pool, hb)
-            return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
-        previous = self.store.put_heartbeat(fact.pool, hb)
-        stored = merge(previous, hb)
-        if stored is None and previous is not None and _same_report(previous, hb):
-            # A redelivery: the beat was stored but its reconcile may have failed. The
-            # reconcile is idempotent on the fact id, so run it again.
-            decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=previous))
-            return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
-        if stored is None:
-            return Handled(kind_of(fact), pools=(fact.pool,), note="stale heartbeat ignored")
-        if not matters(previous, stored):
-            return Handled(kind_of(fact), pools=(fact.pool,), note="heartbeat recorded")
-        decision, duplicate = self.reconcile(fact.pool, replace(fact, heartbeat=stored))
-        return Handled(kind_of(fact), duplicate, (fact.pool,), decision.actions)
+        return Handled(kind_of(fact), done.duplicate, (fact.pool,), done.actions)
 
     def _tick(self, fact: Tick) -> Handled:
         duplicate = self._record_global(fact, None)
@@ -270,7 +384,7 @@ class Service:
                 pool=pool,
                 statuses={i.name: i.status for i in listed},
             )
-            return self.reconcile(pool, observation=observation)[0].actions
+            return self.reconcile(pool, observation=observation).actions
 
         actions = self._each_pool(observe_and_reconcile)
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
@@ -334,13 +448,17 @@ class Service:
         logs.info(note or kind_of(fact), message_id=fact.message_id, source=kind_of(fact))
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions), note)
 
-    def _record_global(self, fact: Fact, new_kill: Any) -> bool:
+    def _record_global(
+        self, fact: Fact, new_kill: Callable[[KillSwitch, float], KillSwitch | None] | None
+    ) -> bool:
+        """Record a global fact once, and the kill switch ``new_kill`` makes of the current
+        one (the switch is read only when there is a ``new_kill`` to ask)."""
+
         def txn(tx: Transaction) -> bool:
             now = self.clock.now()
             if _recorded(tx, fact):
                 return True
-            current = tx.load_kill()
-            kill = new_kill(current, now) if new_kill is not None else None
+            kill = new_kill(tx.load_kill(), now) if new_kill is not None else None
             tx.append(self._fact_event(fact, now))
             if kill is not None:
                 tx.save_kill(kill)
@@ -350,43 +468,27 @@ class Service:
 
     # --- actions ---------------------------------------------------------------------
 
-    def execute(self, actions: Iterable[Action]) -> None:
-        temporary: list[str] = []
-        started: set[str] = set()
-        again: set[str] = set()
+    def execute(self, actions: Iterable[Action]) -> tuple[Executed, ...]:
+        """Call Compute for each action; write nothing (the next pass records them)."""
+        executed: list[Executed] = []
         for action in actions:
-            if action.kind == ActionKind.START:
-                kill = self.store.get_kill()
-                if kill.engaged:
-                    self._outcome(action, Outcome.SKIPPED, "kill switch engaged")
-                    continue
+            if action.kind == ActionKind.START and self.store.get_kill().engaged:
+                executed.append(Executed(action, Outcome.SKIPPED, "kill switch engaged"))
+                continue
+            call = self.compute.start if action.kind == ActionKind.START else self.compute.stop
             try:
-                call = self.compute.start if action.kind == ActionKind.START else self.compute.stop
                 call(action.zone, action.instance, action.request_id)
             except CapacityError as exc:
-                self._outcome(action, Outcome.CAPACITY, str(exc))
-                again.add(action.pool)  # try the next healthy zone now
+                executed.append(Executed(action, Outcome.CAPACITY, str(exc)))
             except TemporaryError as exc:
-                temporary.append(f"{action.kind} {action.instance}: {exc}")
-                self._outcome(action, Outcome.TEMPORARY, str(exc))
+                executed.append(Executed(action, Outcome.TEMPORARY, str(exc)))
+            except InstanceNotFound as exc:
+                executed.append(Executed(action, Outcome.NOT_FOUND, str(exc)))
             except PermanentError as exc:
-                kind = Outcome.NOT_FOUND if "not found" in str(exc).lower() else Outcome.PERMANENT
-                self._outcome(action, kind, str(exc))
+                executed.append(Executed(action, Outcome.PERMANENT, str(exc)))
             else:
-                seen = self._status(action)
-                self._outcome(action, Outcome.DONE, "", seen)
-                if action.kind == ActionKind.START:
-                    started.add(action.pool)
-                if seen is not None and seen not in _GOAL[action.kind]:
-                    again.add(action.pool)  # answered from a spent operation: decide anew
-        # A kill engaged between the re-read and the call saw no running VM to stop:
-        # look once more, now that the start is on record.
-        if started and self.store.get_kill().engaged:
-            again |= started
-        for pool in sorted(again):
-            self.reconcile(pool)
-        if temporary:
-            raise TemporaryError("; ".join(temporary))
+                executed.append(Executed(action, Outcome.DONE, seen=self._status(action)))
+        return tuple(executed)
 
     def _status(self, action: Action) -> str | None:
         """What Compute says of the instance right after a DONE call (None: unknown)."""
@@ -395,43 +497,27 @@ class Service:
         except (TemporaryError, PermanentError):
             return None
 
+    @staticmethod
     def _outcome(
-        self, action: Action, outcome: Outcome, detail: str, seen: str | None = None
-    ) -> None:
-        policy = self.config.policy(action.pool)
-
-        def txn(tx: Transaction) -> None:
-            now = self.clock.now()
-            state = tx.load_pool(action.pool)
-            new, current = record_outcome(state, action, outcome, detail, policy, now, seen)
-            if current:
-                tx.save_pool(new)
-                record = new.instances[action.instance].last_action
-                said = record.said if record is not None and record.said else outcome
-            else:
-                said = f"{outcome.value}: {detail} (stale)" if detail else f"{outcome} (stale)"
-            tx.append(
-                Event(
-                    id=f"action:{action.request_id}:{uuid.uuid4().hex[:8]}",
-                    kind="action",
-                    at=now,
-                    pool=action.pool,
-                    reason=f"{action.kind} {action.instance}: {said}",
-                    data={"action": to_doc(action), "outcome": outcome.value, "detail": detail},
-                )
-            )
-
-        self.store.transact(txn)
-        severity = "INFO" if outcome in (Outcome.DONE, Outcome.SKIPPED) else "WARNING"
-        if outcome == Outcome.CAPACITY:
-            detail = f"zone {action.zone} has no capacity, backing off: {detail}"
-        logs.log(
-            severity,
-            f"{action.kind} {action.instance}: {outcome.value} {detail}".strip(),
+        state: PoolState, done: Executed, policy: PoolPolicy, now: float
+    ) -> tuple[PoolState, Event]:
+        """The state after ``done``'s outcome, and its entry in the event log."""
+        action, outcome, detail = done.action, done.outcome, done.detail
+        new, current = record_outcome(state, action, outcome, detail, policy, now, done.seen)
+        if current:
+            record = new.instances[action.instance].last_action
+            said = record.said if record is not None and record.said else outcome
+        else:
+            said = f"{outcome.value}: {detail} (stale)" if detail else f"{outcome} (stale)"
+        event = Event(
+            id=f"action:{action.request_id}:{uuid.uuid4().hex[:8]}",
+            kind="action",
+            at=now,
             pool=action.pool,
-            instance=action.instance,
-            rule=action.rule.value,
+            reason=f"{action.kind} {action.instance}: {said}",
+            data={"action": to_doc(action), "outcome": outcome.value, "detail": detail},
         )
+        return new, event
 
     # --- event log -------------------------------------------------------------------
 
@@ -454,7 +540,7 @@ class Service:
             id=fact_event_id(fact),
             kind="fact",
             at=now,
-            pool=getattr(fact, "pool", ""),
+            pool=pool_of(fact) or "",
             message_id=fact.message_id,
             reason=kind_of(fact),
             data={"fact": kind_of(fact), **to_doc(fact)},
@@ -493,6 +579,37 @@ _GOAL = {
     ActionKind.START: RUNNING_STATUSES,
     ActionKind.STOP: STOPPED_STATUSES | TRANSITIONAL_STATUSES,
 }
+
+
+def _log_outcome(done: Executed) -> None:
+    action, outcome, detail = done.action, done.outcome, done.detail
+    severity = "INFO" if outcome in (Outcome.DONE, Outcome.SKIPPED) else "WARNING"
+    if outcome == Outcome.CAPACITY:
+        detail = f"zone {action.zone} has no capacity, backing off: {detail}"
+    logs.log(
+        severity,
+        f"{action.kind} {action.instance}: {outcome.value} {detail}".strip(),
+        pool=action.pool,
+        instance=action.instance,
+        rule=action.rule.value,
+    )
+
+
+def _after_storing(previous: Heartbeat | None, hb: Heartbeat) -> tuple[Heartbeat | None, str]:
+    """What to reconcile for a heartbeat stored over ``previous`` (None: nothing, and why).
+
+    A redelivery of the stored report is reconciled again: its reconcile may have failed,
+    and it is idempotent on the fact id. A report that came to matter only now (another
+    report was stored between the read and the write) is reconciled too.
+    """
+    stored = merge(previous, hb)
+    if stored is None:
+        if previous is not None and _same_report(previous, hb):
+            return previous, ""
+        return None, "stale heartbeat ignored"
+    if not matters(previous, stored):
+        return None, "heartbeat recorded"
+    return stored, ""
 
 
 def _same_report(stored: Heartbeat, new: Heartbeat) -> bool:

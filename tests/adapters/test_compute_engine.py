@@ -16,7 +16,7 @@ from yoyo_control.adapters.compute_engine import ComputeEngine, classify
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.config import parse_config
 from yoyo_control.domain.facts import RunRequested, StopRequested
-from yoyo_control.errors import CapacityError, PermanentError, TemporaryError
+from yoyo_control.errors import CapacityError, InstanceNotFound, PermanentError, TemporaryError
 from yoyo_control.service import Service
 
 ZONE = "us-central1-a"
@@ -58,9 +58,9 @@ def test_get_reads_status_and_labels(stub, engine) -> None:
 
 
 def test_an_unknown_instance_is_permanent_and_says_not_found(stub, engine) -> None:
-    with pytest.raises(PermanentError, match="not found"):
+    with pytest.raises(InstanceNotFound, match="not found"):
         engine.get(ZONE, "ghost")
-    with pytest.raises(PermanentError, match="not found"):
+    with pytest.raises(InstanceNotFound, match="not found"):
         engine.start(ZONE, "ghost", rid())
     assert stub.acted() == []
 

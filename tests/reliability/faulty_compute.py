@@ -34,7 +34,13 @@ from datetime import UTC, datetime
 
 from yoyo_control import names
 from yoyo_control.domain.model import BILLED_STATUSES, RUNNING_STATUSES
-from yoyo_control.errors import CapacityError, PermanentError, TemporaryError, YoyoError
+from yoyo_control.errors import (
+    CapacityError,
+    InstanceNotFound,
+    PermanentError,
+    TemporaryError,
+    YoyoError,
+)
 from yoyo_control.ports import Clock, ObservedInstance
 
 MODES = ("instant", "lag", "timeout", "stuck")
@@ -231,7 +237,7 @@ class FaultyCompute:
     def get(self, zone: str, instance: str) -> ObservedInstance:
         inst = self.instances.get(instance)
         if inst is None or not inst.exists or inst.zone != zone:
-            raise PermanentError(f"instance {instance} not found")
+            raise InstanceNotFound(f"instance {instance} not found")
         labels = {names.LABEL_POOL: inst.pool} if inst.pool else {}
         return ObservedInstance(inst.name, inst.status, labels)
 
@@ -271,7 +277,7 @@ class FaultyCompute:
         inst = self.instances.get(name)
         if inst is None or not inst.exists or inst.zone != zone:
             self._record(kind, name, rid, False, "not-found")
-            raise PermanentError(f"instance {name} in zone {zone} not found")
+            raise InstanceNotFound(f"instance {name} in zone {zone} not found")
         stopped = inst.status in ("TERMINATED", "SUSPENDED", "STOPPED")
         if kind == "start" and inst.zone in self.refusing and stopped and rid not in self._ops:
             self._record(kind, name, rid, False, "capacity")

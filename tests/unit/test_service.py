@@ -20,8 +20,15 @@ from yoyo_control.domain.facts import (
     UnkillRequested,
 )
 from yoyo_control.domain.model import Heartbeat
-from yoyo_control.errors import InvalidMessage, PermanentError, TemporaryError
+from yoyo_control.errors import (
+    CapacityError,
+    InstanceNotFound,
+    InvalidMessage,
+    PermanentError,
+    TemporaryError,
+)
 from yoyo_control.service import Service
+from yoyo_control.sim.counting import CountingStore
 
 CONFIG = parse_config(
     {
@@ -122,6 +129,22 @@ def test_permanent_compute_error_is_recorded_and_swallowed(world) -> None:
     assert any("error" in e.reason for e in store.events(limit=50) if e.kind == "action")
 
 
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (InstanceNotFound("gone"), "error: not found: gone"),
+        (PermanentError("zone not found in the region"), "error: zone not found in the region"),
+    ],
+)
+def test_a_missing_instance_is_told_by_its_error_type_not_its_text(world, error, outcome) -> None:
+    service, store, compute, clock = world
+    compute.faults.append(error)
+    service.handle(run(clock))
+    inst = store.get_pool("gpu").instances["vm-0"]
+    assert inst.last_action.outcome == outcome
+    assert (inst.observed == "MISSING") is isinstance(error, InstanceNotFound)
+
+
 def test_unknown_pool_is_an_invalid_message(world) -> None:
     service, *_ = world
     with pytest.raises(InvalidMessage, match="unknown pool 'nope'"):
@@ -215,3 +238,36 @@ def test_an_unkill_published_before_the_kill_but_delivered_after_is_ignored(worl
     handled = service.handle(UnkillRequested("u", published_unkill, "ops"))
     assert "stale unkill ignored" in handled.note
     assert store.get_kill().engaged
+
+
+# --- the shape: one transaction per pass; outcomes recorded by the next pass ---------------
+
+
+def test_a_start_is_one_decision_transaction_then_one_that_records_its_outcome(tmp_path) -> None:
+    clock, compute = ManualClock(), FakeCompute()
+    compute.add("gpu", "vm-0")
+    store = CountingStore(SqliteStore(tmp_path / "s.db"))
+    Service(store, compute, clock, CONFIG).handle(run(clock))
+    assert store.counts["transactions"] == 2
+    assert store.counts["load_kill.calls"] == 2  # the decision; after the start, in the record
+    assert store.counts["get_kill.calls"] == 1  # the re-read immediately before the start
+
+
+def test_a_capacity_refusal_is_recorded_with_the_decision_that_tries_the_next_zone(
+    tmp_path,
+) -> None:
+    config = parse_config(
+        {"pools": {"gpu": {"zone": "a", "instances": ["vm-a", {"name": "vm-b", "zone": "b"}]}}}
+    )
+    clock, compute = ManualClock(), FakeCompute()
+    compute.add("gpu", "vm-a")
+    compute.add("gpu", "vm-b")
+    compute.faults.append(CapacityError("ZONE_RESOURCE_POOL_EXHAUSTED"))
+    store = CountingStore(SqliteStore(tmp_path / "s.db"))
+    handled = Service(store, compute, clock, config).handle(run(clock))
+    assert [(a.kind, a.instance) for a in handled.actions] == [("start", "vm-a"), ("start", "vm-b")]
+    assert compute.status["vm-b"] == "RUNNING"
+    # decide → start (refused) → record + decide again → start → record: three passes.
+    assert store.counts["transactions"] == 3
+    outcomes = [e.reason for e in store.events(limit=50) if e.kind == "action"]
+    assert [o.split(":")[0] for o in outcomes] == ["start vm-a", "start vm-b"]

@@ -137,7 +137,7 @@ def service(tmp_path: Path) -> Service:
 def _dies_before_the_compute_call(service: Service, fact: object) -> None:
     """Handle ``fact`` in a process that dies after the commit, before calling Compute."""
     original = service.execute
-    service.execute = lambda actions: None  # type: ignore[method-assign]
+    service.execute = lambda actions: ()  # type: ignore[method-assign]
     try:
         service.handle(fact)  # type: ignore[arg-type]
     finally:

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]  # no type information
 
 from ..errors import TemporaryError
 from .local_storage import check_key

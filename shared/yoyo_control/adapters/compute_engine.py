@@ -14,8 +14,8 @@ Invariants:
 - Every failure leaves as TemporaryError or PermanentError, decided in ONE function,
   ``classify`` (HTTP status + error reasons/codes), which both API errors and an
   operation that ends DONE with ``error`` go through:
-  * 404 on an instance → PermanentError("instance … not found …") (the service maps the
-    phrase "not found" to a missing instance); 404 on an operation → TemporaryError
+  * 404 on an instance → InstanceNotFound (a PermanentError the service records as a
+    missing instance); 404 on an operation → TemporaryError
     (the retried call with the same request id finds or re-creates it);
   * ZONE_RESOURCE_POOL_EXHAUSTED, ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS,
     REGION_RESOURCE_POOL_EXHAUSTED, STOCKOUT (a resource availability error: the zone
@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import names
-from ..errors import CapacityError, PermanentError, TemporaryError, YoyoError
+from ..errors import CapacityError, InstanceNotFound, PermanentError, TemporaryError, YoyoError
 from ..ports import ObservedInstance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,7 +85,7 @@ def classify(
     if status == 404 or reasons & NOT_FOUND_REASONS:
         if subject.startswith("operation"):
             return TemporaryError(f"{detail} (operation vanished; retry with the same request id)")
-        return PermanentError(f"{subject} not found: {message}")
+        return InstanceNotFound(f"{subject} not found: {message}")
     if reasons & CAPACITY_REASONS:
         return CapacityError(detail)
     if status == 429 or reasons & TEMPORARY_REASONS:
@@ -196,7 +196,7 @@ class ComputeEngine:
         with self._lock:
             for client in (self._instances, self._operations):
                 if client is not None:
-                    client.transport.close()
+                    client.transport.close()  # type: ignore[no-untyped-call]
             self._instances = self._operations = None
 
     # --- the port --------------------------------------------------------------------------

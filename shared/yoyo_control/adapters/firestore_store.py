@@ -228,7 +228,7 @@ class _FirestoreTx:
     def load_pool(self, pool: str) -> PoolState:
         doc = self._read(self._store.pool_ref(pool))
         query = self._store.heartbeats_ref(pool).order_by(FieldPath.document_id())
-        beats = [from_doc(Heartbeat, s.to_dict()) for s in self._txn.get(query)]
+        beats = [from_doc(Heartbeat, s.to_dict() or {}) for s in self._txn.get(query)]
         state = self._pools.get(pool)
         if state is None:
             state = from_doc(PoolState, doc) if doc is not None else PoolState(pool=pool)
@@ -314,7 +314,7 @@ class FirestoreStore:
         """Close the client this store created (an injected client belongs to the caller)."""
         with self._lock:
             if self._client is not None and self._owns_client:
-                self._client.close()
+                self._client.close()  # type: ignore[no-untyped-call]
                 self._client = None
 
     def pool_ref(self, pool: str) -> Any:
@@ -366,7 +366,8 @@ class FirestoreStore:
         while True:
             try:
                 with self._one_at_a_time():
-                    return wrapped(self.client.transaction(max_attempts=self.max_attempts))
+                    result: T = wrapped(self.client.transaction(max_attempts=self.max_attempts))
+                    return result
             except Exception as exc:
                 if raised is not None:  # ``body`` failed (``exc`` may be a failed rollback)
                     if not isinstance(raised, _TRANSIENT):
@@ -425,7 +426,7 @@ class FirestoreStore:
 
         def body(txn: firestore.Transaction) -> Heartbeat | None:
             (snap,) = list(txn.get(ref))
-            previous = from_doc(Heartbeat, snap.to_dict()) if snap.exists else None
+            previous = from_doc(Heartbeat, snap.to_dict() or {}) if snap.exists else None
             stored = merge(previous, heartbeat)
             if stored is not None:
                 txn.set(ref, to_doc(stored))
@@ -476,7 +477,7 @@ class FirestoreStore:
 
         def body(txn: firestore.Transaction) -> Batch | None:
             (snap,) = list(txn.get(ref))
-            current = from_doc(Batch, snap.to_dict()) if snap.exists else None
+            current = from_doc(Batch, snap.to_dict() or {}) if snap.exists else None
             new = change(current)
             if new is None or new == current:
                 return current

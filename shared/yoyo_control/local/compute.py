@@ -9,7 +9,7 @@ Invariants:
   ``start`` moves TERMINATED to STAGING and ``stop`` moves STAGING/RUNNING to STOPPING;
   the Supervisor does the rest. A start while STOPPING is refused (TemporaryError, as
   Compute Engine answers "resource not ready"). Unknown instances raise
-  PermanentError("... not found").
+  InstanceNotFound.
 - A request id is acted on at most once; a retried call only waits for its operation.
 - A zone told to refuse (``InstanceTable.refuse_zone``; ``yoyoctl local refuse-zone``)
   answers every start of an instance there with CapacityError, as Compute Engine answers
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import names
-from ..errors import CapacityError, PermanentError, TemporaryError
+from ..errors import CapacityError, InstanceNotFound, TemporaryError
 from ..ports import ObservedInstance
 
 T = TypeVar("T")
@@ -166,7 +166,7 @@ class LocalCompute:
     def get(self, zone: str, instance: str) -> ObservedInstance:
         row = self.table.row(instance)
         if row is None or row.zone != zone:
-            raise PermanentError(f"instance {instance} not found in zone {zone}")
+            raise InstanceNotFound(f"instance {instance} not found in zone {zone}")
         return ObservedInstance(row.name, row.status, {names.LABEL_POOL: row.pool})
 
     def start(self, zone: str, instance: str, request_id: str) -> None:
@@ -183,7 +183,7 @@ class LocalCompute:
                 "SELECT status, zone FROM instances WHERE name = ?", (instance,)
             ).fetchone()
             if row is None or row[1] != zone:
-                raise PermanentError(f"instance {instance} not found in zone {zone}")
+                raise InstanceNotFound(f"instance {instance} not found in zone {zone}")
             seen = c.execute(
                 "SELECT 1 FROM requests WHERE request_id = ?", (request_id,)
             ).fetchone()

@@ -7,7 +7,7 @@ server answers after ``ready``) --stop / preemption / guest power-off--> STOPPIN
 
 Invariants:
 - a request id is acted on at most once; a start while STOPPING raises TemporaryError
-  (Compute Engine's "resource not ready"); unknown instances raise PermanentError;
+  (Compute Engine's "resource not ready"); unknown instances raise InstanceNotFound;
 - calls return at once (the operation continues in virtual time); the service records
   the outcome as if the bounded wait had seen the operation finish;
 - every random draw comes from the ``random.Random`` given, so a seed fixes the run;
@@ -24,7 +24,7 @@ from typing import Protocol
 
 from .. import names
 from ..domain.model import BILLED_STATUSES
-from ..errors import PermanentError, TemporaryError
+from ..errors import InstanceNotFound, TemporaryError
 from ..ports import ObservedInstance
 from .events import EventQueue
 
@@ -151,7 +151,7 @@ class SimCompute:
     def _vm(self, instance: str) -> _Vm:
         vm = self.vms.get(instance)
         if vm is None:
-            raise PermanentError(f"instance {instance} not found")
+            raise InstanceNotFound(f"instance {instance} not found")
         return vm
 
     def _move(self, vm: _Vm, status: str) -> None:
