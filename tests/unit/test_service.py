@@ -141,7 +141,7 @@ def test_a_missing_instance_is_told_by_its_error_type_not_its_text(world, error,
     compute.faults.append(error)
     service.handle(run(clock))
     inst = store.get_pool("gpu").instances["vm-0"]
-    assert inst.last_action.outcome == outcome
+    assert inst.last_action.said == outcome
     assert (inst.observed == "MISSING") is isinstance(error, InstanceNotFound)
 
 
