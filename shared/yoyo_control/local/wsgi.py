@@ -186,9 +186,9 @@ class _Reply:
                 h.close_connection = True  # the end of the body is the end of the stream
         if h.close_connection:
             h.send_header("Connection", "close")
-        h._headers_buffer.append(b"\r\n")  # end_headers, without flushing yet
-        head = b"".join(h._headers_buffer)
-        h._headers_buffer = []
+        buffered: list[bytes] = h._headers_buffer
+        head = b"".join([*buffered, b"\r\n"])  # end_headers, without flushing yet
+        buffered.clear()
         if first and not self.bodyless:
             first = b"%x\r\n%s\r\n" % (len(first), first) if self.chunked else first
             head += first
