@@ -3,6 +3,7 @@ closed while idle (vLLM's server does after 5 s) is replaced, never reported as 
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -111,3 +112,14 @@ def test_a_vm_that_is_not_there_is_lost() -> None:
         address = f"127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(UpstreamLost):
         HttpUpstream("k", connect_timeout_s=1).post(address, "/v1/completions", b"{}")
+
+
+def test_a_request_goes_out_in_one_send(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers and body apart would wake the VM's server twice for one request."""
+    sent: list[bytes] = []
+    real = http.client.HTTPConnection.send
+    monkeypatch.setattr(
+        http.client.HTTPConnection, "send", lambda self, data: (sent.append(data), real(self, data))
+    )
+    assert ask(HttpUpstream("k"), vm.address) == ANSWER
+    assert len(sent) == 1 and sent[0].endswith(b'\r\n\r\n{"model": "m"}')

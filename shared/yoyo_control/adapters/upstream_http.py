@@ -22,6 +22,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from ..ports import UpstreamLost
 
@@ -41,6 +42,17 @@ class _Connection(http.client.HTTPConnection):
         assert self.sock is not None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(self.read_s)
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        """Headers and a bytes body in one send (http.client sends them apart: the VM
+        would wake twice for one request)."""
+        lines: list[bytes] = self._buffer  # type: ignore[attr-defined]
+        if isinstance(message_body, bytes) and not encode_chunked:
+            head = b"\r\n".join([*lines, b"", b""])
+            del lines[:]
+            self.send(head + message_body)
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
 
     def closed_at_rest(self) -> bool:
         """True when the server closed it (or sent something unasked) while idle."""
