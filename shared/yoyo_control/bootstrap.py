@@ -195,8 +195,11 @@ def build_gateway(service: Service) -> Gateway:
 
 
 def gateway() -> Gateway:
-    """The process-wide gateway, built on first use."""
+    """The process-wide gateway, built on first use (then read without a lock: every
+    request asks for it, and a reference read is atomic)."""
     global _gateway
+    if _gateway is not None:
+        return _gateway
     built = service()
     with _lock:
         if _gateway is None:

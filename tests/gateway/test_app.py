@@ -581,3 +581,57 @@ def test_a_pool_whose_every_vm_fails_to_start_is_refused_not_held(make_world) ->
     assert response.status_code == 503 and error["code"] == "pool_unavailable", error
     assert "GPUS_ALL_REGIONS" in error["message"]
     assert w.clock.now() - started < 60  # refused once the errors were known, not at hold_s
+
+
+# --- the routing view: cached, refreshed behind, bounded ----------------------------------
+
+
+class CountingUpstream:
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.posts = inner, []  # type: ignore[var-annotated]
+
+    def post(self, address: str, path: str, body: bytes) -> Any:
+        self.posts.append(address)
+        return self.inner.post(address, path, body)
+
+
+def test_a_lost_vm_is_skipped_by_every_request_until_heard_from_again(make_world) -> None:
+    w = make_world()
+    w.warm()
+    gone = closed_port()
+    w.ready("vm-0", address=gone)  # least loaded, but gone
+    w.ready("vm-1", running=2)
+    counting = CountingUpstream(w.gateway.upstream)
+    w.gateway.upstream = counting
+    assert [w.chat().status_code for _ in range(3)] == [200, 200, 200]
+    assert counting.posts.count(gone) == 1  # only the first request tried it
+    w.clock.advance(1)
+    w.ready("vm-0")  # heard from again (its real address): routable again
+    assert w.chat().status_code == 200 and counting.posts[-1] == w.servers["vm-0"]
+
+
+def test_a_kill_is_refused_once_the_view_is_older_than_its_bound(make_world) -> None:
+    """The documented bound: a request may be routed from a view read up to
+    ``fresh_s`` (≤ 0.5 s) ago; past that every request sees the kill switch."""
+    w = make_world()
+    w.warm("vm-0")
+    assert w.chat().status_code == 200  # the view is read now
+    w.service.handle(KillRequested("k", w.clock.now(), reason="stop", by="ops"))
+    w.clock.advance(w.gateway.fresh_s + 0.001)
+    response = w.chat()
+    assert response.status_code == 503 and error_of(response)["code"] == "kill_switch_engaged"
+
+
+def test_a_view_past_half_its_age_is_read_again_in_the_background(make_world) -> None:
+    w = make_world()
+    w.warm("vm-0")
+    assert w.chat().status_code == 200  # the view is read at t0
+    w.service.handle(KillRequested("k", w.clock.now(), reason="stop", by="ops"))
+    w.clock.advance(w.gateway.fresh_s * 0.75)
+    assert w.chat().status_code == 200  # served from the t0 view (within the bound)…
+    for _ in range(500):  # …which asked the background reader for a new one
+        if not w.gateway._view._due:
+            break
+        time.sleep(0.01)
+    response = w.chat()  # same instant: the new view has the kill, no store read needed
+    assert response.status_code == 503 and error_of(response)["code"] == "kill_switch_engaged"

@@ -9,9 +9,11 @@ gateway (which holds that key), never straight to a VM.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -111,6 +113,23 @@ def test_the_async_client_streams(gw) -> None:
             return [c.choices[0].delta.content async for c in chunks if c.choices[0].delta.content]
 
     assert len(asyncio.run(stream())) == 5
+
+
+def test_the_stack_keeps_a_client_connection_alive(gw) -> None:
+    """As gunicorn does in production: no new connection (and thread) per request."""
+    _, base_url, key = gw
+    url = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    ends = set()
+    for _ in range(3):
+        conn.request("GET", f"{url.path}/models", headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Connection") is None
+        response.read()
+        assert conn.sock is not None
+        ends.add(conn.sock.getsockname())
+    conn.close()
+    assert len(ends) == 1
 
 
 def test_a_wrong_key_and_an_unknown_model_are_refused_by_the_client(gw) -> None:

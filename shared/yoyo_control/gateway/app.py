@@ -8,15 +8,21 @@ Invariants:
 - A cold pool gets ONE wake: a RunRequested fact through ``service.handle`` whose message
   id is derived from the pool state (routing.wake_id), so concurrent requests and gateway
   instances record it once; a held request re-wakes only to keep the lease from lapsing.
-- Held requests read the store through one shared view per pool (one read per pause,
-  however many wait); pauses back off from 50 ms to ``gateway.poll_s``; a request is held
-  at most ``gateway.hold_s`` (then 503 + Retry-After) and at most ``gateway.max_held``
-  are held at once (429 beyond).
+- Requests read the store through one shared view per pool (pool state + kill switch):
+  a warm request is routed from a view at most ``fresh_s`` = min(0.5 s,
+  ``gateway.poll_s``) old, so a kill switch (or spend cap) engaged anywhere refuses every
+  request within ``fresh_s`` of its commit; a view past half that age is read again in
+  the background, so steady traffic does not wait for the store. Held requests read it
+  once per pause, however many wait; pauses back off from 50 ms to ``gateway.poll_s``; a
+  request is held at most ``gateway.hold_s`` (then 503 + Retry-After) and at most
+  ``gateway.max_held`` are held at once (429 beyond).
 - Bodies are forwarded as received; responses are passed through as they arrive (SSE
   chunk by chunk, never buffered). A VM lost before its answer began → the request is
   routed again (another ready VM, or held until that VM is heard from again or restarts)
-  within the same hold; a VM lost mid-stream → the stream ends with an OpenAI-format
-  error event. Never a hang: the upstream read timeout bounds a silent VM.
+  within the same hold, and every other request skips that VM too until it is heard
+  from again (its pool's view is read afresh); a VM lost mid-stream → the stream ends
+  with an OpenAI-format error event. Never a hang: the upstream read timeout bounds a
+  silent VM.
 - ``/v1/files`` and ``/v1/batches`` go to batches.BatchApi (where batch inference is
   configured), after the same key check.
 - Every error body is OpenAI-format: ``{"error": {"message", "type", "param", "code"}}``.
@@ -36,7 +42,7 @@ import flask
 from .. import logs
 from ..config import Config
 from ..domain.facts import Fact, RunRequested
-from ..domain.model import KillSwitch, PoolPolicy, PoolState
+from ..domain.model import Holder, KillSwitch, PoolPolicy, PoolState
 from ..ports import Clock, Event, Store, Upstream, UpstreamLost, UpstreamResponse
 from .auth import KeyRing
 from .reply import Reply, read_json
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
 FORWARDED = ("/chat/completions", "/completions", "/embeddings")
 FIRST_PAUSE_S = 0.05
 RETRY_AFTER_S = 30
+LOST_KEPT_S = 3600.0  # a lost VM not heard from again within this is forgotten
 
 
 @dataclass
@@ -57,26 +64,85 @@ class _Held:
 
 
 class _PoolView:
-    """Pool state and kill switch, read once per ``max_age`` however many requests ask."""
+    """Pool state and kill switch, read once per ``max_age`` however many requests ask.
+
+    A request is never served from a view older than the ``max_age`` it asks for; a
+    view past half that age is still served while one background read (per pool, on
+    one worker thread that ends when idle) replaces it, so steady traffic finds the
+    view fresh and does not wait for the store. A view is replaced only by a newer
+    read; ``forget`` drops it (the next request reads the store itself).
+    """
+
+    IDLE_S = 30.0  # the background reader stops after this long without work
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store, self._clock = store, clock
         self._locks: dict[str, threading.Lock] = {}
         self._cache: dict[str, tuple[float, PoolState, KillSwitch]] = {}
         self._guard = threading.Lock()
+        self._due: set[str] = set()  # pools the background reader is asked to read
+        self._wake = threading.Condition(self._guard)
+        self._reader: threading.Thread | None = None
 
     def read(self, pool: str, max_age: float) -> tuple[PoolState, KillSwitch]:
+        cached = self._cache.get(pool)
+        if cached is not None:
+            age = self._clock.now() - cached[0]
+            if age <= max_age:
+                if age > max_age / 2:
+                    self._read_behind(pool)
+                return cached[1], cached[2]
         with self._guard:
             lock = self._locks.setdefault(pool, threading.Lock())
-        with lock:
+        with lock:  # one read for every request that finds the view stale
             cached = self._cache.get(pool)
             if cached is not None and self._clock.now() - cached[0] <= max_age:
                 return cached[1], cached[2]
-            read_at = self._clock.now()
-            kill = self._store.get_kill()
-            state = self._store.get_pool(pool)
-            self._cache[pool] = (read_at, state, kill)
-            return state, kill
+            return self._load(pool)
+
+    def forget(self, pool: str) -> None:
+        with self._guard:
+            self._cache.pop(pool, None)
+
+    def _load(self, pool: str) -> tuple[PoolState, KillSwitch]:
+        read_at = self._clock.now()
+        kill = self._store.get_kill()
+        state = self._store.get_pool(pool)
+        with self._guard:
+            cached = self._cache.get(pool)
+            if cached is None or cached[0] < read_at:
+                self._cache[pool] = (read_at, state, kill)
+        return state, kill
+
+    def _read_behind(self, pool: str) -> None:
+        with self._guard:
+            if pool in self._due:
+                return
+            self._due.add(pool)
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read_due, name="gateway-view", daemon=True
+                )
+                self._reader.start()
+            else:
+                self._wake.notify()
+
+    def _read_due(self) -> None:
+        while True:
+            with self._guard:
+                if not self._due:
+                    self._wake.wait(self.IDLE_S)
+                if not self._due:
+                    self._reader = None
+                    return
+                pool = next(iter(self._due))
+            try:
+                self._load(pool)
+            except Exception as exc:  # the next request past max_age reads it itself
+                logs.warning(f"gateway: background read of pool {pool} failed: {exc}")
+            finally:
+                with self._guard:
+                    self._due.discard(pool)
 
 
 class Gateway:
@@ -101,6 +167,9 @@ class Gateway:
         self._held = 0
         self._woken: dict[str, str] = {}  # pool → the last wake id this instance recorded
         self._recorded: set[str] = set()  # cold-start events this instance wrote
+        # (instance, boot id) → when a request failed to reach it: every request skips
+        # that VM until it is heard from again (routing.route), not only the one that failed
+        self._unreachable: dict[tuple[str, str], float] = {}
         self.fresh_s = min(0.5, self.settings.poll_s)  # a warm request's store view age
 
     # --- entry -----------------------------------------------------------------------
@@ -190,9 +259,8 @@ class Gateway:
     def _serve(self, pool: str, path: str, body: bytes, stream: bool) -> flask.Response:
         policy = self.config.policy(pool)
         held = _Held(self.clock.now())
-        lost: dict[tuple[str, str], float] = {}
         while True:
-            target, state = self._await_target(policy, held, lost)
+            target, state = self._await_target(policy, held)
             forwarded_at = self.clock.now()
             self._count(target.instance, +1)
             response: UpstreamResponse | None = None
@@ -206,7 +274,7 @@ class Gateway:
                 self._count(target.instance, -1)
                 if not isinstance(exc, UpstreamLost):
                     raise
-                self._lost(pool, lost, target, f"before answering ({exc})")
+                self._lost(pool, target, f"before answering ({exc})")
                 continue
             first_byte_at = self.clock.now()
             if held.waited:
@@ -225,7 +293,7 @@ class Gateway:
             try:
                 data = first + b"".join(chunks)
             except UpstreamLost as exc:
-                self._lost(pool, lost, target, f"mid-answer ({exc})")
+                self._lost(pool, target, f"mid-answer ({exc})")
                 continue
             finally:
                 response.close()
@@ -234,11 +302,16 @@ class Gateway:
                 data, response.status, headers, content_type=response.content_type
             )
 
-    def _lost(
-        self, pool: str, lost: dict[tuple[str, str], float], target: Target, how: str
-    ) -> None:
-        """Skip this VM for this request until it is heard from again (routing.route)."""
-        lost[(target.instance, target.boot_id)] = self.clock.now()
+    def _lost(self, pool: str, target: Target, how: str) -> None:
+        """Skip this VM until it is heard from again (routing.route), in every request;
+        the pool's view is read again by the next request."""
+        now = self.clock.now()
+        with self._lock:
+            self._unreachable = {
+                k: at for k, at in self._unreachable.items() if now - at < LOST_KEPT_S
+            }
+            self._unreachable[(target.instance, target.boot_id)] = now
+        self._view.forget(pool)
         logs.warning(
             f"gateway: {target.instance} lost {how}; routing again",
             pool=pool,
@@ -265,9 +338,7 @@ class Gateway:
             response.close()
             self._count(target.instance, -1)
 
-    def _await_target(
-        self, policy: PoolPolicy, held: _Held, lost: dict[tuple[str, str], float]
-    ) -> tuple[Target, PoolState]:
+    def _await_target(self, policy: PoolPolicy, held: _Held) -> tuple[Target, PoolState]:
         """A ready VM now, or after holding the request while the pool wakes."""
         pause = FIRST_PAUSE_S
         max_age = self.fresh_s
@@ -286,7 +357,7 @@ class Gateway:
                     )
                 now = self.clock.now()
                 with self._lock:
-                    in_flight = dict(self._in_flight)
+                    in_flight, lost = dict(self._in_flight), dict(self._unreachable)
                 target = route(state, policy, now, in_flight, lost)
                 if target is not None:
                     return target, state
@@ -338,7 +409,7 @@ class Gateway:
                 return
             self._woken[policy.pool] = message_id
         fact = RunRequested(
-            message_id, now, policy.pool, "wake", "gateway: request waiting", policy.lease_s
+            message_id, now, policy.pool, Holder.WAKE, "gateway: request waiting", policy.lease_s
         )
         try:
             self.handle(fact)

@@ -1,6 +1,7 @@
 """``yoyoctl local up``: the whole control plane on one machine, in the foreground.
 
-One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default) serves:
+One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default; keep-alive, as
+gunicorn in production: wsgi.py) serves:
 - ``/on_cycle`` … ``/on_control``, ``/on_kill_switch_written``: the real entry points of
   functions/main.py, each loaded with ``functions_framework.create_app`` as Cloud
   Functions does, fed CloudEvents by the bus (Pub/Sub topics) and the kill watcher
@@ -180,7 +181,7 @@ class Stack:
         self._cleanup.append((what, fn))
 
     def start(self) -> None:
-        from werkzeug.serving import make_server
+        from .wsgi import make_server
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = self.config
@@ -203,7 +204,7 @@ class Stack:
             build_app(config, self.broker, self.health), config.local.port, self.secret
         )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = make_server(config.local.host, config.local.port, app, threaded=True)
+        server = make_server(config.local.host, config.local.port, app)
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
         self._on_stop("http server", server.shutdown)
