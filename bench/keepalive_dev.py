@@ -4,12 +4,15 @@
 the idle gaps of each workload with the cost model of sim/optimum.py (an idle gap ``g``
 costs ``g`` VM-seconds if the timeout ``T`` keeps it warm, else ``T + C/p``; the tail
 after the last request costs ``T``), feeding the production rule (decide.idle_timeout on
-a PoolState) the gaps one by one. It is what the default rule was designed on: it takes
-seconds where the simulator takes minutes; the simulator (bench/keepalive.py) judges.
+a PoolState) the gaps one by one. It takes seconds where the simulator takes minutes, but
+it is only a model (no tick granularity, boots at their mean): the simulator
+(bench/keepalive.py) judges. It was used for issue 18's per-class experiment (commit
+ab66ce4, reverted: see bench/RESULTS.md); ``--ka field=value`` overrides the KeepAlive
+defaults decide() uses, for tuning.
 
 ``DEV`` are development workloads invented for tuning (k, s and seeds that neither the
 benchmark, nor bench/heldout.py's HELD_OUT or FRESH use). Only the benchmark (seeds 0…9)
-and DEV were used to design and tune the default rule.
+and DEV were used to design and tune rules after FRESH was fixed.
 
 Invariant: deterministic; runs no policy on HELD_OUT or FRESH.
 """
@@ -74,13 +77,6 @@ def production(policy: PoolPolicy, **spec: float) -> Rule:
     return rule
 
 
-def previous_default(hist: keepalive.GapHistogram) -> float:
-    """The default before issue 18's per-class rule (commit fe0d5c9), for comparison."""
-    return keepalive.histogram_timeout(
-        hist, 0.7, 889 * 0.7 / 3600, 30.0, 900.0, min_samples=2, reference_s=900.0, margin=2.0
-    )
-
-
 def fixed(t: float) -> Rule:
     return lambda hist: t
 
@@ -120,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if "min_samples" in ka:
         ka["min_samples"] = int(ka["min_samples"])
     rules: dict[str, Rule] = {"adaptive": production(policy, **ka)}
-    rules["previous"] = previous_default
     rules |= {f"T{t:g}": fixed(t) for t in CANDIDATES_S}
     rules["break-even"] = fixed(min(1800.0, cold_s))
-    total = {"adaptive": 0.0, "previous": 0.0, "T900": 0.0, "best": 0.0}
+    total = {"adaptive": 0.0, "T900": 0.0, "best": 0.0}
     print(f"cold start = {cold_s:.0f} VM-s")
     for name in args.sets.split(","):
         workloads, seeds, bursty = sets[name]
@@ -151,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{w:14s} {flags} adaptive {a[0]:9.0f} cold {a[1]:5d} | 15m {f[0] / a[0]:.3f}x"
                 f" cold {f[1]:5d} | best T={best[1]:g} a/best {a[0] / best[0]:.3f}"
                 f" | a/15m {a[0] / f[0]:.3f} a/be {a[0] / be[0]:.3f}"
-                f" | prev {res['previous'][0] / a[0]:.3f}x cold {res['previous'][1]}"
             )
-            total["previous"] += res["previous"][0]
             total["adaptive"] += a[0]
             total["T900"] += f[0]
             total["best"] += best[0]

@@ -91,7 +91,7 @@ class PoolPolicy:
     # idle_timeout_s: keeping longer cost more than it saved (bench/RESULTS.md, issue 18).
     keepalive: str = "adaptive"
     idle_timeout_s: float = 900.0
-    keepalive_max_s: float = 3600.0
+    keepalive_max_s: float = 900.0
     boot_s: float = 150.0  # expected wake → ready: what a cold start makes its user wait
     wait_weight: float = 5.0  # a user-second of waiting is worth this many VM-seconds
     heartbeat_gap_s: float = 180.0
