@@ -19,6 +19,7 @@ bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gat
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
+	$(PYTHON) bench/keepalive.py --fresh --jobs $(BENCH_JOBS) --write
 
 bench-store-ops: install
 	$(PYTHON) bench/store_ops.py --write
