@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from yoyo_control.domain import batch as b
+from yoyo_control.errors import TemporaryError
 
 T0 = 1_800_000_000.0
 
@@ -55,7 +56,11 @@ def test_list_filters_by_pool_and_pending_newest_first(store: Any) -> None:
 
 
 def test_concurrent_updates_lose_none(store_factory: Any) -> None:
-    """Ten writers each add one to ``completed``: read-modify-write is serialised."""
+    """Ten writers each add one to ``completed``: read-modify-write is serialised.
+
+    Under contention a store may give up with TemporaryError (the Firestore emulator's
+    "Transaction lock timeout" past the adapter's retry deadline): nothing was written,
+    and the caller redelivers, as Pub/Sub does. Every update must land exactly once."""
     store_factory().update_batch("batch_1", lambda _: record())
 
     def bump(cur: b.Batch | None) -> b.Batch | None:
@@ -63,13 +68,28 @@ def test_concurrent_updates_lose_none(store_factory: Any) -> None:
         counts = cur.request_counts
         return replace(cur, request_counts=replace(counts, completed=counts.completed + 1))
 
+    failures: list[BaseException] = []
+    redelivered: list[TemporaryError] = []
+
+    def writer(store: Any) -> None:
+        try:
+            for _ in range(2):
+                for _attempt in range(5):
+                    try:
+                        store.update_batch("batch_1", bump)
+                        break
+                    except TemporaryError as exc:
+                        redelivered.append(exc)
+                else:
+                    raise AssertionError("an update never landed after 5 deliveries")
+        except BaseException as exc:
+            failures.append(exc)
+
     stores = [store_factory() for _ in range(5)]
-    threads = [
-        threading.Thread(target=lambda s=s: [s.update_batch("batch_1", bump) for _ in range(2)])
-        for s in stores
-    ]
+    threads = [threading.Thread(target=writer, args=(s,)) for s in stores]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert failures == []
     assert store_factory().get_batch("batch_1").request_counts.completed == 3 + 10
