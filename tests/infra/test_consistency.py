@@ -1,10 +1,13 @@
 """The deployment wires exactly the names the code uses (shared/yoyo_control/names.py).
 
-Terraform is read with a deliberately small parser: the files are `terraform fmt`
-formatted, so every top-level block starts with an unindented header line and ends
-with an unindented "}". Expressions are resolved only as far as these checks need:
-string literals, "${var.prefix}", local values, and each.key/each.value of a for_each
-over a local map. Anything else fails loudly rather than passing by accident.
+Terraform is read with python-hcl2 (``hcl2.load``): every file becomes a dict of blocks
+(``{"resource": [{'"type"': {'"name"': body}}]}``, labels kept in their quotes), in which
+a quoted string keeps its quotes (``'"work"'``, ``'"${var.prefix}-x"'``) and any other
+expression is its normalized source wrapped in ``${...}`` (``"${var.pools}"``). Values
+are resolved only as far as these checks need: string literals and templates made of
+"${var.prefix}", string locals, and each.key/each.value of a for_each over a local map
+of string literals. Anything else fails loudly rather than passing by accident. The one
+for expression read inside (local.agent_config) is opened with hcl2's query views.
 """
 
 from __future__ import annotations
@@ -19,49 +22,53 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import hcl2
 import pytest
+from hcl2.query import DocumentView
+from hcl2.rules.for_expressions import ForObjectExprRule
 
 from yoyo_control import names
 
 REPO = Path(__file__).resolve().parents[2]
 TF_ROOT = REPO / "terraform"
+POOL_MODULE = TF_ROOT / "modules" / "pool" / "main.tf"
 VM_DIR = REPO / "vm"
 
-_HEADER = re.compile(
-    r'^(resource|data|module|locals|variable|output)(?:\s+"([^"]+)")?(?:\s+"([^"]+)")?\s*\{\s*$'
-)
+Each = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class Block:
     kind: str
     labels: tuple[str, ...]
-    body: str
+    body: dict[str, Any]
     path: Path
 
 
-def _blocks(path: Path) -> list[Block]:
-    blocks, current, lines = [], None, []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if current is None:
-            match = _HEADER.match(line)
-            if match:
-                current, lines = match, []
-            continue
-        if line == "}":
-            kind, *labels = (g for g in current.groups() if g)
-            blocks.append(Block(kind, tuple(labels), "\n".join(lines), path))
-            current = None
-        else:
-            lines.append(line)
-    assert current is None, f"{path}: unterminated block {current.group(0)!r} (run terraform fmt)"
-    return blocks
+def _unquote(text: str) -> str:
+    assert len(text) >= 2 and text[0] == text[-1] == '"', f"not a quoted string: {text!r}"
+    return text[1:-1]
 
 
 @cache
-def root_blocks() -> tuple[Block, ...]:
-    return tuple(b for path in sorted(TF_ROOT.glob("*.tf")) for b in _blocks(path))
+def _blocks(path: Path) -> tuple[Block, ...]:
+    """Top-level blocks of one file, in order."""
+    with path.open(encoding="utf-8") as file:
+        document = hcl2.load(
+            file, serialization_options=hcl2.SerializationOptions(with_comments=False)
+        )
+    blocks = []
+    for kind, entries in document.items():
+        assert isinstance(entries, list), f"{path.name}: top-level {kind} is not a block"
+        for entry in entries:
+            labels, body = [], entry
+            while "__is_block__" not in body:  # one nesting level per label
+                ((label, body),) = body.items()
+                labels.append(_unquote(label))
+            blocks.append(Block(kind, tuple(labels), body, path))
+    return tuple(blocks)
 
 
 @cache
@@ -69,89 +76,127 @@ def all_tf_files() -> tuple[Path, ...]:
     return tuple(sorted(p for p in TF_ROOT.rglob("*.tf") if ".terraform" not in p.parts))
 
 
-def resources(kind: str) -> dict[str, Block]:
-    return {b.labels[1]: b for b in root_blocks() if b.kind == "resource" and b.labels[0] == kind}
+@cache
+def root_blocks() -> tuple[Block, ...]:
+    return tuple(b for path in sorted(TF_ROOT.glob("*.tf")) for b in _blocks(path))
 
 
-def _string_map(text: str) -> dict[str, str]:
-    return dict(re.findall(r'^\s*([A-Za-z0-9_-]+)\s*=\s*"([^"]*)"', text, re.MULTILINE))
+def blocks(kind: str, *labels: str, path: Path | None = None) -> list[Block]:
+    found = root_blocks() if path is None else _blocks(path)
+    return [b for b in found if b.kind == kind and b.labels[: len(labels)] == labels]
+
+
+def resources(kind: str, path: Path | None = None) -> dict[str, Block]:
+    return {b.labels[1]: b for b in blocks("resource", kind, path=path)}
+
+
+def attribute(body: dict[str, Any], name: str) -> Any:
+    """The value of the attribute `name` (not a nested block) of a block body."""
+    assert name in body, f"no {name} = ... in {sorted(body)}"
+    value = body[name]
+    assert not _is_blocks(value), f"{name} is a nested block, not an attribute"
+    return value
+
+
+def nested(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """Body of the single nested block `name { ... }`, if present."""
+    if name not in body:
+        return None
+    assert _is_blocks(body[name]) and len(body[name]) == 1, f"expected one {name} block"
+    return body[name][0]
+
+
+def _is_blocks(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, dict) and v.get("__is_block__") for v in value
+    )
+
+
+def expression(value: Any) -> str:
+    """HCL source of an expression, as hcl2 normalizes it (a quoted string keeps its quotes)."""
+    assert isinstance(value, str), f"not an expression: {value!r}"
+    if value.startswith("${") and value.endswith("}"):
+        return value[2:-1]
+    assert value.startswith('"') and value.endswith('"'), f"not an expression: {value!r}"
+    return value
+
+
+def literal(value: Any) -> str | dict[str, str]:
+    """A string literal, or an object (map) of string literals."""
+    if isinstance(value, dict) and "__is_block__" not in value:
+        return {resolve_key(key): literal_string(v) for key, v in value.items()}
+    return literal_string(value)
+
+
+def literal_string(value: Any) -> str:
+    text = _unquote(value) if isinstance(value, str) else None
+    assert text is not None and not re.search(r"[$%]\{|\\", text), f"not a literal: {value!r}"
+    return text
 
 
 @cache
-def locals_() -> dict[str, object]:
-    """Local values that are string literals or maps of string literals."""
-    values: dict[str, object] = {}
-    for block in root_blocks():
-        if block.kind != "locals":
-            continue
-        lines = block.body.splitlines()
-        i = 0
-        while i < len(lines):
-            scalar = re.match(r'^  ([a-z_][a-z0-9_]*)\s*=\s*"([^"$]*)"\s*(#.*)?$', lines[i])
-            opened = re.match(r"^  ([a-z_][a-z0-9_]*)\s*=\s*\{\s*$", lines[i])
-            if scalar:
-                values[scalar.group(1)] = scalar.group(2)
-            elif opened:
-                end = lines.index("  }", i)
-                entries = lines[i + 1 : end]
-                if all(re.match(r'^\s+[a-z0-9_-]+\s*=\s*"[^"$]*"\s*$', e) for e in entries):
-                    values[opened.group(1)] = _string_map("\n".join(entries))
-                i = end
-            i += 1
+def locals_() -> dict[str, Any]:
+    """Every local value of the root module, as hcl2 reads it (unresolved)."""
+    values: dict[str, Any] = {}
+    for block in blocks("locals"):
+        for name, value in block.body.items():
+            if name != "__is_block__":
+                assert name not in values, f"local.{name} is defined twice"
+                values[name] = value
     return values
 
 
 def variable_default(name: str) -> str:
-    (block,) = [b for b in root_blocks() if b.kind == "variable" and b.labels == (name,)]
-    match = re.search(r'^  default\s*=\s*"([^"]*)"', block.body, re.MULTILINE)
-    assert match, f"variable {name} has no string default"
-    return match.group(1)
+    (block,) = blocks("variable", name)
+    return literal_string(attribute(block.body, "default"))
 
 
-def resolve(expr: str, each: tuple[str, str] | None = None) -> str:
-    """Value of a simple string expression (literal, template, local, each.*)."""
-    expr = expr.strip()
-    if expr.startswith('"') and expr.endswith('"'):
-        text = expr[1:-1]
-    elif re.fullmatch(r"[a-z_.]+", expr):
-        text = "${" + expr + "}"
-    else:
-        raise AssertionError(f"cannot resolve {expr!r}")
+def resolve(value: Any, each: Each | None = None) -> str:
+    """Value of a string: a literal, or a template or reference made of var.prefix,
+    string locals and each.key/each.value."""
+    text = expression(value)
+    if not text.startswith('"'):  # a bare reference: the template "${ref}"
+        text = '"${' + text + '}"'
+    text = text[1:-1]
 
     def substitute(match: re.Match[str]) -> str:
         ref = match.group(1).strip()
         if ref == "var.prefix":
             return variable_default("prefix")
         if ref.startswith("local."):
-            value = locals_().get(ref.removeprefix("local."))
-            assert isinstance(value, str), f"{ref} is not a string local"
-            return value
+            local = ref.removeprefix("local.")
+            assert local in locals_(), f"{ref} is not defined"
+            return literal_string(locals_()[local])
         if ref in ("each.key", "each.value") and each is not None:
             return each[0] if ref == "each.key" else each[1]
-        raise AssertionError(f"cannot resolve ${{{ref}}} in {expr!r}")
+        raise AssertionError(f"cannot resolve ${{{ref}}} in {value!r}")
 
-    return re.sub(r"\$\{([^}]*)\}", substitute, text)
-
-
-def attribute(body: str, name: str) -> str:
-    matches = re.findall(rf"^\s*{name}\s*=\s*(.+?)\s*$", body, re.MULTILINE)
-    assert len(matches) == 1, f"expected one {name} = ..., found {matches}"
-    return matches[0]
+    resolved = re.sub(r"\$\{([^{}]*)\}", substitute, text)
+    assert not re.search(r"[$%]\{|\\", resolved), f"cannot resolve {value!r}"
+    return resolved
 
 
-def for_each_items(block: Block) -> list[tuple[str, str]] | None:
+def resolve_key(key: str) -> str:
+    """An object key: a bare name, a quoted string or a parenthesized expression."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
+        return key
+    parenthesized = re.fullmatch(r"\$\{\((.+)\)\}", key)
+    return resolve("${" + parenthesized.group(1) + "}" if parenthesized else key)
+
+
+def for_each_items(block: Block) -> list[Each] | None:
     """(key, value) pairs of a for_each over a local map; None without for_each."""
-    match = re.search(r"^  for_each\s*=\s*(.+?)\s*$", block.body, re.MULTILINE)
-    if not match:
+    if "for_each" not in block.body:
         return None
-    local = re.fullmatch(r"local\.([a-z_]+)", match.group(1))
-    assert local, f"{block.labels}: for_each over {match.group(1)!r}, not a local map"
-    value = locals_()[local.group(1)]
+    source = expression(attribute(block.body, "for_each"))
+    local = re.fullmatch(r"local\.([a-z_]+)", source)
+    assert local, f"{block.labels}: for_each over {source!r}, not a local map"
+    value = literal(locals_()[local.group(1)])
     assert isinstance(value, dict), f"for_each over local.{local.group(1)}, not a literal map"
     return sorted(value.items())
 
 
-def instances(block: Block) -> list[tuple[tuple[str, str] | None, str]]:
+def instances(block: Block) -> list[tuple[Each | None, dict[str, Any]]]:
     """(each, body) for every instance the resource declares."""
     items = for_each_items(block)
     return [(None, block.body)] if items is None else [(item, block.body) for item in items]
@@ -179,7 +224,7 @@ def test_terraform_names_mirror_names_py() -> None:
         "metadata_agent_config": names.METADATA_AGENT_CONFIG,
         "metadata_worker": names.METADATA_WORKER_CONFIG,
     }
-    actual = {key: locals_().get(key) for key in expected}
+    actual = {key: literal(locals_()[key]) if key in locals_() else None for key in expected}
     assert actual == expected
     assert set(names.ENTRY_POINTS) == set(names.EVENT_TOPICS)
 
@@ -207,21 +252,31 @@ def test_every_topic_in_names_is_created_and_nothing_else() -> None:
 
 
 def test_each_pools_queue_alert_watches_its_own_filtered_work_subscription() -> None:
-    subscription = resources("google_pubsub_subscription")["work"]
-    assert attribute(subscription.body, "for_each") == "var.pools"
-    assert attribute(subscription.body, "name") == (
+    subscription = resources("google_pubsub_subscription")["work"].body
+    assert expression(attribute(subscription, "for_each")) == "var.pools"
+    assert expression(attribute(subscription, "name")) == (
         '"${var.prefix}-${local.topic_work}-sub-${each.key}"'
     )
-    assert attribute(subscription.body, "filter") == '"attributes.pool = \\"${each.key}\\""'
-    assert "renotify_interval" in (TF_ROOT / "modules" / "pool" / "main.tf").read_text()
-    assert attribute(subscription.body, "topic") == "google_pubsub_topic.work.id"
-    pool_module = (TF_ROOT / "modules" / "pool" / "main.tf").read_text(encoding="utf-8")
-    assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in pool_module
-    assert "yoyo_pool = var.pool" in pool_module
-    (module,) = [b for b in root_blocks() if b.kind == "module" and b.labels == ("pool",)]
-    assert attribute(module.body, "work_subscription") == (
+    assert expression(attribute(subscription, "filter")) == '"attributes.pool = \\"${each.key}\\""'
+    assert expression(attribute(subscription, "topic")) == "google_pubsub_topic.work.id"
+    (module,) = blocks("module", "pool")
+    assert expression(attribute(module.body, "work_subscription")) == (
         "google_pubsub_subscription.work[each.key].name"
     )
+
+    alert = resources("google_monitoring_alert_policy", POOL_MODULE)["queue"].body
+    assert expression(attribute(alert, "user_labels")) == (
+        "merge(var.alert_user_labels, {yoyo_pool = var.pool})"
+    )
+    conditions = nested(alert, "conditions")
+    threshold = nested(conditions, "condition_threshold") if conditions else None
+    assert threshold, "the queue alert has a threshold condition"
+    watched = expression(attribute(threshold, "filter"))
+    assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in watched
+    assert '\\"subscription_id\\"=\\"${var.work_subscription}\\"' in watched
+    strategy = nested(alert, "alert_strategy")
+    channels = nested(strategy, "notification_channel_strategy") if strategy else None
+    assert channels and "renotify_interval" in channels
 
 
 # --- functions ---------------------------------------------------------------------
@@ -237,74 +292,54 @@ class Function:
     env_keys: frozenset[str]
 
 
-def _nested(body: str, name: str) -> str | None:
-    """Body of the nested block `name { ... }` at two-space indentation, if present."""
-    match = re.search(rf"^  {name} \{{\n(.*?)^  \}}$", body, re.MULTILINE | re.DOTALL)
-    return match.group(1) if match else None
-
-
-def _topic_of(expr: str, each: tuple[str, str] | None) -> str:
-    match = re.fullmatch(r"google_pubsub_topic\.([a-z_]+)(?:\[each\.key\])?\.id", expr)
-    assert match, f"pubsub_topic must reference a google_pubsub_topic: {expr!r}"
+def _topic_of(value: Any, each: Each | None) -> str:
+    source = expression(value)
+    match = re.fullmatch(r"google_pubsub_topic\.([a-z_]+)(?:\[each\.key\])?\.id", source)
+    assert match, f"pubsub_topic must reference a google_pubsub_topic: {source!r}"
     block = resources("google_pubsub_topic")[match.group(1)]
     items = for_each_items(block)
     if items is None:
         return resolve(attribute(block.body, "name"))
-    assert each is not None, f"{expr} outside a for_each"
+    assert each is not None, f"{source} outside a for_each"
     return resolve(attribute(block.body, "name"), (each[0], dict(items)[each[0]]))
+
+
+def _document_of(trigger: dict[str, Any]) -> str | None:
+    filters = trigger.get("event_filters", [])
+    assert _is_blocks(filters)
+    documents = [resolve(f["value"]) for f in filters if resolve(f["attribute"]) == "document"]
+    assert len(documents) <= 1, "more than one document filter"
+    return documents[0] if documents else None
 
 
 @cache
 def deployed_functions() -> tuple[Function, ...]:
-    env_local = locals_block_text("function_env")
+    function_env = locals_()["function_env"]
+    assert isinstance(function_env, dict), "local.function_env is an object"
+    env_keys = frozenset(resolve_key(key) for key in function_env)
     functions = []
     for block in resources("google_cloudfunctions2_function").values():
         for each, body in instances(block):
-            trigger = _nested(body, "event_trigger")
-            service = _nested(body, "service_config")
-            assert service is not None
-            env_expr = attribute(service, "environment_variables")
+            build, trigger = nested(body, "build_config"), nested(body, "event_trigger")
+            service = nested(body, "service_config")
+            assert build is not None and service is not None
+            env_expr = expression(attribute(service, "environment_variables"))
             # The gateway adds only gunicorn's THREADS (one thread per request it may hold).
-            gateway_env = (
-                "merge(local.function_env, { THREADS = tostring(var.gateway.concurrency) })"
-            )
+            gateway_env = "merge(local.function_env, {THREADS = tostring(var.gateway.concurrency)})"
             assert env_expr in ("local.function_env", gateway_env), "every function: one config env"
-            document = None
-            if trigger is not None:
-                filters = re.findall(
-                    r'attribute\s*=\s*"([^"]+)"\s*\n\s*value\s*=\s*(.+)', trigger, re.MULTILINE
-                )
-                document = next((resolve(v) for a, v in filters if a == "document"), None)
             functions.append(
                 Function(
-                    entry_point=resolve(attribute(body, "entry_point"), each),
+                    entry_point=resolve(attribute(build, "entry_point"), each),
                     event_type=resolve(attribute(trigger, "event_type")) if trigger else None,
                     topic=_topic_of(attribute(trigger, "pubsub_topic"), each)
                     if trigger and "pubsub_topic" in trigger
                     else None,
-                    document=document,
+                    document=_document_of(trigger) if trigger else None,
                     retry_policy=resolve(attribute(trigger, "retry_policy")) if trigger else None,
-                    env_keys=frozenset(_env_keys(env_local)),
+                    env_keys=env_keys,
                 )
             )
     return tuple(functions)
-
-
-def locals_block_text(name: str) -> str:
-    for block in root_blocks():
-        if block.kind == "locals":
-            match = re.search(
-                rf"^  {name} = \{{\n(.*?)^  \}}$", block.body, re.MULTILINE | re.DOTALL
-            )
-            if match:
-                return match.group(1)
-    raise AssertionError(f"local.{name} not found")
-
-
-def _env_keys(text: str) -> list[str]:
-    keys = re.findall(r"^\s*\((local\.[a-z_]+)\)\s*=", text, re.MULTILINE)
-    keys += re.findall(r'^\s*"?([A-Z][A-Z0-9_]*)"?\s*=', text, re.MULTILINE)
-    return [resolve(k) if k.startswith("local.") else k for k in keys]
 
 
 def test_every_entry_point_is_deployed_with_its_trigger() -> None:
@@ -330,18 +365,35 @@ def test_every_entry_point_is_deployed_with_its_trigger() -> None:
         assert by_entry[http].event_type is None and by_entry[http].topic is None
 
 
+def _string_leaves(value: Any, where: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
+    """(path, string) for every string value (and object key) below `value`."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _string_leaves(item, where)]
+    if isinstance(value, dict):
+        return [
+            leaf
+            for key, item in value.items()
+            for leaf in [(where, key), *_string_leaves(item, (*where, key))]
+        ]
+    return []
+
+
 def test_status_page_is_never_public() -> None:
     """Nothing is granted to allUsers except the gateway's optional public invoker (the
     gateway checks its own bearer keys on every request; gateway_allow_unauthenticated)."""
-    public = re.compile(r'member\s*=\s*"(allUsers|allAuthenticatedUsers)"')
+    public = {'"allUsers"', '"allAuthenticatedUsers"'}
+    gateway_public = ("resource", "google_cloud_run_v2_service_iam_member", "gateway_public")
     for path in all_tf_files():
-        text = path.read_text(encoding="utf-8")
-        for match in public.finditer(text):
-            block = text[text.rfind("\nresource ", 0, match.start()) :][:200]
-            assert 'resource "google_cloud_run_v2_service_iam_member" "gateway_public"' in block, (
-                f"{path.name}: {match.group(0)} outside the gateway's public invoker"
-            )
-            assert "var.gateway_allow_unauthenticated ? 1 : 0" in block
+        for block in _blocks(path):
+            for where, value in _string_leaves(block.body, (block.kind, *block.labels)):
+                if value in public:
+                    assert where == (*gateway_public, "member"), (
+                        f"{path.name}: {value} in {where}, outside the gateway's public invoker"
+                    )
+                    count = attribute(block.body, "count")
+                    assert count == "${var.gateway_allow_unauthenticated ? 1 : 0}", count
 
 
 def test_only_declared_environment_variables_are_set() -> None:
@@ -360,36 +412,31 @@ def test_event_log_ttl_policy() -> None:
     (field,) = resources("google_firestore_field").values()
     assert resolve(attribute(field.body, "collection")) == names.COLLECTION_EVENTS
     assert resolve(attribute(field.body, "field")) == names.EVENT_TTL_FIELD
-    assert re.search(r"^  ttl_config \{\}", field.body, re.MULTILINE)
+    assert nested(field.body, "ttl_config") == {"__is_block__": True}  # present and empty
 
 
 # --- VMs ---------------------------------------------------------------------------
 
 
 def test_vm_metadata_keys_and_pool_label() -> None:
-    (module,) = [b for b in root_blocks() if b.kind == "module" and b.labels == ("pool",)]
-    metadata_map = re.search(
-        r"^  metadata = \{\n(.*?)^  \}$", module.body, re.MULTILINE | re.DOTALL
-    )
-    assert metadata_map, "module pool takes a metadata map"
-    keys = re.findall(r'^\s*(\(local\.[a-z_]+\)|"[^"]+")\s*=', metadata_map.group(1), re.MULTILINE)
-    resolved = {resolve(k.strip("()")) for k in keys}
+    (module,) = blocks("module", "pool")
+    metadata_map = attribute(module.body, "metadata")
+    assert isinstance(metadata_map, dict), "module pool takes a metadata map"
     assert {
         names.METADATA_AGENT_CONFIG,
         names.METADATA_WORKER_CONFIG,
         names.METADATA_POOL,
         "startup-script",
-    } <= resolved
-    label = re.search(
-        r"^  labels\s*=\s*merge\(var\.labels, \{ \((local\.[a-z_]+)\) = each\.key \}\)",
-        module.body,
-        re.MULTILINE,
+    } <= {resolve_key(key) for key in metadata_map}
+    label = re.fullmatch(
+        r"merge\(var\.labels, \{\((local\.[a-z_]+)\) = each\.key\}\)",
+        expression(attribute(module.body, "labels")),
     )
-    assert label and resolve(label.group(1)) == names.LABEL_POOL
+    assert label and resolve("${" + label.group(1) + "}") == names.LABEL_POOL
 
-    vm = (TF_ROOT / "modules" / "pool" / "main.tf").read_text(encoding="utf-8")
-    assert re.search(r"^  metadata\s*=\s*merge\(var\.metadata, ", vm, re.MULTILINE)
-    assert re.search(r"^  labels\s*=\s*var\.labels$", vm, re.MULTILINE)
+    vm = resources("google_compute_instance", POOL_MODULE)["vm"].body
+    assert expression(attribute(vm, "metadata")).startswith("merge(var.metadata, ")
+    assert expression(attribute(vm, "labels")) == "var.labels"
 
     startup = (VM_DIR / "startup.sh").read_text(encoding="utf-8")
     assert f'CONFIG_KEY="{names.METADATA_AGENT_CONFIG}"' in startup
@@ -417,9 +464,21 @@ def test_vm_units_run_modules_that_exist() -> None:
             assert importlib.util.find_spec(f"{module}.__main__") is not None, module
 
 
+def agent_config() -> dict[str, Any]:
+    """The object local.agent_config builds for every pool (what the VM agent reads)."""
+    document = DocumentView.parse_file(str(TF_ROOT / "compute.tf"))
+    (value,) = [a for b in document.blocks("locals") for a in b.attributes("agent_config")]
+    (per_pool,) = value.find_all(ForObjectExprRule)
+    assert expression(per_pool.iterable.to_dict()) == "var.pools"
+    fields = per_pool.value_expr.to_dict()
+    assert isinstance(fields, dict), "local.agent_config maps each pool to an object"
+    return fields
+
+
 def test_agent_metrics_port_is_vllm_port() -> None:
-    compute = (TF_ROOT / "compute.tf").read_text(encoding="utf-8")
-    port = re.search(r'metrics_url\s*=\s*"http://127\.0\.0\.1:(\d+)/metrics"', compute)
+    port = re.fullmatch(
+        r"http://127\.0\.0\.1:(\d+)/metrics", resolve(agent_config()["metrics_url"])
+    )
     vllm = (VM_DIR / "vllm.service").read_text(encoding="utf-8")
     assert port and f"--port {port.group(1)}" in vllm
 
@@ -467,17 +526,13 @@ def test_function_archive_is_deterministic(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("example", ["basic"])
 def test_examples_call_the_root_module(example: str) -> None:
-    main = (TF_ROOT / "examples" / example / "main.tf").read_text(encoding="utf-8")
-    assert re.search(r'^  source = "\.\./\.\."$', main, re.MULTILINE)
+    modules = blocks("module", path=TF_ROOT / "examples" / example / "main.tf")
+    assert [resolve(attribute(m.body, "source")) for m in modules] == ["../.."]
     for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
         assert (TF_ROOT / "examples" / example / required).is_file()
 
 
 def test_agent_config_has_the_documented_fields() -> None:
-    compute = (TF_ROOT / "compute.tf").read_text(encoding="utf-8")
-    block = re.search(r"pool => \{\n(.*?)\n    \}", compute, re.DOTALL)
-    assert block
-    keys = re.findall(r"^\s*([a-z_]+)\s*=", block.group(1), re.MULTILINE)
     expected = {
         "pool",
         "project",
@@ -493,4 +548,4 @@ def test_agent_config_has_the_documented_fields() -> None:
         "served_model_name",  # read by vm/startup.sh: vLLM's --served-model-name
         "heartbeat_audience",  # the control plane's heartbeat_audience (both must agree)
     }
-    assert set(keys) == expected
+    assert {resolve_key(key) for key in agent_config()} == expected

@@ -1,7 +1,7 @@
 """What a real deployment needs that offline `terraform validate` cannot see (issue 16).
 
 Each test names the failure it prevents. The files are `terraform fmt` formatted, so
-blocks are found by their unindented header and closing brace (as in test_consistency).
+blocks are found by their unindented header and closing brace.
 """
 
 from __future__ import annotations
