@@ -1,7 +1,7 @@
 """Every name shared between the code and the deployment (Terraform, vm/).
 
 Invariant: a topic, entry point, environment variable or Firestore path used by the
-code is spelled here once; tests/test_consistency.py checks Terraform wires exactly
+code is spelled here once; tests/infra/test_consistency.py checks Terraform wires exactly
 these and nothing else.
 """
 
