@@ -171,7 +171,7 @@ class Stack:
 @contextlib.contextmanager
 def stack(make_config: Callable[[Path], dict[str, Any]] | None = None) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="yoyo-bench-local-") as tmp:
-        s = Stack(Path(tmp), make_config)
+        s = Stack(Path(tmp), make_config or config)
         try:
             yield s
         finally:
