@@ -40,6 +40,18 @@ def _until(cap: Cap | None, bounds: tuple[float, float, float, float]) -> float 
     return bounds[1] if cap.period == CapPeriod.DAY else bounds[3]
 
 
+def _projections(
+    month_usd: float, rate: float, now: float, timezone: str
+) -> dict[str, float | None]:
+    """Month-end spend at the current run rate, and at the month's average so far."""
+    return {
+        "projected_month_usd": _money(spend.projected_month_end(month_usd, rate, now, timezone)),
+        "projected_month_usd_at_average": _money(
+            spend.projected_at_average(month_usd, now, timezone)
+        ),
+    }
+
+
 def _why(cap: Cap | None) -> str | None:
     return cap.reason if cap is not None else None
 
@@ -65,12 +77,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "month_usd": _money(month_usd),
             "daily_cap_usd": policy.daily_cap_usd,
             "monthly_cap_usd": policy.monthly_cap_usd,
-            "projected_month_usd": _money(
-                spend.projected_month_end(month_usd, rate, now, timezone)
-            ),
-            "projected_month_usd_at_average": _money(
-                spend.projected_at_average(month_usd, now, timezone)
-            ),
+            **_projections(month_usd, rate, now, timezone),
             "paused": _why(paused),
             "paused_until": _until(paused, bounds),
             "paused_recorded": state.paused,
@@ -102,12 +109,7 @@ def cost_report(store: Store, config: Config, now: float) -> dict[str, Any]:
             "daily_cap_usd": caps.daily_usd,
             "monthly_cap_usd": caps.monthly_usd,
             "run_rate_usd_per_hour": _money(rate_total),
-            "projected_month_usd": _money(
-                spend.projected_month_end(month_total, rate_total, now, timezone)
-            ),
-            "projected_month_usd_at_average": _money(
-                spend.projected_at_average(month_total, now, timezone)
-            ),
+            **_projections(month_total, rate_total, now, timezone),
             "paused": _why(overall_paused),
             "paused_until": _until(overall_paused, bounds),
         },
