@@ -21,8 +21,9 @@ class Vm:
     """An HTTP/1.1 server on a raw socket: it counts connections, and can drop each one
     right after answering (as a server whose keep-alive timeout passed), silently."""
 
-    def __init__(self, drop_after_answer: bool = False) -> None:
+    def __init__(self, drop_after_answer: bool = False, cut_short: bool = False) -> None:
         self.drop = drop_after_answer
+        self.cut_short = cut_short
         self.connections = 0
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
@@ -53,6 +54,12 @@ class Vm:
                 while len(data) < length:
                     data += conn.recv(65536)
                 data = data[length:]
+                if self.cut_short:  # promises more than it sends, then closes
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER) + 100, ANSWER)
+                    )
+                    return
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
@@ -123,3 +130,37 @@ def test_a_request_goes_out_in_one_send(vm: Vm, monkeypatch: pytest.MonkeyPatch)
     )
     assert ask(HttpUpstream("k"), vm.address) == ANSWER
     assert len(sent) == 1 and sent[0].endswith(b'\r\n\r\n{"model": "m"}')
+
+
+def test_an_answer_cut_short_of_its_content_length_is_lost_not_complete() -> None:
+    vm = Vm(cut_short=True)
+    try:
+        upstream = HttpUpstream("k")
+        with pytest.raises(UpstreamLost, match="cut short"):
+            ask(upstream, vm.address)
+        assert upstream._idle.get(vm.address, []) == []  # that connection is not kept
+    finally:
+        vm.close()
+
+
+def test_stale_kept_connections_cost_one_retry_on_a_fresh_one_not_one_each() -> None:
+    """Three kept connections the VM closed: the request is retried once, on a new
+    connection, not on each stale one in turn (each retry may repeat the request)."""
+    vm = Vm(drop_after_answer=True)
+    try:
+        upstream = HttpUpstream("k")
+        answers = [upstream.post(vm.address, "/v1/completions", b"{}") for _ in range(3)]
+        for answer in answers:
+            assert b"".join(answer.chunks()) == ANSWER
+            answer.close()
+        assert len(upstream._idle[vm.address]) == 3
+        time.sleep(0.1)  # the VM has closed all three by now
+        stale = list(upstream._idle[vm.address])
+        for conn in stale:  # as if closing were not seen at rest (a FIN still in flight)
+            conn.closed_at_rest = lambda: False  # type: ignore[method-assign]
+        before = vm.connections
+        assert ask(upstream, vm.address) == ANSWER
+        assert vm.connections == before + 1
+        assert len([c for c in stale if c.sock is None]) == 1  # one stale one tried
+    finally:
+        vm.close()

@@ -6,7 +6,8 @@ Invariants:
   first; at most ``max_idle`` idle ones are kept per VM address (more are closed).
 - A kept connection the server closed while idle (vLLM's server closes after 5 s) is
   not an error: it is seen before use (readable at rest means closed), and a reused
-  connection that fails before any byte of the answer is replaced by a fresh one once.
+  connection that fails before any byte of the answer is replaced by a fresh one, once
+  (so a server that read a request and then closed without a word gets it twice).
 - A connection failure, a timeout (``connect_timeout_s`` to connect, ``read_timeout_s``
   of silence afterwards) or a body cut short raises ``UpstreamLost``.
 - Bodies are read as they arrive: each piece the socket delivers is yielded at once (a
@@ -79,6 +80,10 @@ class _Response:
             while True:
                 data = self._raw.read1(READ_SIZE)
                 if not data:
+                    if self._raw.length:  # the server closed before its Content-Length
+                        raise UpstreamLost(
+                            f"{self._address}: answer cut short, {self._raw.length} bytes missing"
+                        )
                     self._done = True
                     return
                 yield data
@@ -114,15 +119,17 @@ class HttpUpstream:
         self._lock = threading.Lock()
 
     def post(self, address: str, path: str, body: bytes) -> _Response:
+        conn, reused = self._acquire(address)
         while True:
-            conn, reused = self._acquire(address)
             try:
                 conn.request("POST", path, body, self._headers)
                 raw = conn.getresponse()
             except _FAILED as exc:
                 conn.close()
                 if reused and _before_answer(exc):
-                    continue  # a kept connection gone stale: once more on a fresh one
+                    # a kept connection gone stale: once more, on a fresh one
+                    conn, reused = self._connect(address), False
+                    continue
                 raise UpstreamLost(f"{address}: {type(exc).__name__}: {exc}") from exc
             except BaseException:
                 conn.close()
@@ -136,17 +143,19 @@ class HttpUpstream:
                 idle = self._idle.get(address)
                 conn = idle.pop() if idle else None
             if conn is None:
-                host, _, port = address.rpartition(":")
-                if not host:
-                    host, port = address, ""
-                new = _Connection(
-                    host, int(port) if port else None, self.connect_timeout_s, self.read_timeout_s
-                )
-                return new, False
+                return self._connect(address), False
             if conn.closed_at_rest():
                 conn.close()
                 continue
             return conn, True
+
+    def _connect(self, address: str) -> _Connection:
+        host, _, port = address.rpartition(":")
+        if not host:
+            host, port = address, ""
+        return _Connection(
+            host, int(port) if port else None, self.connect_timeout_s, self.read_timeout_s
+        )
 
     def _release(self, address: str, conn: _Connection) -> None:
         with self._lock:
