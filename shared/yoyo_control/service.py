@@ -207,8 +207,6 @@ class Service:
         while step.decision.actions or step.again:
             executed = self.execute(step.decision.actions)
             temporary += [e for e in executed if e.outcome == Outcome.TEMPORARY]
-            if not executed and not step.again:
-                break  # nothing was called (nothing to record)
             passes += 1
             step = self._pass(pool, executed, look_again=passes <= MAX_PASSES)
             actions += step.decision.actions
@@ -472,9 +470,15 @@ class Service:
         """Call Compute for each action; write nothing (the next pass records them)."""
         executed: list[Executed] = []
         for action in actions:
-            if action.kind == ActionKind.START and self.store.get_kill().engaged:
-                executed.append(Executed(action, Outcome.SKIPPED, "kill switch engaged"))
-                continue
+            if action.kind == ActionKind.START:
+                try:
+                    engaged = self.store.get_kill().engaged
+                except TemporaryError as exc:  # not started: retried, the event redelivered
+                    executed.append(Executed(action, Outcome.TEMPORARY, str(exc)))
+                    continue
+                if engaged:
+                    executed.append(Executed(action, Outcome.SKIPPED, "kill switch engaged"))
+                    continue
             call = self.compute.start if action.kind == ActionKind.START else self.compute.stop
             try:
                 call(action.zone, action.instance, action.request_id)

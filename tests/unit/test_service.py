@@ -14,6 +14,7 @@ from yoyo_control.domain.facts import (
     BudgetNotified,
     HeartbeatReceived,
     KillRequested,
+    QueueDepthObserved,
     RunRequested,
     StopRequested,
     Tick,
@@ -271,3 +272,37 @@ def test_a_capacity_refusal_is_recorded_with_the_decision_that_tries_the_next_zo
     assert store.counts["transactions"] == 3
     outcomes = [e.reason for e in store.events(limit=50) if e.kind == "action"]
     assert [o.split(":")[0] for o in outcomes] == ["start vm-a", "start vm-b"]
+
+
+class _KillReadFails(SqliteStore):
+    """A store whose kill-switch read outside a transaction fails once, after ``ok`` reads."""
+
+    def __init__(self, path: Path, ok: int) -> None:
+        super().__init__(path)
+        self.ok = ok
+
+    def get_kill(self):  # type: ignore[no-untyped-def]
+        self.ok -= 1
+        if self.ok == -1:
+            raise TemporaryError("firestore get kill switch: 503 unavailable")
+        return super().get_kill()
+
+
+def test_a_failed_kill_read_between_starts_loses_no_outcome(tmp_path: Path) -> None:
+    """Two starts in one decision; the kill switch is re-read before each, and the second
+    read fails: the first start's outcome is still recorded, the second start is not made
+    and is recorded as a retry, and the event raises TemporaryError (redelivered)."""
+    config = parse_config(
+        {"pools": {"gpu": {"zone": "z", "instances": ["vm-0", "vm-1"], "action_retry_s": 60}}}
+    )
+    clock, compute = ManualClock(), FakeCompute()
+    compute.add("gpu", "vm-0")
+    compute.add("gpu", "vm-1")
+    store = _KillReadFails(tmp_path / "s.db", ok=1)
+    service = Service(store, compute, clock, config)
+    with pytest.raises(TemporaryError, match="kill switch"):
+        service.handle(QueueDepthObserved("q1", clock.now(), "gpu", 2, "producer"))
+    assert len(compute.acted("start")) == 1
+    instances = store.get_pool("gpu").instances
+    outcomes = sorted(str(instances[n].last_action.said) for n in ("vm-0", "vm-1"))
+    assert outcomes[0] == "done" and outcomes[1].startswith("retry")
