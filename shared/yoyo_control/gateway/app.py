@@ -11,9 +11,11 @@ Invariants:
 - Requests read the store through one shared view per pool (pool state + kill switch):
   a warm request is routed from a view at most ``fresh_s`` = min(0.5 s,
   ``gateway.poll_s``) old, so a kill switch (or spend cap) engaged anywhere refuses every
-  request within ``fresh_s`` of its commit; a view past half that age is read again in
-  the background, so steady traffic does not wait for the store. Held requests read it
-  once per pause, however many wait; pauses back off from 50 ms to ``gateway.poll_s``; a
+  new request within ``fresh_s`` of its commit (a held request: within its pause, at most
+  ``gateway.poll_s``); a view past half that age is read again in the background, so
+  steady traffic does not wait for the store (about two reads per ``fresh_s`` per pool).
+  Held requests read it once per pause, however many wait; pauses back off from 50 ms to
+  ``gateway.poll_s``; a
   request is held at most ``gateway.hold_s`` (then 503 + Retry-After) and at most
   ``gateway.max_held`` are held at once (429 beyond).
 - Bodies are forwarded as received; responses are passed through as they arrive (SSE
