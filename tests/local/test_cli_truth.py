@@ -81,3 +81,27 @@ def test_status_and_events_print_times_not_epochs(state_dir, capsys) -> None:
     for reason in reasons:
         assert not any(word.isdigit() and len(word) >= 9 for word in reason.split()), reason
     assert any("UTC" in r for r in reasons if "extended" in r), reasons
+
+
+def test_status_pool_shows_that_pool_only_and_refuses_an_unknown_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`--pool` was accepted and ignored: every pool was shown (the hints name it)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    config = {
+        "backend": "local",
+        "local": {"state_dir": str(state), "port": 1},
+        "pools": {
+            "alpha": {"zone": "local", "instances": ["vm-0"]},
+            "beta": {"zone": "local", "instances": ["vm-1"]},
+        },
+    }
+    monkeypatch.delenv("YOYO_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("YOYO_CONFIG", json.dumps(config))
+    code, out, _ = run(capsys, "status", "--pool", "beta")
+    assert code == 0 and "pool beta" in out and "pool alpha" not in out
+    code, out, _ = run(capsys, "status", "--json")
+    assert code == 0 and "alpha" in out and "beta" in out
+    code, _, err = run(capsys, "status", "--pool", "gamma")
+    assert code != 0 and "gamma" in err

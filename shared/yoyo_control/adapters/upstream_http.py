@@ -59,11 +59,12 @@ class _Connection(http.client.HTTPConnection):
         """True when the server closed it (or sent something unasked) while idle."""
         if self.sock is None:
             return True
+        poller = select.poll()  # not select.select: that fails for descriptors >= 1024
+        poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
+            return bool(poller.poll(0))
+        except OSError:
             return True
-        return bool(readable)
 
 
 class _Response:

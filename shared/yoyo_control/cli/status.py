@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from ..domain.codec import to_doc
@@ -70,7 +70,9 @@ def _instance_doc(i: InstanceView) -> dict[str, Any]:
         "vm": i.vm.status if i.vm else None,
         "endpoint": i.vm.endpoint if i.vm else None,
         "last_heartbeat": to_doc(i.heartbeat) if i.heartbeat else None,
-        "last_action": to_doc(i.last_action) if i.last_action else None,
+        "last_action": (
+            {**to_doc(i.last_action), "said": i.last_action.said} if i.last_action else None
+        ),
         "error": i.error,
     }
 
@@ -137,6 +139,8 @@ def cmd_status(ctx: Ctx) -> int:
         lambda pool: store.events(pool=pool, limit=STATUS_EVENTS),
         ctx.local.vms() if ctx.local else None,
     )
+    if ctx.args.pool:
+        view = replace(view, pools=[p for p in view.pools if p.name == ctx.pool()])
     lines = [banner(view.kill)]
     for pool in view.pools:
         lines += _pool_lines(pool, now)
