@@ -20,7 +20,8 @@ Invariants (DESIGN.md §3):
   ``changed_at`` (the control plane's clock or the store's commit time), never by an
   ``at`` a client wrote. Operator start/stop/extend apply in publish order
   (domain/facts.py). A start that the kill switch overtook (engaged after the re-read)
-  is looked at again at once, so the VM it started is stopped in the same event.
+  is looked at again at once, so the VM it started is stopped in the same event (while
+  the event is within ``MAX_PASSES``; past it, by the next tick's reconcile).
 - Every action's outcome is recorded (in the next pass's transaction); temporary failures
   raise TemporaryError after all actions were tried and recorded (so Pub/Sub
   redelivers), permanent ones are recorded and swallowed. A missing instance is told by
@@ -119,7 +120,7 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
 WORK_DEMAND_SOURCE = "work"
 
 
-MAX_PASSES = 8  # decisions in one reconcile (one more pass may record the last outcomes)
+MAX_PASSES = 8  # passes that may decide in one reconcile (one more records the last outcomes)
 
 
 @dataclass(frozen=True)
