@@ -19,7 +19,7 @@ locals {
       deadman_grace_s      = coalesce(p.deadman_grace_s, 900)
       metrics_url          = "http://127.0.0.1:8000/metrics"
       poweroff_command     = ["systemctl", "poweroff"]
-      vllm_api_key_secret  = google_secret_manager_secret.gateway["vllm_api_key"].id # vm/startup.sh: vLLM --api-key
+      vllm_api_key_secret  = google_secret_manager_secret.gateway["vllm_api_key"].id # vm/startup.sh: vLLM's VLLM_API_KEY
       served_model_name    = coalesce(p.model, pool)                                 # vLLM --served-model-name
       weights_uri          = "gs://${google_storage_bucket.weights.name}/${trim(coalesce(p.weights_prefix, "models/${pool}"), "/")}"
     }
@@ -49,7 +49,7 @@ module "pool" {
   network               = local.network
   subnetwork            = local.subnetwork
   network_tags          = ["${var.prefix}-gpu"]
-  service_account_email = google_service_account.vm.email
+  service_account_email = google_service_account.pool[each.key].email # pool_iam.tf
 
   labels = merge(var.labels, { (local.label_pool) = each.key })
   metadata = {
@@ -70,8 +70,9 @@ module "pool" {
   alert_user_labels    = { for k, v in var.labels : replace(k, "-", "_") => v }
 
   depends_on = [
-    google_project_iam_member.vm_project,
-    google_project_iam_member.vm_firestore_reader,
+    google_project_iam_member.pool_logs,
+    google_project_iam_member.pool_metrics,
+    google_project_iam_member.pool_firestore_reader,
     google_pubsub_topic_iam_member.monitoring_publisher,
   ]
 }

@@ -47,7 +47,7 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "vm" {
   project      = var.project_id
   account_id   = "${var.prefix}-vm-agent"
-  display_name = "Yo-Yo GPU VMs (agent heartbeats, weights download)"
+  display_name = "Yo-Yo VM image builds (build-image.sh)"
   depends_on   = [google_project_service.apis]
 }
 
@@ -150,15 +150,11 @@ resource "google_service_account_iam_member" "scheduler_token_creator" {
   member             = local.scheduler_agent
 }
 
-# --- GPU VMs -----------------------------------------------------------------------
+# --- VM image builds -----------------------------------------------------------------
 
-resource "google_pubsub_topic_iam_member" "vm_heartbeat_publisher" {
-  project = var.project_id
-  topic   = google_pubsub_topic.event["heartbeat"].name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.vm.email}"
-}
-
+# The pools' VMs run as their pool's own account (pool_iam.tf). This account is the image
+# builder's (vm/image/build-image.sh --service-account): it reads the weights bucket
+# (the staging prefix) and writes logs and metrics, nothing else.
 resource "google_project_iam_member" "vm_project" {
   for_each = {
     logs    = "roles/logging.logWriter"
@@ -168,23 +164,6 @@ resource "google_project_iam_member" "vm_project" {
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.vm.email}"
-}
-
-# The agent reads the kill switch and its pool's lease. Firestore IAM stops at the
-# database: a condition can limit the grant to the control plane's database (not other
-# databases of the project), but not to documents, so a VM can read every pool document
-# and the event log of that database. Nothing there is secret (no keys, no credentials);
-# a VM can never write it.
-resource "google_project_iam_member" "vm_firestore_reader" {
-  project = var.project_id
-  role    = "roles/datastore.viewer"
-  member  = "serviceAccount:${google_service_account.vm.email}"
-
-  condition {
-    title       = "control-plane-database-only"
-    description = "Only the Yo-Yo control plane's Firestore database."
-    expression  = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
-  }
 }
 
 resource "google_storage_bucket_iam_member" "vm_weights_reader" {

@@ -44,6 +44,7 @@ locals {
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com", # signBlob: the gateway's signed download URLs
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

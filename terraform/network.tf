@@ -6,6 +6,11 @@ locals {
   create_network = var.network == null
   network        = local.create_network ? google_compute_network.vms[0].self_link : var.network
   subnetwork     = local.create_network ? google_compute_subnetwork.vms[0].self_link : var.subnetwork
+
+  # The gateway's own subnetwork (Direct VPC egress) and its range, the only source the
+  # VMs' port 8000 admits (gateway.tf).
+  gateway_subnetwork_name = local.create_network ? google_compute_subnetwork.gateway[0].name : reverse(split("/", var.gateway_subnetwork))[0]
+  gateway_source_range    = local.create_network ? google_compute_subnetwork.gateway[0].ip_cidr_range : data.google_compute_subnetwork.gateway[0].ip_cidr_range
 }
 
 resource "google_compute_network" "vms" {
@@ -57,23 +62,36 @@ resource "google_compute_firewall" "iap_ssh" {
   }
 }
 
-# Optional: let clients in these ranges reach vLLM's OpenAI API on port 8000.
-resource "google_compute_firewall" "inference" {
-  count = local.create_network && length(var.inference_source_ranges) > 0 ? 1 : 0
+# The gateway's subnetwork. Cloud Run's Direct VPC egress does not support "network tags
+# or service identity in ingress firewall rules" and its addresses are ephemeral: a rule
+# that admits the gateway must name the whole subnet's range, and the page asks for a
+# /26 or larger subnet (https://cloud.google.com/run/docs/configuring/vpc-direct-vpc,
+# "Limitations" and "IP address allocation"). A subnetwork of its own makes that range
+# the gateway's alone: nothing else in the VPC can sit in it and reach vLLM.
+resource "google_compute_subnetwork" "gateway" {
+  count = local.create_network ? 1 : 0
 
-  project       = var.project_id
-  name          = "${var.prefix}-allow-inference"
-  network       = google_compute_network.vms[0].id
-  direction     = "INGRESS"
-  source_ranges = var.inference_source_ranges
-  target_tags   = ["${var.prefix}-gpu"]
-
-  allow {
-    protocol = "tcp"
-    ports    = ["8000"]
-  }
+  project                  = var.project_id
+  name                     = "${var.prefix}-gateway"
+  region                   = var.region
+  network                  = google_compute_network.vms[0].id
+  ip_cidr_range            = var.gateway_subnetwork_cidr
+  private_ip_google_access = true
 
   log_config {
-    metadata = "INCLUDE_ALL_METADATA"
+    aggregation_interval = "INTERVAL_10_MIN"
+    flow_sampling        = 0.1
+    metadata             = "INCLUDE_ALL_METADATA"
   }
+}
+
+# With an existing network, the gateway's subnetwork is var.gateway_subnetwork (in
+# var.region, dedicated to the gateway): its range is read here for the firewall rule.
+data "google_compute_subnetwork" "gateway" {
+  count = local.create_network ? 0 : 1
+
+  project   = var.project_id
+  region    = var.region
+  self_link = startswith(var.gateway_subnetwork, "https://") ? var.gateway_subnetwork : null
+  name      = startswith(var.gateway_subnetwork, "https://") ? null : reverse(split("/", var.gateway_subnetwork))[0]
 }

@@ -81,7 +81,13 @@ output "service_accounts" {
     scheduler = google_service_account.scheduler.email
     vm        = google_service_account.vm.email
     build     = google_service_account.build.email
+    gateway   = google_service_account.gateway.email
   }
+}
+
+output "pool_service_accounts" {
+  description = "Service account of each pool's VMs: pool => email."
+  value       = { for pool, sa in google_service_account.pool : pool => sa.email }
 }
 
 output "control_config" {

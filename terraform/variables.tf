@@ -186,17 +186,19 @@ variable "status_page_ingress" {
 # --- Gateway (gateway.tf) ----------------------------------------------------------
 
 variable "gateway" {
-  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. timeout_s is the function's request timeout (≥ hold_s + the longest answer)."
+  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. The function's own (Terraform's): timeout_s (request timeout, ≥ hold_s + the longest answer), max_instances, concurrency (requests per instance, also gunicorn's threads; max_held fits in it), memory_mib (null: derived from concurrency), min_instances (instances kept warm: Direct VPC's first connection can take a minute)."
   type = object({
     hold_s             = optional(number, 600)
     max_held           = optional(number, 200)
     max_body_bytes     = optional(number, 8388608)
-    max_file_bytes     = optional(number, 33554432)
+    max_file_bytes     = optional(number, 31457280)
     poll_s             = optional(number, 1)
     upstream_timeout_s = optional(number, 600)
     timeout_s          = optional(number, 1800)
     max_instances      = optional(number, 10)
-    concurrency        = optional(number, 80)
+    concurrency        = optional(number, 1000)
+    memory_mib         = optional(number)
+    min_instances      = optional(number, 0)
   })
   default = {}
 
@@ -212,6 +214,49 @@ variable "gateway" {
   validation {
     condition     = var.gateway.timeout_s >= var.gateway.hold_s + 60 && var.gateway.timeout_s <= 3600
     error_message = "gateway.timeout_s must be at least hold_s + 60 and at most 3600 (gen2 HTTP functions)."
+  }
+
+  # A request to a Cloud Run function carries at most 32 MB ("Max uncompressed HTTP request
+  # size ... 32MB", https://cloud.google.com/functions/quotas, 2nd gen): an upload of
+  # max_file_bytes plus its multipart framing (boundaries, part headers, the purpose
+  # field) must fit, so 30 MiB leaves over 500 kB even if "MB" means 10^6 bytes. Larger
+  # files do not go through the gateway (docs/deploy.md).
+  validation {
+    condition     = var.gateway.max_file_bytes <= 31457280
+    error_message = "gateway.max_file_bytes must be at most 31457280 (30 MiB): a Cloud Run functions request carries at most 32 MB, multipart framing included."
+  }
+
+  # Cloud Run takes at most 1000 concurrent requests per instance
+  # (https://cloud.google.com/run/docs/about-concurrency). Every held request occupies one
+  # of them (and one of gunicorn's threads, THREADS = concurrency), so max_held must fit
+  # in it: the gateway's own 429 then fires before Cloud Run queues requests.
+  validation {
+    condition = alltrue([
+      var.gateway.concurrency >= 1, var.gateway.concurrency <= 1000, floor(var.gateway.concurrency) == var.gateway.concurrency,
+      var.gateway.max_held <= var.gateway.concurrency,
+    ])
+    error_message = "gateway.concurrency must be a whole number within 1..1000 (Cloud Run's limit per instance) and at least max_held."
+  }
+
+  # One vCPU takes at most 4 GiB (https://cloud.google.com/run/docs/configuring/services/memory-limits).
+  validation {
+    condition = alltrue([
+      var.gateway.memory_mib == null ? true : try(var.gateway.memory_mib >= 256 && var.gateway.memory_mib <= 4096 && floor(var.gateway.memory_mib) == var.gateway.memory_mib, false),
+      var.gateway.min_instances >= 0, floor(var.gateway.min_instances) == var.gateway.min_instances, var.gateway.min_instances <= var.gateway.max_instances,
+      var.gateway.max_instances >= 1, floor(var.gateway.max_instances) == var.gateway.max_instances,
+    ])
+    error_message = "gateway.memory_mib must be null or a whole number within 256..4096; min_instances a whole number within 0..max_instances; max_instances a whole number >= 1."
+  }
+}
+
+variable "gateway_public_access" {
+  description = "How the gateway is made public when gateway_allow_unauthenticated is true. \"allUsers\": roles/run.invoker for allUsers (refused under the Domain restricted sharing organization policy). \"invoker_iam_check_disabled\": no allUsers grant; disable the Cloud Run invoker IAM check on the gateway's service once (output gateway_public_access_command; docs/deploy.md)."
+  type        = string
+  default     = "allUsers"
+
+  validation {
+    condition     = contains(["allUsers", "invoker_iam_check_disabled"], var.gateway_public_access)
+    error_message = "gateway_public_access must be \"allUsers\" or \"invoker_iam_check_disabled\"."
   }
 }
 
@@ -363,6 +408,16 @@ variable "pools" {
     error_message = "Define at least one pool; pool names are 1-31 lowercase letters, digits or hyphens, starting with a letter."
   }
 
+  # A VM's subnetwork must be in the VM's region, and the deployment has one VM subnetwork,
+  # in var.region (the gateway's Direct VPC egress is regional too). A zone is
+  # "<region>-<letter>" (https://cloud.google.com/compute/docs/regions-zones).
+  validation {
+    condition = alltrue(flatten([for p in values(var.pools) : [
+      for z in concat([p.zone], [for i in p.instances : i.zone if i.zone != null]) : try(regex("^(.+)-[a-z]$", z)[0] == var.region, false)
+    ]]))
+    error_message = "Every pool's zone (and each instances[].zone) must be in var.region: the VMs share one subnetwork there. Deploy another root module per region for pools elsewhere."
+  }
+
   validation {
     condition     = alltrue([for p in values(var.pools) : p.instance_count >= 1 && p.instance_count <= 16 && floor(p.instance_count) == p.instance_count])
     error_message = "instance_count must be a whole number between 1 and 16."
@@ -492,14 +547,27 @@ variable "force_destroy_buckets" {
   default     = false
 }
 
-variable "inference_source_ranges" {
-  description = "Private IP ranges allowed to reach vLLM (tcp:8000) on the VMs (only on the network this module creates). Empty: none."
-  type        = list(string)
-  default     = []
+variable "gateway_subnetwork_cidr" {
+  description = "IP range of the gateway's own subnetwork (Direct VPC egress), created when var.network is null. /26 or larger; the only range the VMs' port 8000 admits."
+  type        = string
+  default     = "10.20.1.0/26"
+
+  # Direct VPC egress asks for a /26 or larger subnet
+  # (https://cloud.google.com/run/docs/configuring/vpc-direct-vpc, "IP address allocation").
+  validation {
+    condition     = can(cidrhost(var.gateway_subnetwork_cidr, 0)) && try(tonumber(split("/", var.gateway_subnetwork_cidr)[1]) <= 26, false)
+    error_message = "gateway_subnetwork_cidr must be a CIDR range of /26 or larger."
+  }
+}
+
+variable "gateway_subnetwork" {
+  description = "With an existing var.network: an existing subnetwork (name or self link) in var.region used by the gateway alone (/26 or larger). Its whole range is admitted to the VMs' port 8000, so nothing else may use it."
+  type        = string
+  default     = null
 
   validation {
-    condition     = alltrue([for r in var.inference_source_ranges : can(cidrhost(r, 0)) && r != "0.0.0.0/0"])
-    error_message = "inference_source_ranges must be CIDR ranges, and not 0.0.0.0/0."
+    condition     = (var.network == null) == (var.gateway_subnetwork == null)
+    error_message = "Set gateway_subnetwork exactly when var.network is set (a subnetwork of the existing network, in var.region, used by the gateway alone)."
   }
 }
 
@@ -526,6 +594,12 @@ variable "batch" {
     condition     = var.batch.ack_deadline_s >= 10 && var.batch.ack_deadline_s <= 600 && floor(var.batch.ack_deadline_s) == var.batch.ack_deadline_s
     error_message = "batch.ack_deadline_s must be a whole number within 10..600 (Pub/Sub's range)."
   }
+}
+
+variable "batch_objects_by_pool" {
+  description = "Limit each pool's VMs to the batch objects under \"pools/<pool>/\" (an IAM condition). Needs the batch code to keep a pool's objects there; today it keeps them under \"batches/<id>/\", so the default (false) grants each pool's account the whole batch bucket."
+  type        = bool
+  default     = false
 }
 
 variable "batch_bucket_name" {

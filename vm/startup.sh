@@ -66,8 +66,8 @@ replace_if_changed() {
 }
 
 # What vLLM needs for the gateway, in /etc/yoyo/vllm-gateway.env (root:yoyo 0640) for
-# vllm.service: its API key (--api-key) from Secret Manager, so that only the gateway can
-# call it, and the model name the gateway routes by (--served-model-name). Prints
+# vllm.service: its API key (VLLM_API_KEY, read by vLLM from its environment, never on
+# its command line) from Secret Manager, and the model name the gateway routes by (--served-model-name). Prints
 # "changed" when the file was (re)written.
 write_gateway_env() {
   local secret model token tmp

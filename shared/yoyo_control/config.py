@@ -143,7 +143,7 @@ class GatewaySettings:
     hold_s: Duration = 600.0  # how long a request at a cold pool is held for a VM to be ready
     max_held: Annotated[Count, Field(ge=1)] = 200  # held at once by one instance (429 beyond)
     max_body_bytes: Annotated[Count, Field(ge=1)] = 8 * 1024 * 1024  # larger: refused (413)
-    max_file_bytes: Annotated[Count, Field(ge=1)] = 32 * 1024 * 1024  # POST /v1/files (413)
+    max_file_bytes: Annotated[Count, Field(ge=1)] = 30 * 1024 * 1024  # POST /v1/files (413)
     poll_s: Annotated[Duration, Field(gt=0)] = 1.0  # longest pause between two store reads
     upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
 

@@ -50,6 +50,10 @@ NOT_VARIABLE_SECTIONS = ("local.",)  # the embedded stack (make run) only
 # Where Terraform is stricter than the schema, because of the resource it configures.
 TERRAFORM_STRICTER = {
     "topic_prefix": "var.prefix also names every resource (3-12 characters)",
+    "pools.<name>.zone": "the VMs' one subnetwork is in var.region: a zone of another region is refused",
+    "pools.<name>.instances[].zone": "the VMs' one subnetwork is in var.region",
+    "gateway.max_file_bytes": "a Cloud Run functions request carries at most 32 MB: 30 MiB with its framing",
+    "gateway.max_held": "held requests fit in the function's concurrency (at most 1000 per instance)",
     "pools.<name>.max_session_s": "the VMs' max_run_duration: whole seconds, 600-604800",
     "pools.<name>.cycle.window_s": "the Cloud Scheduler job sends whole minutes, at least 1",
 }
@@ -309,7 +313,10 @@ def _changed(setting: Setting) -> Any:
         f"pools.{POOL}.monthly_cap_usd": 70,
         "caps.daily_usd": 8,
         "caps.monthly_usd": 80,
+        "region": "us-east4",  # the pools' zones are in it (var.pools' validation)
+        f"pools.{POOL}.zone": "us-east4-b",
         f"pools.{POOL}.instances[].zone": "us-east4-c",
+        "gateway.max_file_bytes": 1024 * 1024,  # Terraform's cap: 30 MiB
         f"pools.{POOL}.instances[].hourly_price_usd": 0.9,
     }
     if setting.key in special:

@@ -1,15 +1,15 @@
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.9"
 
   # The root module's floor (terraform/versions.tf).
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.10, < 9.0"
+      version = ">= 7.21, < 9.0"
     }
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = ">= 6.10, < 9.0"
+      version = ">= 7.21, < 9.0"
     }
   }
 }
