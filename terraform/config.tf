@@ -37,6 +37,13 @@ locals {
     batch   = ["retention_days"]
   }
 
+  # The gateway function's memory (gateway.tf), from its concurrency unless
+  # gateway.memory_mib is set: 256 MiB for the interpreter and libraries plus 1 MiB per
+  # request it may hold (a thread and its buffers; bodies are read in bounded chunks),
+  # rounded up to 256 MiB, at most 4 GiB (one vCPU's limit). An estimate, not a
+  # measurement (docs/deploy.md, "What is not verified without a cloud account").
+  gateway_memory_mib = coalesce(var.gateway.memory_mib, min(4096, ceil((256 + var.gateway.concurrency) / 256) * 256))
+
   # Null attributes are left out: the control plane then applies its own default (a
   # pool without model serves its own name, one without cycle gets the default window).
   settings = {

@@ -16,12 +16,6 @@
 locals {
   # Direct VPC egress takes the network's and subnetwork's names (not self links).
   gateway_network = local.create_network ? google_compute_network.vms[0].name : reverse(split("/", var.network))[0]
-
-  # Memory from concurrency unless set: 256 MiB for the interpreter and libraries plus
-  # 1 MiB per request it may hold (a thread, its buffers; bodies are read in bounded
-  # chunks), rounded up to 256 MiB, at most 4 GiB (one vCPU's limit). An estimate, not a
-  # measurement (docs/deploy.md, "not verified without a cloud account").
-  gateway_memory_mib = coalesce(var.gateway.memory_mib, min(4096, ceil((256 + var.gateway.concurrency) / 256) * 256))
 }
 
 # gateway_keys: SHA-256 digests of the callers' keys; vllm_api_key: vLLM's --api-key.
@@ -125,10 +119,10 @@ resource "google_cloudfunctions2_function" "gateway" {
 # disable the invoker IAM check (recommended, and the one that works under the Domain
 # restricted sharing organization policy, which refuses allUsers), or grant allUsers the
 # invoker role. google_cloudfunctions2_function has no field for the former, so with
-# gateway_public_access = "invoker_iam_check_disabled" Terraform grants nothing and the
+# gateway_public_access = "invoker_check_disabled" Terraform grants nothing and the
 # operator disables the check once (output gateway_public_access_command).
 resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
-  count = var.gateway_allow_unauthenticated && var.gateway_public_access == "allUsers" ? 1 : 0
+  count = var.gateway_allow_unauthenticated && var.gateway_public_access == "allusers_binding" ? 1 : 0
 
   project  = var.project_id
   location = var.region
@@ -174,8 +168,8 @@ output "gateway_url" {
 }
 
 output "gateway_public_access_command" {
-  description = "With gateway_public_access = \"invoker_iam_check_disabled\": the command that makes the gateway public without allUsers (run once after the first apply). Otherwise null."
-  value       = var.gateway_allow_unauthenticated && var.gateway_public_access == "invoker_iam_check_disabled" ? "gcloud run services update ${google_cloudfunctions2_function.gateway.name} --project ${var.project_id} --region ${var.region} --no-invoker-iam-check" : null
+  description = "With gateway_public_access = \"invoker_check_disabled\": the command that makes the gateway public without allUsers (run once after the first apply). Otherwise null."
+  value       = var.gateway_allow_unauthenticated && var.gateway_public_access == "invoker_check_disabled" ? "gcloud run services update ${google_cloudfunctions2_function.gateway.name} --project ${var.project_id} --region ${var.region} --no-invoker-iam-check" : null
 }
 
 # --- the gateway's identity: read state, record a wake, nothing else ----------------

@@ -250,13 +250,13 @@ variable "gateway" {
 }
 
 variable "gateway_public_access" {
-  description = "How the gateway is made public when gateway_allow_unauthenticated is true. \"allUsers\": roles/run.invoker for allUsers (refused under the Domain restricted sharing organization policy). \"invoker_iam_check_disabled\": no allUsers grant; disable the Cloud Run invoker IAM check on the gateway's service once (output gateway_public_access_command; docs/deploy.md)."
+  description = "How the gateway is made public when gateway_allow_unauthenticated is true. \"allusers_binding\": roles/run.invoker for allUsers (refused under the Domain restricted sharing organization policy). \"invoker_check_disabled\": no allUsers grant; disable the Cloud Run invoker IAM check on the gateway's service once (output gateway_public_access_command; docs/deploy.md)."
   type        = string
-  default     = "allUsers"
+  default     = "allusers_binding"
 
   validation {
-    condition     = contains(["allUsers", "invoker_iam_check_disabled"], var.gateway_public_access)
-    error_message = "gateway_public_access must be \"allUsers\" or \"invoker_iam_check_disabled\"."
+    condition     = contains(["allusers_binding", "invoker_check_disabled"], var.gateway_public_access)
+    error_message = "gateway_public_access must be \"allusers_binding\" or \"invoker_check_disabled\"."
   }
 }
 

@@ -50,10 +50,10 @@ NOT_VARIABLE_SECTIONS = ("local.",)  # the embedded stack (make run) only
 # Where Terraform is stricter than the schema, because of the resource it configures.
 TERRAFORM_STRICTER = {
     "topic_prefix": "var.prefix also names every resource (3-12 characters)",
-    "pools.<name>.zone": "the VMs' one subnetwork is in var.region: a zone of another region is refused",
+    "pools.<name>.zone": "the VMs' one subnetwork is in var.region",
     "pools.<name>.instances[].zone": "the VMs' one subnetwork is in var.region",
-    "gateway.max_file_bytes": "a Cloud Run functions request carries at most 32 MB: 30 MiB with its framing",
-    "gateway.max_held": "held requests fit in the function's concurrency (at most 1000 per instance)",
+    "gateway.max_file_bytes": "a Cloud Run functions request is at most 32 MB: 30 MiB + framing",
+    "gateway.max_held": "held requests fit in the function's concurrency (≤ 1000 per instance)",
     "pools.<name>.max_session_s": "the VMs' max_run_duration: whole seconds, 600-604800",
     "pools.<name>.cycle.window_s": "the Cloud Scheduler job sends whole minutes, at least 1",
 }

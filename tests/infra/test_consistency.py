@@ -393,7 +393,10 @@ def test_status_page_is_never_public() -> None:
                         f"{path.name}: {value} in {where}, outside the gateway's public invoker"
                     )
                     count = attribute(block.body, "count")
-                    assert count == "${var.gateway_allow_unauthenticated ? 1 : 0}", count
+                    assert count == (
+                        "${var.gateway_allow_unauthenticated"
+                        ' && var.gateway_public_access == "allusers_binding" ? 1 : 0}'
+                    ), count
 
 
 def test_only_declared_environment_variables_are_set() -> None:

@@ -102,11 +102,15 @@ def test_an_existing_firestore_database_must_name_its_location() -> None:
     assert condition.group(1) == ("var.create_firestore_database || var.firestore_location != null")
 
 
-def test_the_vm_reads_only_the_control_planes_database() -> None:
-    iam = TF / "iam.tf"
-    grants = resource(iam, "google_project_iam_member", "vm_project")
+def test_the_vms_read_only_the_control_planes_database() -> None:
+    """Each pool's account (pool_iam.tf) reads Firestore in the control plane's database
+    only; the image builder's account (iam.tf) has no Firestore role at all."""
+    grants = resource(TF / "iam.tf", "google_project_iam_member", "vm_project")
     assert "datastore" not in grants
-    reader = resource(iam, "google_project_iam_member", "vm_firestore_reader")
+    pools = TF / "pool_iam.tf"
+    for name in ("pool_logs", "pool_metrics"):
+        assert "datastore" not in resource(pools, "google_project_iam_member", name)
+    reader = resource(pools, "google_project_iam_member", "pool_firestore_reader")
     assert 'role    = "roles/datastore.viewer"' in reader
     expression = re.search(r"^    expression\s*=\s*(.+)$", reader, re.MULTILINE)
     assert expression and expression.group(1) == (
