@@ -202,6 +202,24 @@ resource "google_project_iam_member" "gateway_firestore_reader" {
   }
 }
 
+# The escape hatch, off by default: gateway code that still writes Firestore itself (a
+# wake as a RunRequested fact, cold-start events, batch records on POST /v1/batches)
+# needs roles/datastore.user, and with it the gateway could write any document of the
+# database, the kill switch included (Firestore IAM cannot narrow to documents).
+resource "google_project_iam_member" "gateway_store_writer" {
+  count = var.gateway_store_writes ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.gateway.email}"
+
+  condition {
+    title       = "control-plane-database-only"
+    description = "Only the Yo-Yo control plane's Firestore database."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
+  }
+}
+
 resource "google_pubsub_topic_iam_member" "gateway_publisher" {
   for_each = {
     queue = google_pubsub_topic.event["queue"].name # a pool's wake

@@ -249,6 +249,12 @@ variable "gateway" {
   }
 }
 
+variable "gateway_store_writes" {
+  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off: the gateway reads state and records wakes by publishing to the queue topic, and cannot write the kill switch. Turn on only for gateway code that still writes Firestore itself (it could then write any document, the kill switch included)."
+  type        = bool
+  default     = false
+}
+
 variable "gateway_public_access" {
   description = "How the gateway is made public when gateway_allow_unauthenticated is true. \"allusers_binding\": roles/run.invoker for allUsers (refused under the Domain restricted sharing organization policy). \"invoker_check_disabled\": no allUsers grant; disable the Cloud Run invoker IAM check on the gateway's service once (output gateway_public_access_command; docs/deploy.md)."
   type        = string

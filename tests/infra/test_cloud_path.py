@@ -543,6 +543,11 @@ def gateway_grants() -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_the_gateway_has_these_grants_and_no_others() -> None:
     grants = gateway_grants()
+    # the one grant that could write the kill switch exists only behind a switch, off by default
+    writer = grants.pop(("google_project_iam_member", "gateway_store_writer"))
+    assert expr(writer["count"]) == "var.gateway_store_writes ? 1 : 0"
+    (switch,) = [b for b in root_blocks() if b.labels == ("gateway_store_writes",)]
+    assert switch.body["default"] is False
     assert set(grants) == set(GATEWAY_GRANTS)
     for key, (role, target) in GATEWAY_GRANTS.items():
         body = grants[key]
@@ -566,7 +571,9 @@ def test_the_gateway_cannot_write_state_start_vms_or_read_other_buckets() -> Non
         "queue": '${google_pubsub_topic.event["queue"].name}',
         "work": "${google_pubsub_topic.work.name}",
     }
-    roles = {expr(b["role"]) for b in gateway_grants().values()}
+    grants = gateway_grants()
+    grants.pop(("google_project_iam_member", "gateway_store_writer"))  # off by default (above)
+    roles = {expr(b["role"]) for b in grants.values()}
     for forbidden in (
         "datastore.user",
         "datastore.owner",
