@@ -572,8 +572,8 @@ variable "gateway_subnetwork" {
   default     = null
 
   validation {
-    condition     = (var.network == null) == (var.gateway_subnetwork == null)
-    error_message = "Set gateway_subnetwork exactly when var.network is set (a subnetwork of the existing network, in var.region, used by the gateway alone)."
+    condition     = (var.network == null) == (var.gateway_subnetwork == null) && (var.gateway_subnetwork == null || var.gateway_subnetwork != var.subnetwork)
+    error_message = "Set gateway_subnetwork exactly when var.network is set: a subnetwork of the existing network in var.region, used by the gateway alone (not var.subnetwork: its whole range reaches vLLM)."
   }
 }
 

@@ -215,6 +215,11 @@ def test_the_gateway_subnetwork_is_a_26_or_larger(offline: Path) -> None:
                 ["var.gateway_subnetwork"],
                 "",
             ),
+            "gateway_subnet_is_the_vms": (
+                {"network": "vpc", "subnetwork": "vms", "gateway_subnetwork": "vms"},
+                ["var.gateway_subnetwork"],
+                "",
+            ),
             "existing_network_with_gateway_subnet": (
                 {"network": "vpc", "subnetwork": "vms", "gateway_subnetwork": "gw"},
                 [],
