@@ -94,11 +94,11 @@ resource "google_pubsub_subscription_iam_member" "pool_work_subscriber" {
   member       = google_service_account.pool[each.key].member
 }
 
-# Cloud Storage IAM conditions name objects as
-# "projects/_/buckets/BUCKET/objects/OBJECT"; listing is authorized on the bucket
-# ("storage.googleapis.com/Bucket"), so the condition admits the bucket itself (object
-# names, not contents) and the pool's own objects
-# (https://cloud.google.com/storage/docs/access-control/iam#conditions).
+# Cloud Storage IAM conditions name objects "projects/_/buckets/BUCKET/objects/OBJECT"
+# and take a resource.name.startsWith() prefix (Google's sample
+# storage-add-bucket-conditional-iam-binding). Listing is authorized on the bucket, not on
+# an object, so the condition also admits the bucket itself (object names, not contents).
+# Not exercised on a real bucket (docs/deploy.md, "What is not verified").
 resource "google_storage_bucket_iam_member" "pool_batch_objects" {
   for_each = var.pools
 

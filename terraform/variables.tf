@@ -238,7 +238,7 @@ variable "gateway" {
     error_message = "gateway.concurrency must be a whole number within 1..1000 (Cloud Run's limit per instance) and at least max_held."
   }
 
-  # One vCPU takes at most 4 GiB (https://cloud.google.com/run/docs/configuring/services/memory-limits).
+  # More than 4 GiB needs 2 vCPUs; the gateway has one (https://cloud.google.com/functions/docs/configuring/memory).
   validation {
     condition = alltrue([
       var.gateway.memory_mib == null ? true : try(var.gateway.memory_mib >= 256 && var.gateway.memory_mib <= 4096 && floor(var.gateway.memory_mib) == var.gateway.memory_mib, false),
