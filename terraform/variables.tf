@@ -191,7 +191,7 @@ variable "gateway" {
     hold_s             = optional(number, 600)
     max_held           = optional(number, 200)
     max_body_bytes     = optional(number, 8388608)
-    max_file_bytes     = optional(number, 33554432)
+    max_file_bytes     = optional(number, 31457280)
     poll_s             = optional(number, 1)
     upstream_timeout_s = optional(number, 600)
     timeout_s          = optional(number, 1800)

@@ -158,7 +158,8 @@ class GatewaySettings:
     # GET /v1/files/<id>/content streams a file up to this size; a larger one is a 302 to a
     # signed URL where Storage can make one (Cloud Storage), under the 10 MB streamed cap
     stream_file_bytes: Annotated[Count, Field(ge=1, le=STREAMED_RESPONSE_CAP)] = 8 * 1024 * 1024
-    # the signed URL's lifetime (V4 allows at most 7 days); a download only has to start
+    # the signed URL's lifetime: V4 allows at most 7 days (google-cloud-storage refuses
+    # more: _signing.SEVEN_DAYS); a download only has to start within it
     file_url_s: Annotated[Count, Field(ge=1, le=604_800)] = 300
     poll_s: Annotated[Duration, Field(gt=0)] = 1.0  # longest pause between two store reads
     upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
