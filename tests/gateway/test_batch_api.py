@@ -396,6 +396,7 @@ def test_the_openai_client_reads_every_answer(api) -> None:
     listed = [f.id for f in client.files.list(order="asc")]
     assert listed[0] == file.id and set(listed[1:]) == {done.output_file_id, done.error_file_id}
     assert {f.id for f in client.files.list(purpose="batch_output")} == set(listed[1:])
+    assert [f.id for f in client.files.list(order="asc", limit=1)] == listed  # every page
     errors = client.files.content(done.error_file_id).read().splitlines()
     assert sorted(json.loads(x)["custom_id"] for x in errors) == ["a", "b"]
     assert client.models.retrieve("chat-m").id == "chat-m"
@@ -592,3 +593,129 @@ def test_max_file_bytes_keeps_room_under_the_request_cap_and_streaming_under_its
         with pytest.raises(ConfigError, match=setting):
             parse_config({"pools": pools, "gateway": {setting: value}})
     assert parse_config({"pools": pools, "gateway": {"max_file_bytes": MAX_UPLOAD_BYTES}})
+
+
+class IamSignBlob:
+    """IAM Credentials' signBlob as the storage library calls it (its transport replaced:
+    no IAM emulator exists and tests stay on 127.0.0.1): it signs for one service account
+    with that account's key and answers 403 to any other account or token, as IAM does
+    without ``iam.serviceAccounts.signBlob``
+    (https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/signBlob)."""
+
+    def __init__(self, email: str, token: str, key: Any) -> None:
+        self.email, self.token, self.key, self.calls = email, token, key, 0
+
+    def __call__(self, url: str, method: str, body: str, headers: dict[str, str], **_: Any) -> Any:
+        import base64
+        import types
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        self.calls += 1
+        expected = f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{self.email}:signBlob"
+        if url.split("?")[0] != expected or headers["Authorization"] != f"Bearer {self.token}":
+            return types.SimpleNamespace(status=403, data=b'{"error": {"code": 403}}')
+        payload = base64.b64decode(json.loads(body)["payload"])
+        signed = self.key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+        doc = {"keyId": "k", "signedBlob": base64.b64encode(signed).decode()}
+        return types.SimpleNamespace(status=200, data=json.dumps(doc).encode())
+
+
+class MetadataServer:
+    """The Compute Engine metadata server's service-account endpoints, as Cloud Run's
+    serves them to the default credentials (no emulator exists): the account's email
+    behind the alias ``default``, and an access token
+    (https://cloud.google.com/compute/docs/metadata/predefined-metadata-keys)."""
+
+    def __init__(self, email: str, token: str) -> None:
+        import http.server
+        import threading
+
+        answers = {
+            "/computeMetadata/v1/instance/service-accounts/default/": {
+                "email": email,
+                "aliases": ["default"],
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            },
+            "/computeMetadata/v1/instance/service-accounts/default/token": {
+                "access_token": token,
+                "expires_in": 3599,
+                "token_type": "Bearer",
+            },
+        }
+        self.paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                outer.paths.append(path)
+                doc = answers.get(path)
+                flavored = self.headers.get("Metadata-Flavor") == "Google"
+                body = json.dumps(doc).encode() if doc and flavored else b"not found"
+                self.send_response(200 if doc and flavored else 404)
+                self.send_header("Metadata-Flavor", "Google")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        outer = self
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.emulator
+def test_without_a_private_key_the_url_is_signed_by_iam_for_the_gateways_own_account(
+    api, storage_host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloud Run's default credentials (Compute Engine's kind: the account is "default"
+    until refreshed, a token and no key) sign through IAM's signBlob for their own
+    account; the URL verifies with that account's key."""
+    import types
+    import urllib.request
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.auth import compute_engine
+    from google.auth.compute_engine import _metadata
+    from google.cloud import storage
+    from google.cloud.storage import _signing
+
+    metadata = MetadataServer(SIGNER, "metadata-token")
+    monkeypatch.setattr(_metadata, "_GCE_METADATA_HOST", metadata.host)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    iam = IamSignBlob(SIGNER, "metadata-token", key)
+    # the library's own signBlob call (_signing._sign_message) reaches this stand-in only
+    monkeypatch.setattr(_signing, "requests", types.SimpleNamespace(Request=lambda: iam))
+    try:
+        credentials = compute_engine.Credentials(universe_domain="googleapis.com")
+        assert credentials.service_account_email == "default"
+        client = storage.Client(
+            project="test-project",
+            credentials=credentials,
+            client_options={"api_endpoint": f"http://{storage_host}"},
+        )
+        bucket = client.create_bucket(f"yoyo-test-{uuid.uuid4().hex[:12]}")
+        a = api(CloudStorage(bucket.name, client=client), stream_file_bytes=1000)
+        data = jsonl(*(line(f"c{i}") for i in range(20)))
+        file_id = a.upload(data).get_json()["id"]
+        answer = a.call("GET", f"/files/{file_id}/content")
+        assert answer.status_code == 302 and iam.calls == 1
+        query = verify_v4(answer.headers["Location"], key.public_key())
+        assert query["X-Goog-Credential"].startswith(f"{SIGNER}/")
+        with urllib.request.urlopen(answer.headers["Location"], timeout=10) as got:
+            assert got.read() == data
+
+        iam.email = "someone-else@test-project.iam.gserviceaccount.com"  # no signBlob here
+        error = error_of(a.call("GET", f"/files/{file_id}/content"), 503)
+        assert "iam.serviceAccounts.signBlob" in error["message"]
+    finally:
+        metadata.close()
