@@ -321,6 +321,9 @@ def _changed(setting: Setting) -> Any:
     if leaf.get("type") == "boolean":
         return not default
     if leaf.get("type") in ("number", "integer"):
+        high = _bounds(leaf)[1]
+        if default and high is not None and default * 2 > high:  # at its ceiling: halve
+            return default // 2 if leaf["type"] == "integer" else default / 2
         return default * 2 if default else 1
     if leaf.get("type") == "array":
         return [v * 2 for v in default]
