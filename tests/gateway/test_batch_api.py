@@ -391,6 +391,7 @@ def test_the_openai_client_reads_every_answer(api) -> None:
     )
     assert batch.output_file_id is None and batch.request_counts.total == 2  # type: ignore[union-attr]
     assert [b.id for b in client.batches.list()] == [batch.id]
+    a.clock.advance(1)  # its files are newer than the upload
     done = client.batches.cancel(batch.id)
     assert done.status == "cancelled" and done.output_file_id and done.error_file_id
     listed = [f.id for f in client.files.list(order="asc")]

@@ -39,8 +39,9 @@ from .reply import Reply, json_response, read_json, too_large
 
 # output_expires_after is accepted and checked as OpenAI's schema says; a batch's files
 # live as long as the bucket keeps them (terraform: batch.retention_days)
-_CREATE_KEYS = {"input_file_id", "endpoint", "completion_window", "metadata"}
-_CREATE_KEYS |= {"output_expires_after"}
+_CREATE_KEYS = {
+    "input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after",
+}  # fmt: skip
 _EXPIRES_S = (3600, 2_592_000)  # OpenAI's BatchFileExpirationAfter.seconds range
 _NULLABLE = {"metadata"}  # the batch object's only field OpenAI's schema lets be null
 
@@ -227,11 +228,14 @@ def _check_expires_after(policy: object) -> None:
     if policy is None:
         return
     low, high = _EXPIRES_S
-    ok = isinstance(policy, dict) and set(policy) == {"anchor", "seconds"}
     seconds = policy.get("seconds") if isinstance(policy, dict) else None
-    ok = ok and isinstance(policy, dict) and policy.get("anchor") == "created_at"
-    ok = ok and type(seconds) is int and low <= seconds <= high
-    if not ok:
+    if not (
+        isinstance(policy, dict)
+        and set(policy) == {"anchor", "seconds"}
+        and policy["anchor"] == "created_at"
+        and type(seconds) is int  # not a bool, not 3600.0
+        and low <= seconds <= high
+    ):
         raise Reply(
             400,
             f"output_expires_after must be {{'anchor': 'created_at', 'seconds': {low}..{high}}}",
