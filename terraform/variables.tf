@@ -186,12 +186,14 @@ variable "status_page_ingress" {
 # --- Gateway (gateway.tf) ----------------------------------------------------------
 
 variable "gateway" {
-  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files), poll_s, upstream_timeout_s; see the README's configuration reference. The function's own (Terraform's): timeout_s (request timeout, ≥ hold_s + the longest answer), max_instances, concurrency (requests per instance, also gunicorn's threads; max_held fits in it), memory_mib (null: derived from concurrency), min_instances (instances kept warm: Direct VPC's first connection can take a minute)."
+  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files, at most 31934464: the 32 MB request cap less the multipart room), stream_file_bytes (larger file contents are a redirect to a signed URL), file_url_s (that URL's lifetime), poll_s, upstream_timeout_s; see the README's configuration reference. The function's own (Terraform's): timeout_s (request timeout, ≥ hold_s + the longest answer), max_instances, concurrency (requests per instance, also gunicorn's threads; max_held fits in it), memory_mib (null: derived from concurrency), min_instances (instances kept warm: Direct VPC's first connection can take a minute)."
   type = object({
     hold_s             = optional(number, 600)
     max_held           = optional(number, 200)
     max_body_bytes     = optional(number, 8388608)
     max_file_bytes     = optional(number, 31457280)
+    stream_file_bytes  = optional(number, 8388608)
+    file_url_s         = optional(number, 300)
     poll_s             = optional(number, 1)
     upstream_timeout_s = optional(number, 600)
     timeout_s          = optional(number, 1800)
@@ -206,24 +208,21 @@ variable "gateway" {
   validation {
     condition = alltrue([
       var.gateway.hold_s >= 0, var.gateway.poll_s > 0, var.gateway.upstream_timeout_s > 0,
-      alltrue([for n in [var.gateway.max_held, var.gateway.max_body_bytes, var.gateway.max_file_bytes] : n >= 1 && floor(n) == n]),
+      alltrue([for n in [var.gateway.max_held, var.gateway.max_body_bytes, var.gateway.max_file_bytes, var.gateway.stream_file_bytes, var.gateway.file_url_s] : n >= 1 && floor(n) == n]),
     ])
-    error_message = "gateway.hold_s must not be negative, poll_s and upstream_timeout_s must be positive, max_held, max_body_bytes and max_file_bytes whole numbers >= 1."
+    error_message = "gateway.hold_s must not be negative, poll_s and upstream_timeout_s must be positive, max_held, max_body_bytes, max_file_bytes, stream_file_bytes and file_url_s whole numbers >= 1."
+  }
+
+  # Cloud Run functions: 32 MB per request, 10 MB per streamed response
+  # (https://cloud.google.com/functions/quotas); a V4 signed URL lasts at most 7 days.
+  validation {
+    condition     = var.gateway.max_file_bytes <= 31934464 && var.gateway.stream_file_bytes <= 10000000 && var.gateway.file_url_s <= 604800
+    error_message = "gateway.max_file_bytes must be at most 31934464 (the 32 MB request cap less 64 KiB for the multipart envelope), stream_file_bytes at most 10000000 (the streamed response cap), file_url_s at most 604800 (7 days)."
   }
 
   validation {
     condition     = var.gateway.timeout_s >= var.gateway.hold_s + 60 && var.gateway.timeout_s <= 3600
     error_message = "gateway.timeout_s must be at least hold_s + 60 and at most 3600 (gen2 HTTP functions)."
-  }
-
-  # A request to a Cloud Run function carries at most 32 MB ("Max uncompressed HTTP request
-  # size ... 32MB", https://cloud.google.com/functions/quotas, 2nd gen): an upload of
-  # max_file_bytes plus its multipart framing (boundaries, part headers, the purpose
-  # field) must fit, so 30 MiB leaves over 500 kB even if "MB" means 10^6 bytes. Larger
-  # files do not go through the gateway (docs/deploy.md).
-  validation {
-    condition     = var.gateway.max_file_bytes <= 31457280
-    error_message = "gateway.max_file_bytes must be at most 31457280 (30 MiB): a Cloud Run functions request carries at most 32 MB, multipart framing included."
   }
 
   # Cloud Run takes at most 1000 concurrent requests per instance

@@ -136,6 +136,15 @@ class Caps:
     monthly_usd: Number | None = None
 
 
+# Cloud Run functions (2nd gen) carry at most 32 MB in a request and 10 MB in a streamed
+# response (32 MB buffered): https://cloud.google.com/functions/quotas ("Max uncompressed
+# HTTP request size", "Max uncompressed HTTP response size"). MB read as 10^6 bytes (the
+# smaller reading); an upload keeps 64 KiB of the request for the multipart envelope.
+REQUEST_CAP = 32_000_000
+STREAMED_RESPONSE_CAP = 10_000_000
+MAX_UPLOAD_BYTES = REQUEST_CAP - 64 * 1024
+
+
 @dataclass(frozen=True, config=_SCHEMA)
 class GatewaySettings:
     """The OpenAI-compatible gateway (shared/yoyo_control/gateway/)."""
@@ -143,7 +152,15 @@ class GatewaySettings:
     hold_s: Duration = 600.0  # how long a request at a cold pool is held for a VM to be ready
     max_held: Annotated[Count, Field(ge=1)] = 200  # held at once by one instance (429 beyond)
     max_body_bytes: Annotated[Count, Field(ge=1)] = 8 * 1024 * 1024  # larger: refused (413)
-    max_file_bytes: Annotated[Count, Field(ge=1)] = 30 * 1024 * 1024  # POST /v1/files (413)
+    # POST /v1/files (413): under Cloud Run functions' 32 MB request cap with room for the
+    # multipart envelope (MAX_UPLOAD_BYTES); larger inputs go by ``yoyoctl batch submit``
+    max_file_bytes: Annotated[Count, Field(ge=1, le=MAX_UPLOAD_BYTES)] = 30 * 1024 * 1024
+    # GET /v1/files/<id>/content streams a file up to this size; a larger one is a 302 to a
+    # signed URL where Storage can make one (Cloud Storage), under the 10 MB streamed cap
+    stream_file_bytes: Annotated[Count, Field(ge=1, le=STREAMED_RESPONSE_CAP)] = 8 * 1024 * 1024
+    # the signed URL's lifetime: V4 allows at most 7 days (google-cloud-storage refuses
+    # more: _signing.SEVEN_DAYS); a download only has to start within it
+    file_url_s: Annotated[Count, Field(ge=1, le=604_800)] = 300
     poll_s: Annotated[Duration, Field(gt=0)] = 1.0  # longest pause between two store reads
     upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
 

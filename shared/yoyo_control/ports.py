@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
@@ -173,6 +173,17 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
+        ...
+
+
+@runtime_checkable
+class SignedUrls(Protocol):
+    """A Storage that can hand out a short-lived link to one object (Cloud Storage's V4
+    signed URLs): large contents then leave by the link, not through the gateway."""
+
+    def signed_url(self, key: str, expires_s: int, filename: str) -> str:
+        """A URL that GETs the object ``key`` without credentials for ``expires_s``
+        seconds, downloaded as ``filename``; TemporaryError if it cannot be made now."""
         ...
 
 

@@ -52,7 +52,6 @@ TERRAFORM_STRICTER = {
     "topic_prefix": "var.prefix also names every resource (3-12 characters)",
     "pools.<name>.zone": "the VMs' one subnetwork is in var.region",
     "pools.<name>.instances[].zone": "the VMs' one subnetwork is in var.region",
-    "gateway.max_file_bytes": "a Cloud Run functions request is at most 32 MB: 30 MiB + framing",
     "gateway.max_held": "held requests fit in the function's concurrency (≤ 1000 per instance)",
     "pools.<name>.max_session_s": "the VMs' max_run_duration: whole seconds, 600-604800",
     "pools.<name>.cycle.window_s": "the Cloud Scheduler job sends whole minutes, at least 1",
@@ -316,7 +315,6 @@ def _changed(setting: Setting) -> Any:
         "region": "us-east4",  # the pools' zones are in it (var.pools' validation)
         f"pools.{POOL}.zone": "us-east4-b",
         f"pools.{POOL}.instances[].zone": "us-east4-c",
-        "gateway.max_file_bytes": 1024 * 1024,  # Terraform's cap: 30 MiB
         f"pools.{POOL}.instances[].hourly_price_usd": 0.9,
     }
     if setting.key in special:
@@ -328,6 +326,9 @@ def _changed(setting: Setting) -> Any:
     if leaf.get("type") == "boolean":
         return not default
     if leaf.get("type") in ("number", "integer"):
+        high = _bounds(leaf)[1]
+        if default and high is not None and default * 2 > high:  # at its ceiling: halve
+            return default // 2 if leaf["type"] == "integer" else default / 2
         return default * 2 if default else 1
     if leaf.get("type") == "array":
         return [v * 2 for v in default]

@@ -4,13 +4,25 @@ Invariants: one bucket, keys are object names (checked like the local adapter's)
 an upload is one request (atomic: readers see the old or the new object);
 429/5xx/timeouts raise TemporaryError; no client or connection before the first call;
 ``STORAGE_EMULATOR_HOST`` (read by the client) points it at an emulator in tests.
+- ``signed_url`` makes a V4 signed GET URL (``SignedUrls``): with a key the credentials
+  hold (a service-account key file), or else through IAM's signBlob for the credentials'
+  own service account (Cloud Run's and Compute Engine's credentials hold no private key;
+  the identity then needs ``iam.serviceAccounts.signBlob`` on itself:
+  https://cloud.google.com/storage/docs/access-control/signing-urls-with-helpers and
+  https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/signBlob).
+  A failure to sign is a TemporaryError naming that permission.
 """
 
 from __future__ import annotations
 
+import datetime
+import re
 import threading
 from typing import Any
 
+import google.auth.credentials
+import google.auth.exceptions
+import google.auth.transport.requests
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]  # no type information
 
@@ -86,3 +98,30 @@ class CloudStorage:
             pass
         except _TRANSIENT as exc:
             raise TemporaryError(f"cloud storage delete {key}: {exc}") from exc
+
+    def signed_url(self, key: str, expires_s: int, filename: str) -> str:
+        blob = self.bucket.blob(check_key(key))
+        credentials = self._client._credentials
+        iam: dict[str, str] = {}
+        safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:200] or "download"
+        try:
+            if not isinstance(credentials, google.auth.credentials.Signing):
+                # no private key here: IAM signs for the credentials' own service account
+                email = getattr(credentials, "service_account_email", "")
+                if not credentials.valid or email in ("", "default"):
+                    credentials.refresh(google.auth.transport.requests.Request())
+                email = str(credentials.service_account_email)
+                iam = {"service_account_email": email, "access_token": str(credentials.token)}
+            url: str = blob.generate_signed_url(
+                version="v4",
+                expiration=datetime.timedelta(seconds=expires_s),
+                method="GET",
+                response_disposition=f'attachment; filename="{safe_name}"',
+                **iam,
+            )
+        except (google.auth.exceptions.GoogleAuthError, *_TRANSIENT) as exc:
+            raise TemporaryError(
+                f"cloud storage: no signed URL for {key} ({exc}); the gateway's identity "
+                "needs iam.serviceAccounts.signBlob on itself"
+            ) from exc
+        return url

@@ -9,7 +9,15 @@ Invariants:
   ``yoyoctl batch submit``) before anything is stored; its content is written before its
   file object, so a file that is listed or found is whole. Delete removes the object
   first: a file is gone once it is no longer found.
-- Content is read in ranges of ``CHUNK`` bytes: a large output never sits in memory whole.
+- Content is read in ranges of ``CHUNK`` bytes: a large output never sits in memory whole;
+  where Storage can sign URLs (``SignedUrls``), ``signed_url`` hands out a short-lived
+  link instead (the gateway answers large contents with it).
+- ``list`` shows every file ``get`` finds: uploads (purpose ``batch``), each finished
+  batch's output and error files (``batch_output``) and the input of a batch submitted
+  without an upload (``batch``), ordered by (created_at, id), newest first unless asked;
+  a batch's file whose object is missing is left out, never listed broken.
+- File objects follow OpenAI's published schema: no null fields (``expires_at`` and
+  ``status_details`` are integers/strings there, absent when unknown).
 """
 
 from __future__ import annotations
@@ -18,15 +26,17 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from ..domain.batch import BATCH_FILES
+from ..domain.batch import BATCH_FILES, Batch, batch_file_id
 from ..errors import YoyoError
+from ..ports import SignedUrls
 from . import work
 from .service import BatchService
 
 CHUNK = 4 * 1024 * 1024
-PURPOSE = "batch"  # the only purpose served: files here are batch inputs
+PURPOSE = "batch"  # the only purpose of an upload: files uploaded here are batch inputs
+OUTPUT_PURPOSE = "batch_output"  # a batch's output and error files
 UPLOADS = "files/"
 _UPLOAD_ID = re.compile(r"file-[0-9a-f]{32}")  # fullmatch only
 _BATCH_FILE_ID = re.compile(rf"file-(batch_[0-9a-f]{{32}})-({'|'.join(BATCH_FILES)})")
@@ -60,23 +70,26 @@ class Files:
             raw = self.storage.get(meta)
             if raw is None:
                 raise FileNotFound(f"no file {file_id!r}")
-            return dict(json.loads(raw))
-        size = self.storage.size(content)
+            return _shaped(json.loads(raw))
         batch_id, part = file_id.removeprefix("file-").rsplit("-", 1)
         batch = self.batches.store.get_batch(batch_id)
+        size = self.storage.size(content) if batch is not None else None
         if size is None or batch is None:
             raise FileNotFound(f"no file {file_id!r}")
-        if part == "input":
-            return _file(file_id, size, batch.created_at, f"{batch_id}_input.jsonl", PURPOSE)
-        done = batch.completed_at or batch.cancelled_at or batch.expired_at or batch.created_at
-        return _file(file_id, size, done, f"{batch_id}_{part}.jsonl", "batch_output")
+        return _batch_file(batch, part, size)
 
-    def content(self, file_id: str) -> Iterator[bytes]:
-        """The file's bytes, CHUNK at a time (FileNotFound before the first, if none)."""
+    def size(self, file_id: str) -> int:
+        """The content's size in bytes (FileNotFound if there is no such file)."""
         key, meta = _keys(file_id)
         size = self.storage.size(key)
         if size is None or (meta and self.storage.size(meta) is None):
             raise FileNotFound(f"no file {file_id!r}")
+        return size
+
+    def content(self, file_id: str) -> Iterator[bytes]:
+        """The file's bytes, CHUNK at a time (FileNotFound before the first, if none)."""
+        key, _ = _keys(file_id)
+        size = self.size(file_id)
 
         def chunks() -> Iterator[bytes]:
             for start in range(0, size, CHUNK):
@@ -84,20 +97,55 @@ class Files:
 
         return chunks()
 
-    def list(self, after: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Uploaded files, newest first; ``after`` a file id (OpenAI's cursor)."""
-        docs = []
+    def signed_url(self, file_id: str, expires_s: int) -> str | None:
+        """A link that downloads the content for ``expires_s`` seconds; None where Storage
+        cannot make one (the embedded default). Call after ``size`` found the file."""
+        if not isinstance(self.storage, SignedUrls):
+            return None
+        key, _ = _keys(file_id)
+        return self.storage.signed_url(key, expires_s, f"{file_id}.jsonl")
+
+    def list(
+        self,
+        after: str | None = None,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "desc",
+        purpose: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every file (see the module's invariants) ordered by (created_at, id), newest
+        first (``order="asc"``: oldest first), only ``purpose``'s if given; ``after`` a
+        file id (OpenAI's cursor: the files that follow it in this order)."""
+        # (created_at, id, the file object or how to make it): batch files are sized only
+        # when they fall on the page asked for
+        entries: list[tuple[int, str, dict[str, Any] | tuple[Batch, str]]] = []
         for key in self.storage.list(UPLOADS):
             raw = self.storage.get(key) if key.endswith("/file.json") else None
             if raw is not None:
-                docs.append(json.loads(raw))
-        docs.sort(key=lambda d: (d["created_at"], d["id"]), reverse=True)
+                doc = _shaped(json.loads(raw))
+                entries.append((doc["created_at"], doc["id"], doc))
+        for batch in self.batches.store.list_batches():
+            for part in _batch_parts(batch):
+                file_id = batch_file_id(batch.id, part)
+                entries.append((int(_created_at(batch, part)), file_id, (batch, part)))
+        if purpose is not None:
+            entries = [e for e in entries if _purpose_of(e[2]) == purpose]
+        entries.sort(key=lambda e: (e[0], e[1]), reverse=order == "desc")
         if after is not None:
-            ids = [d["id"] for d in docs]
+            ids = [e[1] for e in entries]
             if after not in ids:
-                raise FileNotFound(f"no file {after!r} to list after")
-            docs = docs[ids.index(after) + 1 :]
-        return docs[:limit]
+                raise FileNotFound(f"no file {after[:80]!r} to list after")
+            entries = entries[ids.index(after) + 1 :]
+        docs: list[dict[str, Any]] = []
+        for _, file_id, made in entries:
+            if limit is not None and len(docs) >= limit:
+                break
+            if isinstance(made, dict):
+                docs.append(made)
+                continue
+            size = self.storage.size(_keys(file_id)[0])
+            if size is not None:
+                docs.append(_batch_file(made[0], made[1], size))
+        return docs
 
     def delete(self, file_id: str) -> dict[str, Any]:
         """Remove an uploaded file (a batch's own files go with the batch's retention)."""
@@ -122,9 +170,42 @@ def _file(
         "filename": filename,
         "purpose": purpose,
         "status": "processed",
-        "expires_at": None,
-        "status_details": None,
     }
+
+
+def _shaped(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored file object without the null fields older versions wrote (OpenAI's schema
+    types ``expires_at`` and ``status_details`` as integer and string, never null)."""
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _batch_parts(batch: Batch) -> list[str]:
+    """The batch's own files that are listed: its input when it was not an upload (an
+    upload is listed as itself), its output and error files once written."""
+    parts = [] if batch.input_file else ["input"]
+    return parts + [
+        p for p, key in (("output", batch.output_key), ("errors", batch.error_key)) if key
+    ]
+
+
+def _created_at(batch: Batch, part: str) -> float:
+    if part == "input":
+        return batch.created_at
+    done = batch.completed_at or batch.failed_at or batch.cancelled_at or batch.expired_at
+    return done or batch.finalizing_at or batch.created_at
+
+
+def _batch_file(batch: Batch, part: str, size: int) -> dict[str, Any]:
+    file_id = batch_file_id(batch.id, part)
+    purpose = PURPOSE if part == "input" else OUTPUT_PURPOSE
+    created = _created_at(batch, part)
+    return _file(file_id, size, created, f"{batch.id}_{part}.jsonl", purpose)
+
+
+def _purpose_of(made: dict[str, Any] | tuple[Batch, str]) -> str:
+    if isinstance(made, dict):
+        return str(made["purpose"])
+    return PURPOSE if made[1] == "input" else OUTPUT_PURPOSE
 
 
 def _keys(file_id: str) -> tuple[str, str]:

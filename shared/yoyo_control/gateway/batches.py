@@ -9,7 +9,17 @@ Invariants:
   wrong method 405, an upload body over ``gateway.max_file_bytes`` (any other body over
   ``gateway.max_body_bytes``) 413. A refused request stores nothing.
 - A batch's pool is the one serving its lines' ``model`` (as the gateway routes a request).
-- Lists are newest first, paged by ``limit`` and ``after`` (an id), with ``has_more``.
+- Lists are newest first, paged by ``limit`` and ``after`` (an id), with ``has_more``;
+  ``GET /v1/files`` also takes ``order`` (asc|desc) and ``purpose``, and lists every
+  file ``GET /v1/files/<id>`` finds (a finished batch's output and error files too).
+- Every object answered follows OpenAI's published OpenAPI schema (tests/gateway/openapi):
+  a null is sent only where the schema allows one (a batch's ``metadata``); an empty
+  file list has ``first_id``/``last_id`` "" (required strings there), an empty batch list
+  none (optional there).
+- ``GET /v1/files/<id>/content`` streams a file up to ``gateway.stream_file_bytes``; a
+  larger one, where Storage signs URLs, is a 302 to a V4 signed URL valid for
+  ``gateway.file_url_s`` (Cloud Run functions stream at most 10 MB; the ``openai``
+  client follows the redirect and drops its key on the way to another host).
 """
 
 from __future__ import annotations
@@ -19,13 +29,21 @@ from typing import Any
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..batch.files import PURPOSE, FileNotFound, Files
+from .. import logs
+from ..batch.files import FileNotFound, Files
 from ..batch.service import BatchNotFound, BatchService
 from ..config import GatewaySettings
-from ..domain.batch import BatchInputError, to_openai
+from ..domain.batch import Batch, BatchInputError, to_openai
+from ..errors import TemporaryError
 from .reply import Reply, json_response, read_json, too_large
 
-_CREATE_KEYS = {"input_file_id", "endpoint", "completion_window", "metadata"}
+# output_expires_after is accepted and checked as OpenAI's schema says; a batch's files
+# live as long as the bucket keeps them (terraform: batch.retention_days)
+_CREATE_KEYS = {
+    "input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after",
+}  # fmt: skip
+_EXPIRES_S = (3600, 2_592_000)  # OpenAI's BatchFileExpirationAfter.seconds range
+_NULLABLE = {"metadata"}  # the batch object's only field OpenAI's schema lets be null
 
 
 class BatchApi:
@@ -56,17 +74,16 @@ class BatchApi:
                 return json_response(self.files.get(file_id))
             case ["files", file_id, "content"]:
                 _allow(method, "GET")
-                chunks = self.files.content(file_id)
-                return flask.Response(chunks, 200, content_type="application/jsonl")
+                return self._content(file_id)
             case ["batches"]:
                 _allow(method, "GET", "POST")
                 return self._create(request) if method == "POST" else self._list_batches(request)
             case ["batches", batch_id]:
                 _allow(method, "GET")
-                return json_response(to_openai(self.batches.get(batch_id)))
+                return json_response(_batch(self.batches.get(batch_id)))
             case ["batches", batch_id, "cancel"]:
                 _allow(method, "POST")
-                return json_response(to_openai(self.batches.cancel(batch_id)))
+                return json_response(_batch(self.batches.cancel(batch_id)))
         raise Reply(404, f"no route {request.path}", "invalid_request_error", "unknown_url")
 
     def _upload(self, request: flask.Request) -> flask.Response:
@@ -89,12 +106,39 @@ class BatchApi:
         doc = _invalid(self.files.create, upload.read(), upload.filename or "upload.jsonl", purpose)
         return json_response(doc)
 
+    def _content(self, file_id: str) -> flask.Response:
+        """The bytes, streamed; a large file by a signed URL where Storage makes one."""
+        size = self.files.size(file_id)
+        if size > self.settings.stream_file_bytes:
+            try:
+                url = self.files.signed_url(file_id, self.settings.file_url_s)
+            except TemporaryError as exc:
+                logs.error(f"gateway: {exc}")
+                raise Reply(
+                    503,
+                    f"the file's download link could not be made ({exc}); retry",
+                    "service_unavailable",
+                    "signed_url_failed",
+                    {"Retry-After": "5"},
+                ) from None
+            if url is not None:
+                return flask.Response(b"", 302, {"Location": url, "Cache-Control": "no-store"})
+        headers = {"Content-Length": str(size)}
+        return flask.Response(
+            self.files.content(file_id), 200, headers, content_type="application/jsonl"
+        )
+
     def _list_files(self, request: flask.Request) -> flask.Response:
         limit = _limit(request, 10_000, 10_000)
-        docs = self.files.list(request.args.get("after"), limit + 1)
-        if request.args.get("purpose", PURPOSE) != PURPOSE:
-            docs = []  # uploads are batch inputs only
-        return _page(docs, limit)
+        order = request.args.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise Reply(
+                400, "order must be 'asc' or 'desc'", "invalid_request_error",
+                "invalid_order", None, "order",
+            )  # fmt: skip
+        after, purpose = request.args.get("after"), request.args.get("purpose")
+        docs = self.files.list(after, limit + 1, "asc" if order == "asc" else "desc", purpose)
+        return _page(docs, limit, empty_id="")
 
     def _create(self, request: flask.Request) -> flask.Response:
         _, doc = read_json(request, self.settings.max_body_bytes)
@@ -113,6 +157,7 @@ class BatchApi:
                     400, f"'{name}' is required (a string)", "invalid_request_error",
                     "missing_field", param=name,
                 )  # fmt: skip
+        _check_expires_after(doc.get("output_expires_after"))
         window, metadata = doc.get("completion_window", "24h"), doc.get("metadata") or {}
         if not isinstance(window, str) or not isinstance(metadata, dict):
             raise Reply(
@@ -124,12 +169,12 @@ class BatchApi:
         file_id = doc["input_file_id"]
         data = b"".join(self.files.content(file_id))
         batch = self.batches.submit(data, None, window, metadata, doc["endpoint"], file_id)
-        return json_response(to_openai(batch))
+        return json_response(_batch(batch))
 
     def _list_batches(self, request: flask.Request) -> flask.Response:
         limit = _limit(request, 20, 100)
         batches = self.batches.list(after=request.args.get("after"), limit=limit + 1)
-        return _page([to_openai(b) for b in batches], limit)
+        return _page([_batch(b) for b in batches], limit, empty_id=None)
 
 
 def _allow(method: str, *allowed: str) -> None:
@@ -158,15 +203,43 @@ def _limit(request: flask.Request, default: int, most: int) -> int:
     return int(raw)
 
 
-def _page(data: list[dict[str, Any]], limit: int) -> flask.Response:
-    """OpenAI's cursor page of ``data`` (fetched with one item more than ``limit``)."""
+def _page(data: list[dict[str, Any]], limit: int, empty_id: str | None) -> flask.Response:
+    """OpenAI's cursor page of ``data`` (fetched with one item more than ``limit``); an
+    empty page's ``first_id``/``last_id`` are ``empty_id``, or absent if it is None."""
     shown = data[:limit]
-    return json_response(
-        {
-            "object": "list",
-            "data": shown,
-            "first_id": shown[0]["id"] if shown else None,
-            "last_id": shown[-1]["id"] if shown else None,
-            "has_more": len(data) > limit,
-        }
-    )
+    page: dict[str, Any] = {"object": "list", "data": shown}
+    if shown:
+        page.update(first_id=shown[0]["id"], last_id=shown[-1]["id"])
+    elif empty_id is not None:
+        page.update(first_id=empty_id, last_id=empty_id)
+    page["has_more"] = len(data) > limit
+    return json_response(page)
+
+
+def _batch(batch: Batch) -> dict[str, Any]:
+    """OpenAI's batch object as its schema types it: a field not set yet is absent, not
+    null (the ``openai`` client reads both as None)."""
+    return {k: v for k, v in to_openai(batch).items() if v is not None or k in _NULLABLE}
+
+
+def _check_expires_after(policy: object) -> None:
+    """``output_expires_after`` as OpenAI's BatchFileExpirationAfter: absent, or
+    ``{"anchor": "created_at", "seconds": 3600..2592000}``."""
+    if policy is None:
+        return
+    low, high = _EXPIRES_S
+    seconds = policy.get("seconds") if isinstance(policy, dict) else None
+    if not (
+        isinstance(policy, dict)
+        and set(policy) == {"anchor", "seconds"}
+        and policy["anchor"] == "created_at"
+        and type(seconds) is int  # not a bool, not 3600.0
+        and low <= seconds <= high
+    ):
+        raise Reply(
+            400,
+            f"output_expires_after must be {{'anchor': 'created_at', 'seconds': {low}..{high}}}",
+            "invalid_request_error",
+            "invalid_body",
+            param="output_expires_after",
+        )
