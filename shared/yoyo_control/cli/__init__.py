@@ -7,7 +7,7 @@ control messages (docs/messages.md) exactly as ``gcloud pubsub topics publish`` 
 ``--direct`` writes the kill switch document like an operator flipping it in the console.
 
 Commands by area: ``status`` (status, events), ``killswitch`` (kill, unkill),
-``lifecycle`` (start, stop, extend), ``work`` (submit, ask), ``schedule`` (schedule,
+``lifecycle`` (start, stop, extend), ``work`` (ask, through the gateway), ``schedule`` (schedule,
 cycle), ``cost``, ``batch``, ``local`` (local up, local refuse-zone, gateway key);
 ``simulate`` is the simulator's own parser (sim/cli.py).
 
