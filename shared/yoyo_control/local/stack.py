@@ -29,6 +29,7 @@ functions load is the one this process has.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -136,6 +137,7 @@ class Stack:
             "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
             "work_subscription": work_subscription(c, row.pool),
             "storage_dir": str(self.state_dir / "objects"),  # bootstrap.build_storage's
+            "model_server": dataclasses.asdict(local.model_server),  # how local/vm.py runs it
             "worker": {
                 "concurrency": c.batch.concurrency,
                 "ack_deadline_s": c.batch.ack_deadline_s,
