@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from yoyo_control.agent.config import parse_agent_config
 from yoyo_control.adapters.model_server import parse
+from yoyo_control.agent.config import parse_agent_config
 from yoyo_control.errors import ConfigError
 
 VLLM = """# HELP vllm:num_requests_running Number of requests in model execution batches.
