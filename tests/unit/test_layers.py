@@ -7,7 +7,8 @@ entry points, like functions/main.py: they may reach a root). Rules:
 - ``agent/`` and ``worker/`` (the VM) import nothing from ``local/``; nothing outside
   ``local/`` and its root (laptop.py) imports ``local/``;
 - no circle among the rooms, and no arrow back up: only a root (or an entry point)
-  imports a root, and a root only one below it (cli → bootstrap → laptop; machine alone).
+  imports a root, and a root only one below it (cli → bootstrap → laptop; machine alone);
+- each package's ``__init__`` names its modules.
 
 ``python tests/unit/test_layers.py`` prints the drawing (rooms, arrows, circles); the same
 graph is what these tests check. Imports for type checking only count as arrows too.
@@ -200,6 +201,16 @@ def test_the_checks_see_a_circle_and_an_arrow_back_up() -> None:
     before = {"bootstrap": {"local", "service"}, "local": {"bootstrap"}, "service": set()}
     assert circles(before) == [["bootstrap", "local"]]
     assert arrows_back_up(before) == ["local -> bootstrap"]
+
+
+def test_every_package_names_its_modules() -> None:
+    unnamed = []
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        for module in sorted(init.parent.glob("*.py")):
+            if module.name != "__init__.py" and f"``{module.stem}``" not in doc:
+                unnamed.append(f"{init.parent.name}/{module.name}")
+    assert unnamed == []
 
 
 if __name__ == "__main__":
