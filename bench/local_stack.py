@@ -4,7 +4,7 @@
 (own state dir and port, own session) and drives it as an operator would; every process
 it started is stopped at the end, also on failure.
 
-- **kill latency**: two VMs running (pool ``kill``, woken by queued work); the kill
+- **kill latency**: two VMs running (pool ``kill``, woken by a producer's queue depth); the kill
   switch is written directly in the store (what a console flip or ``yoyoctl kill
   --direct`` does). Measured from the write's commit to (a) the decision that stops
   every VM (the event log's decision record) and (b) every VM gone (the instance table
