@@ -73,12 +73,17 @@ def _server_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
     port = _free_port()
     Path(spec["port_file"]).write_text(str(port))
     values = {
-        "python": sys.executable,
-        "port": str(port),
-        "model": spec.get("model", ""),
-        "api_key_file": spec.get("api_key_file", ""),
+        "{python}": sys.executable,
+        "{port}": str(port),
+        "{model}": spec.get("model", ""),
+        "{api_key_file}": spec.get("api_key_file", ""),
     }
-    return [str(word).format(**values) for word in command]
+    argv = []
+    for word in command:  # only these placeholders: other braces (JSON, say) stay as given
+        for placeholder, value in values.items():
+            word = str(word).replace(placeholder, value)
+        argv.append(word)
+    return argv
 
 
 def _agent_config(spec: dict[str, Any], port: str) -> dict[str, Any]:
@@ -126,7 +131,11 @@ def run(spec_path: str) -> int:
     log = sys.stdout
     children: dict[str, subprocess.Popen[bytes]] = {}
     server_argv = _server_argv(spec, spec_path)
-    children["inference"] = _spawn(server_argv, log)
+    try:
+        children["inference"] = _spawn(server_argv, log)
+    except OSError as exc:  # a configured command that cannot run: the VM powers off
+        print(f"vm: the model server {server_argv[0]!r} cannot start: {exc}", flush=True)
+        return 1
     deadline = time.monotonic() + 30
     while not port_file.exists() and time.monotonic() < deadline and not stopping:
         time.sleep(0.02)
