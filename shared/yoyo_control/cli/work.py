@@ -1,8 +1,9 @@
 """``yoyoctl ask``: one request through the gateway, as any OpenAI client sends it.
 
 The request goes to the gateway's ``/v1/completions`` with a gateway key: the local
-stack's (``yoyoctl gateway key``), or on Google Cloud ``--url`` (or ``OPENAI_BASE_URL``)
-and ``OPENAI_API_KEY``. The gateway does the rest, as for every application: it wakes a
+stack's (``yoyoctl gateway key``), or on Google Cloud ``--url`` and ``OPENAI_API_KEY``
+(only with ``--url``: an ``OPENAI_BASE_URL`` set for other tools is never followed).
+The gateway does the rest, as for every application: it wakes a
 scaled-to-zero pool (one wake, through the lease), holds the request through the cold
 start, and refuses at once, with the reason, under the kill switch or a spend cap.
 
@@ -25,15 +26,14 @@ COLD_START_HEADER = "x-yoyo-cold-start"  # seconds the gateway held the request
 
 def _gateway(ctx: Ctx) -> tuple[str, str]:
     """The gateway's base URL (``…/v1``) and a key to call it with."""
-    url = ctx.args.url or os.environ.get("OPENAI_BASE_URL", "")
+    url = ctx.args.url or ""
     if url:
         key = os.environ.get("OPENAI_API_KEY", "")
         if not key:
             raise CliError("set OPENAI_API_KEY to a gateway key (docs/deploy.md, 'The gateway')")
         return url.rstrip("/"), key
     local = ctx.local_stack(
-        "on Google Cloud pass --url https://GATEWAY/v1 (or set OPENAI_BASE_URL) "
-        "and set OPENAI_API_KEY to a gateway key"
+        "on Google Cloud pass --url https://GATEWAY/v1 and set OPENAI_API_KEY to a gateway key"
     )
     key, base = local.gateway_key()
     return base, key
