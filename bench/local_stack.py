@@ -4,7 +4,7 @@
 (own state dir and port, own session) and drives it as an operator would; every process
 it started is stopped at the end, also on failure.
 
-- **kill latency**: two VMs running (pool ``kill``, woken by queued work); the kill
+- **kill latency**: two VMs running (pool ``kill``, woken by a producer's queue depth); the kill
   switch is written directly in the store (what a console flip or ``yoyoctl kill
   --direct`` does). Measured from the write's commit to (a) the decision that stops
   every VM (the event log's decision record) and (b) every VM gone (the instance table
@@ -41,6 +41,7 @@ from typing import Any
 from _results import machine, parser, report
 
 from yoyo_control import jsonhttp as http
+from yoyo_control import names
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.gateway.auth import VLLM_KEY_FILE
@@ -85,7 +86,8 @@ class Stack:
     def __init__(self, tmp: Path, make_config: Callable[[Path], dict[str, Any]] = config) -> None:
         self.state_dir = tmp / "state"
         path = tmp / "config.json"
-        path.write_text(json.dumps(make_config(self.state_dir)))
+        self.config = make_config(self.state_dir)
+        path.write_text(json.dumps(self.config))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("YOYO_")}
         self.env.pop("FIRESTORE_EMULATOR_HOST", None)
         self.env.pop("PUBSUB_EMULATOR_HOST", None)
@@ -116,6 +118,16 @@ class Stack:
         if done.returncode != 0:
             raise RuntimeError(f"yoyoctl {' '.join(args)}: {done.stderr.strip()}")
         return json.loads(done.stdout)
+
+    def producer_depth(self, pool: str, depth: int) -> None:
+        """What a producer publishes (docs/messages.md): its queue's depth for ``pool``."""
+        from yoyo_control.config import parse_config
+        from yoyo_control.local.bus import LocalBusPublisher
+
+        config = parse_config(self.config)
+        publisher = LocalBusPublisher.from_config(config)
+        doc = {"pool": pool, "depth": depth}
+        publisher.publish(config.topic(names.TOPIC_QUEUE), json.dumps(doc).encode())
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
         deadline = time.monotonic() + timeout
@@ -189,7 +201,7 @@ def stops_every(instances: list[str]) -> Callable[[Any], bool]:
 def kill_trial(s: Stack) -> tuple[float, float]:
     vms = ["kill-0", "kill-1"]
     s.wait(lambda: s.gone(vms), 60, "the kill pool to be stopped")
-    s.yoyoctl("submit", "--pool", "kill", "--count", "2", "--max-tokens", "4")
+    s.producer_depth("kill", 2)
     s.wait(lambda: s.running(vms), 60, "both VMs to run")
     time.sleep(0.5)  # let the first heartbeats land: a VM in full flight
     t0 = s.write_kill(True)

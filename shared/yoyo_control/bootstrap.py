@@ -1,8 +1,15 @@
-"""The one composition root: configuration → adapters → Service.
+"""The control plane's composition root (the functions, the gateway), over the shared
+adapters: configuration → adapters → Service.
+
+The ``build_*`` functions are the one switch between the backends: Google Cloud's
+adapters (adapters/), or the laptop's, which only the local root (laptop.py) knows.
+``yoyoctl`` (cli/context.py) composes itself from the same builders; the VM has its own
+root (machine.py); see docs/architecture.md for who may import whom.
 
 Invariants: adapters are built lazily, once per process (a warm Cloud Functions
 instance reuses them); nothing is built at import time; the backend chosen by the
-configuration ("gcp" or "local") is the only switch between cloud and embedded parts.
+configuration ("gcp" or "local") is the only switch between cloud and embedded parts;
+nothing below the roots imports this module.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from .service import Service
 if TYPE_CHECKING:
     from .batch.service import BatchService
     from .gateway.app import Gateway
-    from .local.operator import Operator
+    from .laptop import LocalOperator
 
 _lock = threading.Lock()
 _service: Service | None = None
@@ -30,7 +37,7 @@ _gateway: Gateway | None = None
 
 
 def build_store(config: Config) -> Store:
-    if config.backend == "gcp" or os.environ.get("FIRESTORE_EMULATOR_HOST"):
+    if config.backend == "gcp":
         from .adapters.firestore_store import FirestoreStore
 
         return FirestoreStore(
@@ -38,9 +45,9 @@ def build_store(config: Config) -> Store:
             database=config.firestore_database,
             event_ttl_days=config.event_ttl_days,
         )
-    from .adapters.sqlite_store import SqliteStore
+    from . import laptop
 
-    return SqliteStore(Path(config.local.state_dir) / "yoyo.sqlite3")
+    return laptop.store(config)
 
 
 def build_compute(config: Config) -> Compute:
@@ -48,9 +55,9 @@ def build_compute(config: Config) -> Compute:
         from .adapters.compute_engine import ComputeEngine
 
         return ComputeEngine(project=config.project)
-    from .local.compute import LocalCompute
+    from . import laptop
 
-    return LocalCompute.from_config(config)
+    return laptop.compute(config)
 
 
 def build_publisher(config: Config) -> Publisher:
@@ -58,9 +65,9 @@ def build_publisher(config: Config) -> Publisher:
         from .adapters.pubsub import PubSubPublisher
 
         return PubSubPublisher(project=config.project)
-    from .local.bus import LocalBusPublisher
+    from . import laptop
 
-    return LocalBusPublisher.from_config(config)
+    return laptop.publisher(config)
 
 
 def build_scheduler(config: Config, publisher: Publisher) -> Scheduler:
@@ -70,9 +77,9 @@ def build_scheduler(config: Config, publisher: Publisher) -> Scheduler:
         from .adapters.cloud_scheduler import CloudScheduler
 
         return CloudScheduler(config.project, config.region, config.topic_prefix)
-    from .local.scheduler import Scheduler as LocalScheduler
+    from . import laptop
 
-    return LocalScheduler(config, publisher)
+    return laptop.scheduler(config, publisher)
 
 
 def operator_config(find_running_stack: bool = True) -> Config:
@@ -80,20 +87,20 @@ def operator_config(find_running_stack: bool = True) -> Config:
     stack it names (its state directory and emulators), if one runs."""
     config = load_config()
     if find_running_stack and config.backend == "local":
-        from .local.operator import adopt_running_stack
+        from .laptop import adopt_running_stack
 
         return adopt_running_stack(config)
     return config
 
 
-def local_operator(config: Config) -> Operator | None:
+def local_operator(config: Config) -> LocalOperator | None:
     """What an operator does to the local stack directly (its VMs' table, keys, zones,
     ``local up``); None on gcp, which has no such stack."""
     if config.backend != "local":
         return None
-    from .local.operator import Operator
+    from . import laptop
 
-    return Operator(config)
+    return laptop.operator(config)
 
 
 def build_storage(config: Config) -> Storage:
@@ -127,9 +134,9 @@ def build_identity(config: Config) -> IdentityVerifier:
         from .adapters.identity_tokens import GOOGLE_ISSUERS, GoogleCerts, TokenVerifier
 
         return TokenVerifier(config.heartbeat_audience, GOOGLE_ISSUERS, GoogleCerts())
-    from .local import identity
+    from . import laptop
 
-    return identity.verifier(config.local.state_dir, config.heartbeat_audience)
+    return laptop.identity(config)
 
 
 def batch_configured(config: Config) -> bool:

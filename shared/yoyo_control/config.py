@@ -166,6 +166,22 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, config=_SCHEMA)
+class ModelServerSettings:
+    """The local VMs' model server (ports.ModelServer): how it starts, how it is read.
+
+    ``command`` is its argv, with ``{python}``, ``{port}``, ``{model}`` and
+    ``{api_key_file}`` filled in by the VM (it must listen on 127.0.0.1:{port}, answer
+    ``/health`` 200 once ready, serve ``/v1`` and require the key when one is given);
+    empty: the simulated vLLM, ``python -m yoyo_control.local.inference``."""
+
+    command: tuple[Name, ...] = ()
+    metrics_path: str = "/metrics"
+    metric_running: Name = "vllm:num_requests_running"
+    metric_waiting: Name = "vllm:num_requests_waiting"
+    metric_finished: Name = "vllm:request_success_total"
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class LocalSettings:
     """The embedded stack (make run): where it keeps state and how fast local VMs boot."""
 
@@ -178,6 +194,7 @@ class LocalSettings:
     deadman_grace_s: Duration = 60.0
     tick_interval_s: Duration = 0.0  # 0: follow tick_cron; >0 overrides it (seconds)
     token_latency_s: Duration = 0.02
+    model_server: ModelServerSettings = ModelServerSettings()
 
 
 # The audience of the identity tokens heartbeats carry: the agent asks the metadata server

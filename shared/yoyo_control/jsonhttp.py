@@ -20,12 +20,28 @@ def request(
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
 ) -> tuple[int, bytes]:
+    status, _, raw = exchange(method, url, body, headers, timeout)
+    return status, raw
+
+
+def exchange(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """``request``, with the answer's headers (names in lower case)."""
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
+            return resp.status, _lower(resp.headers.items()), resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, _lower(exc.headers.items()), exc.read()
+
+
+def _lower(items: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in items}
 
 
 def post_json(

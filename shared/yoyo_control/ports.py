@@ -7,7 +7,7 @@ read the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -220,3 +220,55 @@ class Scheduler(Protocol):
     def run_cycle(self, pool: str) -> CycleRun:
         """Run the pool's cycle now, as its scheduled job would."""
         ...
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a model server says of its work: requests running and waiting now, and a
+    counter that grows as requests finish (sums over every label set)."""
+
+    running: int = 0
+    waiting: int = 0
+    succeeded: float = 0.0  # vLLM: vllm:request_success_total
+
+
+class ModelServer(Protocol):
+    """The VM's OpenAI-compatible model server (vLLM by default): where it listens, whether
+    it is ready (``/health``) and how loaded it is (its metrics, under configured names).
+    How it is started is the VM's business (the systemd unit; locally a command)."""
+
+    base_url: str  # e.g. http://127.0.0.1:8000 (its /v1 is what the gateway forwards to)
+
+    def ready(self) -> bool:
+        """It answers its health check now."""
+        ...
+
+    def load(self) -> Metrics | None:
+        """Its load now, or None when it does not answer (not ready)."""
+        ...
+
+
+class QueuedMessage(Protocol):
+    """One message pulled from a work queue, until it is acknowledged or handed back."""
+
+    @property
+    def ack_id(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def attributes(self) -> dict[str, str]: ...
+
+
+class WorkQueue(Protocol):
+    """A pool's work subscription as the worker uses it (Pub/Sub, its emulator or the
+    local bus): at-least-once, a message redelivered unless acknowledged within its
+    deadline. Every call raises OSError when the queue cannot be reached."""
+
+    def pull(self, max_messages: int = 1) -> Sequence[QueuedMessage]: ...
+    def extend(self, ack_id: str, seconds: int) -> None:
+        """Set the message's ack deadline to ``seconds`` from now (0: hand it back now)."""
+        ...
+
+    def acknowledge(self, ack_id: str) -> None: ...

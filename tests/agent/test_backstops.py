@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from polling import eventually
-from yoyo_control.agent.metrics import read as read_metrics
+from yoyo_control.adapters.model_server import read as read_metrics
 from yoyo_control.domain.model import KillSwitch
 from yoyo_control.local.inference import SENTENCE
 

@@ -14,9 +14,9 @@ from typing import Any
 from fakes import RecordingPublisher
 from yoyo_control import identity, messages
 from yoyo_control.adapters.clock import ManualClock
+from yoyo_control.adapters.model_server import parse
 from yoyo_control.agent.__main__ import build
 from yoyo_control.agent.config import parse_agent_config
-from yoyo_control.agent.metrics import parse
 from yoyo_control.agent.policy import AgentState, Kill, Observation, PoolView, Settings, step
 from yoyo_control.config import parse_config
 from yoyo_control.local import identity as local_identity

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from yoyo_control.adapters.model_server import VLLM as VLLM_NAMES
+from yoyo_control.adapters.model_server import MetricNames, parse
 from yoyo_control.agent.config import parse_agent_config
-from yoyo_control.agent.metrics import parse
 from yoyo_control.errors import ConfigError
+from yoyo_control.machine import model_server
 
 VLLM = """# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
@@ -65,3 +67,42 @@ def test_the_deployed_agent_config_parses() -> None:
 def test_bad_agent_configs_are_one_clear_error(raw: dict, word: str) -> None:
     with pytest.raises(ConfigError, match=word):
         parse_agent_config(raw)
+
+
+LLAMA_CPP = """# HELP llamacpp:requests_processing Number of requests processing.
+# TYPE llamacpp:requests_processing gauge
+llamacpp:requests_processing 2
+llamacpp:requests_deferred 3
+llamacpp:tokens_predicted_total 41
+vllm:num_requests_running 9
+"""
+
+
+def test_another_servers_metrics_read_under_their_configured_names() -> None:
+    names = MetricNames(
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+        "llamacpp:tokens_predicted_total",
+    )
+    m = parse(LLAMA_CPP, names)
+    assert (m.running, m.waiting, m.succeeded) == (2, 3, 41.0)
+    # Under vLLM's names the same server would read as idle (the issue-26 failure).
+    assert (parse(LLAMA_CPP).running, parse(LLAMA_CPP).waiting) == (9, 0)
+
+
+def test_the_agent_config_takes_metric_names_and_the_vm_root_reads_them() -> None:
+    config = parse_agent_config(
+        {
+            "pool": "gpu",
+            "instance": "vm-0",
+            "project": "p",
+            "metrics_url": "http://127.0.0.1:8080/prom",
+            "metric_running": "llamacpp:requests_processing",
+        }
+    )
+    assert config.metric_running == "llamacpp:requests_processing"
+    assert config.metric_waiting == "vllm:num_requests_waiting"  # the default stays vLLM's
+    server = model_server(config.metrics_url, VLLM_NAMES)
+    assert (server.base_url, server.metrics_path) == ("http://127.0.0.1:8080", "/prom")
+    with pytest.raises(ConfigError):
+        parse_agent_config({"pool": "gpu", "instance": "vm-0", "project": "p", "metric_running": 3})

@@ -7,6 +7,7 @@ timeouts, not timing assertions (kill and wake latencies are measured in bench/)
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,16 @@ def scaled_to_zero(stack: Stack) -> None:
     )
 
 
+def small_batch(tmp_path: Path, lines: int) -> str:
+    path = tmp_path / "work.jsonl"
+    with path.open("w") as f:
+        for i in range(lines):
+            body = {"messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 4}
+            line = {"custom_id": f"c-{i}", "method": "POST", "url": "/v1/chat/completions"}
+            f.write(json.dumps({**line, "body": body}) + "\n")
+    return str(path)
+
+
 def starts_done(stack: Stack, since: float) -> list[dict]:
     events = stack.yoyoctl("events", "--limit", "500")["events"]
     return [
@@ -37,17 +48,17 @@ def starts_done(stack: Stack, since: float) -> list[dict]:
     ]
 
 
-def test_submit_starts_a_vm_that_heartbeats_drains_the_work_and_stops_when_idle(
-    stack: Stack,
+def test_queued_work_starts_a_vm_that_heartbeats_drains_the_work_and_stops_when_idle(
+    stack: Stack, tmp_path: Path
 ) -> None:
     scaled_to_zero(stack)
-    submitted = stack.yoyoctl("submit", "--count", "4", "--max-tokens", "8")
-    assert submitted["depth"] == 4 and len(submitted["work_message_ids"]) == 4
-    assert submitted["next"].startswith("yoyoctl status")
+    submitted = stack.yoyoctl("batch", "submit", small_batch(tmp_path, 4))
+    assert submitted["request_counts"]["total"] == 4
+    assert submitted["next"].startswith("yoyoctl batch status")
 
     stack.wait_for(lambda: stack.vm() == "RUNNING", 20, "the VM to start")
     pool = stack.status()
-    assert pool["lease"]["holder"] == "queue" and pool["lease"]["valid"]
+    assert pool["lease"]["valid"]
 
     def heartbeating() -> bool:
         hb = stack.status()["instances"][0]["last_heartbeat"]
@@ -62,7 +73,9 @@ def test_submit_starts_a_vm_that_heartbeats_drains_the_work_and_stops_when_idle(
     assert any("idle" in r and "lease released" in r for r in reasons), reasons
 
 
-def test_kill_during_a_run_stops_the_vm_and_nothing_starts_until_unkill(stack: Stack) -> None:
+def test_kill_during_a_run_stops_the_vm_and_nothing_starts_until_unkill(
+    stack: Stack, tmp_path: Path
+) -> None:
     scaled_to_zero(stack)
     stack.yoyoctl("start", "--for", "1m")
     stack.wait_for(lambda: stack.vm() == "RUNNING", 20, "the VM to start")
@@ -76,7 +89,7 @@ def test_kill_during_a_run_stops_the_vm_and_nothing_starts_until_unkill(stack: S
     assert status["pools"][0]["lease"] is None
 
     # Every way to ask for a start is refused while the switch is engaged.
-    stack.yoyoctl("submit", "--count", "1")
+    stack.yoyoctl("batch", "submit", small_batch(tmp_path, 1))  # accepted, kept pending
     for command in (["start", "--for", "1m"], ["ask", "hello"]):
         refused = stack.yoyoctl(*command, check=False)
         assert refused.returncode == 1 and "kill switch is engaged" in refused.stderr

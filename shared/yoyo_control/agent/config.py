@@ -14,9 +14,14 @@ Optional (defaults in brackets):
 - ``deadman_grace_s`` [900]: the dead-man switch: power off when the pool has no valid
   lease and the control plane has written nothing for this long after the later of the
   lease's end and the agent's start.
-- ``metrics_url`` ["http://127.0.0.1:8000/metrics"]: the inference server's Prometheus
-  endpoint (vLLM names: ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
-  ``vllm:request_success_total``).
+- ``metrics_url`` ["http://127.0.0.1:8000/metrics"]: the model server's Prometheus
+  endpoint; the server counts as ready while it answers 200 there.
+- ``metric_running``, ``metric_waiting``, ``metric_finished`` [vLLM's:
+  ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
+  ``vllm:request_success_total``]: the names under which that endpoint says how many
+  requests run, wait, and have finished (adapters/model_server.py; any OpenAI-compatible
+  server fits, e.g. llama.cpp's ``llamacpp:requests_processing``,
+  ``llamacpp:requests_deferred``, ``llamacpp:tokens_predicted_total``).
 - ``address`` [""]: host:port at which the gateway reaches this VM's inference server
   (its internal IP and port 8000; vm/startup.sh fills it in), announced in every
   heartbeat; "" announces nothing (the gateway then cannot route to this VM).
@@ -73,6 +78,9 @@ class AgentConfig:
     idle_shutdown_s: float = 1800.0
     deadman_grace_s: float = 900.0
     metrics_url: str = "http://127.0.0.1:8000/metrics"
+    metric_running: str = "vllm:num_requests_running"
+    metric_waiting: str = "vllm:num_requests_waiting"
+    metric_finished: str = "vllm:request_success_total"
     address: str = ""
     poweroff_command: tuple[str, ...] = ("systemctl", "poweroff")
     metadata_url: str = DEFAULT_METADATA_URL

@@ -4,7 +4,8 @@ On Google Cloud the token comes from the metadata server
 (``instance/service-accounts/default/identity?audience=…&format=full``, header
 ``Metadata-Flavor: Google``): Google-signed, it names this instance, zone and project,
 and no VM can obtain another's. The local stack signs the same claims with its own key
-(local/identity.py) instead.
+(made by local/identity.py; signed here with
+adapters/identity_tokens.py, so the VM side never imports the local stack) instead.
 
 Invariants: a token is fetched only when none is cached or the cached one expires within
 ``REFRESH_BEFORE_S`` (one fetch an hour, not one a heartbeat); a failed fetch raises and
@@ -60,10 +61,10 @@ def from_metadata(base_url: str, audience: str, timeout_s: float) -> Callable[[]
 def from_local_key(
     key_file: str, audience: str, project: str, zone: str, instance: str, clock: Clock
 ) -> Callable[[], str]:
-    from ..local import identity
+    from ..adapters.identity_tokens import sign_local
 
     def fetch() -> str:
-        return identity.sign(
+        return sign_local(
             key_file,
             audience=audience,
             project=project,

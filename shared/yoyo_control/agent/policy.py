@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..ports import Metrics as Metrics  # what the model server said (ports.ModelServer)
+
 MAX_COUNT = 1_000_000_000  # the decoder's bound on running/waiting (messages._MAX_COUNT)
 
 
@@ -47,15 +49,6 @@ class Settings:
     deadman_grace_s: float
     poweroff_retry_s: float = 30.0
     address: str = ""  # host:port of the inference server, announced to the gateway
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """What /metrics said (sums over every label set)."""
-
-    running: int = 0
-    waiting: int = 0
-    succeeded: float = 0.0  # vllm:request_success_total
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,13 @@ drive the local stack (``yoyoctl local up``) and a cloud deployment. Commands pu
 control messages (docs/messages.md) exactly as ``gcloud pubsub topics publish`` would;
 ``--direct`` writes the kill switch document like an operator flipping it in the console.
 
+The operator's composition root: ``context`` (``Ctx``: the configuration and the adapters,
+built by bootstrap's builders; the local stack's operator from laptop.py).
 Commands by area: ``status`` (status, events), ``killswitch`` (kill, unkill),
-``lifecycle`` (start, stop, extend), ``work`` (submit, ask), ``schedule`` (schedule,
-cycle), ``cost``, ``batch``, ``local`` (local up, local refuse-zone, gateway key);
-``simulate`` is the simulator's own parser (sim/cli.py).
+``lifecycle`` (start, stop, extend), ``work`` (ask, through the gateway), ``schedule``
+(schedule, cycle), ``cost``, ``batch``, ``local`` (local up, local refuse-zone, gateway
+key); ``simulate`` is the simulator's own parser (sim/cli.py); ``__main__`` is
+``python -m yoyo_control.cli``.
 
 Invariants (STYLE.md): every command takes ``--json``; an error is one line on stderr and
 exit code 1 (a traceback only with ``--debug``), a usage error exit code 2; destructive

@@ -19,7 +19,7 @@ from ..errors import ConfigError, YoyoError
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..local.operator import Operator
+    from ..laptop import LocalOperator as Operator
     from ..ports import Publisher, Scheduler, Store
 
 

@@ -148,7 +148,7 @@ def cmd_status(ctx: Ctx) -> int:
     if view.kill.engaged:
         hint = "yoyoctl unkill --yes"
     elif not any(p.lease for p in view.pools):
-        hint = 'yoyoctl ask "hello"   (or: yoyoctl submit --count 3)'
+        hint = 'yoyoctl ask "hello"   (or: yoyoctl batch submit examples/batch.jsonl)'
     ctx.out(status_doc(view), "\n".join(lines), hint)
     return 0
 

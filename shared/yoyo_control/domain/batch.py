@@ -50,7 +50,6 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.EXPIRED, Status.CANCELLED})
-PENDING = frozenset({Status.IN_PROGRESS, Status.CANCELLING, Status.FINALIZING})
 
 
 class BatchInputError(ValueError):

@@ -92,10 +92,6 @@ STANDARD = "standard"
 PROVISIONING = (SPOT, STANDARD)
 
 
-def empty_map() -> Mapping[str, object]:
-    return MappingProxyType({})
-
-
 @dataclass(frozen=True)
 class Placement:
     """Where one instance of a pool runs and what an hour of it costs."""
@@ -310,16 +306,6 @@ class Ledger:
     day_usd: float = 0.0
     month_usd: float = 0.0
     accrued_until: float | None = None
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The latest budget notification seen (billing data; lags real spend)."""
-
-    cost: float = 0.0
-    amount: float = 0.0
-    currency: str = ""
-    at: float | None = None
 
 
 @dataclass(frozen=True)

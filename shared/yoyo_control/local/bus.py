@@ -34,7 +34,8 @@ from typing import Any
 
 from .. import jsonhttp as http
 from .. import logs
-from ..errors import PermanentError, TemporaryError
+from ..adapters.pubsub_rest import RestPublisher
+from ..errors import PermanentError
 from . import envelope, guard
 
 Deliver = Callable[[str, dict[str, str], bytes], int]  # (url, headers, body) -> status
@@ -408,44 +409,20 @@ def _answer(start_response: Callable[..., Any], status: int, doc: Any) -> list[b
 # --- the client (ports.Publisher) -------------------------------------------------------
 
 
-class LocalBusPublisher:
-    """ports.Publisher over the Pub/Sub REST API (this bus, or the Pub/Sub emulator)."""
+class LocalBusPublisher(RestPublisher):
+    """ports.Publisher to this bus (adapters/pubsub_rest.py), with the stack's secret."""
 
     def __init__(
         self, base_url: str, project: str, timeout: float = 10.0, secret: str = ""
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.project = project
-        self.timeout = timeout
-        self.headers = guard.secret_headers(secret)  # the local stack's (guard.py)
+        hint = "is the local stack running? start it with: yoyoctl local up"
+        super().__init__(base_url, project, timeout, secret, unreachable_hint=hint)
 
     @classmethod
     def from_config(cls, config: Any) -> LocalBusPublisher:
         return cls(
             bus_url(config), config.project, secret=guard.read_secret(config.local.state_dir)
         )
-
-    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
-        message: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
-        if attributes:
-            message["attributes"] = attributes
-        url = f"{self.base_url}/v1/projects/{self.project}/topics/{topic}:publish"
-        try:
-            status, doc = http.post_json(url, {"messages": [message]}, self.timeout, self.headers)
-        except OSError as exc:
-            raise TemporaryError(
-                f"the bus at {self.base_url} is not reachable ({exc}); "
-                "is the local stack running? start it with: yoyoctl local up"
-            ) from exc
-        if status != 200:
-            raise TemporaryError(f"publish to {topic} failed: HTTP {status}: {doc}")
-        ids = doc.get("messageIds") if isinstance(doc, dict) else None
-        if not isinstance(ids, list) or not ids:
-            raise TemporaryError(
-                f"{self.base_url} is not a Pub/Sub publish endpoint (it answered "
-                f"{str(doc)[:80]!r}); is the local stack running with this configuration?"
-            )
-        return str(ids[0])
 
 
 def bus_url(config: Any) -> str:

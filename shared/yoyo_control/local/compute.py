@@ -228,21 +228,3 @@ class LocalCompute:
                     f"{self.op_timeout_s:.0f}s (status {status}); is `yoyoctl local up` running?"
                 )
             time.sleep(self.poll_s)
-
-
-def ready_endpoints(config: Any, pool: str) -> list[str]:
-    """Base URLs of the pool's local VMs whose inference server answers /health now."""
-    from .. import jsonhttp as http
-
-    table = InstanceTable(Path(config.local.state_dir) / "compute.sqlite3")
-    ready = []
-    for row in table.rows(pool):
-        if row.status != "RUNNING" or row.endpoint is None:
-            continue
-        try:
-            status, _ = http.get(f"{row.endpoint}/health", timeout=2.0)
-        except OSError:
-            continue
-        if status == 200:
-            ready.append(row.endpoint)
-    return ready

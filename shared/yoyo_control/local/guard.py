@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import jsonhttp as http
+from ..adapters.pubsub_rest import SECRET_HEADER, read_secret_file, secret_headers
 
-HEADER = "X-Yoyo-Stack-Secret"
+HEADER = SECRET_HEADER  # the clients' side: adapters/pubsub_rest.py
 SECRET_FILE = "stack-secret"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -52,17 +53,6 @@ def new_secret(state_dir: str | Path) -> str:
 def read_secret(state_dir: str | Path) -> str:
     """The running stack's secret ("" when no stack wrote one)."""
     return read_secret_file(Path(state_dir) / SECRET_FILE)
-
-
-def read_secret_file(path: str | Path) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
-
-
-def secret_headers(secret: str) -> dict[str, str]:
-    return {HEADER: secret} if secret else {}
 
 
 def deliverer(secret: str) -> Callable[[str, dict[str, str], bytes], int]:

@@ -9,24 +9,26 @@ Invariants: one key per state directory (``identity-key.pem``, mode 0600), creat
 even when several processes race (the first link wins; every process derives the public
 half, ``identity-key.pub.pem``, from the key that won); tokens follow the layout of
 Compute Engine's full-format token (``google.compute_engine.{project_id, zone,
-instance_name, instance_id}``), issuer ``LOCAL_ISSUER``, valid for ``LIFETIME_S``.
+instance_name, instance_id}``), issuer ``LOCAL_ISSUER``, valid for an hour. The signing
+itself is adapters/identity_tokens.py's ``sign_local``, which the VM side uses without
+importing the local stack.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from ..adapters.identity_tokens import LOCAL_ISSUER, TokenVerifier, local_certs
+from ..adapters.identity_tokens import LOCAL_ISSUER, LOCAL_KEY_ID, TokenVerifier, local_certs
+from ..adapters.identity_tokens import sign_local as sign
+
+__all__ = ["KEY_FILE", "PUBLIC_FILE", "ensure_key", "public_key_path", "sign", "verifier"]
 
 KEY_FILE = "identity-key.pem"
 PUBLIC_FILE = "identity-key.pub.pem"
-KEY_ID = "yoyo-local-1"
-LIFETIME_S = 3600
+KEY_ID = LOCAL_KEY_ID
 
 
 def ensure_key(state_dir: str | Path) -> Path:
@@ -73,46 +75,3 @@ def verifier(state_dir: str | Path, audience: str) -> TokenVerifier:
     """The production verifier, trusting this state directory's key instead of Google's."""
     ensure_key(state_dir)
     return TokenVerifier(audience, (LOCAL_ISSUER,), local_certs(public_key_path(state_dir), KEY_ID))
-
-
-def sign(
-    key_file: str | Path,
-    *,
-    audience: str,
-    project: str,
-    zone: str,
-    instance: str,
-    now: float,
-    lifetime_s: float = LIFETIME_S,
-) -> str:
-    """A token for ``instance`` with the claims Compute Engine puts in a full-format one."""
-    from google.auth import jwt
-
-    signer = _signer(str(key_file))
-    payload = {
-        "iss": LOCAL_ISSUER,
-        "aud": audience,
-        "sub": instance,
-        "iat": int(now),
-        "exp": int(now + lifetime_s),
-        "google": {
-            "compute_engine": {
-                "project_id": project,
-                "zone": zone,
-                "instance_name": instance,
-                "instance_id": instance,
-            }
-        },
-    }
-    token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
-    return token.decode("ascii")
-
-
-@functools.lru_cache(maxsize=8)
-def _signer(key_file: str) -> Any:
-    """The key, loaded once per process (loading validates it: ~0.1 s; a key never changes)."""
-    from google.auth import crypt
-
-    return crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-        Path(key_file).read_text(), key_id=KEY_ID
-    )

@@ -123,10 +123,6 @@ class Engine:
             self.prompt_tokens += len(text.split())
         return [v / norm for v in values]
 
-    def busy_slots_free(self) -> bool:
-        with self.lock:
-            return self.running + self.waiting < self.max_num_seqs
-
     def metrics(self) -> str:
         label = f'model_name="{self.model}"'
         with self.lock:

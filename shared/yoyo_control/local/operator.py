@@ -1,10 +1,11 @@
 """What ``yoyoctl`` does to the local stack directly, where Google Cloud has no counterpart:
-find the running stack, read its VMs' table and keys, make a zone refuse starts, run it.
+find the running stack, read its VMs' table and keys, make a zone refuse starts
+(laptop.LocalOperator adds running it).
 
-Invariants: built only by bootstrap (on the local backend); reads and writes only the
-stack's state directory and its ``/healthz``; finding the stack waits at most
-``STACK_STARTING_WAIT_S`` for one that is still starting, and finds none when nothing
-answers.
+Invariants: built only by the local root (laptop.py, on the local backend); reads and
+writes only the stack's state directory and its ``/healthz``; finding the stack waits at
+most ``STACK_STARTING_WAIT_S`` for one that is still starting, and finds none when
+nothing answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .. import jsonhttp as http
 from ..config import Config
 from ..errors import TemporaryError
 from ..gateway import auth
-from .compute import InstanceTable, Row, ready_endpoints
+from .compute import InstanceTable, Row
 
 STACK_STARTING_WAIT_S = 60.0  # how long a command waits for a local stack still starting
 
@@ -68,22 +69,7 @@ class Operator:
         """Every local VM's row (its process status and endpoint), by instance name."""
         return {row.name: row for row in self.table().rows()}
 
-    def ready_endpoints(self, pool: str) -> list[str]:
-        return ready_endpoints(self.config, pool)
-
-    def vm_headers(self) -> dict[str, str]:
-        """The local VMs' inference key (vLLM --api-key), when the stack made one."""
-        path = self.state_dir / auth.VLLM_KEY_FILE
-        if not path.exists():
-            return {}
-        return {"Authorization": f"Bearer {path.read_text().strip()}"}
-
     def gateway_key(self) -> tuple[str, str]:
         """The gateway's key (made on first use) and its base URL."""
         key = auth.ensure_local_key(self.config.local.state_dir)
         return key, f"http://{self.config.local.host}:{self.config.local.port}/v1"
-
-    def up(self, emulators: bool) -> int:
-        from .stack import up
-
-        return up(emulators=emulators, config=self.config)

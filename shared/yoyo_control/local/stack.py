@@ -29,6 +29,7 @@ functions load is the one this process has.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import bootstrap, logs, names
+from .. import logs, names
 from ..config import Config, load_config
 from ..errors import ConfigError
 from ..gateway import auth
@@ -50,6 +51,7 @@ from .compute import InstanceTable, Row
 from .killwatch import KillWatch
 from .logview import PrettyStream
 from .scheduler import Scheduler
+from .store import open_store
 from .supervisor import Supervisor
 
 RUNTIME_FILE = "local-up.json"
@@ -135,6 +137,7 @@ class Stack:
             "bus_secret_file": str(self.state_dir / guard.SECRET_FILE),
             "work_subscription": work_subscription(c, row.pool),
             "storage_dir": str(self.state_dir / "objects"),  # bootstrap.build_storage's
+            "model_server": dataclasses.asdict(local.model_server),  # how local/vm.py runs it
             "worker": {
                 "concurrency": c.batch.concurrency,
                 "ack_deadline_s": c.batch.ack_deadline_s,
@@ -189,8 +192,7 @@ class Stack:
         auth.ensure_vllm_key(self.state_dir)
         if self.use_emulators:
             self._start_emulators()
-        bootstrap.reset()
-        store = bootstrap.build_store(config)
+        store = open_store(config)  # after the emulators: their hosts are in the environment
         table = InstanceTable(self.state_dir / "compute.sqlite3")
         for pool, policy in config.pools.items():
             for instance in policy.instances:
@@ -340,7 +342,7 @@ def up(emulators: bool = False, config: Config | None = None) -> int:
             f"Yo-Yo local stack up: pools {pools}; state in {stack.state_dir}. "
             f"Status page: {stack.base_url}/ ; OpenAI-compatible gateway: {stack.base_url}/v1 "
             "(key: yoyoctl gateway key); in another terminal try: "
-            'yoyoctl status, yoyoctl ask "hello", yoyoctl submit --count 3. Ctrl-C stops.'
+            'yoyoctl status, yoyoctl ask "hello". Ctrl-C stops.'
         )
         stop.wait()
         logs.info("stopping the local stack (Ctrl-C)")

@@ -1,7 +1,8 @@
 """A local "VM": the leader of its own process group, standing in for systemd on a GPU VM.
 
 ``python -m yoyo_control.local.vm run --spec FILE`` starts the units a real VM runs:
-the (simulated) inference server, the real VM agent and the real batch worker
+the model server (the configured command, ``local.model_server.command``, else the
+simulated vLLM), the real VM agent and the real batch worker
 (yoyo-worker, when the stack gives the VM a work queue), restarts either if it dies
 (``Restart=always``), and ends both when it is told to stop.
 ``python -m yoyo_control.local.vm poweroff`` is the agent's power-off command locally:
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +38,7 @@ def _spawn(argv: list[str], log: Any) -> subprocess.Popen[bytes]:
 
 
 def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
+    """The simulated vLLM (the default model server); it writes its port to port_file."""
     return [
         sys.executable,
         "-m",
@@ -53,6 +56,46 @@ def _inference_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
         "--api-key-file",
         spec.get("api_key_file", ""),
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_argv(spec: dict[str, Any], spec_path: str) -> list[str]:
+    """The model server's argv: the configured command (its port chosen here and written
+    to port_file at once), else the simulated vLLM."""
+    command = (spec.get("model_server") or {}).get("command") or []
+    if not command:
+        return _inference_argv(spec, spec_path)
+    port = _free_port()
+    Path(spec["port_file"]).write_text(str(port))
+    values = {
+        "{python}": sys.executable,
+        "{port}": str(port),
+        "{model}": spec.get("model", ""),
+        "{api_key_file}": spec.get("api_key_file", ""),
+    }
+    argv = []
+    for word in command:  # only these placeholders: other braces (JSON, say) stay as given
+        for placeholder, value in values.items():
+            word = str(word).replace(placeholder, value)
+        argv.append(word)
+    return argv
+
+
+def _agent_config(spec: dict[str, Any], port: str) -> dict[str, Any]:
+    """The agent's configuration: the stack's, and how to read this VM's model server."""
+    server = spec.get("model_server") or {}
+    config = dict(spec["agent"])
+    config["metrics_url"] = f"http://127.0.0.1:{port}{server.get('metrics_path', '/metrics')}"
+    config["address"] = f"127.0.0.1:{port}"
+    for key in ("metric_running", "metric_waiting", "metric_finished"):
+        if server.get(key):
+            config[key] = server[key]
+    return config
 
 
 def _worker_config(spec: dict[str, Any], server_port: str) -> dict[str, Any] | None:
@@ -87,19 +130,22 @@ def run(spec_path: str) -> int:
     port_file.unlink(missing_ok=True)
     log = sys.stdout
     children: dict[str, subprocess.Popen[bytes]] = {}
-    children["inference"] = _spawn(_inference_argv(spec, spec_path), log)
+    server_argv = _server_argv(spec, spec_path)
+    try:
+        children["inference"] = _spawn(server_argv, log)
+    except OSError as exc:  # a configured command that cannot run: the VM powers off
+        print(f"vm: the model server {server_argv[0]!r} cannot start: {exc}", flush=True)
+        return 1
     deadline = time.monotonic() + 30
     while not port_file.exists() and time.monotonic() < deadline and not stopping:
         time.sleep(0.02)
     agent_cfg = dict(spec["agent"])
     if port_file.exists():
-        port = port_file.read_text().strip()
-        agent_cfg["metrics_url"] = f"http://127.0.0.1:{port}/metrics"
-        agent_cfg["address"] = f"127.0.0.1:{port}"
+        agent_cfg = _agent_config(spec, port_file.read_text().strip())
     agent_path = vm_dir / "agent.json"
     agent_path.write_text(json.dumps(agent_cfg, indent=2))
     agent_argv = [sys.executable, "-m", "yoyo_control.agent", "--config", str(agent_path)]
-    argv = {"inference": _inference_argv(spec, spec_path), "agent": agent_argv}
+    argv = {"inference": server_argv, "agent": agent_argv}
     worker_cfg = _worker_config(spec, port_file.read_text().strip()) if port_file.exists() else None
     if worker_cfg is not None:
         worker_path = vm_dir / "worker.json"

@@ -25,7 +25,6 @@ class Pulled:
     message_id: str
     data: bytes
     attributes: dict[str, str] = field(default_factory=dict)
-    delivery_attempt: int = 0
 
 
 def google_token() -> Callable[[], str]:
@@ -85,7 +84,6 @@ class WorkQueue:
                     str(message.get("messageId", "")),
                     data,
                     {str(k): str(v) for k, v in (message.get("attributes") or {}).items()},
-                    int(item.get("deliveryAttempt") or 0),
                 )
             )
         return pulled
