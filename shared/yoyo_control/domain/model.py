@@ -46,6 +46,8 @@ class Rule(StrEnum):
     IDLE = "6-idle"
     MAX_SESSION = "7-max-session"
     PREEMPTED = "8-preempted"
+    LOAD = "4-load"  # rule 4's count: VMs added or removed for online load
+    SCALE_CAP = "2-scale-cap"  # rule 2 on a scale-out: refused, it would cross a cap
     OPERATOR = "operator"
     ORPHAN = "orphan"
     OUTCOME = "outcome"
@@ -146,6 +148,17 @@ class PoolPolicy:
     zone_backoff_s: float = 60.0  # a zone's first capacity refusal backs it off this long
     zone_backoff_max_s: float = 1800.0  # … doubling per refusal in a row, up to this
     fallback_after_s: float = 60.0  # spot refused in every zone this long → standard
+    # Scaling on load (domain/scaling.py): the pool runs ceil(load / target) VMs, where the
+    # load is the requests in flight and held (gateway) or running and waiting (VMs).
+    max_num_seqs: int = 256  # the model server's concurrent sequences (vLLM's default)
+    scale_target: float = 0.0  # requests per VM the pool aims at; 0: max_num_seqs × 0.7
+    scale_window_s: float = 60.0  # the stable window: a VM added for load stays this long
+
+    @property
+    def target(self) -> float:
+        """Concurrent requests per VM that scaling aims at (Knative's 70 % utilisation of
+        the server's capacity unless ``scale_target`` says otherwise)."""
+        return self.scale_target if self.scale_target > 0 else max(1.0, self.max_num_seqs * 0.7)
 
     @property
     def max_instances(self) -> int:
@@ -302,6 +315,21 @@ class Demand:
 
 
 @dataclass(frozen=True)
+class Load:
+    """Online load on the pool (domain/scaling.py): the gateway's last report, and what
+    the load asked for within the stable window (so a VM added for a burst stays)."""
+
+    in_flight: int = 0  # requests the gateway has sent to the pool's VMs, not finished
+    held: int = 0  # requests the gateway holds for a VM (none ready, or all full)
+    observed_at: float | None = None  # the report's time (publish order): older is ignored
+    updated_at: float | None = None  # when we learnt it (a report counts while fresh)
+    vms: int = 0  # VMs the load wanted at its peak in the current window
+    peak_at: float | None = None  # when that peak was last wanted
+    since_peak: int = 0  # the most VMs wanted since the peak (what the pool steps down to)
+    refused: str = ""  # why the latest scale-out was refused (spend caps), "" if none
+
+
+@dataclass(frozen=True)
 class Ledger:
     """Spend integrated from observed running time × hourly price (DESIGN.md §4)."""
 
@@ -331,6 +359,7 @@ class PoolState:
     instances: Mapping[str, Instance] = field(default_factory=dict)
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # per-instance docs
     demand: Demand = Demand()
+    load: Load = Load()  # online load (domain/scaling.py)
     ledger: Ledger = Ledger()
     paused: str | None = None  # why no lease may be granted (spend cap)
     # Publish times of the newest operator start/extend and stop applied: an operator

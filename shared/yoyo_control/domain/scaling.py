@@ -1,0 +1,165 @@
+"""Scaling on load (pure): how many VMs the pool's online load wants, and whether the
+spend caps let it have them (README "Scaling on load").
+
+The load is ``max(in flight at the gateway, running + waiting on the VMs) + held at the
+gateway``: the gateway's report (``PoolState.load``, fact ``LoadReported``) while it is
+fresh, the VMs' heartbeats while they are fresh; each source is read on its own (the
+producer's queue depth, ``PoolState.demand``, and batch demand are other inputs of
+rule 4, never added here). The pool wants ``ceil(load / target)`` VMs.
+
+Invariants:
+- Scale-out is immediate: a report above the target adds VMs in the decision it lands
+  in (a burst of twice the target, Knative's panic threshold, within seconds of its
+  report); scale-in waits: a VM count the load wanted stays wanted for
+  ``scale_window_s`` after the load last wanted it (the stable window), then the pool
+  steps down to the most it wanted since; so a VM is never stopped for load within a
+  window of being wanted. Which VMs stop is rule 4's choice: never one with work in
+  flight nor one still loading (decide.running()).
+- Budget: a scale-out whose spend, at the pool's run rate with the new VMs, would carry
+  a day's or month's total past a cap (the pool's own or the overall one) before that
+  period ends is refused, in part or whole (``affordable``); VMs already running keep
+  serving.
+- Pure: the same inputs always give the same answer; nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from .ledger import period_keys
+from .model import Heartbeat, Ledger, Load, PoolPolicy
+from .spend import Spend, period_bounds
+
+__all__ = [
+    "REPORT_EVERY_S",
+    "affordable",
+    "concurrency",
+    "load_matters",
+    "report_due",
+    "track",
+    "wanted",
+]
+
+# While it has load, the gateway reports at least this often (a report counts for
+# ``heartbeat_gap_s``, 180 s by default, so one lost report changes nothing).
+REPORT_EVERY_S = 30.0
+
+
+def _fresh(at: float | None, now: float, within: float) -> bool:
+    return at is not None and now - at <= within
+
+
+def concurrency(
+    load: Load, heartbeats: Mapping[str, Heartbeat], policy: PoolPolicy, now: float
+) -> int:
+    """The pool's online load now: requests on its VMs (the larger of what the gateway
+    and the VMs say, each while fresh) plus the requests the gateway holds."""
+    on_vms = sum(
+        max(0, hb.running) + max(0, hb.waiting)
+        for hb in heartbeats.values()
+        if _fresh(hb.received_at, now, policy.heartbeat_gap_s)
+    )
+    if not _fresh(load.updated_at, now, policy.heartbeat_gap_s):
+        return on_vms
+    return max(on_vms, max(0, load.in_flight)) + max(0, load.held)
+
+
+def wanted(load: int, policy: PoolPolicy) -> int:
+    """VMs a load wants at the pool's target (0 for no load)."""
+    if load <= 0:
+        return 0
+    return math.ceil(load / policy.target)
+
+
+def track(load: Load, want: int, now: float, window_s: float) -> Load:
+    """The stable window: the count wanted at the window's peak holds for ``window_s``
+    after it was last reached; then the pool steps down to the most wanted since (a
+    load that keeps wanting the count holds it for another window). A pool with no
+    load and no count held is left as it is (an idle pool's decision writes nothing)."""
+    if want > load.vms:
+        return replace(load, vms=want, peak_at=now, since_peak=0)
+    if load.vms == 0:
+        return load
+    peak_at = load.peak_at if load.peak_at is not None else now
+    if now - peak_at < window_s:
+        return load if want <= load.since_peak else replace(load, since_peak=want)
+    step = max(want, load.since_peak)
+    return replace(load, vms=step, peak_at=now if step else None, since_peak=0)
+
+
+def affordable(
+    ledger: Ledger,
+    spend: Spend,
+    policy: PoolPolicy,
+    running_prices: Iterable[float],
+    new_prices: list[float],
+    now: float,
+) -> tuple[int, str]:
+    """How many of the new VMs (in start order, at ``new_prices``) the caps allow, and
+    why the others are refused ("" if none is). ``ledger`` is accrued to ``now``;
+    ``running_prices``: the hourly price of each VM already up."""
+    rate = sum(running_prices)
+    day_key, month_key = period_keys(now, policy.timezone)
+    _, day_end, _, month_end = period_bounds(now, policy.timezone)
+    day = ledger.day_usd if ledger.day == day_key else 0.0
+    month = ledger.month_usd if ledger.month == month_key else 0.0
+    others_day = spend.day_usd if spend.day == day_key else 0.0
+    others_month = spend.month_usd if spend.month == month_key else 0.0
+    caps = (
+        ("daily", policy.daily_cap_usd, day, day_end),
+        ("monthly", policy.monthly_cap_usd, month, month_end),
+        ("overall daily", spend.daily_cap_usd, day + others_day, day_end),
+        ("overall monthly", spend.monthly_cap_usd, month + others_month, month_end),
+    )
+    allowed = 0
+    for price in new_prices:
+        over = _over(caps, rate + price, now)
+        if over:
+            added = len(new_prices)
+            return allowed, f"scale-out refused ({allowed} of {added} VM(s) added): {over}"
+        rate += price
+        allowed += 1
+    return allowed, ""
+
+
+def _over(caps: tuple[tuple[str, float | None, float, float], ...], rate: float, now: float) -> str:
+    for name, cap, spent, end in caps:
+        if cap is None:
+            continue
+        projected = spent + rate * max(0.0, end - now) / 3600.0
+        if projected > cap:
+            return (
+                f"{name} cap {cap:.2f} would be crossed: {spent:.2f} spent + "
+                f"{rate:.2f}/h to the period's end = {projected:.2f}"
+            )
+    return ""
+
+
+def load_matters(previous: Heartbeat | None, new: Heartbeat, policy: PoolPolicy) -> bool:
+    """A heartbeat whose VM's load crosses a half-target step: the pool is re-decided
+    (one that only moves within a step is stored, like any report that does not
+    matter, and the next decision reads it; a tick comes every ``tick_s``)."""
+    before = 0 if previous is None else max(0, previous.running) + max(0, previous.waiting)
+    after = max(0, new.running) + max(0, new.waiting)
+    step = policy.target / 2
+    return math.floor(before / step) != math.floor(after / step)
+
+
+def report_due(
+    last: tuple[int, int, float] | None, in_flight: int, held: int, now: float, target: float
+) -> bool:
+    """Whether the gateway should report its load now (``LoadReported``), given its last
+    report ``(in_flight, held, at)``: when the load crosses a half-target step, when it
+    ends (falls to zero), or every ``REPORT_EVERY_S`` while there is any."""
+    total = max(0, in_flight) + max(0, held)
+    if last is None:
+        return total > 0
+    before = max(0, last[0]) + max(0, last[1])
+    if total == 0:
+        return before > 0
+    step = max(1.0, target / 2)
+    if math.floor(before / step) != math.floor(total / step) or (held > 0) != (last[1] > 0):
+        return True
+    return now - last[2] >= REPORT_EVERY_S
