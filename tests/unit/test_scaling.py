@@ -122,7 +122,7 @@ def test_scale_in_waits_for_the_stable_window_then_stops_only_idle_vms() -> None
 def test_scale_in_never_stops_a_vm_with_work_even_below_the_target() -> None:
     policy = replace(POLICY, scale_target=100)
     beats = tuple(beat(n, T0, running=1) for n in VMS)
-    d = decide(pool(*VMS, beats=beats, load=Load(vms=3, peak_at=T0 - 600)), OFF, policy, T0)
+    d = decide(pool(*VMS, beats=beats, load=Load(vms=3, marks=((3, T0 - 30),))), OFF, policy, T0)
     assert stops(d) == []
 
 
@@ -136,7 +136,7 @@ def test_scale_in_never_stops_a_vm_still_loading() -> None:
         T0 - 20,
         last_action=ActionRecord(ActionKind.START, 1, "rid-b", T0 - 30, "load", outcome="done"),
     )
-    state = pool("vm-0", beats=(beat("vm-0", T0),), load=Load(vms=2, peak_at=T0 - 600))
+    state = pool("vm-0", beats=(beat("vm-0", T0),), load=Load(vms=2, marks=((2, T0 - 30),)))
     state = replace(state, instances={**state.instances, "vm-1": booting})
     d = decide(state, OFF, policy, T0)
     assert stops(d) == []
@@ -176,15 +176,17 @@ def test_the_overall_cap_counts_other_pools_spend() -> None:
     assert any("overall daily cap" in c.reason for c in d.changes if c.rule == Rule.SCALE_CAP)
 
 
-def test_track_holds_the_peak_for_the_window_then_steps_down() -> None:
+def test_track_holds_the_most_wanted_within_the_window() -> None:
     load = scaling.track(Load(), 5, T0, 60)
     load = scaling.track(load, 3, T0 + 30, 60)
     load = scaling.track(load, 1, T0 + 50, 60)
     assert load.vms == 5
     load = scaling.track(load, 1, T0 + 61, 60)
-    assert load.vms == 3  # the most wanted since the peak
-    load = scaling.track(load, 1, T0 + 122, 60)
+    assert load.vms == 3  # the most wanted in (T0 + 1, T0 + 61]
+    load = scaling.track(load, 1, T0 + 91, 60)
     assert load.vms == 1
+    assert scaling.track(load, 1, T0 + 92, 60) is load  # nothing to write
+    assert scaling.track(Load(), 0, T0, 60) == Load()
 
 
 def test_a_heartbeat_matters_when_its_load_crosses_a_half_target_step() -> None:

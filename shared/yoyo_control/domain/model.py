@@ -323,9 +323,10 @@ class Load:
     held: int = 0  # requests the gateway holds for a VM (none ready, or all full)
     observed_at: float | None = None  # the report's time (publish order): older is ignored
     updated_at: float | None = None  # when we learnt it (a report counts while fresh)
-    vms: int = 0  # VMs the load wanted at its peak in the current window
-    peak_at: float | None = None  # when that peak was last wanted
-    since_peak: int = 0  # the most VMs wanted since the peak (what the pool steps down to)
+    vms: int = 0  # the most VMs the load wanted within the stable window
+    # (count, when last wanted), counts falling, times rising: the window's maxima
+    # (at most one entry per count, so bounded by the pool's size).
+    marks: tuple[tuple[int, float], ...] = ()
     refused: str = ""  # why the latest scale-out was refused (spend caps), "" if none
 
 

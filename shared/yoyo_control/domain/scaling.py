@@ -74,19 +74,22 @@ def wanted(load: int, policy: PoolPolicy) -> int:
 
 
 def track(load: Load, want: int, now: float, window_s: float) -> Load:
-    """The stable window: the count wanted at the window's peak holds for ``window_s``
-    after it was last reached; then the pool steps down to the most wanted since (a
-    load that keeps wanting the count holds it for another window). A pool with no
-    load and no count held is left as it is (an idle pool's decision writes nothing)."""
-    if want > load.vms:
-        return replace(load, vms=want, peak_at=now, since_peak=0)
-    if load.vms == 0:
+    """The stable window: ``vms`` is the most VMs wanted within the last ``window_s``
+    (exactly: ``marks`` keeps, for each count still the window's maximum from some
+    time on, when it was last wanted). A count wanted again is re-marked only after a
+    quarter window, so a steady load writes the pool at most four times a window; it
+    holds for at least three quarters of a window after it was last wanted. A pool
+    with no load and no count held is left as it is (its decision writes nothing)."""
+    marks = [(v, at) for v, at in load.marks if now - at < window_s]
+    if want > 0:
+        same = [at for v, at in marks if v == want]
+        if not same or now - same[0] >= window_s / 4:
+            marks = [(v, at) for v, at in marks if v > want] + [(want, now)]
+    vms = marks[0][0] if marks else 0
+    fresh = tuple(marks)
+    if fresh == load.marks and vms == load.vms:
         return load
-    peak_at = load.peak_at if load.peak_at is not None else now
-    if now - peak_at < window_s:
-        return load if want <= load.since_peak else replace(load, since_peak=want)
-    step = max(want, load.since_peak)
-    return replace(load, vms=step, peak_at=now if step else None, since_peak=0)
+    return replace(load, vms=vms, marks=fresh)
 
 
 def affordable(
