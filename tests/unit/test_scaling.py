@@ -26,7 +26,15 @@ from yoyo_control.domain.model import (
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 VMS = ("vm-0", "vm-1", "vm-2")
-POLICY = PoolPolicy(pool="p", zone="z", instances=VMS, hourly_price_usd=3.6, keepalive="fixed")
+POLICY = PoolPolicy(
+    pool="p",
+    zone="z",
+    instances=VMS,
+    hourly_price_usd=3.6,
+    keepalive="fixed",
+    scale_window_s=60.0,
+    scale_backlog_weight=1.0,
+)
 OFF = KillSwitch()
 
 
@@ -70,15 +78,15 @@ def stops(d) -> list[str]:
 
 def test_regression_online_load_on_one_vm_adds_vms() -> None:
     """Issue 27: with no producer queue, rule 4 ran one VM whatever the load (here 456
-    requests on one VM, 2.5 VMs' worth at the default target): the pool must grow."""
+    requests on one VM, two VMs' worth at the default target): the pool must grow."""
     state = pool("vm-0", beats=(beat("vm-0", T0, running=256, waiting=200),))
     d = decide(state, OFF, POLICY, T0)
-    assert starts(d) == ["vm-1", "vm-2"]
+    assert starts(d) == ["vm-1"]  # 456 requests > 230.4 (90 % of 256 sequences)
 
 
-def test_target_defaults_to_seventy_percent_of_the_servers_sequences() -> None:
-    assert PoolPolicy(pool="p").target == 256 * 0.7
-    assert PoolPolicy(pool="p", max_num_seqs=10).target == 7.0
+def test_target_defaults_to_ninety_percent_of_the_servers_sequences() -> None:
+    assert PoolPolicy(pool="p").target == 256 * 0.9
+    assert PoolPolicy(pool="p", max_num_seqs=10).target == 9.0
     assert PoolPolicy(pool="p", scale_target=32).target == 32.0
 
 
@@ -213,3 +221,10 @@ def test_the_gateway_reports_on_a_step_on_the_end_and_every_30s() -> None:
     assert scaling.report_due((1, 0, T0), 1, 0, T0 + 30, 10)
     assert scaling.report_due((1, 0, T0), 0, 0, T0 + 1, 10)  # the load ended
     assert not scaling.report_due((0, 0, T0), 0, 0, T0 + 99, 10)
+
+
+def test_queued_requests_count_at_the_backlog_weight() -> None:
+    policy = replace(POLICY, scale_target=10, scale_backlog_weight=0.5)
+    load = Load(in_flight=10, held=20, observed_at=T0, updated_at=T0)
+    beats = {"vm-0": beat("vm-0", T0, running=8, waiting=2)}
+    assert scaling.concurrency(load, beats, policy, T0) == 8 + 11  # 8 running, (2 + 20) / 2

@@ -98,6 +98,10 @@ def empty_map() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+# The share of the model server's sequences that scaling on load aims at by default.
+TARGET_UTILIZATION = 0.9
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where one instance of a pool runs and what an hour of it costs."""
@@ -151,14 +155,19 @@ class PoolPolicy:
     # Scaling on load (domain/scaling.py): the pool runs ceil(load / target) VMs, where the
     # load is the requests in flight and held (gateway) or running and waiting (VMs).
     max_num_seqs: int = 256  # the model server's concurrent sequences (vLLM's default)
-    scale_target: float = 0.0  # requests per VM the pool aims at; 0: max_num_seqs × 0.7
-    scale_window_s: float = 60.0  # the stable window: a VM added for load stays this long
+    scale_target: float = 0.0  # requests per VM the pool aims at; 0: max_num_seqs × 0.9
+    scale_window_s: float = 30.0  # the stable window: a VM added for load stays this long
+    # Queued requests (held at the gateway, waiting on a VM) count at this weight: a
+    # backlog piled up while VMs boot drains once they are ready, it is not steady load.
+    scale_backlog_weight: float = 0.5
 
     @property
     def target(self) -> float:
-        """Concurrent requests per VM that scaling aims at (Knative's 70 % utilisation of
-        the server's capacity unless ``scale_target`` says otherwise)."""
-        return self.scale_target if self.scale_target > 0 else max(1.0, self.max_num_seqs * 0.7)
+        """Concurrent requests per VM that scaling aims at: ``scale_target``, else 90 % of
+        the server's sequences (tuned in bench/autoscale.py; Knative's default is 70 %)."""
+        if self.scale_target > 0:
+            return self.scale_target
+        return max(1.0, self.max_num_seqs * TARGET_UTILIZATION)
 
     @property
     def max_instances(self) -> int:

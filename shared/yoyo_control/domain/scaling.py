@@ -54,16 +54,21 @@ def _fresh(at: float | None, now: float, within: float) -> bool:
 def concurrency(
     load: Load, heartbeats: Mapping[str, Heartbeat], policy: PoolPolicy, now: float
 ) -> int:
-    """The pool's online load now: requests on its VMs (the larger of what the gateway
-    and the VMs say, each while fresh) plus the requests the gateway holds."""
-    on_vms = sum(
-        max(0, hb.running) + max(0, hb.waiting)
-        for hb in heartbeats.values()
-        if _fresh(hb.received_at, now, policy.heartbeat_gap_s)
-    )
-    if not _fresh(load.updated_at, now, policy.heartbeat_gap_s):
-        return on_vms
-    return max(on_vms, max(0, load.in_flight)) + max(0, load.held)
+    """The pool's online load now: requests running on its VMs (the larger of what the
+    gateway and the VMs say, each while fresh) plus the queued ones (waiting on a VM,
+    held at the gateway) at ``scale_backlog_weight``."""
+    gap = policy.heartbeat_gap_s
+    fresh = [hb for hb in heartbeats.values() if _fresh(hb.received_at, now, gap)]
+    running = sum(max(0, hb.running) for hb in fresh)
+    waiting = sum(max(0, hb.waiting) for hb in fresh)
+    if _fresh(load.updated_at, now, policy.heartbeat_gap_s):
+        # The gateway's in flight counts both (sent, not finished); never count twice.
+        on_vms = max(running + waiting, max(0, load.in_flight))
+        waiting = min(waiting, on_vms)
+        running, queued = on_vms - waiting, waiting + max(0, load.held)
+    else:
+        queued = waiting
+    return running + math.ceil(queued * policy.scale_backlog_weight)
 
 
 def wanted(load: int, policy: PoolPolicy) -> int:

@@ -57,6 +57,7 @@ from .result import percentile
 
 POOL = "gpu"
 POLICIES = ("today", "kpa", "yoyo")
+KNATIVE_UTILIZATION = 0.7  # container-concurrency-target-percentage, default 70
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class Server:
 @dataclass(frozen=True)
 class AutoscaleParams:
     server: Server = Server()
-    machine: Machine = Machine(staging=Dist(20.0, 0.2), ready=Dist(120.0, 0.2))
+    machine: Machine = field(
+        default_factory=lambda: Machine(staging=Dist(20.0, 0.2), ready=Dist(120.0, 0.2))
+    )
     instances: int = 8
     hourly_price: float = 0.70
     heartbeat_s: float = 15.0
@@ -90,7 +93,6 @@ class AutoscaleParams:
     lead_s: float = 300.0  # the pool is warm (one VM ready) when the load begins
     tail_s: float = 120.0  # measured until this long after the last arrival
     seed: int = 0
-    scale_window_s: float = 60.0
 
     def policy(self, kind: str) -> PoolPolicy:
         target = 1e12 if kind == "today" else 0.0
@@ -106,7 +108,6 @@ class AutoscaleParams:
             tick_s=self.tick_s,
             max_num_seqs=self.server.max_num_seqs,
             scale_target=target,
-            scale_window_s=self.scale_window_s,
         )
 
 
@@ -176,7 +177,7 @@ class AutoscaleSim:
         self.service: Service | None = None
         self.kpa: Kpa | None = None
         if kind == "kpa":
-            self.kpa = Kpa(target=self.pool.target)
+            self.kpa = Kpa(target=KNATIVE_UTILIZATION * self.server.max_num_seqs)
         else:
             config = Config(backend="local", pools={POOL: self.pool})
             self.service = Service(MemoryStore(), self.compute, self.queue.clock, config)
