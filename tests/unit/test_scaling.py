@@ -228,3 +228,14 @@ def test_queued_requests_count_at_the_backlog_weight() -> None:
     load = Load(in_flight=10, held=20, observed_at=T0, updated_at=T0)
     beats = {"vm-0": beat("vm-0", T0, running=8, waiting=2)}
     assert scaling.concurrency(load, beats, policy, T0) == 8 + 11  # 8 running, (2 + 20) / 2
+
+
+def test_status_says_a_refused_scale_out() -> None:
+    from yoyo_control.cli.status import _pool_lines
+    from yoyo_control.statusview import PoolView
+
+    policy = replace(POLICY, scale_target=10, daily_cap_usd=100.0)
+    d = decide(pool("vm-0", beats=(beat("vm-0", T0, running=30),)), OFF, policy, T0)
+    view = PoolView("p", policy, d.state, T0, instances=[], zones=[], decisions=[])
+    text = "\n".join(_pool_lines(view, T0))
+    assert "scale:    scale-out refused (0 of 2 VM(s) added): daily cap 100.00" in text

@@ -40,7 +40,7 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO, cast
 
 from .. import logs
 from ..config import Config
@@ -48,6 +48,7 @@ from ..domain import scaling
 from ..domain.facts import HeartbeatReceived, LoadReported, RunRequested, Tick
 from ..domain.model import Heartbeat, Holder, PoolPolicy
 from ..errors import InvalidMessage, TemporaryError
+from ..ports import Store
 from ..service import Service
 from .compute import Dist, Machine, SimCompute
 from .events import EventQueue
@@ -180,12 +181,14 @@ class AutoscaleSim:
             self.kpa = Kpa(target=KNATIVE_UTILIZATION * self.server.max_num_seqs)
         else:
             config = Config(backend="local", pools={POOL: self.pool})
-            self.service = Service(MemoryStore(), self.compute, self.queue.clock, config)
+            # MemoryStore implements what Service uses of ports.Store (sim/memory_store.py).
+            store = cast(Store, MemoryStore())
+            self.service = Service(store, self.compute, self.queue.clock, config)
 
     # --- running ---------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        logs.set_stream(_Null())
+        logs.set_stream(cast(TextIO, _Null()))
         try:
             for index, a in enumerate(self.arrivals):
                 self.queue.at(a.at, self._arrive, index)
