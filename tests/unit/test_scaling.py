@@ -239,3 +239,20 @@ def test_status_says_a_refused_scale_out() -> None:
     view = PoolView("p", policy, d.state, T0, instances=[], zones=[], decisions=[])
     text = "\n".join(_pool_lines(view, T0))
     assert "scale:    scale-out refused (0 of 2 VM(s) added): daily cap 100.00" in text
+
+
+def test_a_stopped_vms_late_heartbeat_does_not_count_as_one_serving() -> None:
+    """Found by the stateful suite: vm-0 loading, vm-1 stopped but its (delayed) ready
+    heartbeat still fresh; it was counted as the VM that serves while one loads, so a
+    second VM started for no load at all."""
+    booting = Instance(
+        "vm-0",
+        Desired.RUNNING,
+        "RUNNING",
+        T0 - 30,
+        T0 - 30,
+        last_action=ActionRecord(ActionKind.START, 1, "rid-0", T0 - 40, "t", outcome="done"),
+    )
+    state = pool(beats=(beat("vm-1", T0 - 60),))
+    state = replace(state, instances={"vm-0": booting})
+    assert starts(decide(state, OFF, POLICY, T0)) == []

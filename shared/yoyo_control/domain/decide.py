@@ -239,7 +239,8 @@ def running(d: _Draft) -> set[str]:
     ]
     # Never stopped by a scale-in: VMs with work, VMs loading, and (while some load)
     # one VM that already serves.
-    serving = 1 if any(n in eligible and n not in loading for n in idle + busy) else 0
+    up = [n for n in eligible if capacity.is_up(d.instances[n]) and n not in loading]
+    serving = 1 if any(n in up for n in idle + busy) else 0
     keep = max(1, by_demand, len(busy) + len(loading), len(loading) + serving)
     by_load = scale_on_load(d, eligible, keep)
     wanted = max(1, min(len(eligible), max(keep, by_load)))
