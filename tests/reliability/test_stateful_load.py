@@ -137,7 +137,8 @@ class LoadedControlPlane(ControlPlane):
 
     def _gateway(self) -> None:
         in_flight = sum(self.on_vm.values())
-        self.deliver(LoadReported(self.mid("load"), self.w.clock.now(), "gpu", in_flight, self.held))
+        now = self.w.clock.now()
+        self.deliver(LoadReported(self.mid("load"), now, "gpu", in_flight, self.held))
 
     @rule(n=st.integers(1, 12))
     def requests_arrive(self, n: int) -> None:
@@ -229,7 +230,9 @@ class LoadedControlPlane(ControlPlane):
         now = w.clock.now()
         state = w.store.get_pool("gpu")
         policy = w.config.pools["gpu"]
-        scaled_out = "scale out to" in state.last_decision
+        inst = state.instances.get(instance)
+        la = inst.last_action if inst is not None else None
+        scaled_out = la is not None and la.reason.startswith("4-load")
         up = sum(1 for i in state.instances.values() if i.desired.value == "RUNNING")
         rate = up * PRICE_PER_H
         _, day_end, _, month_end = period_bounds(now, policy.timezone)

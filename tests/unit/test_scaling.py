@@ -95,6 +95,7 @@ def test_a_gateway_report_scales_out_at_once_and_counts_held_requests() -> None:
     load = Load(in_flight=12, held=9, observed_at=T0, updated_at=T0)
     d = decide(pool("vm-0", beats=(beat("vm-0", T0, running=12),), load=load), OFF, policy, T0)
     assert starts(d) == ["vm-1", "vm-2"]  # 12 + 9 = 21 → 3 VMs
+    assert {a.rule for a in d.actions} == {Rule.LOAD}  # each start says why
     assert any(c.rule == Rule.LOAD and "scale out to 3" in c.reason for c in d.changes)
 
 
@@ -256,3 +257,30 @@ def test_a_stopped_vms_late_heartbeat_does_not_count_as_one_serving() -> None:
     state = pool(beats=(beat("vm-1", T0 - 60),))
     state = replace(state, instances={"vm-0": booting})
     assert starts(decide(state, OFF, POLICY, T0)) == []
+
+
+def test_the_queue_topic_decodes_a_gateway_load_report() -> None:
+    import json
+
+    import pytest
+
+    from yoyo_control import messages
+    from yoyo_control.config import parse_config
+    from yoyo_control.domain.facts import LoadReported
+    from yoyo_control.errors import InvalidMessage
+
+    config = parse_config({"pools": {"p": {"instances": ["vm-0"]}}})
+
+    def msg(doc: object) -> messages.PubSubMessage:
+        return messages.PubSubMessage(json.dumps(doc).encode(), "m-1", T0, {})
+
+    fact = messages.decode_queue(msg({"pool": "p", "in_flight": 7, "held": 2}), config)
+    assert fact == LoadReported("m-1", T0, "p", 7, 2)
+    bad = (
+        {"pool": "p", "in_flight": -1},
+        {"pool": "p", "held": 1.5},
+        {"pool": "p", "held": 1, "x": 0},
+    )
+    for doc in bad:
+        with pytest.raises(InvalidMessage):
+            messages.decode_queue(msg(doc), config)

@@ -246,6 +246,10 @@ def running(d: _Draft) -> set[str]:
     wanted = max(1, min(len(eligible), max(keep, by_load)))
     first = busy + loading
     chosen = capacity.choose(d.policy, d.instances, d.zones, eligible, wanted, first, idle, d.now)
+    # The VMs started beyond what rule 4 keeps anyway run for load: their starts say so.
+    for name in chosen[keep:]:
+        if name not in d.why and not capacity.is_up(d.instances[name]):
+            d.why[name] = Change(Rule.LOAD, f"scale out: {wanted} VM(s) for the load", name)
     return set(chosen)
 
 
@@ -262,13 +266,16 @@ def scale_on_load(d: _Draft, eligible: list[str], keep: int) -> int:
     refused = ""
     if want > base:
         order = capacity.choose(policy, d.instances, d.zones, eligible, want, [], [], d.now)
-        new = [n for n in order if n not in up][: want - base]
+        # Rule 4 starts the VMs it keeps anyway first (their spend is not refused, but
+        # it counts); the VMs for load come after them.
+        not_up = [n for n in order if n not in up]
+        kept, new = not_up[: base - len(up)], not_up[base - len(up) : want - len(up)]
         prices = policy.prices
         allowed, refused = scaling.affordable(
             d.ledger,
             d.spend,
             policy,
-            [prices.get(n, policy.top_price) for n in up],
+            [prices.get(n, policy.top_price) for n in up + kept],
             [prices.get(n, policy.top_price) for n in new],
             d.now,
         )
