@@ -3,9 +3,10 @@ served at each VM's capacity, while every other rule of the suite (faults, crash
 kills, caps, preemptions, time) goes on. On top of the suite's invariants:
 
 - **no-scale-in-of-work**: a stop the control plane sends while it holds a valid lease
-  for a scale-in (not a kill, cap, expiry, runtime cap or restart) never hits a VM whose
+  for a scale-in (not a kill, cap, expiry, runtime cap, restart or error) never hits a VM whose
   stored heartbeat is fresh and busy, nor one still loading (started, no ready heartbeat
-  since, inside the boot grace): what the control plane knew when it decided;
+  since, inside the boot grace) that was desired RUNNING before: what the control plane
+  knew when it decided;
 - **scale-out-within-caps**: a start sent by a decision that scaled out for load leaves
   the pool's projected spend (spent + the run rate of the VMs up until the period's end)
   within its daily and monthly caps.
@@ -76,6 +77,7 @@ class LoadedControlPlane(ControlPlane):
         self.setup = setup
         self.next_cron = start + TICK_S
         self.delivering: Fact | None = None
+        self.wanted_before: set[str] = set()  # desired RUNNING before this delivery
         self.on_vm: dict[str, int] = {}  # requests running on each VM (the truth)
         self.held = 0  # requests waiting at the gateway
         self.served = 0
@@ -175,6 +177,8 @@ class LoadedControlPlane(ControlPlane):
 
     def deliver(self, fact: Fact) -> Handled | None:
         self.delivering = fact
+        state = self.w.store.get_pool("gpu")
+        self.wanted_before = {n for n, i in state.instances.items() if i.desired.value == "RUNNING"}
         try:
             return super().deliver(fact)
         finally:
@@ -206,6 +210,7 @@ class LoadedControlPlane(ControlPlane):
             and inst.next_start_at is None
             and not inst.restarts
             and not inst.orphan
+            and inst.error is None
             and inst.desired.value == "STOPPED"
         )
         hb = w.store.get_heartbeat("gpu", instance)
@@ -215,7 +220,9 @@ class LoadedControlPlane(ControlPlane):
             hb = replace(fact.heartbeat, received_at=now)
         busy = hb is not None and now - hb.received_at <= policy.heartbeat_gap_s and is_busy(hb)
         loading = False
-        if inst is not None:
+        # A VM already desired STOPPED (by a kill, a cap, an expiry) that loads while its
+        # stop is still being sent is not one this decision scaled in.
+        if inst is not None and instance in self.wanted_before:
             la = inst.last_action
             started = la.issued_at if la is not None and la.kind == ActionKind.START else None
             since = inst.running_since or started

@@ -414,6 +414,10 @@ class AutoscaleSim:
     # --- KPA's actuator ----------------------------------------------------------------
 
     def _kpa_start(self) -> None:
+        assert self.kpa is not None
+        # Warm when the load begins, as Yo-Yo's pool (an operator start): traffic is
+        # taken to last until then, so the last pod is not scaled to zero before it.
+        self.kpa.last_traffic = 0.0
         self._scale_to(1)
         self.queue.after(2.0, self._kpa_tick)
 
@@ -471,9 +475,10 @@ class Kpa:
     panic window is 10 % of it (6 s); panic mode begins when the panic window's desired
     count is at least 200 % of the ready pods, uses the panic count and never scales
     down, and ends after a stable window without that condition; scale-down rate at most
-    halves the pods per decision (max-scale-down-rate 2); scale to zero after a stable
-    window without traffic plus the 30 s grace period. Decides every 2 s (tick-interval),
-    from one concurrency sample per tick (the activator's and queue-proxies' report)."""
+    halves the ready pods per decision (max-scale-down-rate 2, rounded down, as Knative);
+    the last pod goes after a stable window without traffic plus the 30 s
+    scale-to-zero grace period. Decides every 2 s (tick-interval), from one concurrency
+    sample per tick (the activator's and queue-proxies' report)."""
 
     target: float
     stable_s: float = 60.0
@@ -506,7 +511,8 @@ class Kpa:
         if self.panic_since is not None:
             want = max(want_panic, self.desired)
         else:
-            want = max(want_stable, math.ceil(self.desired / self.max_down_rate))
+            # Knative: maxScaleDown = floor(max(1, ready pods) / max-scale-down-rate).
+            want = max(want_stable, math.floor(max(1, ready) / self.max_down_rate))
         if want == 0:
             idle_for = now - self.last_traffic if self.last_traffic is not None else math.inf
             if idle_for < self.stable_s + self.grace_s:
