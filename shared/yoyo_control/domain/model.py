@@ -154,7 +154,9 @@ class PoolPolicy:
     fallback_after_s: float = 60.0  # spot refused in every zone this long → standard
     # Scaling on load (domain/scaling.py): the pool runs ceil(load / target) VMs, where the
     # load is the requests in flight and held (gateway) or running and waiting (VMs).
-    max_num_seqs: int = 256  # the model server's concurrent sequences (vLLM's default)
+    # The model server's concurrent sequences: vLLM's --max-num-seqs, 256 by default
+    # (https://docs.vllm.ai/en/latest/models/engine_args.html).
+    max_num_seqs: int = 256
     scale_target: float = 0.0  # requests per VM the pool aims at; 0: max_num_seqs × 0.9
     scale_window_s: float = 30.0  # the stable window: a VM added for load stays this long
     # Queued requests (held at the gateway, waiting on a VM) count at this weight: a
