@@ -284,3 +284,10 @@ def test_the_queue_topic_decodes_a_gateway_load_report() -> None:
     for doc in bad:
         with pytest.raises(InvalidMessage):
             messages.decode_queue(msg(doc), config)
+
+
+def test_the_gateway_gets_the_fact_to_hand_over_or_none() -> None:
+    fact = scaling.load_report("p", None, 6, 2, T0, 10, reporter="gw-1")
+    assert fact is not None and (fact.pool, fact.in_flight, fact.held) == ("p", 6, 2)
+    assert fact.message_id == f"gateway-load-p-gw-1-{int(T0 * 1000)}"
+    assert scaling.load_report("p", (6, 2, T0), 6, 2, T0 + 1, 10) is None

@@ -28,6 +28,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from .facts import LoadReported
 from .ledger import period_keys
 from .model import Heartbeat, Ledger, Load, PoolPolicy
 from .spend import Spend, period_bounds
@@ -37,6 +38,7 @@ __all__ = [
     "affordable",
     "concurrency",
     "load_matters",
+    "load_report",
     "report_due",
     "track",
     "wanted",
@@ -171,3 +173,26 @@ def report_due(
     if math.floor(before / step) != math.floor(total / step) or (held > 0) != (last[1] > 0):
         return True
     return now - last[2] >= REPORT_EVERY_S
+
+
+def load_report(
+    pool: str,
+    last: tuple[int, int, float] | None,
+    in_flight: int,
+    held: int,
+    now: float,
+    target: float,
+    reporter: str = "gateway",
+    seq: int | None = None,
+) -> LoadReported | None:
+    """What the gateway calls with its counts for ``pool`` (``last``: its previous
+    report's ``(in_flight, held, at)``): the ``LoadReported`` fact to hand to
+    ``Service.handle`` now, or None. ``reporter`` names the gateway instance (letters,
+    digits, ``-``); with the pool and ``seq`` (the reporter's own counter; by default
+    the time in milliseconds) it makes the message id unique per report (a repeated id
+    is a duplicate: recorded once)."""
+    if not report_due(last, in_flight, held, now, target):
+        return None
+    serial = int(now * 1000) if seq is None else seq
+    message_id = f"gateway-load-{pool}-{reporter}-{serial}"
+    return LoadReported(message_id, now, pool, max(0, in_flight), max(0, held))

@@ -45,7 +45,7 @@ from typing import Any, TextIO, cast
 from .. import logs
 from ..config import Config
 from ..domain import scaling
-from ..domain.facts import HeartbeatReceived, LoadReported, RunRequested, Tick
+from ..domain.facts import HeartbeatReceived, RunRequested, Tick
 from ..domain.model import Heartbeat, Holder, PoolPolicy
 from ..errors import InvalidMessage, TemporaryError
 from ..ports import Store
@@ -289,9 +289,12 @@ class AutoscaleSim:
             return
         now = self.queue.now()
         in_flight, held = self._in_flight(), len(self.held)
-        if scaling.report_due(self.last_report, in_flight, held, now, self.pool.target):
+        fact = scaling.load_report(
+            POOL, self.last_report, in_flight, held, now, self.pool.target, seq=next(self.ids)
+        )
+        if fact is not None:
             self.last_report = (in_flight, held, now)
-            self._deliver(LoadReported(self._mid("load"), now, POOL, in_flight, held))
+            self._deliver(fact)
 
     # --- the model server --------------------------------------------------------------
 
