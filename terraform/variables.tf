@@ -397,6 +397,12 @@ variable "pools" {
     daily_cap_usd       = optional(number)
     monthly_cap_usd     = optional(number)
 
+    # Scaling on load (README "Scaling on load").
+    max_num_seqs         = optional(number, 256)
+    scale_target         = optional(number, 0)
+    scale_window_s       = optional(number, 30)
+    scale_backlog_weight = optional(number, 0.5)
+
     cycle = optional(object({
       cron      = string
       time_zone = optional(string, "Etc/UTC")
@@ -447,17 +453,19 @@ variable "pools" {
       p.wait_weight >= 0, p.heartbeat_gap_s >= 0, p.boot_grace_s >= 0, p.lease_s >= 0,
       p.max_lease_s >= p.lease_s, p.restart_backoff_s >= 0, p.action_retry_s >= 0,
       p.zone_backoff_s >= 0, p.zone_backoff_max_s >= 0, p.fallback_after_s >= 0,
+      p.scale_target >= 0, p.scale_window_s >= 0,
+      p.scale_backlog_weight >= 0, p.scale_backlog_weight <= 1,
       p.daily_cap_usd == null ? true : p.daily_cap_usd >= 0,
       p.monthly_cap_usd == null ? true : p.monthly_cap_usd >= 0,
     ])])
-    error_message = "Pool durations, prices, caps and wait_weight must not be negative; max_lease_s must be at least lease_s."
+    error_message = "Pool durations, prices, caps, wait_weight and the scaling settings must not be negative; scale_backlog_weight is at most 1; max_lease_s must be at least lease_s."
   }
 
   validation {
     condition = alltrue([for p in values(var.pools) : alltrue([
-      for n in [p.restart_budget, p.max_action_attempts, p.queue_threshold - 1] : n >= 0 && floor(n) == n
+      for n in [p.restart_budget, p.max_action_attempts, p.queue_threshold - 1, p.max_num_seqs - 1] : n >= 0 && floor(n) == n
     ])])
-    error_message = "restart_budget and max_action_attempts must be whole numbers >= 0, queue_threshold a whole number >= 1."
+    error_message = "restart_budget and max_action_attempts must be whole numbers >= 0, queue_threshold and max_num_seqs whole numbers >= 1."
   }
 
   validation {

@@ -273,6 +273,10 @@ class PoolSettings:
     zone_backoff_s: Duration = _POLICY.zone_backoff_s
     zone_backoff_max_s: Duration = _POLICY.zone_backoff_max_s
     fallback_after_s: Duration = _POLICY.fallback_after_s
+    max_num_seqs: Annotated[Count, Field(ge=1)] = _POLICY.max_num_seqs
+    scale_target: Number = _POLICY.scale_target
+    scale_window_s: Duration = _POLICY.scale_window_s
+    scale_backlog_weight: Annotated[Number, Field(le=1)] = _POLICY.scale_backlog_weight
     cycle: Cycle = Cycle()
 
     def __post_init__(self) -> None:

@@ -48,6 +48,7 @@ from .domain.facts import (
     HeartbeatReceived,
     KillRequested,
     KillSwitchWritten,
+    LoadReported,
     QueueDepthObserved,
     RunRequested,
     StopRequested,
@@ -318,11 +319,14 @@ def decode_tick(message: PubSubMessage, config: Config) -> Tick:
     return Tick(message.message_id, message.publish_time)
 
 
-def decode_queue(message: PubSubMessage, config: Config) -> QueueDepthObserved:
-    """A Cloud Monitoring incident (version 1.2) or a producer's ``{"pool", "depth"}``."""
+def decode_queue(message: PubSubMessage, config: Config) -> QueueDepthObserved | LoadReported:
+    """A Cloud Monitoring incident (version 1.2), a producer's ``{"pool", "depth"}`` or
+    a gateway's load ``{"pool", "in_flight", "held"}`` (domain/scaling.py)."""
     raw = json_payload(message, "queue")
     if "incident" in raw:
         return _incident(message, raw, config)
+    if "in_flight" in raw or "held" in raw:
+        return _load(message, raw, config)
     what = "queue depth"
     _only_keys(raw, {"pool", "depth"}, what)
     policy = _pool(raw, "pool", what, config)
@@ -332,6 +336,15 @@ def decode_queue(message: PubSubMessage, config: Config) -> QueueDepthObserved:
     return QueueDepthObserved(
         message.message_id, message.publish_time, policy.pool, depth, "producer"
     )
+
+
+def _load(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> LoadReported:
+    what = "load"
+    _only_keys(raw, {"pool", "in_flight", "held"}, what)
+    policy = _pool(raw, "pool", what, config)
+    in_flight = _count(raw.get("in_flight", 0), f"{what}: in_flight")
+    held = _count(raw.get("held", 0), f"{what}: held")
+    return LoadReported(message.message_id, message.publish_time, policy.pool, in_flight, held)
 
 
 def _incident(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> QueueDepthObserved:

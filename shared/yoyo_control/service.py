@@ -46,7 +46,7 @@ from typing import Any
 
 from . import logs
 from .config import Config
-from .domain import spend
+from .domain import scaling, spend
 from .domain.budget import BudgetRules, is_ours, kill_reason
 from .domain.codec import to_doc
 from .domain.decide import Decision, decide
@@ -354,7 +354,9 @@ class Service:
         hb = replace(fact.heartbeat, received_at=self.clock.now())
         known = self.store.get_heartbeat(fact.pool, hb.instance)
         report = merge(known, hb)
-        store_after = report is not None and matters(known, report)
+        store_after = report is not None and (
+            matters(known, report) or scaling.load_matters(known, report, policy)
+        )
         if not store_after:
             previous = self.store.put_heartbeat(fact.pool, hb)
             report, note = _after_storing(previous, hb)

@@ -43,6 +43,7 @@ def _pool_doc(p: PoolView) -> dict[str, Any]:
         ),
         "paused": p.state.paused,
         "demand": to_doc(p.state.demand),
+        "load": to_doc(p.state.load),
         "ledger": to_doc(p.state.ledger),
         "hourly_price_usd": p.policy.hourly_price_usd,
         "instances": [_instance_doc(i) for i in p.instances],
@@ -92,6 +93,15 @@ def _pool_lines(p: PoolView, now: float) -> list[str]:
         lines.append(f"  paused:   {p.state.paused}")
     demand, ledger = p.state.demand, p.state.ledger
     lines.append(f"  demand:   queue depth {demand.depth} ({demand.source or 'none'})")
+    load = p.state.load
+    if load.vms or load.refused or load.in_flight or load.held:
+        lines.append(
+            f"  load:     {load.vms} VM(s) wanted within {p.policy.scale_window_s:.0f}s "
+            f"(target {p.policy.target:g}/VM); gateway: {load.in_flight} in flight, "
+            f"{load.held} held"
+        )
+    if load.refused:
+        lines.append(f"  scale:    {load.refused}")
     lines.append(
         f"  spend:    ${ledger.day_usd:.4f} today, ${ledger.month_usd:.4f} this month "
         "(ledger: each VM at its own hourly price)"

@@ -2,7 +2,7 @@
 
 Modules: ``model`` (pool state, policy, kill switch), ``facts`` (what an event tells),
 ``decide`` (the reconciler), ``actions`` (the action protocol), ``outcomes`` (what an
-action's outcome does), ``capacity`` (zones), ``heartbeats``, ``keepalive``, ``ledger``
+action's outcome does), ``capacity`` (zones), ``scaling`` (VMs for the online load), ``heartbeats``, ``keepalive``, ``ledger``
 and ``spend`` (money), ``budget`` (budget notifications), ``killswitch`` (reading the
 switch), ``batch`` (OpenAI's Batch format), ``codec`` (to and from documents),
 ``timetext`` (times as people read them).

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import NamedTuple
 
-from . import actions, capacity, keepalive
+from . import actions, capacity, keepalive, scaling
 from .actions import Step, request_id
 from .heartbeats import is_busy
 from .killswitch import describe
@@ -46,6 +46,8 @@ from .model import (
     KillSwitch,
     Lease,
     LeaseRequest,
+    Ledger,
+    Load,
     PoolPolicy,
     PoolState,
     Rule,
@@ -81,6 +83,7 @@ def decide(
     ledger = accrue(state.ledger, d.instances.values(), policy.prices, now, policy.timezone)
     cap = pool_cap_reached(ledger, policy) or overall_cap_reached(ledger, spend)
     paused = cap.reason if cap is not None else None
+    d.ledger, d.spend = ledger, spend
     # The pool's lease: rules 1 and 2 pre-empt everything; else 3, 4 and 6 settle it.
     if not (kill_switch(d, kill) or spend_cap(d, paused)):
         no_lease(d)
@@ -104,6 +107,7 @@ def decide(
         paused=paused,
         idle_since=d.idle_since,
         zones=d.zones,
+        load=d.load,
     )
     if d.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in d.changes))
@@ -132,6 +136,9 @@ class _Draft:
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
     released: Change | None = None  # rule 3 or 6 left the pool without its lease
     bumped: bool = False
+    ledger: Ledger = field(default_factory=Ledger)  # accrued to now (scale-out budget)
+    spend: Spend = NO_SPEND  # the other pools' spend and the overall caps
+    load: Load = field(default_factory=Load)  # PoolState.load as this decision leaves it
 
     @classmethod
     def of(
@@ -152,6 +159,7 @@ class _Draft:
             dict(state.zones),
             state.idle_since,
             idle_timeout(policy, state),
+            load=state.load,
         )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> Change:
@@ -212,21 +220,75 @@ def lease(d: _Draft) -> None:
 
 def running(d: _Draft) -> set[str]:
     """Rule 4, the instances: under a valid lease, as many as demand needs (at least
-    one), chosen by capacity.choose (busy and running ones kept first)."""
+    one), chosen by capacity.choose (busy, loading and running ones kept first).
+
+    Demand is the most of: the producer's queue depth per ``queue_threshold``, the VMs
+    with work in flight, the VMs still loading, and online load (``scale_on_load``)."""
     if d.lease is None or not d.lease.valid(d.now):
+        d.load = scaling.track(d.load, 0, d.now, d.policy.scale_window_s)
         return set()
     eligible = [n for n in d.policy.instances if _eligible(d, d.instances[n])]
     demand = d.state.demand.depth if _demand_active(d) else 0
     by_demand = demand // max(1, d.policy.queue_threshold)
     busy = [hb.instance for hb in _busy_heartbeats(d)]
-    wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
+    loading = [n for n in eligible if _booting(d, d.instances[n]) and n not in busy]
     idle = [
         hb.instance
         for hb in d.state.heartbeats.values()
         if _fresh(d, hb) and hb.ready and hb.instance not in busy
     ]
-    chosen = capacity.choose(d.policy, d.instances, d.zones, eligible, wanted, busy, idle, d.now)
+    # Never stopped by a scale-in: VMs with work, VMs loading, and (while some load)
+    # one VM that already serves.
+    up = [n for n in eligible if capacity.is_up(d.instances[n]) and n not in loading]
+    serving = 1 if any(n in up for n in idle + busy) else 0
+    keep = max(1, by_demand, len(busy) + len(loading), len(loading) + serving)
+    by_load = scale_on_load(d, eligible, keep)
+    wanted = max(1, min(len(eligible), max(keep, by_load)))
+    first = busy + loading
+    chosen = capacity.choose(d.policy, d.instances, d.zones, eligible, wanted, first, idle, d.now)
+    # The VMs started beyond what rule 4 keeps anyway run for load: their starts say so.
+    for name in chosen[keep:]:
+        if name not in d.why and not capacity.is_up(d.instances[name]):
+            d.why[name] = Change(Rule.LOAD, f"scale out: {wanted} VM(s) for the load", name)
     return set(chosen)
+
+
+def scale_on_load(d: _Draft, eligible: list[str], keep: int) -> int:
+    """Rule 4, online load (domain/scaling.py): ceil(load / target) VMs, added at once,
+    held for the stable window; a scale-out the spend caps would not let run to the
+    period's end is refused (rule 2-scale-cap), and the VMs up keep serving."""
+    policy, load = d.policy, d.load
+    now_load = scaling.concurrency(load, d.state.heartbeats, policy, d.now)
+    tracked = scaling.track(load, scaling.wanted(now_load, policy), d.now, policy.scale_window_s)
+    want = min(len(eligible), tracked.vms)
+    up = [n for n in eligible if capacity.is_up(d.instances[n])]
+    base = max(keep, len(up))
+    refused = ""
+    if want > base:
+        order = capacity.choose(policy, d.instances, d.zones, eligible, want, [], [], d.now)
+        # Rule 4 starts the VMs it keeps anyway first (their spend is not refused, but
+        # it counts); the VMs for load come after them.
+        not_up = [n for n in order if n not in up]
+        kept, new = not_up[: base - len(up)], not_up[base - len(up) : want - len(up)]
+        prices = policy.prices
+        allowed, refused = scaling.affordable(
+            d.ledger,
+            d.spend,
+            policy,
+            [prices.get(n, policy.top_price) for n in up + kept],
+            [prices.get(n, policy.top_price) for n in new],
+            d.now,
+        )
+        want = base + allowed
+    if refused and not load.refused:
+        d.note(Rule.SCALE_CAP, refused)
+    if want > base:
+        d.note(Rule.LOAD, f"scale out to {want} VM(s): load {now_load} ({policy.target:g}/VM)")
+    elif tracked.vms < load.vms and max(keep, want) < len(up):
+        held = f"{policy.scale_window_s:.0f}s"
+        d.note(Rule.LOAD, f"scale in to {max(keep, want)} VM(s): load {now_load} for {held}")
+    d.load = replace(tracked, refused=refused)
+    return want
 
 
 def heartbeat_gap(d: _Draft, inst: Instance) -> bool:

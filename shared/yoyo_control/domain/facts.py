@@ -70,6 +70,16 @@ class QueueDepthObserved(Fact):
 
 
 @dataclass(frozen=True)
+class LoadReported(Fact):
+    """The gateway's online load on a pool (domain/scaling.py): requests it has sent to
+    the pool's VMs and not seen finish, and requests it holds for a VM."""
+
+    pool: str
+    in_flight: int
+    held: int
+
+
+@dataclass(frozen=True)
 class HeartbeatReceived(Fact):
     pool: str
     heartbeat: Heartbeat
@@ -138,6 +148,7 @@ class BudgetNotified(Fact):
 PoolFact = (
     RunRequested
     | QueueDepthObserved
+    | LoadReported
     | HeartbeatReceived
     | StopRequested
     | ExtendRequested
@@ -176,6 +187,18 @@ def apply_fact(
             return state, ()  # reordered delivery: a newer observation already landed
         demand = Demand(max(0, fact.depth), fact.source, updated_at=now, observed_at=fact.at)
         return replace(state, demand=demand), ()
+    if isinstance(fact, LoadReported):
+        known = state.load.observed_at
+        if known is not None and fact.at < known:
+            return state, ()  # reordered delivery: a newer report already landed
+        load = replace(
+            state.load,
+            in_flight=max(0, fact.in_flight),
+            held=max(0, fact.held),
+            observed_at=fact.at,
+            updated_at=now,
+        )
+        return replace(state, load=load), ()
     if isinstance(fact, HeartbeatReceived):
         beats = dict(state.heartbeats)
         beats[fact.heartbeat.instance] = fact.heartbeat

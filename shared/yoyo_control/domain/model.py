@@ -46,6 +46,8 @@ class Rule(StrEnum):
     IDLE = "6-idle"
     MAX_SESSION = "7-max-session"
     PREEMPTED = "8-preempted"
+    LOAD = "4-load"  # rule 4's count: VMs added or removed for online load
+    SCALE_CAP = "2-scale-cap"  # rule 2 on a scale-out: refused, it would cross a cap
     OPERATOR = "operator"
     ORPHAN = "orphan"
     OUTCOME = "outcome"
@@ -90,6 +92,10 @@ class OutcomeKind(StrEnum):
 SPOT = "spot"
 STANDARD = "standard"
 PROVISIONING = (SPOT, STANDARD)
+
+
+# The share of the model server's sequences that scaling on load aims at by default.
+TARGET_UTILIZATION = 0.9
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,24 @@ class PoolPolicy:
     zone_backoff_s: float = 60.0  # a zone's first capacity refusal backs it off this long
     zone_backoff_max_s: float = 1800.0  # … doubling per refusal in a row, up to this
     fallback_after_s: float = 60.0  # spot refused in every zone this long → standard
+    # Scaling on load (domain/scaling.py): the pool runs ceil(load / target) VMs, where the
+    # load is the requests in flight and held (gateway) or running and waiting (VMs).
+    # The model server's concurrent sequences: vLLM's --max-num-seqs, 256 by default
+    # (https://docs.vllm.ai/en/latest/models/engine_args.html).
+    max_num_seqs: int = 256
+    scale_target: float = 0.0  # requests per VM the pool aims at; 0: max_num_seqs × 0.9
+    scale_window_s: float = 30.0  # the stable window: a VM added for load stays this long
+    # Queued requests (held at the gateway, waiting on a VM) count at this weight: a
+    # backlog piled up while VMs boot drains once they are ready, it is not steady load.
+    scale_backlog_weight: float = 0.5
+
+    @property
+    def target(self) -> float:
+        """Concurrent requests per VM that scaling aims at: ``scale_target``, else 90 % of
+        the server's sequences (tuned in bench/autoscale.py; Knative's default is 70 %)."""
+        if self.scale_target > 0:
+            return self.scale_target
+        return max(1.0, self.max_num_seqs * TARGET_UTILIZATION)
 
     @property
     def max_instances(self) -> int:
@@ -298,6 +322,22 @@ class Demand:
 
 
 @dataclass(frozen=True)
+class Load:
+    """Online load on the pool (domain/scaling.py): the gateway's last report, and what
+    the load asked for within the stable window (so a VM added for a burst stays)."""
+
+    in_flight: int = 0  # requests the gateway has sent to the pool's VMs, not finished
+    held: int = 0  # requests the gateway holds for a VM (none ready, or all full)
+    observed_at: float | None = None  # the report's time (publish order): older is ignored
+    updated_at: float | None = None  # when we learnt it (a report counts while fresh)
+    vms: int = 0  # the most VMs the load wanted within the stable window
+    # (count, when last wanted), counts falling, times rising: the window's maxima
+    # (at most one entry per count, so bounded by the pool's size).
+    marks: tuple[tuple[int, float], ...] = ()
+    refused: str = ""  # why the latest scale-out was refused (spend caps), "" if none
+
+
+@dataclass(frozen=True)
 class Ledger:
     """Spend integrated from observed running time × hourly price (DESIGN.md §4)."""
 
@@ -317,6 +357,7 @@ class PoolState:
     instances: Mapping[str, Instance] = field(default_factory=dict)
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # per-instance docs
     demand: Demand = Demand()
+    load: Load = Load()  # online load (domain/scaling.py)
     ledger: Ledger = Ledger()
     paused: str | None = None  # why no lease may be granted (spend cap)
     # Publish times of the newest operator start/extend and stop applied: an operator

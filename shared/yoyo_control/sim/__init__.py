@@ -7,7 +7,8 @@ the engine nor the traces. Modules: ``cli`` (the command line; ``__main__``), ``
 ``memory_store`` and ``counting`` (stores), ``workload`` (request streams from the
 traces), ``params``, ``policies`` (keep-alive as simulated), ``result`` and ``report``
 (what was measured), ``optimum``, ``bounds`` and ``fixed_hindsight`` (what could have
-been done).
+been done); ``autoscale`` (VMs with a capacity: today's rule, KPA, Yo-Yo's and the
+oracle) and ``loadgen`` (its workloads).
 """
 
 from __future__ import annotations
