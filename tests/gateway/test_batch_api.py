@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import flask
 import pytest
 from werkzeug.test import EnvironBuilder
 
 from fakes import RecordingPublisher
+from gateway.serving import Client, Server, asgi_app
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
@@ -63,16 +63,11 @@ class Api:
             HttpUpstream("unused", read_timeout_s=1),
             KeyRing([digest(KEY)]),
             self.clock,
+            record=lambda event: None,
             batch_api=self.batch_api,
         )
-        app = flask.Flask("batch-api-test")
-        app.add_url_rule(
-            "/v1/<path:rest>",
-            "gw",
-            lambda rest: gateway_(flask.request),
-            methods=["GET", "POST", "DELETE"],
-        )
-        self.client = app.test_client()
+        self.server = Server(asgi_app(gateway_))  # stopped by the ``api`` fixture
+        self.client = Client(self.server.url)
 
     def call(self, method: str, path: str, key: str = KEY, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -94,8 +89,17 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Callable[..., Api]:
-    return lambda **gateway: Api(tmp_path, **gateway)
+def api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    made: list[Api] = []
+
+    def build(**gateway: Any) -> Api:
+        made.append(Api(tmp_path, **gateway))
+        return made[-1]
+
+    yield build
+    for one in made:
+        one.client.close()
+        one.server.stop()
 
 
 def test_upload_create_get_list_cancel_and_read_the_batchs_files(api) -> None:
@@ -228,9 +232,16 @@ def test_an_upload_over_max_file_bytes_is_413_and_other_bodies_keep_max_body_byt
     assert "gateway.max_file_bytes" in error["message"]
     form = {"purpose": "batch", "file": (io.BytesIO(big), "in.jsonl")}
     environ = EnvironBuilder(path="/v1/files", method="POST", data=form).get_environ()
-    del environ["CONTENT_LENGTH"]  # a body of unknown length (chunked) is bounded too
-    environ.update({"wsgi.input_terminated": True, "HTTP_AUTHORIZATION": f"Bearer {KEY}"})
-    assert "gateway.max_file_bytes" in error_of(a.client.open(environ), 413)["message"]
+    body = environ["wsgi.input"].read()
+    pieces = iter([body[i : i + 1000] for i in range(0, len(body), 1000)])
+    # a body of unknown length (chunked, over HTTP) is bounded too
+    chunked = a.client.request(
+        "POST",
+        "/v1/files",
+        content=pieces,
+        headers={"Content-Type": environ["CONTENT_TYPE"], "Authorization": f"Bearer {KEY}"},
+    )
+    assert "gateway.max_file_bytes" in error_of(chunked, 413)["message"]
     assert a.storage.list("") == []
     small = jsonl(*(line(f"c{i}") for i in range(30)))  # over max_body_bytes, under max_file
     assert len(small) > 4096 and a.upload(small).status_code == 200

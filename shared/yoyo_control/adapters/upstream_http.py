@@ -1,105 +1,56 @@
-"""The gateway's HTTP client to the VMs' inference servers: kept-alive connections per VM.
+"""The gateway's async HTTP client to the VMs' inference servers (httpx's AsyncClient).
 
 Invariants:
 - Every request carries the inference servers' API key (vLLM ``--api-key``).
-- Connections are kept alive and reused, one request at a time each, most recently used
-  first; at most ``max_idle`` idle ones are kept per VM address (more are closed).
-- A kept connection the server closed while idle (vLLM's server closes after 5 s) is
-  not an error: it is seen before use (readable at rest means closed), and a reused
-  connection that fails before any byte of the answer is replaced by a fresh one, once
-  (so a server that read a request and then closed without a word gets it twice).
-- A connection failure, a timeout (``connect_timeout_s`` to connect, ``read_timeout_s``
-  of silence afterwards) or a body cut short raises ``UpstreamLost``.
+- Connections are kept alive and reused (httpx's pool: at most ``max_idle`` idle ones,
+  each dropped after ``keepalive_s`` idle, below vLLM's 5 s); no cap on open ones (the
+  gateway's own limits bound them).
 - Bodies are read as they arrive: each piece the socket delivers is yielded at once (a
-  chunked stream event by event), never accumulated.
-- A connection goes back to the pool only when its answer was read to the end and the
-  server did not ask to close; anything else closes it.
+  stream event by event), never accumulated.
+- A failure raises ``UpstreamLost`` with its kind, which says whose failure it is:
+  ``connect`` (refused, unreachable, no connection within ``connect_timeout_s``: the VM's
+  or the network's, not this request's), ``timeout`` (``read_timeout_s`` of silence after
+  the request was sent) or ``dropped`` (the server took the request and closed without a
+  whole answer: this request's, perhaps).
+- Cancelling a call (the client went away) closes its connection: the server sees the
+  request end (vLLM aborts a request whose connection closes).
 """
 
 from __future__ import annotations
 
-import http.client
-import select
-import socket
-import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator
+
+import httpx2 as httpx
 
 from ..ports import UpstreamLost
 
-READ_SIZE = 64 * 1024
-_FAILED = (http.client.HTTPException, OSError)
 
-
-class _Connection(http.client.HTTPConnection):
-    """An HTTP/1.1 connection with TCP_NODELAY and a read timeout after the connect."""
-
-    def __init__(self, host: str, port: int | None, connect_s: float, read_s: float) -> None:
-        super().__init__(host, port, timeout=connect_s)
-        self.read_s = read_s
-
-    def connect(self) -> None:
-        super().connect()
-        assert self.sock is not None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(self.read_s)
-
-    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-        """Headers and a bytes body in one send (http.client sends them apart: the VM
-        would wake twice for one request)."""
-        lines: list[bytes] = self._buffer  # type: ignore[attr-defined]
-        if isinstance(message_body, bytes) and not encode_chunked:
-            head = b"\r\n".join([*lines, b"", b""])
-            del lines[:]
-            self.send(head + message_body)
-            return
-        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
-
-    def closed_at_rest(self) -> bool:
-        """True when the server closed it (or sent something unasked) while idle."""
-        if self.sock is None:
-            return True
-        poller = select.poll()  # not select.select: that fails for descriptors >= 1024
-        poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-        try:
-            return bool(poller.poll(0))
-        except OSError:
-            return True
+def _lost(address: str, exc: Exception) -> UpstreamLost:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        kind = "connect"
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    else:
+        kind = "dropped"
+    return UpstreamLost(f"{address}: {type(exc).__name__}: {exc}", kind)
 
 
 class _Response:
-    def __init__(
-        self, upstream: HttpUpstream, address: str, conn: _Connection, raw: http.client.HTTPResponse
-    ) -> None:
-        self._upstream, self._address, self._conn, self._raw = upstream, address, conn, raw
-        self.status = raw.status
-        self.content_type = raw.getheader("Content-Type") or "application/json"
-        self._done = False
+    def __init__(self, address: str, raw: httpx.Response) -> None:
+        self._address, self._raw = address, raw
+        self.status = raw.status_code
+        self.content_type = raw.headers.get("content-type") or "application/json"
 
-    def chunks(self) -> Iterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            while True:
-                data = self._raw.read1(READ_SIZE)
-                if not data:
-                    if self._raw.length:  # the server closed before its Content-Length
-                        raise UpstreamLost(
-                            f"{self._address}: answer cut short, {self._raw.length} bytes missing"
-                        )
-                    self._done = True
-                    return
-                yield data
-        except _FAILED as exc:
-            raise UpstreamLost(f"{self._address}: {type(exc).__name__}: {exc}") from exc
+            async for data in self._raw.aiter_raw():
+                if data:
+                    yield data
+        except httpx.HTTPError as exc:
+            raise _lost(self._address, exc) from exc
 
-    def close(self) -> None:
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is None:
-            return
-        if self._done and not self._raw.will_close:
-            self._raw.close()
-            self._upstream._release(self._address, conn)
-        else:
-            conn.close()
+    async def close(self) -> None:
+        await self._raw.aclose()
 
 
 class HttpUpstream:
@@ -109,81 +60,40 @@ class HttpUpstream:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 600.0,
         max_idle: int = 64,
+        keepalive_s: float = 4.0,
     ) -> None:
         self._headers = {"Content-Type": "application/json"}
         api_key = api_key.strip()  # as the VM reads it (vm/startup.sh strips the secret)
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
-        self.max_idle = max_idle
-        self._idle: dict[str, list[_Connection]] = {}
-        self._lock = threading.Lock()
-
-    def post(self, address: str, path: str, body: bytes) -> _Response:
-        conn, reused = self._acquire(address)
-        while True:
-            try:
-                conn.request("POST", path, body, self._headers)
-                raw = conn.getresponse()
-            except _FAILED as exc:
-                conn.close()
-                if reused and _before_answer(exc):
-                    # a kept connection gone stale: once more, on a fresh one
-                    conn, reused = self._connect(address), False
-                    continue
-                raise UpstreamLost(f"{address}: {type(exc).__name__}: {exc}") from exc
-            except BaseException:
-                conn.close()
-                raise
-            return _Response(self, address, conn, raw)
-
-    def _acquire(self, address: str) -> tuple[_Connection, bool]:
-        """A kept connection to ``address`` (reused=True), else a new one."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(address)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                return self._connect(address), False
-            if conn.closed_at_rest():
-                conn.close()
-                continue
-            return conn, True
-
-    def _connect(self, address: str) -> _Connection:
-        host, _, port = address.rpartition(":")
-        if not host:
-            host, port = address, ""
-        return _Connection(
-            host, int(port) if port else None, self.connect_timeout_s, self.read_timeout_s
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=None)
+        self._limits = httpx.Limits(
+            max_connections=None, max_keepalive_connections=max_idle, keepalive_expiry=keepalive_s
         )
+        self._client: httpx.AsyncClient | None = None
 
-    def _release(self, address: str, conn: _Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(address, [])
-            if len(idle) < self.max_idle:
-                idle.append(conn)
-                return
-        conn.close()
+    def _http(self) -> httpx.AsyncClient:
+        # Made on first use, in the event loop that serves (a client is bound to one loop).
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, limits=self._limits, trust_env=False
+            )
+        return self._client
 
-    def close(self) -> None:
+    async def post(self, address: str, path: str, body: bytes) -> _Response:
+        client = self._http()
+        request = client.build_request(
+            "POST", f"http://{address}{path}", content=body, headers=self._headers
+        )
+        try:
+            raw = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _lost(address, exc) from exc
+        return _Response(address, raw)
+
+    async def close(self) -> None:
         """Close every kept connection."""
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
-
-
-def _before_answer(exc: BaseException) -> bool:
-    """The failure of a kept connection that the server had closed: nothing was answered."""
-    return isinstance(
-        exc,
-        (
-            http.client.RemoteDisconnected,
-            http.client.BadStatusLine,
-            BrokenPipeError,
-            ConnectionResetError,
-            ConnectionAbortedError,
-        ),
-    )
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
