@@ -666,3 +666,121 @@ def test_steady_traffic_reads_the_store_at_most_once_per_document_second(make_wo
         assert w.chat().status_code == 200
         w.clock.advance(0.1)
     assert reads["pool"] * 3 <= 10 + 3 and reads["kill"] <= 10 + 1, reads
+
+
+# --- failures that follow a request (issue 24) ------------------------------------------
+
+
+class DroppingVm:
+    """An inference server that takes a request with ``poison`` in it and closes without
+    a word (as a server whose handler crashes on it), and answers any other."""
+
+    ANSWER = json.dumps(
+        {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
+    ).encode()
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.answered = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if b"poison" in body:
+                    self.dropped += 1
+                    return
+                self.answered += 1
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER)
+                )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_request_the_model_server_drops_is_a_502_after_two_and_the_vm_stays_routable(
+    make_world,
+) -> None:
+    w = make_world()
+    w.warm()
+    vm = DroppingVm()
+    try:
+        w.ready("vm-0", address=vm.address)
+        response = w.chat(poison=True)
+        error = error_of(response)
+        assert response.status_code == 502 and error["code"] == "upstream_lost", error
+        assert vm.dropped == 2  # lost twice, never a third time
+        # No heartbeat since: the VM was not marked lost for everyone.
+        again = w.chat()
+        assert again.status_code == 200 and "X-Yoyo-Cold-Start" not in again.headers
+        assert vm.answered == 1
+    finally:
+        vm.close()
+
+
+def test_a_new_gateway_instance_that_cannot_connect_yet_does_not_mark_the_vm_lost(
+    make_world,
+) -> None:
+    """Direct VPC may take a minute to connect a new instance: its connect failures are
+    the instance's. The request skips the VM until it is heard from again; other
+    requests still try it."""
+    w = make_world()
+    w.gateway.forwarder.network_warmup_s = 60.0
+    w.warm()
+    gone = closed_port()
+    w.ready("vm-0", address=gone)  # unreachable from this instance, for now
+    w.ready("vm-1", running=2)
+    counting = CountingUpstream(w.gateway.forwarder.upstream)
+    w.gateway.forwarder.upstream = counting
+    assert [w.chat().status_code for _ in range(2)] == [200, 200]
+    assert counting.posts.count(gone) == 2  # each request tried it: not marked lost
+    assert w.gateway.forwarder.unreachable == {}
+
+
+def test_every_answer_has_a_request_id_and_a_405_says_what_is_allowed(make_world) -> None:
+    w = make_world()
+    w.warm("vm-0")
+    answers = [
+        w.chat(),
+        w.post("/chat/completions", {"model": MODEL}, key="nope"),
+        w.client.get("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}),
+        w.client.post("/v1/models", headers={"Authorization": f"Bearer {KEY}"}),
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 405, 405]
+    ids = {a.headers["x-request-id"] for a in answers}
+    assert len(ids) == 4 and all(i.startswith("req_") for i in ids)
+    assert answers[2].headers["Allow"] == "POST" and answers[3].headers["Allow"] == "GET"
+
+
+def test_a_number_that_is_not_finite_is_a_400_and_never_forwarded(make_world) -> None:
+    w = make_world()
+    w.warm("vm-0")
+    for number in (b"1e400", b"NaN", b"-Infinity"):
+        body = b'{"model": "%s", "messages": [], "max_tokens": %s}' % (MODEL.encode(), number)
+        response = w.post("/chat/completions", body)
+        assert response.status_code == 400 and error_of(response)["code"] == "invalid_number"
+    assert sum(w.engines["vm-0"].succeeded.values()) == 0
