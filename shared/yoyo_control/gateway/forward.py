@@ -2,7 +2,7 @@
 
 Invariants:
 - Holding is awaiting the pool's next view (view.View.changed), never a sleeping thread;
-  at most ``max_held`` requests are held at once (hold.admit: 429 beyond); a held
+  at most ``gateway.held_limit`` requests are held at once (hold.admit: 429 beyond); a held
   request that is cancelled (its client went away) frees its slot at once (``finally``)
   and is never forwarded.
 - A cold pool gets ONE wake per wake id (routing.wake_id) from this instance, recorded
@@ -89,7 +89,7 @@ class Forwarder:
                     raise _reply(decision)
                 if isinstance(decision, hold.Wait):
                     if not holding:
-                        refused = hold.admit(self.held, self.settings.max_held)
+                        refused = hold.admit(self.held, self.settings.held_limit)
                         if refused is not None:
                             raise _reply(refused)
                         self.held, holding = self.held + 1, True

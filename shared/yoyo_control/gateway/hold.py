@@ -104,7 +104,8 @@ def admit(held: int, max_held: int) -> Refuse | None:
     return Refuse(
         429,
         "too_many_held_requests",
-        f"{held} requests are already held for a cold pool (gateway.max_held {max_held}); "
+        f"{held} requests are already held for a cold pool (at most {max_held} per gateway "
+        "instance: gateway.max_held, else 80% of gateway.concurrency); "
         "retry later",
         kind="rate_limit_error",
         headers={"Retry-After": str(RETRY_AFTER_S)},
