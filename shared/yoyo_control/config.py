@@ -154,9 +154,9 @@ class GatewaySettings:
     upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
 
     def __post_init__(self) -> None:
-        if self.max_held is not None and self.max_held >= self.concurrency:
+        if self.max_held is not None and self.max_held > self.concurrency:
             raise ValueError(
-                f"gateway.max_held {self.max_held} must be below gateway.concurrency "
+                f"gateway.max_held {self.max_held} must not exceed gateway.concurrency "
                 f"{self.concurrency}: else the platform queues before the 429 fires"
             )
 

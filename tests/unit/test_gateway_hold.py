@@ -97,6 +97,6 @@ def test_the_held_limit_is_derived_from_the_instances_concurrency() -> None:
     assert small.gateway.held_limit == 64
     explicit = parse_config({"pools": pools, "gateway": {"concurrency": 80, "max_held": 10}})
     assert explicit.gateway.held_limit == 10
-    for bad in ({"concurrency": 80, "max_held": 80}, {"concurrency": 1001}):
+    for bad in ({"concurrency": 80, "max_held": 81}, {"concurrency": 1001}):
         with pytest.raises(ConfigError, match="gateway"):
             parse_config({"pools": pools, "gateway": bad})
