@@ -784,3 +784,44 @@ def test_a_number_that_is_not_finite_is_a_400_and_never_forwarded(make_world) ->
         response = w.post("/chat/completions", body)
         assert response.status_code == 400 and error_of(response)["code"] == "invalid_number"
     assert sum(w.engines["vm-0"].succeeded.values()) == 0
+
+
+def test_a_client_that_hangs_up_cancels_its_call_to_the_vm(make_world) -> None:
+    """The VM takes the request and thinks; the client gives up: the gateway closes its
+    connection to the VM (vLLM aborts a request whose connection closes)."""
+    w = make_world()
+    w.warm()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    closed = threading.Event()
+
+    def slow_vm() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.settimeout(30)
+            if conn.recv(1) == b"":  # the gateway closed it: the request is cancelled
+                closed.set()
+
+    thread = threading.Thread(target=slow_vm, daemon=True)
+    thread.start()
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{listener.getsockname()[1]}")
+        impatient = Client(f"http://{w.client.http.base_url.netloc.decode()}", timeout=1.0)
+        with pytest.raises(Exception, match="timed out|Timeout"):
+            impatient.post(
+                "/v1/chat/completions",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+        impatient.close()
+        assert closed.wait(10), "the call to the VM was not cancelled"
+        for _ in range(100):
+            if w.gateway.forwarder.in_flight.get("vm-0") == 0:
+                break
+            time.sleep(0.02)
+        assert w.gateway.forwarder.in_flight.get("vm-0") == 0
+    finally:
+        listener.close()
+        thread.join(5)
