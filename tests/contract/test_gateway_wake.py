@@ -112,3 +112,35 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
     ]
     assert len(wakes) == 1, [e.message_id for e in wakes]
     assert len(compute.acted("start")) == 1
+
+
+def test_the_firestore_listener_pushes_the_kill_switch_to_the_gateways_view(
+    firestore_factory,
+) -> None:
+    """With Firestore the view never reads the kill switch per request: the listener
+    (on_snapshot) pushes each change, so a kill reaches every gateway instance at no read
+    per request (bench/store_ops.py prices the rest)."""
+    from polling import eventually
+
+    from yoyo_control.domain.facts import KillRequested
+    from yoyo_control.gateway.view import View
+
+    watched, writer = firestore_factory(), firestore_factory()
+    view = View(watched, SystemClock())
+    try:
+        assert view.listening
+        view.refresh("gpu")  # the first read (the listener's first push may lag)
+        reads: list[str] = []
+        real = watched.get_kill
+        watched.get_kill = lambda: (reads.append("kill"), real())[1]  # type: ignore[method-assign]
+        service = Service(writer, FakeCompute(), SystemClock(), CONFIG)
+        service.handle(KillRequested("k1", time.time(), reason="budget", by="ops"))
+
+        def killed() -> bool:
+            current = view.current("gpu")
+            return current is not None and current.kill.engaged
+
+        eventually(killed, "the kill switch pushed to the view", 10)
+        assert reads == []
+    finally:
+        view.close()
