@@ -121,7 +121,6 @@ def test_the_firestore_listener_pushes_the_kill_switch_to_the_gateways_view(
     (on_snapshot) pushes each change, so a kill reaches every gateway instance at no read
     per request (bench/store_ops.py prices the rest)."""
     from polling import eventually
-
     from yoyo_control.domain.facts import KillRequested
     from yoyo_control.gateway.view import View
 
