@@ -33,6 +33,7 @@ from ..domain.facts import Fact, RunRequested
 from ..domain.model import Holder, PoolPolicy, PoolState
 from ..ports import Clock, Event, Upstream, UpstreamLost, UpstreamResponse
 from . import hold
+from .coldstarts import cold_start_event
 from .reply import Reply
 from .routing import Target
 from .view import View
@@ -133,29 +134,8 @@ class Forwarder:
             await response.close()
             return Answer(response.status, response.content_type, headers, _once(first, *rest))
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        relay = self._relay(target, response, first, chunks)
+        relay = _relay(target, response, first, chunks, lambda: self._count(target.instance, -1))
         return Answer(response.status, response.content_type, headers, relay)
-
-    async def _relay(
-        self, target: Target, response: UpstreamResponse, first: bytes, rest: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
-        """The stream as it arrives; a lost VM ends it with an error event (never a hang)."""
-        try:
-            if first:
-                yield first
-            async for chunk in rest:
-                yield chunk
-        except UpstreamLost as exc:
-            error = {
-                "message": f"the VM {target.instance} was lost mid-stream: {exc}",
-                "type": "upstream_lost",
-                "param": None,
-                "code": "vm_lost",
-            }
-            yield f"data: {json.dumps({'error': error})}\n\n".encode()
-        finally:
-            self._count(target.instance, -1)
-            await response.close()
 
     async def _lost(
         self, pool: str, target: Target, exc: UpstreamLost, request: hold.Request
@@ -204,34 +184,40 @@ class Forwarder:
         self, state: PoolState, target: Target, arrived: float, forwarded: float
     ) -> None:
         """One event per lease epoch: the phases of the cold start this request waited for."""
-        lease = state.lease
-        event_id = f"cold-start:{state.pool}:{lease.epoch if lease else 0}"
-        if event_id in self._recorded:
+        event = cold_start_event(state, target, arrived, forwarded, self.clock.now())
+        if event.id in self._recorded:
             return
-        self._recorded.add(event_id)
-        instance = state.instances.get(target.instance)
-        first_byte = self.clock.now()
-        phases = {
-            "arrived_at": arrived,
-            "wake_at": lease.granted_at if lease else None,
-            "running_at": instance.running_since if instance else None,
-            "ready_at": target.ready_since,
-            "forwarded_at": forwarded,
-            "first_byte_at": first_byte,
-        }
-        waited = forwarded - arrived
-        event = Event(
-            id=event_id,
-            kind="cold-start",
-            at=first_byte,
-            pool=state.pool,
-            reason=f"cold start: request held {waited:.1f}s, served by {target.instance}",
-            data={"instance": target.instance, "held_s": waited, "phases": phases},
-        )
+        self._recorded.add(event.id)
         try:
             await asyncio.to_thread(self.record, event)
         except Exception as exc:  # observability must not fail the request
             logs.warning(f"gateway: cold-start event not recorded: {exc}", pool=state.pool)
+
+
+async def _relay(
+    target: Target,
+    response: UpstreamResponse,
+    first: bytes,
+    rest: AsyncIterator[bytes],
+    done: Callable[[], None],
+) -> AsyncIterator[bytes]:
+    """The stream as it arrives; a lost VM ends it with an error event (never a hang)."""
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    except UpstreamLost as exc:
+        error = {
+            "message": f"the VM {target.instance} was lost mid-stream: {exc}",
+            "type": "upstream_lost",
+            "param": None,
+            "code": "vm_lost",
+        }
+        yield f"data: {json.dumps({'error': error})}\n\n".encode()
+    finally:
+        done()
+        await response.close()
 
 
 async def _once(*chunks: bytes) -> AsyncIterator[bytes]:
