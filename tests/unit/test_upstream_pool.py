@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,30 @@ def test_a_silent_vm_is_a_timeout() -> None:
         run(scenario, read_timeout_s=0.3)
     finally:
         listener.close()
+
+
+def test_a_request_goes_out_in_one_send(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers and body apart would wake the VM's server twice for one request."""
+    import httpcore2 as httpcore
+
+    writes: list[bytes] = []
+    real = httpcore.AnyIOBackend.connect_tcp
+
+    async def counted(self: Any, *args: Any, **kw: Any) -> Any:
+        stream = await real(self, *args, **kw)
+        write = stream.write
+
+        async def counting(buffer: bytes, timeout: float | None = None) -> None:
+            writes.append(bytes(buffer))
+            await write(buffer, timeout)
+
+        stream.write = counting  # type: ignore[method-assign]
+        return stream
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", counted)
+
+    async def scenario(upstream: HttpUpstream) -> None:
+        assert await ask(upstream, vm.address) == ANSWER
+
+    run(scenario)
+    assert len(writes) == 1 and writes[0].endswith(b'\r\n\r\n{"model": "m"}')
