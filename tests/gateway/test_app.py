@@ -826,3 +826,24 @@ def test_a_client_that_hangs_up_cancels_its_call_to_the_vm(make_world) -> None:
     finally:
         listener.close()
         thread.join(5)
+
+
+def test_a_vm_is_marked_lost_by_timeouts_of_two_requests_not_one_request_twice(
+    make_world,
+) -> None:
+    w = make_world()
+    w.warm()
+    silent = socket.socket()  # accepts (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    w.gateway.forwarder.upstream = HttpUpstream(VLLM_KEY, read_timeout_s=0.3)
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{silent.getsockname()[1]}")
+        first = w.chat()  # timed out twice: a 502 for it, the VM still routable
+        assert first.status_code == 502 and error_of(first)["code"] == "upstream_lost"
+        assert w.gateway.forwarder.unreachable == {}
+        second = w.chat()  # a second request timed out there: the VM is skipped
+        assert second.status_code == 503 and error_of(second)["code"] == "cold_start_timeout"
+        assert ("vm-0", "boot-vm-0") in w.gateway.forwarder.unreachable
+    finally:
+        silent.close()

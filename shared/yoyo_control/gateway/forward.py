@@ -12,8 +12,8 @@ Invariants:
   ``network_warmup_s`` (Direct VPC can take a minute to connect a new instance: the
   instance's, so only that request skips the VM until it is heard from again);
   ``dropped`` is the request's (it counts against the request only: lost
-  ``hold.MAX_LOST`` times → 502); ``timeout``
-  counts against the request, and marks the VM once two requests timed out on it.
+  ``hold.MAX_LOST`` times → 502); ``timeout`` counts against the request, and marks the
+  VM once two different requests timed out on it.
 - Responses are relayed as they arrive (a stream chunk by chunk); a VM lost mid-stream
   ends the stream with an OpenAI-format error event. The first held request served after
   a wake records the cold start's phases through ``record`` (the service), once per epoch.
@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -72,11 +73,13 @@ class Forwarder:
         self._woken: dict[str, str] = {}
         self._recorded: set[str] = set()
         self.unreachable: dict[tuple[str, str], float] = {}
-        self._timeouts: dict[tuple[str, str], int] = {}
+        self._timeouts: dict[tuple[str, str], set[int]] = {}  # VM → requests timed out
+        self._serial = itertools.count()
 
     async def serve(self, pool: str, path: str, body: bytes, stream: bool) -> Answer:
         policy = self.config.policy(pool)
         request = hold.Request(self.clock.now())
+        serial = next(self._serial)
         holding = False
         try:
             while True:
@@ -103,7 +106,7 @@ class Forwarder:
                 try:
                     return await self._forward(view.state, target, path, body, stream, request)
                 except UpstreamLost as exc:
-                    request = await self._lost(pool, target, exc, request)
+                    request = await self._lost(pool, target, exc, request, serial)
         finally:
             if holding:
                 self.held -= 1
@@ -138,14 +141,15 @@ class Forwarder:
         return Answer(response.status, response.content_type, headers, relay)
 
     async def _lost(
-        self, pool: str, target: Target, exc: UpstreamLost, request: hold.Request
+        self, pool: str, target: Target, exc: UpstreamLost, request: hold.Request, serial: int
     ) -> hold.Request:
         """Whose failure (module docstring); the request as it goes on."""
         now, vm = self.clock.now(), (target.instance, target.boot_id)
         mark = exc.kind == "connect"
         if exc.kind == "timeout":
-            self._timeouts[vm] = self._timeouts.get(vm, 0) + 1
-            mark = self._timeouts[vm] >= 2
+            timed_out = self._timeouts.setdefault(vm, set())
+            timed_out.add(serial)
+            mark = len(timed_out) >= 2  # two requests, not one request twice
         if mark and exc.kind == "connect" and now - self.started_at < self.network_warmup_s:
             logs.warning(f"gateway: {target.instance} not reachable yet from this new instance")
             return replace(request, skip={**request.skip, vm: now})
