@@ -847,3 +847,49 @@ def test_a_vm_is_marked_lost_by_timeouts_of_two_requests_not_one_request_twice(
         assert ("vm-0", "boot-vm-0") in w.gateway.forwarder.unreachable
     finally:
         silent.close()
+
+
+def test_a_client_that_leaves_a_stream_closes_the_vms_stream(make_world) -> None:
+    w = make_world()
+    w.warm()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    closed = threading.Event()
+
+    def streaming_vm() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            event = b'data: {"n": 1}\n\n'
+            conn.settimeout(30)
+            try:
+                for _ in range(300):  # an endless stream, until the gateway closes it
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                    time.sleep(0.05)
+            except OSError:
+                closed.set()
+                return
+            if conn.recv(1) == b"":
+                closed.set()
+
+    thread = threading.Thread(target=streaming_vm, daemon=True)
+    thread.start()
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{listener.getsockname()[1]}")
+        response = w.chat(stream=True, buffered=False)
+        assert next(iter(response.response)).startswith(b'data: {"n": 1}')
+        response.response.close()  # type: ignore[union-attr]  # the client leaves
+        assert closed.wait(20), "the VM's stream was not closed"
+        for _ in range(100):
+            if w.gateway.forwarder.in_flight.get("vm-0") == 0:
+                break
+            time.sleep(0.02)
+        assert w.gateway.forwarder.in_flight.get("vm-0") == 0
+    finally:
+        listener.close()
+        thread.join(20)
