@@ -2,7 +2,8 @@
 
 One entry point per event source (names.ENTRY_POINTS, names.ENTRY_KILL_SWITCH_WRITTEN),
 plus the HTTP status page (names.ENTRY_STATUS_PAGE) and the OpenAI-compatible gateway
-(``gateway``: yoyo_control.gateway.app; its answers are HTTP responses, not acks). Decoding lives in
+(``gateway``: yoyo_control.gateway.app, async on functions-framework's ASGI stack; its
+answers are HTTP responses, not acks). Decoding lives in
 yoyo_control.messages, decisions in yoyo_control.service.
 
 What a delivery gets — the ONE mapping from error kind to ack/redeliver (``_deliver``).
@@ -35,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import functions_framework
+import functions_framework.aio
 
 from yoyo_control import bootstrap, identity, logs, messages, names
 from yoyo_control.domain.facts import Fact, HeartbeatReceived, pool_of
@@ -217,7 +219,9 @@ def status_page(request: Any) -> Any:
     return (html, 200, {"Content-Type": "text/html; charset=utf-8"})
 
 
-@functions_framework.http
-def gateway(request: Any) -> Any:
-    """The OpenAI-compatible gateway (``/v1/models``, ``/v1/chat/completions``, …)."""
-    return bootstrap.gateway()(request)
+@functions_framework.aio.http
+async def gateway(request: Any) -> Any:
+    """The OpenAI-compatible gateway (``/v1/models``, ``/v1/chat/completions``, …): an
+    async function, so functions-framework serves it on its ASGI stack (Starlette on
+    uvicorn workers), one event loop holding every request of the instance."""
+    return await bootstrap.gateway()(request)

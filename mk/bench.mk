@@ -4,7 +4,7 @@
 #   bench-store-ops      store operations per day vs the Firestore free tier (<1 min)
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
-#   bench-gateway        gateway overhead ÷ direct, release delay, a cold burst of 100 (~3 min)
+#   bench-gateway        gateway overhead ÷ direct, release delay, a cold burst of 1000, 200 streams (~5 min)
 #   bench-batch          batch worker throughput ÷ direct, VM-seconds per 1,000 lines (~2 min)
 #   bench-capacity       simulator: wakes served within 5 min and $ per served hour, 1-3 zones (~3 min)
 
@@ -31,7 +31,7 @@ bench-local: install
 	$(PYTHON) bench/local_stack.py --kills $(BENCH_KILLS) --idles $(BENCH_IDLES) --write
 
 bench-gateway: install
-	$(PYTHON) bench/gateway.py --warm 300 --colds 10 --burst 100 --write
+	$(PYTHON) bench/gateway.py --warm 300 --colds 10 --burst 1000 --streams 200 --write
 
 bench-batch: install
 	$(PYTHON) bench/batch.py --lines 1000 --rounds 5 --write

@@ -33,7 +33,7 @@ locals {
   # setting of the same name in the configuration.
   deployment_only = {
     pools   = ["image", "instance_count", "machine_type", "gpu_type", "gpu_count", "boot_disk_size_gb", "boot_disk_type", "weights_prefix", "heartbeat_interval_s", "idle_shutdown_s", "deadman_grace_s"]
-    gateway = ["timeout_s", "max_instances", "concurrency", "memory_mib", "min_instances"]
+    gateway = ["timeout_s", "max_instances", "memory_mib", "min_instances"]
     batch   = ["retention_days"]
   }
 

@@ -81,9 +81,10 @@ resource "google_cloudfunctions2_function" "gateway" {
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.gateway.email
-    # functions-framework's gunicorn runs THREADS threads (default 4 per CPU): a held
-    # request occupies one, so the instance needs one per request it may be sent.
-    environment_variables = merge(local.function_env, { THREADS = tostring(var.gateway.concurrency) })
+    # The gateway is an ASGI function (functions_framework.aio): functions-framework serves
+    # it with uvicorn workers, which hold requests as tasks, not threads (THREADS is
+    # gunicorn's gthread setting and does not apply).
+    environment_variables = local.function_env
     direct_vpc_egress     = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
 
     direct_vpc_network_interface {

@@ -186,10 +186,10 @@ variable "status_page_ingress" {
 # --- Gateway (gateway.tf) ----------------------------------------------------------
 
 variable "gateway" {
-  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files, at most 31934464: the 32 MB request cap less the multipart room), stream_file_bytes (larger file contents are a redirect to a signed URL), file_url_s (that URL's lifetime), poll_s, upstream_timeout_s; see the README's configuration reference. The function's own (Terraform's): timeout_s (request timeout, ≥ hold_s + the longest answer), max_instances, concurrency (requests per instance, also gunicorn's threads; max_held fits in it), memory_mib (null: derived from concurrency), min_instances (instances kept warm: Direct VPC's first connection can take a minute)."
+  description = "The gateway: hold_s (how long a request at a cold pool is held), max_held (held requests per instance), max_body_bytes, max_file_bytes (uploads to /v1/files, at most 31934464: the 32 MB request cap less the multipart room), stream_file_bytes (larger file contents are a redirect to a signed URL), file_url_s (that URL's lifetime), poll_s, upstream_timeout_s; see the README's configuration reference. The function's own (Terraform's): timeout_s (request timeout, ≥ hold_s + the longest answer), max_instances, concurrency (requests per instance, also gateway.concurrency in the configuration; max_held, null for 80% of it, fits in it), memory_mib (null: derived from concurrency), min_instances (instances kept warm: Direct VPC's first connection can take a minute)."
   type = object({
     hold_s             = optional(number, 600)
-    max_held           = optional(number, 200)
+    max_held           = optional(number) # null: 80% of concurrency (GatewaySettings.held_limit)
     max_body_bytes     = optional(number, 8388608)
     max_file_bytes     = optional(number, 31457280)
     stream_file_bytes  = optional(number, 8388608)
@@ -208,7 +208,7 @@ variable "gateway" {
   validation {
     condition = alltrue([
       var.gateway.hold_s >= 0, var.gateway.poll_s > 0, var.gateway.upstream_timeout_s > 0,
-      alltrue([for n in [var.gateway.max_held, var.gateway.max_body_bytes, var.gateway.max_file_bytes, var.gateway.stream_file_bytes, var.gateway.file_url_s] : n >= 1 && floor(n) == n]),
+      alltrue([for n in [coalesce(var.gateway.max_held, 1), var.gateway.max_body_bytes, var.gateway.max_file_bytes, var.gateway.stream_file_bytes, var.gateway.file_url_s] : n >= 1 && floor(n) == n]),
     ])
     error_message = "gateway.hold_s must not be negative, poll_s and upstream_timeout_s must be positive, max_held, max_body_bytes, max_file_bytes, stream_file_bytes and file_url_s whole numbers >= 1."
   }
@@ -227,12 +227,13 @@ variable "gateway" {
 
   # Cloud Run takes at most 1000 concurrent requests per instance
   # (https://cloud.google.com/run/docs/about-concurrency). Every held request occupies one
-  # of them (and one of gunicorn's threads, THREADS = concurrency), so max_held must fit
-  # in it: the gateway's own 429 then fires before Cloud Run queues requests.
+  # of them (an awaited task on the gateway's event loop, not a thread: the gateway is an
+  # ASGI function), so max_held must fit in it: the gateway's own 429 then fires before
+  # Cloud Run queues requests.
   validation {
     condition = alltrue([
       var.gateway.concurrency >= 1, var.gateway.concurrency <= 1000, floor(var.gateway.concurrency) == var.gateway.concurrency,
-      var.gateway.max_held <= var.gateway.concurrency,
+      coalesce(var.gateway.max_held, var.gateway.concurrency) <= var.gateway.concurrency,
     ])
     error_message = "gateway.concurrency must be a whole number within 1..1000 (Cloud Run's limit per instance) and at least max_held."
   }

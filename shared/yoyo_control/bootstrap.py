@@ -197,6 +197,7 @@ def build_gateway(service: Service) -> Gateway:
         HttpUpstream(vllm_key, read_timeout_s=config.gateway.upstream_timeout_s),
         auth.KeyRing.load(config.local.state_dir),
         service.clock,
+        record=service.record,
         batch_api=BatchApi(batches, config.gateway) if batches else None,
     )
 

@@ -150,7 +150,13 @@ class GatewaySettings:
     """The OpenAI-compatible gateway (shared/yoyo_control/gateway/)."""
 
     hold_s: Duration = 600.0  # how long a request at a cold pool is held for a VM to be ready
-    max_held: Annotated[Count, Field(ge=1)] = 200  # held at once by one instance (429 beyond)
+    # Requests one gateway instance takes at once: Cloud Run's per-instance concurrency
+    # (1000 is its maximum: https://cloud.google.com/run/docs/about-concurrency); Terraform
+    # sets the function's max_instance_request_concurrency from the same key.
+    concurrency: Annotated[Count, Field(ge=1, le=1000)] = 1000
+    # Held at once by one instance (429 beyond); unset: 80% of ``concurrency``, so the 429
+    # fires while the instance still has room for warm requests, before Cloud Run queues.
+    max_held: Annotated[Count, Field(ge=1)] | None = None
     max_body_bytes: Annotated[Count, Field(ge=1)] = 8 * 1024 * 1024  # larger: refused (413)
     # POST /v1/files (413): under Cloud Run functions' 32 MB request cap with room for the
     # multipart envelope (MAX_UPLOAD_BYTES); larger inputs go by ``yoyoctl batch submit``
@@ -163,6 +169,18 @@ class GatewaySettings:
     file_url_s: Annotated[Count, Field(ge=1, le=604_800)] = 300
     poll_s: Annotated[Duration, Field(gt=0)] = 1.0  # longest pause between two store reads
     upstream_timeout_s: Annotated[Duration, Field(gt=0)] = 600.0  # a silent VM is lost
+
+    def __post_init__(self) -> None:
+        if self.max_held is not None and self.max_held > self.concurrency:
+            raise ValueError(
+                f"gateway.max_held {self.max_held} must not exceed gateway.concurrency "
+                f"{self.concurrency}: else the platform queues before the 429 fires"
+            )
+
+    @property
+    def held_limit(self) -> int:
+        """Requests one instance holds at once: ``max_held``, else 80% of ``concurrency``."""
+        return self.max_held if self.max_held is not None else max(1, self.concurrency * 4 // 5)
 
 
 @dataclass(frozen=True, config=_SCHEMA)

@@ -7,7 +7,7 @@ read the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -126,25 +126,35 @@ class IdentityVerifier(Protocol):
 
 
 class UpstreamLost(Exception):
-    """The VM could not be reached, or stopped answering mid-response."""
+    """The VM could not be reached, or stopped answering mid-response.
+
+    ``kind`` says whose failure it is: ``connect`` (no connection: the VM's or the
+    network's), ``timeout`` (silence after the request was sent), ``dropped`` (the server
+    took the request and closed without a whole answer: perhaps this request's own).
+    """
+
+    def __init__(self, message: str, kind: str = "dropped") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UpstreamResponse(Protocol):
     status: int
     content_type: str
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (raises UpstreamLost when the VM goes away)."""
         ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class Upstream(Protocol):
-    """The gateway's way to a VM's inference server (vLLM's OpenAI API)."""
+    """The gateway's way to a VM's inference server (vLLM's OpenAI API), async."""
 
-    def post(self, address: str, path: str, body: bytes) -> UpstreamResponse:
+    async def post(self, address: str, path: str, body: bytes) -> UpstreamResponse:
         """POST ``body`` (JSON) to ``http://address/path``; raises UpstreamLost."""
+        ...
 
 
 class Storage(Protocol):

@@ -528,6 +528,10 @@ class Service:
 
     # --- event log -------------------------------------------------------------------
 
+    def record(self, event: Event) -> None:
+        """Append an observation (the gateway's cold starts) to the event log, once per id."""
+        self.store.transact(lambda tx: None if tx.has_event(event.id) else tx.append(event))
+
     def reject(self, message_id: str, source: str, reason: str) -> None:
         """Record a malformed or foreign message (it is acknowledged, not retried)."""
         now = self.clock.now()

@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import flask
 import pytest
 
 from fakes import FakeCompute
+from gateway.serving import Client, Server, asgi_app
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control.adapters.clock import SystemClock
 from yoyo_control.adapters.upstream_http import HttpUpstream
@@ -49,7 +49,7 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
     compute.add("gpu", "vm-0")
     clock = SystemClock()
     services = [Service(store_factory(), compute, clock, CONFIG) for _ in range(2)]
-    clients = []
+    clients, servers, views = [], [], []
     for service in services:
         gateway = Gateway(
             CONFIG,
@@ -58,12 +58,11 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
             HttpUpstream(VLLM_KEY, read_timeout_s=10),
             KeyRing([digest("k")]),
             clock,
+            record=service.record,
         )
-        app = flask.Flask(f"instance-{len(clients)}")
-        app.add_url_rule(
-            "/v1/<path:r>", "g", lambda r, g=gateway: g(flask.request), methods=["POST"]
-        )
-        clients.append(app.test_client())
+        servers.append(Server(asgi_app(gateway)))
+        views.append(gateway.view)
+        clients.append(Client(servers[-1].url))
 
     stop = threading.Event()
 
@@ -81,7 +80,9 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
 
     def ask(client: Any) -> None:
         body = {"model": "m", "prompt": "hi", "max_tokens": 2}
-        response = client.post("/v1/completions", json=body, headers={"Authorization": "Bearer k"})
+        response = client.http.post(
+            "/v1/completions", json=body, headers={"Authorization": "Bearer k"}
+        )
         with lock:
             answers.append(response.status_code)
 
@@ -98,6 +99,11 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
             t.join(60)
     finally:
         stop.set()
+        for client, server in zip(clients, servers, strict=True):
+            client.close()
+            server.stop()
+        for view in views:
+            view.close()  # the kill switch's listener (Firestore)
     assert answers == [200] * (2 * REQUESTS_PER_INSTANCE)
     wakes = [
         e
@@ -106,3 +112,34 @@ def test_concurrent_requests_at_two_instances_record_one_wake(store_factory, vm:
     ]
     assert len(wakes) == 1, [e.message_id for e in wakes]
     assert len(compute.acted("start")) == 1
+
+
+def test_the_firestore_listener_pushes_the_kill_switch_to_the_gateways_view(
+    firestore_factory,
+) -> None:
+    """With Firestore the view never reads the kill switch per request: the listener
+    (on_snapshot) pushes each change, so a kill reaches every gateway instance at no read
+    per request (bench/store_ops.py prices the rest)."""
+    from polling import eventually
+    from yoyo_control.domain.facts import KillRequested
+    from yoyo_control.gateway.view import View
+
+    watched, writer = firestore_factory(), firestore_factory()
+    view = View(watched, SystemClock())
+    try:
+        assert view.listening
+        view.refresh("gpu")  # the first read (the listener's first push may lag)
+        reads: list[str] = []
+        real = watched.get_kill
+        watched.get_kill = lambda: (reads.append("kill"), real())[1]  # type: ignore[method-assign]
+        service = Service(writer, FakeCompute(), SystemClock(), CONFIG)
+        service.handle(KillRequested("k1", time.time(), reason="budget", by="ops"))
+
+        def killed() -> bool:
+            current = view.current("gpu")
+            return current is not None and current.kill.engaged
+
+        eventually(killed, "the kill switch pushed to the view", 10)
+        assert reads == []
+    finally:
+        view.close()

@@ -215,7 +215,9 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Any]:
     def make(target: str, signature: str = "cloudevent") -> Any:
         key = (target, signature)
         if key not in built:
-            built[key] = functions_framework.create_app(target, str(MAIN), signature).test_client()
+            created = functions_framework.create_app(target, str(MAIN), signature)
+            # an async function's app is functions-framework's ASGI one (no test client)
+            built[key] = created.test_client() if hasattr(created, "test_client") else created
         return built[key]
 
     return make

@@ -20,6 +20,8 @@ def test_every_entry_point_exists_with_its_signature_type(app, monkeypatch):
     for entry in (names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY):
         app(entry, "http")
         assert _function_registry.REGISTRY_MAP[entry] == "http"
+    # the gateway is async: functions-framework serves it on its ASGI stack
+    assert names.ENTRY_GATEWAY in _function_registry.ASGI_FUNCTIONS
     # loading the source built no adapter
     assert bootstrap._service is None and bootstrap._gateway is None
 

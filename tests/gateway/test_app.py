@@ -1,12 +1,15 @@
-"""The gateway in-process: real SQLite store and service, the real HTTP client to real
-(simulated) inference servers on 127.0.0.1, a manual clock. Every error path over raw HTTP.
+"""The gateway served by uvicorn on 127.0.0.1 (as functions-framework serves it): real
+SQLite store and service, the real async HTTP client to real (simulated) inference
+servers on 127.0.0.1, a manual clock. Every error path over raw HTTP.
 
 A pool's VM becomes "ready" the way it does in production: a heartbeat fact announcing
-its address goes through ``service.handle``. The hold's pauses advance the manual clock.
+its address goes through ``service.handle``. The view's pauses while a request is held
+advance the manual clock (and run the test's ``on_pause`` hooks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import socket
@@ -17,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import flask
+import httpx2 as httpx
 import pytest
 
 from fakes import FakeCompute
+from gateway.serving import Client, Server, asgi_app
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.sqlite_store import SqliteStore
@@ -37,6 +41,7 @@ from yoyo_control.domain.model import Heartbeat
 from yoyo_control.errors import PermanentError, TemporaryError
 from yoyo_control.gateway.app import Gateway
 from yoyo_control.gateway.auth import KeyRing, digest
+from yoyo_control.gateway.view import View
 from yoyo_control.local.inference import Engine
 from yoyo_control.service import Service
 
@@ -67,10 +72,11 @@ class World:
     store: SqliteStore
     compute: FakeCompute
     clock: ManualClock
-    client: Any
+    client: Client
     gateway: Gateway
     servers: dict[str, str]  # instance → address of its inference server
     engines: dict[str, Engine]
+    pause: Any = None
     on_pause: list[Callable[[], None]] = field(default_factory=list)
     beats: int = 0
 
@@ -116,9 +122,26 @@ class World:
         ]
 
 
+def gateway_of(w: World, pause: Any) -> Gateway:
+    """Another gateway instance on ``w``'s store and service (separate in the cloud)."""
+    clock = w.clock
+    return Gateway(
+        w.gateway.config,
+        w.store,
+        w.service.handle,
+        HttpUpstream(VLLM_KEY, read_timeout_s=5),
+        KeyRing([digest(KEY)]),
+        clock,
+        record=w.service.record,
+        view=View(w.store, clock, w.gateway.config.gateway.poll_s, sleep=pause),
+        network_warmup_s=0.0,
+    )
+
+
 @pytest.fixture
 def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
     servers: list[Iterator[str]] = []
+    served: list[tuple[Server, Client]] = []
 
     def build(**gateway: Any) -> World:
         cfg = config(**gateway)
@@ -136,10 +159,11 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             addresses[name] = next(gen)
         world_ref: list[World] = []
 
-        def pause(seconds: float) -> None:
+        async def pause(seconds: float) -> None:
             clock.advance(seconds)
             for hook in list(world_ref[0].on_pause):
                 hook()
+            await asyncio.sleep(0)
 
         gw = Gateway(
             cfg,
@@ -148,17 +172,21 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             HttpUpstream(VLLM_KEY, read_timeout_s=5),
             KeyRing([digest(KEY)]),
             clock,
-            sleep=pause,
+            record=service.record,
+            view=View(store, clock, cfg.gateway.poll_s, sleep=pause),
+            network_warmup_s=0.0,
         )
-        app = flask.Flask("gateway-test")
-        app.add_url_rule(
-            "/v1/<path:rest>", "gw", lambda rest: gw(flask.request), methods=["GET", "POST", "PUT"]
-        )
-        world = World(service, store, compute, clock, app.test_client(), gw, addresses, engines)
+        server = Server(asgi_app(gw))
+        client = Client(server.url)
+        served.append((server, client))
+        world = World(service, store, compute, clock, client, gw, addresses, engines, pause)
         world_ref.append(world)
         return world
 
     yield build
+    for server, client in served:
+        client.close()
+        server.stop()
     for gen in servers:
         gen.close()
 
@@ -347,17 +375,20 @@ def test_a_kill_engaged_while_held_ends_the_hold_with_the_reason(make_world) -> 
 def test_held_requests_are_bounded_429_beyond(make_world) -> None:
     w = make_world(max_held=1)
     release = threading.Event()
-    w.gateway.sleep = lambda s: (  # type: ignore[assignment]
-        release.wait(5),
-        w.clock.advance(s),
-        w.ready("vm-0"),
-    )
+
+    async def held_until_released(seconds: float) -> None:
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        w.clock.advance(seconds)
+        w.ready("vm-0")
+
+    w.gateway.view.sleep = held_until_released
     first: list[Any] = []
     holder = threading.Thread(target=lambda: first.append(w.chat()))
     holder.start()
     try:
         for _ in range(200):
-            if w.gateway._held == 1:
+            if w.gateway.forwarder.held == 1:
                 break
             threading.Event().wait(0.01)
         second = w.chat()
@@ -479,7 +510,7 @@ def test_a_stream_whose_vm_is_lost_ends_with_an_error_event(make_world) -> None:
     assert b'"Hi"' in events[0]
     last = json.loads(events[-1].removeprefix(b"data: "))
     assert last["error"]["code"] == "vm_lost"
-    assert w.gateway._in_flight == {"vm-0": 0}
+    assert w.gateway.forwarder.in_flight == {"vm-0": 0}
 
 
 def test_two_gateway_instances_at_a_cold_pool_record_one_wake(make_world) -> None:
@@ -494,18 +525,8 @@ def test_two_gateway_instances_at_a_cold_pool_record_one_wake(make_world) -> Non
                 w.ready("vm-0")
 
     w.on_pause.append(vm_boots_after_a_while)
-    other = Gateway(
-        w.gateway.config,
-        w.store,
-        w.service.handle,
-        HttpUpstream(VLLM_KEY, read_timeout_s=5),
-        KeyRing([digest(KEY)]),
-        w.clock,
-        sleep=w.gateway.sleep,
-    )
-    app = flask.Flask("second-instance")
-    app.add_url_rule("/v1/<path:rest>", "gw", lambda rest: other(flask.request), methods=["POST"])
-    second = app.test_client()
+    other = Server(asgi_app(gateway_of(w, w.pause)))
+    second = Client(other.url)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     headers = {"Authorization": f"Bearer {KEY}"}
     answers: list[Any] = []
@@ -521,6 +542,8 @@ def test_two_gateway_instances_at_a_cold_pool_record_one_wake(make_world) -> Non
         t.start()
     for t in threads:
         t.join(30)
+    second.close()
+    other.stop()
     assert [a.status_code for a in answers] == [200, 200]
     assert len(w.wakes()) == 1 and len(w.compute.acted("start")) == 1
 
@@ -590,9 +613,9 @@ class CountingUpstream:
     def __init__(self, inner: Any) -> None:
         self.inner, self.posts = inner, []  # type: ignore[var-annotated]
 
-    def post(self, address: str, path: str, body: bytes) -> Any:
+    async def post(self, address: str, path: str, body: bytes) -> Any:
         self.posts.append(address)
-        return self.inner.post(address, path, body)
+        return await self.inner.post(address, path, body)
 
 
 def test_a_lost_vm_is_skipped_by_every_request_until_heard_from_again(make_world) -> None:
@@ -601,37 +624,272 @@ def test_a_lost_vm_is_skipped_by_every_request_until_heard_from_again(make_world
     gone = closed_port()
     w.ready("vm-0", address=gone)  # least loaded, but gone
     w.ready("vm-1", running=2)
-    counting = CountingUpstream(w.gateway.upstream)
-    w.gateway.upstream = counting
+    counting = CountingUpstream(w.gateway.forwarder.upstream)
+    w.gateway.forwarder.upstream = counting
     assert [w.chat().status_code for _ in range(3)] == [200, 200, 200]
     assert counting.posts.count(gone) == 1  # only the first request tried it
     w.clock.advance(1)
     w.ready("vm-0")  # heard from again (its real address): routable again
+    w.gateway.view.forget("gpu")  # (the next request reads the pool, not waiting out its age)
     assert w.chat().status_code == 200 and counting.posts[-1] == w.servers["vm-0"]
 
 
 def test_a_kill_is_refused_once_the_view_is_older_than_its_bound(make_world) -> None:
-    """The documented bound: a request may be routed from a view read up to
-    ``fresh_s`` (≤ 0.5 s) ago; past that every request sees the kill switch."""
+    """The documented bound: a request may be routed on a kill switch read up to
+    ``kill_s`` (1 s) ago; past that every request sees the kill switch."""
     w = make_world()
     w.warm("vm-0")
     assert w.chat().status_code == 200  # the view is read now
     w.service.handle(KillRequested("k", w.clock.now(), reason="stop", by="ops"))
-    w.clock.advance(w.gateway.fresh_s + 0.001)
+    w.clock.advance(w.gateway.view.kill_s + 0.001)
     response = w.chat()
     assert response.status_code == 503 and error_of(response)["code"] == "kill_switch_engaged"
 
 
-def test_a_view_past_half_its_age_is_read_again_in_the_background(make_world) -> None:
+def test_steady_traffic_reads_the_store_at_most_once_per_document_second(make_world) -> None:
+    """100 warm requests over 10 s: the pool (1 pool + 2 heartbeat documents) is read at
+    most once per 3 s, the (polled) kill switch at most once per second."""
+    w = make_world()
+    w.warm("vm-0", "vm-1")
+    reads = {"pool": 0, "kill": 0}
+    get_pool, get_kill = w.store.get_pool, w.store.get_kill
+
+    def counted(kind: str, fn: Any) -> Any:
+        def call(*args: Any) -> Any:
+            reads[kind] += 1
+            return fn(*args)
+
+        return call
+
+    w.store.get_pool = counted("pool", get_pool)  # type: ignore[method-assign]
+    w.store.get_kill = counted("kill", get_kill)  # type: ignore[method-assign]
+    for _ in range(100):
+        assert w.chat().status_code == 200
+        w.clock.advance(0.1)
+    assert reads["pool"] * 3 <= 10 + 3 and reads["kill"] <= 10 + 1, reads
+
+
+# --- failures that follow a request (issue 24) ------------------------------------------
+
+
+class DroppingVm:
+    """An inference server that takes a request with ``poison`` in it and closes without
+    a word (as a server whose handler crashes on it), and answers any other."""
+
+    ANSWER = json.dumps(
+        {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
+    ).encode()
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.answered = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if b"poison" in body:
+                    self.dropped += 1
+                    return
+                self.answered += 1
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER)
+                )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_request_the_model_server_drops_is_a_502_after_two_and_the_vm_stays_routable(
+    make_world,
+) -> None:
+    w = make_world()
+    w.warm()
+    vm = DroppingVm()
+    try:
+        w.ready("vm-0", address=vm.address)
+        response = w.chat(poison=True)
+        error = error_of(response)
+        assert response.status_code == 502 and error["code"] == "upstream_lost", error
+        assert vm.dropped == 2  # lost twice, never a third time
+        # No heartbeat since: the VM was not marked lost for everyone.
+        again = w.chat()
+        assert again.status_code == 200 and "X-Yoyo-Cold-Start" not in again.headers
+        assert vm.answered == 1
+    finally:
+        vm.close()
+
+
+def test_a_new_gateway_instance_that_cannot_connect_yet_does_not_mark_the_vm_lost(
+    make_world,
+) -> None:
+    """Direct VPC may take a minute to connect a new instance: its connect failures are
+    the instance's. The request skips the VM until it is heard from again; other
+    requests still try it."""
+    w = make_world()
+    w.gateway.forwarder.network_warmup_s = 60.0
+    w.warm()
+    gone = closed_port()
+    w.ready("vm-0", address=gone)  # unreachable from this instance, for now
+    w.ready("vm-1", running=2)
+    counting = CountingUpstream(w.gateway.forwarder.upstream)
+    w.gateway.forwarder.upstream = counting
+    assert [w.chat().status_code for _ in range(2)] == [200, 200]
+    assert counting.posts.count(gone) == 2  # each request tried it: not marked lost
+    assert w.gateway.forwarder.unreachable == {}
+
+
+def test_every_answer_has_a_request_id_and_a_405_says_what_is_allowed(make_world) -> None:
     w = make_world()
     w.warm("vm-0")
-    assert w.chat().status_code == 200  # the view is read at t0
-    w.service.handle(KillRequested("k", w.clock.now(), reason="stop", by="ops"))
-    w.clock.advance(w.gateway.fresh_s * 0.75)
-    assert w.chat().status_code == 200  # served from the t0 view (within the bound)…
-    for _ in range(500):  # …which asked the background reader for a new one
-        if not w.gateway._view._due:
-            break
-        time.sleep(0.01)
-    response = w.chat()  # same instant: the new view has the kill, no store read needed
-    assert response.status_code == 503 and error_of(response)["code"] == "kill_switch_engaged"
+    answers = [
+        w.chat(),
+        w.post("/chat/completions", {"model": MODEL}, key="nope"),
+        w.client.get("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}),
+        w.client.post("/v1/models", headers={"Authorization": f"Bearer {KEY}"}),
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 405, 405]
+    ids = {a.headers["x-request-id"] for a in answers}
+    assert len(ids) == 4 and all(i.startswith("req_") for i in ids)
+    assert answers[2].headers["Allow"] == "POST" and answers[3].headers["Allow"] == "GET"
+
+
+def test_a_number_that_is_not_finite_is_a_400_and_never_forwarded(make_world) -> None:
+    w = make_world()
+    w.warm("vm-0")
+    for number in (b"1e400", b"NaN", b"-Infinity"):
+        body = b'{"model": "%s", "messages": [], "max_tokens": %s}' % (MODEL.encode(), number)
+        response = w.post("/chat/completions", body)
+        assert response.status_code == 400 and error_of(response)["code"] == "invalid_number"
+    assert sum(w.engines["vm-0"].succeeded.values()) == 0
+
+
+def test_a_client_that_hangs_up_cancels_its_call_to_the_vm(make_world) -> None:
+    """The VM takes the request and thinks; the client gives up: the gateway closes its
+    connection to the VM (vLLM aborts a request whose connection closes)."""
+    w = make_world()
+    w.warm()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    closed = threading.Event()
+
+    def slow_vm() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.settimeout(30)
+            if conn.recv(1) == b"":  # the gateway closed it: the request is cancelled
+                closed.set()
+
+    thread = threading.Thread(target=slow_vm, daemon=True)
+    thread.start()
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{listener.getsockname()[1]}")
+        impatient = Client(f"http://{w.client.http.base_url.netloc.decode()}", timeout=1.0)
+        with pytest.raises(httpx.TimeoutException):
+            impatient.post(
+                "/v1/chat/completions",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+        impatient.close()
+        assert closed.wait(10), "the call to the VM was not cancelled"
+        for _ in range(100):
+            if w.gateway.forwarder.in_flight.get("vm-0") == 0:
+                break
+            time.sleep(0.02)
+        assert w.gateway.forwarder.in_flight.get("vm-0") == 0
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+def test_a_vm_is_marked_lost_by_timeouts_of_two_requests_not_one_request_twice(
+    make_world,
+) -> None:
+    w = make_world()
+    w.warm()
+    silent = socket.socket()  # accepts (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    w.gateway.forwarder.upstream = HttpUpstream(VLLM_KEY, read_timeout_s=0.3)
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{silent.getsockname()[1]}")
+        first = w.chat()  # timed out twice: a 502 for it, the VM still routable
+        assert first.status_code == 502 and error_of(first)["code"] == "upstream_lost"
+        assert w.gateway.forwarder.unreachable == {}
+        second = w.chat()  # a second request timed out there: the VM is skipped
+        assert second.status_code == 503 and error_of(second)["code"] == "cold_start_timeout"
+        assert ("vm-0", "boot-vm-0") in w.gateway.forwarder.unreachable
+    finally:
+        silent.close()
+
+
+def test_a_client_that_leaves_a_stream_closes_the_vms_stream(make_world) -> None:
+    w = make_world()
+    w.warm()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    closed = threading.Event()
+
+    def streaming_vm() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            event = b'data: {"n": 1}\n\n'
+            conn.settimeout(30)
+            try:
+                for _ in range(300):  # an endless stream, until the gateway closes it
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                    time.sleep(0.05)
+            except OSError:
+                closed.set()
+                return
+            if conn.recv(1) == b"":
+                closed.set()
+
+    thread = threading.Thread(target=streaming_vm, daemon=True)
+    thread.start()
+    try:
+        w.ready("vm-0", address=f"127.0.0.1:{listener.getsockname()[1]}")
+        response = w.chat(stream=True, buffered=False)
+        assert next(iter(response.response)).startswith(b'data: {"n": 1}')
+        response.response.close()  # type: ignore[union-attr]  # the client leaves
+        assert closed.wait(20), "the VM's stream was not closed"
+        for _ in range(100):
+            if w.gateway.forwarder.in_flight.get("vm-0") == 0:
+                break
+            time.sleep(0.02)
+        assert w.gateway.forwarder.in_flight.get("vm-0") == 0
+    finally:
+        listener.close()
+        thread.join(20)

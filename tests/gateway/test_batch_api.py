@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import flask
 import pytest
 from werkzeug.test import EnvironBuilder
 
 import emulators
 import storage_emulator
 from fakes import RecordingPublisher
+from gateway.serving import Client, Server, asgi_app
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.cloud_storage import CloudStorage
 from yoyo_control.adapters.local_storage import LocalStorage
@@ -70,16 +70,11 @@ class Api:
             HttpUpstream("unused", read_timeout_s=1),
             KeyRing([digest(KEY)]),
             self.clock,
+            record=lambda event: None,
             batch_api=self.batch_api,
         )
-        app = flask.Flask("batch-api-test")
-        app.add_url_rule(
-            "/v1/<path:rest>",
-            "gw",
-            lambda rest: gateway_(flask.request),
-            methods=["GET", "POST", "DELETE"],
-        )
-        self.app, self.client = app, app.test_client()
+        self.server = Server(asgi_app(gateway_))  # stopped by the ``api`` fixture
+        self.client = Client(self.server.url)
 
     def call(self, method: str, path: str, key: str = KEY, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -101,8 +96,17 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Callable[..., Api]:
-    return lambda storage=None, **gateway: Api(tmp_path, storage, **gateway)
+def api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    made: list[Api] = []
+
+    def build(storage: Any = None, **gateway: Any) -> Api:
+        made.append(Api(tmp_path, storage, **gateway))
+        return made[-1]
+
+    yield build
+    for one in made:
+        one.client.close()
+        one.server.stop()
 
 
 def test_upload_create_get_list_cancel_and_read_the_batchs_files(api) -> None:
@@ -235,9 +239,16 @@ def test_an_upload_over_max_file_bytes_is_413_and_other_bodies_keep_max_body_byt
     assert "gateway.max_file_bytes" in error["message"]
     form = {"purpose": "batch", "file": (io.BytesIO(big), "in.jsonl")}
     environ = EnvironBuilder(path="/v1/files", method="POST", data=form).get_environ()
-    del environ["CONTENT_LENGTH"]  # a body of unknown length (chunked) is bounded too
-    environ.update({"wsgi.input_terminated": True, "HTTP_AUTHORIZATION": f"Bearer {KEY}"})
-    assert "gateway.max_file_bytes" in error_of(a.client.open(environ), 413)["message"]
+    body = environ["wsgi.input"].read()
+    pieces = iter([body[i : i + 1000] for i in range(0, len(body), 1000)])
+    # a body of unknown length (chunked, over HTTP) is bounded too
+    chunked = a.client.request(
+        "POST",
+        "/v1/files",
+        content=pieces,
+        headers={"Content-Type": environ["CONTENT_TYPE"], "Authorization": f"Bearer {KEY}"},
+    )
+    assert "gateway.max_file_bytes" in error_of(chunked, 413)["message"]
     assert a.storage.list("") == []
     small = jsonl(*(line(f"c{i}") for i in range(30)))  # over max_body_bytes, under max_file
     assert len(small) > 4096 and a.upload(small).status_code == 200
@@ -377,8 +388,8 @@ def test_the_openai_client_reads_every_answer(api) -> None:
     import openai
 
     a = api()
-    http = httpx.Client(transport=httpx.WSGITransport(app=a.app))
-    client = openai.OpenAI(api_key=KEY, base_url="http://gateway/v1", http_client=http)
+    http = httpx.Client()
+    client = openai.OpenAI(api_key=KEY, base_url=f"{a.server.url}/v1", http_client=http)
     assert client.files.list().data == [] and client.batches.list().data == []
     file = client.files.create(file=("in.jsonl", jsonl(line("a"), line("b"))), purpose="batch")
     assert client.files.retrieve(file.id).bytes == len(jsonl(line("a"), line("b")))
@@ -510,7 +521,6 @@ def test_a_large_file_is_a_302_to_a_v4_signed_url_that_the_openai_client_follows
 ) -> None:
     import urllib.request
 
-    import httpx2 as httpx
     import openai
 
     storage, public_key = signing_storage(storage_host)
@@ -540,15 +550,19 @@ def test_a_large_file_is_a_302_to_a_v4_signed_url_that_the_openai_client_follows
     # the SDK's own client (DefaultHttpxClient, what OpenAI() makes when given none)
     # follows redirects; a plain httpx client passed as http_client does not (README)
     http = openai.DefaultHttpxClient(
-        mounts={"http://gateway": httpx.WSGITransport(app=a.app)},
         event_hooks={
-            "request": [lambda r: sent.append((r.url.host, r.headers.get("Authorization")))]
+            "request": [
+                lambda r: sent.append(
+                    (f"{r.url.host}:{r.url.port}", r.headers.get("Authorization"))
+                )
+            ]
         },
     )
-    client = openai.OpenAI(api_key=KEY, base_url="http://gateway/v1", http_client=http)
+    client = openai.OpenAI(api_key=KEY, base_url=f"{a.server.url}/v1", http_client=http)
     assert client.files.content(file_id).read() == data
-    assert sent[0] == ("gateway", f"Bearer {KEY}")
-    assert sent[1] == ("127.0.0.1", None)  # the key is not sent to the storage host
+    assert sent[0] == (a.server.address, f"Bearer {KEY}")
+    assert sent[1][0] != a.server.address  # the storage host: another origin
+    assert sent[1][1] is None  # the key is not sent to the storage host
     assert client.files.content(small_id).read() == jsonl(line("s"))
 
 

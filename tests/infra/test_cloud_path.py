@@ -450,7 +450,7 @@ def test_the_gateway_function_has_settings_of_its_own() -> None:
     assert expr(service["min_instance_count"]) == "var.gateway.min_instances"
     assert expr(service["service_account_email"]) == "google_service_account.gateway.email"
     env = expr(service["environment_variables"])
-    assert env == "merge(local.function_env, {THREADS = tostring(var.gateway.concurrency)})"
+    assert env == "local.function_env"  # an ASGI function: no gunicorn THREADS
     for name, block in resources("google_cloudfunctions2_function").items():
         if name != "gateway":  # the event functions keep the shared settings
             memory = expr(one(block.body, "service_config")["available_memory"])

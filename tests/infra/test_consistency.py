@@ -324,9 +324,7 @@ def deployed_functions() -> tuple[Function, ...]:
             service = nested(body, "service_config")
             assert build is not None and service is not None
             env_expr = expression(attribute(service, "environment_variables"))
-            # The gateway adds only gunicorn's THREADS (one thread per request it may hold).
-            gateway_env = "merge(local.function_env, {THREADS = tostring(var.gateway.concurrency)})"
-            assert env_expr in ("local.function_env", gateway_env), "every function: one config env"
+            assert env_expr == "local.function_env", "every function: one config env"
             functions.append(
                 Function(
                     entry_point=resolve(attribute(build, "entry_point"), each),

@@ -1,13 +1,15 @@
-"""The gateway's client keeps connections to a VM alive, and a kept connection the VM
-closed while idle (vLLM's server does after 5 s) is replaced, never reported as a lost VM."""
+"""The gateway's async client keeps connections to a VM alive, and a kept connection the
+VM closed while idle (vLLM's server does after 5 s) is replaced, never reported as a lost
+VM; each failure says whose it is (UpstreamLost.kind)."""
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -79,88 +81,125 @@ def vm() -> Iterator[Vm]:
     server.close()
 
 
-def ask(upstream: HttpUpstream, address: str) -> bytes:
-    response = upstream.post(address, "/v1/completions", b'{"model": "m"}')
+async def ask(upstream: HttpUpstream, address: str) -> bytes:
+    response = await upstream.post(address, "/v1/completions", b'{"model": "m"}')
     try:
-        return b"".join(response.chunks())
+        return b"".join([chunk async for chunk in response.chunks()])
     finally:
-        response.close()
+        await response.close()
+
+
+def run(scenario: Callable[[HttpUpstream], Awaitable[None]], **kw: float) -> None:
+    """``scenario`` on one client in one event loop (a client is bound to its loop)."""
+
+    async def main() -> None:
+        upstream = HttpUpstream("k", **kw)
+        try:
+            await scenario(upstream)
+        finally:
+            await upstream.close()
+
+    asyncio.run(main())
 
 
 def test_one_connection_serves_request_after_request(vm: Vm) -> None:
-    upstream = HttpUpstream("k")
-    assert [ask(upstream, vm.address) for _ in range(5)] == [ANSWER] * 5
+    async def scenario(upstream: HttpUpstream) -> None:
+        assert [await ask(upstream, vm.address) for _ in range(5)] == [ANSWER] * 5
+
+    run(scenario)
     assert vm.connections == 1
 
 
 def test_a_connection_the_vm_closed_while_idle_is_replaced_not_lost() -> None:
     vm = Vm(drop_after_answer=True)
-    try:
-        upstream = HttpUpstream("k")
+
+    async def scenario(upstream: HttpUpstream) -> None:
         for _ in range(3):
-            assert ask(upstream, vm.address) == ANSWER
-            time.sleep(0.1)  # the VM has closed it by now
+            assert await ask(upstream, vm.address) == ANSWER
+            await asyncio.sleep(0.1)  # the VM has closed it by now
+
+    try:
+        run(scenario)
         assert vm.connections == 3
     finally:
         vm.close()
 
 
 def test_a_connection_whose_answer_was_not_read_to_the_end_is_not_reused(vm: Vm) -> None:
-    upstream = HttpUpstream("k")
-    abandoned = upstream.post(vm.address, "/v1/completions", b"{}")
-    abandoned.close()  # nothing read: the rest of the answer would come first on it
-    assert ask(upstream, vm.address) == ANSWER
+    async def scenario(upstream: HttpUpstream) -> None:
+        abandoned = await upstream.post(vm.address, "/v1/completions", b"{}")
+        await abandoned.close()  # nothing read: the rest of the answer would come first on it
+        assert await ask(upstream, vm.address) == ANSWER
+
+    run(scenario)
     assert vm.connections == 2
 
 
-def test_a_vm_that_is_not_there_is_lost() -> None:
+def test_a_vm_that_is_not_there_is_lost_by_connect() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
-    with pytest.raises(UpstreamLost):
-        HttpUpstream("k", connect_timeout_s=1).post(address, "/v1/completions", b"{}")
+
+    async def scenario(upstream: HttpUpstream) -> None:
+        with pytest.raises(UpstreamLost) as lost:
+            await upstream.post(address, "/v1/completions", b"{}")
+        assert lost.value.kind == "connect"
+
+    run(scenario, connect_timeout_s=1)
+
+
+def test_an_answer_cut_short_of_its_content_length_is_dropped_not_complete() -> None:
+    vm = Vm(cut_short=True)
+
+    async def scenario(upstream: HttpUpstream) -> None:
+        with pytest.raises(UpstreamLost) as lost:
+            await ask(upstream, vm.address)
+        assert lost.value.kind == "dropped"
+
+    try:
+        run(scenario)
+    finally:
+        vm.close()
+
+
+def test_a_silent_vm_is_a_timeout() -> None:
+    listener = socket.socket()  # accepts (the kernel's backlog) and never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    async def scenario(upstream: HttpUpstream) -> None:
+        with pytest.raises(UpstreamLost) as lost:
+            await ask(upstream, f"127.0.0.1:{listener.getsockname()[1]}")
+        assert lost.value.kind == "timeout"
+
+    try:
+        run(scenario, read_timeout_s=0.3)
+    finally:
+        listener.close()
 
 
 def test_a_request_goes_out_in_one_send(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
     """Headers and body apart would wake the VM's server twice for one request."""
-    sent: list[bytes] = []
-    real = http.client.HTTPConnection.send
-    monkeypatch.setattr(
-        http.client.HTTPConnection, "send", lambda self, data: (sent.append(data), real(self, data))
-    )
-    assert ask(HttpUpstream("k"), vm.address) == ANSWER
-    assert len(sent) == 1 and sent[0].endswith(b'\r\n\r\n{"model": "m"}')
+    import httpcore2 as httpcore
 
+    writes: list[bytes] = []
+    real = httpcore.AnyIOBackend.connect_tcp
 
-def test_an_answer_cut_short_of_its_content_length_is_lost_not_complete() -> None:
-    vm = Vm(cut_short=True)
-    try:
-        upstream = HttpUpstream("k")
-        with pytest.raises(UpstreamLost, match="cut short"):
-            ask(upstream, vm.address)
-        assert upstream._idle.get(vm.address, []) == []  # that connection is not kept
-    finally:
-        vm.close()
+    async def counted(self: Any, *args: Any, **kw: Any) -> Any:
+        stream = await real(self, *args, **kw)
+        write = stream.write
 
+        async def counting(buffer: bytes, timeout: float | None = None) -> None:
+            writes.append(bytes(buffer))
+            await write(buffer, timeout)
 
-def test_stale_kept_connections_cost_one_retry_on_a_fresh_one_not_one_each() -> None:
-    """Three kept connections the VM closed: the request is retried once, on a new
-    connection, not on each stale one in turn (each retry may repeat the request)."""
-    vm = Vm(drop_after_answer=True)
-    try:
-        upstream = HttpUpstream("k")
-        answers = [upstream.post(vm.address, "/v1/completions", b"{}") for _ in range(3)]
-        for answer in answers:
-            assert b"".join(answer.chunks()) == ANSWER
-            answer.close()
-        assert len(upstream._idle[vm.address]) == 3
-        time.sleep(0.1)  # the VM has closed all three by now
-        stale = list(upstream._idle[vm.address])
-        for conn in stale:  # as if closing were not seen at rest (a FIN still in flight)
-            conn.closed_at_rest = lambda: False  # type: ignore[method-assign]
-        before = vm.connections
-        assert ask(upstream, vm.address) == ANSWER
-        assert vm.connections == before + 1
-        assert len([c for c in stale if c.sock is None]) == 1  # one stale one tried
-    finally:
-        vm.close()
+        stream.write = counting  # type: ignore[method-assign]
+        return stream
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", counted)
+
+    async def scenario(upstream: HttpUpstream) -> None:
+        assert await ask(upstream, vm.address) == ANSWER
+
+    run(scenario)
+    assert len(writes) == 1 and writes[0].endswith(b'\r\n\r\n{"model": "m"}')

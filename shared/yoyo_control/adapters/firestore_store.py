@@ -404,6 +404,21 @@ class FirestoreStore:
             snap = self.kill_ref().get()
         return kill_from_snapshot(snap)
 
+    def watch_kill(self, on_change: Callable[[KillSwitch], None]) -> Callable[[], None]:
+        """Push the kill switch to ``on_change`` now and on every change (a Firestore
+        listener: billed one read per change, not per look); returns the stop.
+
+        https://cloud.google.com/firestore/docs/query-data/listen — "Listen to a
+        document"; billed reads: https://cloud.google.com/firestore/pricing#listens
+        """
+
+        def changed(snaps: list[Any], _changes: Any, _read_time: Any) -> None:
+            for snap in snaps:
+                on_change(kill_from_snapshot(snap))
+
+        watch = self.kill_ref().on_snapshot(changed)
+        return watch.unsubscribe  # type: ignore[no-any-return]
+
     def get_pool(self, pool: str) -> PoolState:
         with _temporary_on_transient("get pool"):
             snap = self.pool_ref(pool).get()

@@ -1,105 +1,121 @@
-"""The gateway's HTTP client to the VMs' inference servers: kept-alive connections per VM.
+"""The gateway's async HTTP client to the VMs' inference servers (httpcore's pool).
 
 Invariants:
 - Every request carries the inference servers' API key (vLLM ``--api-key``).
-- Connections are kept alive and reused, one request at a time each, most recently used
-  first; at most ``max_idle`` idle ones are kept per VM address (more are closed).
-- A kept connection the server closed while idle (vLLM's server closes after 5 s) is
-  not an error: it is seen before use (readable at rest means closed), and a reused
-  connection that fails before any byte of the answer is replaced by a fresh one, once
-  (so a server that read a request and then closed without a word gets it twice).
-- A connection failure, a timeout (``connect_timeout_s`` to connect, ``read_timeout_s``
-  of silence afterwards) or a body cut short raises ``UpstreamLost``.
+- Connections are kept alive and reused (httpcore's pool: at most ``max_idle`` idle ones,
+  each dropped after ``keepalive_s`` idle, below vLLM's 5 s; one the server closed while
+  idle is seen before reuse); no cap on open ones (the gateway's own limits bound them).
+- A request goes out in one send, headers and body together (httpcore writes them
+  apart: the VM's server would wake twice for one request).
 - Bodies are read as they arrive: each piece the socket delivers is yielded at once (a
-  chunked stream event by event), never accumulated.
-- A connection goes back to the pool only when its answer was read to the end and the
-  server did not ask to close; anything else closes it.
+  stream event by event), never accumulated.
+- A failure raises ``UpstreamLost`` with its kind, which says whose failure it is:
+  ``connect`` (refused, unreachable, no connection within ``connect_timeout_s``: the VM's
+  or the network's, not this request's), ``timeout`` (``read_timeout_s`` of silence after
+  the request was sent) or ``dropped`` (the server took the request and closed without a
+  whole answer: this request's, perhaps).
+- Cancelling a call (the client went away) closes its connection: the server sees the
+  request end (vLLM aborts a request whose connection closes).
+- The pool belongs to the event loop that made it; another loop gets its own.
 """
 
 from __future__ import annotations
 
-import http.client
-import select
-import socket
-import threading
-from collections.abc import Iterator
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
+
+import httpcore2 as httpcore
 
 from ..ports import UpstreamLost
 
 READ_SIZE = 64 * 1024
-_FAILED = (http.client.HTTPException, OSError)
 
 
-class _Connection(http.client.HTTPConnection):
-    """An HTTP/1.1 connection with TCP_NODELAY and a read timeout after the connect."""
+def _lost(address: str, exc: Exception) -> UpstreamLost:
+    if isinstance(exc, (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)):
+        kind = "connect"
+    elif isinstance(exc, httpcore.TimeoutException):
+        kind = "timeout"
+    else:
+        kind = "dropped"
+    return UpstreamLost(f"{address}: {type(exc).__name__}: {exc}", kind)
 
-    def __init__(self, host: str, port: int | None, connect_s: float, read_s: float) -> None:
-        super().__init__(host, port, timeout=connect_s)
-        self.read_s = read_s
 
-    def connect(self) -> None:
-        super().connect()
-        assert self.sock is not None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(self.read_s)
+_FAILED = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError, OSError)
 
-    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-        """Headers and a bytes body in one send (http.client sends them apart: the VM
-        would wake twice for one request)."""
-        lines: list[bytes] = self._buffer  # type: ignore[attr-defined]
-        if isinstance(message_body, bytes) and not encode_chunked:
-            head = b"\r\n".join([*lines, b"", b""])
-            del lines[:]
-            self.send(head + message_body)
-            return
-        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
 
-    def closed_at_rest(self) -> bool:
-        """True when the server closed it (or sent something unasked) while idle."""
-        if self.sock is None:
-            return True
-        poller = select.poll()  # not select.select: that fails for descriptors >= 1024
-        poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-        try:
-            return bool(poller.poll(0))
-        except OSError:
-            return True
+class _OneSend(httpcore.AsyncNetworkStream):
+    """A connection whose writes go out together, at the first read after them."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner, self._pending = inner, bytearray()
+        self._timeout: float | None = None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._pending += buffer
+        self._timeout = timeout
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            await self._inner.write(data, self._timeout)
+        return await self._inner.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # fmt: skip
+        return await self._inner.start_tls(ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _OneSendBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None,
+        local_address: str | None = None, socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # fmt: skip
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _OneSend(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # fmt: skip
+        return _OneSend(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
 
 
 class _Response:
-    def __init__(
-        self, upstream: HttpUpstream, address: str, conn: _Connection, raw: http.client.HTTPResponse
-    ) -> None:
-        self._upstream, self._address, self._conn, self._raw = upstream, address, conn, raw
+    def __init__(self, address: str, raw: httpcore.Response) -> None:
+        self._address, self._raw = address, raw
         self.status = raw.status
-        self.content_type = raw.getheader("Content-Type") or "application/json"
-        self._done = False
+        headers = {k.decode("latin-1").lower(): v for k, v in raw.headers}
+        ctype = headers.get("content-type")
+        self.content_type = ctype.decode("latin-1") if ctype else "application/json"
 
-    def chunks(self) -> Iterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
+        stream: Any = self._raw.stream
         try:
-            while True:
-                data = self._raw.read1(READ_SIZE)
-                if not data:
-                    if self._raw.length:  # the server closed before its Content-Length
-                        raise UpstreamLost(
-                            f"{self._address}: answer cut short, {self._raw.length} bytes missing"
-                        )
-                    self._done = True
-                    return
-                yield data
+            async for data in stream:
+                if data:
+                    yield data
         except _FAILED as exc:
-            raise UpstreamLost(f"{self._address}: {type(exc).__name__}: {exc}") from exc
+            raise _lost(self._address, exc) from exc
 
-    def close(self) -> None:
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is None:
-            return
-        if self._done and not self._raw.will_close:
-            self._raw.close()
-            self._upstream._release(self._address, conn)
-        else:
-            conn.close()
+    async def close(self) -> None:
+        await self._raw.aclose()
 
 
 class HttpUpstream:
@@ -109,81 +125,52 @@ class HttpUpstream:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 600.0,
         max_idle: int = 64,
+        keepalive_s: float = 4.0,
     ) -> None:
         self._headers = {"Content-Type": "application/json"}
         api_key = api_key.strip()  # as the VM reads it (vm/startup.sh strips the secret)
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
-        self.max_idle = max_idle
-        self._idle: dict[str, list[_Connection]] = {}
-        self._lock = threading.Lock()
+        self.max_idle, self.keepalive_s = max_idle, keepalive_s
+        self._timeouts = {
+            "connect": connect_timeout_s,
+            "read": read_timeout_s,
+            "write": read_timeout_s,
+            "pool": None,
+        }
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def post(self, address: str, path: str, body: bytes) -> _Response:
-        conn, reused = self._acquire(address)
-        while True:
-            try:
-                conn.request("POST", path, body, self._headers)
-                raw = conn.getresponse()
-            except _FAILED as exc:
-                conn.close()
-                if reused and _before_answer(exc):
-                    # a kept connection gone stale: once more, on a fresh one
-                    conn, reused = self._connect(address), False
-                    continue
-                raise UpstreamLost(f"{address}: {type(exc).__name__}: {exc}") from exc
-            except BaseException:
-                conn.close()
-                raise
-            return _Response(self, address, conn, raw)
+    def _connections(self) -> httpcore.AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self._pool = httpcore.AsyncConnectionPool(
+                max_connections=None,
+                max_keepalive_connections=self.max_idle,
+                keepalive_expiry=self.keepalive_s,
+                network_backend=_OneSendBackend(),
+            )
+            self._loop = loop
+        return self._pool
 
-    def _acquire(self, address: str) -> tuple[_Connection, bool]:
-        """A kept connection to ``address`` (reused=True), else a new one."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(address)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                return self._connect(address), False
-            if conn.closed_at_rest():
-                conn.close()
-                continue
-            return conn, True
-
-    def _connect(self, address: str) -> _Connection:
-        host, _, port = address.rpartition(":")
-        if not host:
-            host, port = address, ""
-        return _Connection(
-            host, int(port) if port else None, self.connect_timeout_s, self.read_timeout_s
+    async def post(self, address: str, path: str, body: bytes) -> _Response:
+        headers = {**self._headers, "Host": address, "Content-Length": str(len(body))}
+        request = httpcore.Request(
+            "POST",
+            f"http://{address}{path}",
+            headers=list(headers.items()),
+            content=body,
+            extensions={"timeout": self._timeouts},
         )
+        try:
+            raw = await self._connections().handle_async_request(request)
+        except _FAILED as exc:
+            raise _lost(address, exc) from exc
+        return _Response(address, raw)
 
-    def _release(self, address: str, conn: _Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(address, [])
-            if len(idle) < self.max_idle:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close every kept connection."""
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
-
-
-def _before_answer(exc: BaseException) -> bool:
-    """The failure of a kept connection that the server had closed: nothing was answered."""
-    return isinstance(
-        exc,
-        (
-            http.client.RemoteDisconnected,
-            http.client.BadStatusLine,
-            BrokenPipeError,
-            ConnectionResetError,
-            ConnectionAbortedError,
-        ),
-    )
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()

@@ -1,9 +1,13 @@
 """The OpenAI-compatible gateway: one endpoint that wakes a pool, holds requests through
 the cold start and forwards them (streams included) to the pool's ready VMs.
 
-Modules: ``routing`` (pure: which VM, whether to wake, whether to refuse), ``auth``
-(hashed bearer keys), ``app`` (the HTTP handler behind the ``gateway`` entry point),
-``batches`` (``/v1/files`` and ``/v1/batches`` over batch.service), ``coldstarts`` (the
-record of each cold start's phases), ``reply`` (OpenAI-shaped errors and answers).
+Parts: ``routing`` (pure: which VM, whether to wake, whether to refuse), ``hold`` (pure:
+one request's decision — refuse, forward to a VM, or wait — and the held limit),
+``view`` (the kill switch and pools as read from the store, sparingly; what a held
+request awaits), ``forward`` (holding, waking, forwarding, retrying one request),
+``app`` (the async HTTP shell behind the ``gateway`` entry point), ``body`` (bounded
+request bodies), ``bridge`` (``/v1/files`` and ``/v1/batches`` from the async shell),
+``batches`` (OpenAI's Files and Batch API), ``reply`` (OpenAI-format errors, JSON),
+``auth`` (hashed bearer keys), ``coldstarts`` (cold starts read back from the event log).
 Composed by the control plane's root (bootstrap.build_gateway).
 """

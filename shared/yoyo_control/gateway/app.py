@@ -1,150 +1,51 @@
-"""The gateway's HTTP handler: auth, refusals, routing, the hold at a cold pool, forwarding.
+"""The gateway's HTTP shell, async (ASGI, on functions-framework's Starlette + uvicorn).
 
 Invariants:
-- No anonymous access: every route needs ``Authorization: Bearer <key>`` (auth.KeyRing).
-- Refusals come first and never wake anything: kill switch engaged, spend cap reached, or
-  every instance failed permanently under the current lease (quota, missing) → 503 at
-  once, naming the reason and who engaged it (``x-should-retry: false``).
-- A cold pool gets ONE wake: a RunRequested fact through ``service.handle`` whose message
-  id is derived from the pool state (routing.wake_id), so concurrent requests and gateway
-  instances record it once; a held request re-wakes only to keep the lease from lapsing.
-- Requests read the store through one shared view per pool (pool state + kill switch):
-  a warm request is routed from a view at most ``fresh_s`` = min(0.5 s,
-  ``gateway.poll_s``) old, so a kill switch (or spend cap) engaged anywhere refuses every
-  new request within ``fresh_s`` of its commit (a held request: within its pause, at most
-  ``gateway.poll_s``); a view past half that age is read again in the background, so
-  steady traffic does not wait for the store (about two reads per ``fresh_s`` per pool).
-  Held requests read it once per pause, however many wait; pauses back off from 50 ms to
-  ``gateway.poll_s``; a
-  request is held at most ``gateway.hold_s`` (then 503 + Retry-After) and at most
-  ``gateway.max_held`` are held at once (429 beyond).
-- Bodies are forwarded as received; responses are passed through as they arrive (SSE
-  chunk by chunk, never buffered). A VM lost before its answer began → the request is
-  routed again (another ready VM, or held until that VM is heard from again or restarts)
-  within the same hold, and every other request skips that VM too until it is heard
-  from again (its pool's view is read afresh); a VM lost mid-stream → the stream ends
-  with an OpenAI-format error event. Never a hang: the upstream read timeout bounds a
-  silent VM.
+- No anonymous access, and nothing read before the key: every route needs
+  ``Authorization: Bearer <key>`` (auth.KeyRing), checked before any body byte is read;
+  a body is then read in bounded chunks up to its route's limit (body.read_body: a
+  declared size over it is refused unread, 413 OpenAI-format).
+- A request whose client goes away is dropped at once: its hold or its upstream call is
+  cancelled (the slot freed, the VM's connection closed), never forwarded after.
+- What to do with a request is hold.decide (pure); holding, waking and forwarding are
+  forward.Forwarder; the store is read through view.View (the kill switch within 1 s,
+  a pool at most once per document per second under steady traffic).
 - ``/v1/files`` and ``/v1/batches`` go to batches.BatchApi (where batch inference is
-  configured), after the same key check.
-- Every error body is OpenAI-format: ``{"error": {"message", "type", "param", "code"}}``.
+  configured), after the same key check, in a worker thread (bridge.call).
+- Every response carries ``x-request-id`` (the openai SDK's ``request_id``); a 405
+  carries ``Allow``; every error body is OpenAI-format:
+  ``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import flask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from .. import logs
 from ..config import Config
-from ..domain.facts import Fact, RunRequested
-from ..domain.model import Holder, KillSwitch, PoolPolicy, PoolState
-from ..ports import Clock, Event, Store, Upstream, UpstreamLost, UpstreamResponse
+from ..domain.facts import Fact
+from ..ports import Clock, Event, Store, Upstream
+from . import bridge
 from .auth import KeyRing
-from .reply import Reply, read_json
-from .routing import Target, refusal, route, wake_id
+from .body import read_body
+from .forward import NETWORK_WARMUP_S, Forwarder
+from .reply import Reply, parse_json
+from .routing import route
+from .view import View
 
 if TYPE_CHECKING:
     from .batches import BatchApi
 
 FORWARDED = ("/chat/completions", "/completions", "/embeddings")
-FIRST_PAUSE_S = 0.05
-RETRY_AFTER_S = 30
-LOST_KEPT_S = 3600.0  # a lost VM not heard from again within this is forgotten
-
-
-@dataclass
-class _Held:
-    arrived: float
-    waited: bool = False  # the request found the pool cold and was held
-
-
-class _PoolView:
-    """Pool state and kill switch, read once per ``max_age`` however many requests ask.
-
-    A request is never served from a view older than the ``max_age`` it asks for; a
-    view past half that age is still served while one background read (per pool, on
-    one worker thread that ends when idle) replaces it, so steady traffic finds the
-    view fresh and does not wait for the store. A view is replaced only by a newer
-    read; ``forget`` drops it (the next request reads the store itself).
-    """
-
-    IDLE_S = 30.0  # the background reader stops after this long without work
-
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store, self._clock = store, clock
-        self._locks: dict[str, threading.Lock] = {}
-        self._cache: dict[str, tuple[float, PoolState, KillSwitch]] = {}
-        self._guard = threading.Lock()
-        self._due: set[str] = set()  # pools the background reader is asked to read
-        self._wake = threading.Condition(self._guard)
-        self._reader: threading.Thread | None = None
-
-    def read(self, pool: str, max_age: float) -> tuple[PoolState, KillSwitch]:
-        cached = self._cache.get(pool)
-        if cached is not None:
-            age = self._clock.now() - cached[0]
-            if age <= max_age:
-                if age > max_age / 2:
-                    self._read_behind(pool)
-                return cached[1], cached[2]
-        with self._guard:
-            lock = self._locks.setdefault(pool, threading.Lock())
-        with lock:  # one read for every request that finds the view stale
-            cached = self._cache.get(pool)
-            if cached is not None and self._clock.now() - cached[0] <= max_age:
-                return cached[1], cached[2]
-            return self._load(pool)
-
-    def forget(self, pool: str) -> None:
-        with self._guard:
-            self._cache.pop(pool, None)
-
-    def _load(self, pool: str) -> tuple[PoolState, KillSwitch]:
-        read_at = self._clock.now()
-        kill = self._store.get_kill()
-        state = self._store.get_pool(pool)
-        with self._guard:
-            cached = self._cache.get(pool)
-            if cached is None or cached[0] < read_at:
-                self._cache[pool] = (read_at, state, kill)
-        return state, kill
-
-    def _read_behind(self, pool: str) -> None:
-        with self._guard:
-            if pool in self._due:
-                return
-            self._due.add(pool)
-            if self._reader is None:
-                self._reader = threading.Thread(
-                    target=self._read_due, name="gateway-view", daemon=True
-                )
-                self._reader.start()
-            else:
-                self._wake.notify()
-
-    def _read_due(self) -> None:
-        while True:
-            with self._guard:
-                if not self._due:
-                    self._wake.wait(self.IDLE_S)
-                if not self._due:
-                    self._reader = None
-                    return
-                pool = next(iter(self._due))
-            try:
-                self._load(pool)
-            except Exception as exc:  # the next request past max_age reads it itself
-                logs.warning(f"gateway: background read of pool {pool} failed: {exc}")
-            finally:
-                with self._guard:
-                    self._due.discard(pool)
+T = TypeVar("T")
 
 
 class Gateway:
@@ -156,44 +57,42 @@ class Gateway:
         upstream: Upstream,
         keys: KeyRing,
         clock: Clock,
-        sleep: Callable[[float], None] = time.sleep,
+        record: Callable[[Event], Any],
         batch_api: BatchApi | None = None,
+        view: View | None = None,
+        network_warmup_s: float = NETWORK_WARMUP_S,
     ) -> None:
-        self.config, self.settings = config, config.gateway
-        self.store, self.handle, self.upstream, self.keys = store, handle, upstream, keys
-        self.clock, self.sleep, self.batch_api = clock, sleep, batch_api
+        self.config, self.settings, self.keys = config, config.gateway, keys
+        self.clock, self.batch_api = clock, batch_api
         self.models = config.model_pools()
-        self._view = _PoolView(store, clock)
-        self._lock = threading.Lock()
-        self._in_flight: dict[str, int] = {}
-        self._held = 0
-        self._woken: dict[str, str] = {}  # pool → the last wake id this instance recorded
-        self._recorded: set[str] = set()  # cold-start events this instance wrote
-        # (instance, boot id) → when a request failed to reach it: every request skips
-        # that VM until it is heard from again (routing.route), not only the one that failed
-        self._unreachable: dict[tuple[str, str], float] = {}
-        self.fresh_s = min(0.5, self.settings.poll_s)  # a warm request's store view age
+        self.view = view or View(store, clock, config.gateway.poll_s)
+        self.forwarder = Forwarder(
+            config, self.view, handle, record, upstream, clock, network_warmup_s
+        )
 
-    # --- entry -----------------------------------------------------------------------
-
-    def __call__(self, request: flask.Request) -> flask.Response:
+    async def __call__(self, request: Request) -> Response:
+        request_id = f"req_{uuid.uuid4().hex}"
         try:
-            return self._dispatch(request)
+            response = await self._dispatch(request)
         except Reply as reply:
-            return reply.response()
+            response = _error(reply)
         except Exception as exc:  # the store or the service failed: say so, OpenAI-format
-            logs.error(f"gateway: {type(exc).__name__}: {exc}", path=request.path)
-            return Reply(
-                503,
-                f"the gateway could not serve this request ({type(exc).__name__}); retry",
-                "service_unavailable",
-                "gateway_unavailable",
-                {"Retry-After": "5"},
-            ).response()
+            logs.error(f"gateway: {type(exc).__name__}: {exc}", path=request.url.path)
+            response = _error(
+                Reply(
+                    503,
+                    f"the gateway could not serve this request ({type(exc).__name__}); retry",
+                    "service_unavailable",
+                    "gateway_unavailable",
+                    {"Retry-After": "5"},
+                )
+            )
+        response.headers["x-request-id"] = request_id
+        return response
 
-    def _dispatch(self, request: flask.Request) -> flask.Response:
-        path = _route_path(request.path)
-        if not self.keys.allows(request.headers.get("Authorization")):
+    async def _dispatch(self, request: Request) -> Response:
+        path = _route_path(request.url.path)
+        if not self.keys.allows(request.headers.get("authorization")):
             raise Reply(
                 401,
                 "a valid API key is required: send 'Authorization: Bearer <key>' "
@@ -202,9 +101,8 @@ class Gateway:
                 "invalid_api_key",
             )
         if path == "/models" or path.startswith("/models/"):
-            if request.method != "GET":
-                raise Reply(405, "use GET /v1/models", "invalid_request_error", "method")
-            return self._models(path.removeprefix("/models").removeprefix("/") or None)
+            _allow(request, "GET")
+            return await self._models(path.removeprefix("/models").removeprefix("/") or None)
         if path.split("/")[1] in ("files", "batches"):
             if self.batch_api is None:
                 raise Reply(
@@ -213,34 +111,37 @@ class Gateway:
                     "invalid_request_error",
                     "unknown_url",
                 )
-            return self.batch_api(request, path)
+            return await bridge.call(self.batch_api, request, path, self.settings)
         if path not in FORWARDED:
             raise Reply(
                 404,
-                f"no route {request.path}; served: GET /v1/models, POST /v1"
+                f"no route {request.url.path}; served: GET /v1/models, POST /v1"
                 + ", /v1".join(FORWARDED)
                 + ", /v1/files, /v1/batches",
                 "invalid_request_error",
                 "unknown_url",
             )
-        if request.method != "POST":
-            raise Reply(405, f"use POST {request.path}", "invalid_request_error", "method")
-        body, doc = self._read_body(request)
+        _allow(request, "POST")
+        body = await read_body(request, self.settings.max_body_bytes)
+        doc = parse_json(body)
         model = doc.get("model")
-        pool = self.models.get(model) if isinstance(model, str) else None
-        if pool is None:
-            raise _unknown_model(model, self.models)
-        return self._serve(pool, path, body, doc.get("stream") is True)
-
-    def _read_body(self, request: flask.Request) -> tuple[bytes, dict[str, Any]]:
-        body, doc = read_json(request, self.settings.max_body_bytes)
-        if not isinstance(doc.get("model"), str):
+        if not isinstance(model, str):
             raise Reply(
                 400, "'model' is required (a string)", "invalid_request_error", "missing_model"
             )
-        return body, doc
+        pool = self.models.get(model)
+        if pool is None:
+            raise _unknown_model(model, self.models)
+        stream = doc.get("stream") is True
+        answer = await until_disconnected(request, self.forwarder.serve(pool, path, body, stream))
+        if stream:
+            return StreamingResponse(
+                answer.body, answer.status, answer.headers, media_type=answer.content_type
+            )
+        data = b"".join([chunk async for chunk in answer.body])
+        return Response(data, answer.status, answer.headers, media_type=answer.content_type)
 
-    def _models(self, one: str | None) -> flask.Response:
+    async def _models(self, one: str | None) -> Response:
         """Every pool's model (``GET /v1/models``), or one (``GET /v1/models/<id>``)."""
         if one is not None and one not in self.models:
             raise _unknown_model(one, self.models)
@@ -249,209 +150,50 @@ class Gateway:
         for model, pool in sorted(self.models.items()):
             if one is not None and model != one:
                 continue
-            state, _ = self._view.read(pool, self.fresh_s)
-            warm = route(state, self.config.policy(pool), now) is not None
+            view = await self.view.read(pool)
+            warm = route(view.state, self.config.policy(pool), now) is not None
             entry = {"id": model, "object": "model", "created": 0, "owned_by": "yoyo"}
             data.append({**entry, "pool": pool, "warm": warm})
         doc = data[0] if one is not None else {"object": "list", "data": data}
-        return flask.Response(json.dumps(doc), 200, content_type="application/json")
+        return Response(json.dumps(doc), 200, media_type="application/json")
 
-    # --- routing, holding, forwarding ------------------------------------------------
 
-    def _serve(self, pool: str, path: str, body: bytes, stream: bool) -> flask.Response:
-        policy = self.config.policy(pool)
-        held = _Held(self.clock.now())
-        while True:
-            target, state = self._await_target(policy, held)
-            forwarded_at = self.clock.now()
-            self._count(target.instance, +1)
-            response: UpstreamResponse | None = None
-            try:
-                response = self.upstream.post(target.address, f"/v1{path}", body)
-                chunks = response.chunks()
-                first = next(chunks, b"")
-            except BaseException as exc:
-                if response is not None:
-                    response.close()
-                self._count(target.instance, -1)
-                if not isinstance(exc, UpstreamLost):
-                    raise
-                self._lost(pool, target, f"before answering ({exc})")
-                continue
-            first_byte_at = self.clock.now()
-            if held.waited:
-                self._record_cold_start(state, target, held, forwarded_at, first_byte_at)
-            headers = {}
-            if held.waited:
-                headers["X-Yoyo-Cold-Start"] = f"{forwarded_at - held.arrived:.3f}"
-            if stream:
-                headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-                return flask.Response(
-                    self._relay(target, response, first, chunks),
-                    response.status,
-                    headers,
-                    content_type=response.content_type,
-                )
-            try:
-                data = first + b"".join(chunks)
-            except UpstreamLost as exc:
-                self._lost(pool, target, f"mid-answer ({exc})")
-                continue
-            finally:
-                response.close()
-                self._count(target.instance, -1)
-            return flask.Response(
-                data, response.status, headers, content_type=response.content_type
-            )
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, or — the client went away first — ``work`` cancelled (its slot
+    freed, its upstream call closed) and the request abandoned (nobody reads an answer)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if task.cancelled():  # nobody will read this answer
+        raise Reply(499, "the client closed the request", "invalid_request_error", "gone")
+    return task.result()
 
-    def _lost(self, pool: str, target: Target, how: str) -> None:
-        """Skip this VM until it is heard from again (routing.route), in every request;
-        the pool's view is read again by the next request."""
-        now = self.clock.now()
-        with self._lock:
-            self._unreachable = {
-                k: at for k, at in self._unreachable.items() if now - at < LOST_KEPT_S
-            }
-            self._unreachable[(target.instance, target.boot_id)] = now
-        self._view.forget(pool)
-        logs.warning(
-            f"gateway: {target.instance} lost {how}; routing again",
-            pool=pool,
-            instance=target.instance,
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _allow(request: Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise Reply(
+            405,
+            f"use {' or '.join(methods)} {request.url.path}",
+            "invalid_request_error",
+            "method_not_allowed",
+            {"Allow": ", ".join(methods)},
         )
 
-    def _relay(
-        self, target: Target, response: UpstreamResponse, first: bytes, rest: Iterator[bytes]
-    ) -> Iterator[bytes]:
-        """The stream as it arrives; a lost VM ends it with an error event (never a hang)."""
-        try:
-            if first:
-                yield first
-            yield from rest
-        except UpstreamLost as exc:
-            error = {
-                "message": f"the VM {target.instance} was lost mid-stream: {exc}",
-                "type": "upstream_lost",
-                "param": None,
-                "code": "vm_lost",
-            }
-            yield f"data: {json.dumps({'error': error})}\n\n".encode()
-        finally:
-            response.close()
-            self._count(target.instance, -1)
 
-    def _await_target(self, policy: PoolPolicy, held: _Held) -> tuple[Target, PoolState]:
-        """A ready VM now, or after holding the request while the pool wakes."""
-        pause = FIRST_PAUSE_S
-        max_age = self.fresh_s
-        holding = False
-        try:
-            while True:
-                state, kill = self._view.read(policy.pool, max_age)
-                refused = refusal(kill, state, policy, self.clock.now())
-                if refused is not None:
-                    raise Reply(
-                        503,
-                        refused.message,
-                        "service_unavailable",
-                        refused.code,
-                        {"x-should-retry": "false"},
-                    )
-                now = self.clock.now()
-                with self._lock:
-                    in_flight, lost = dict(self._in_flight), dict(self._unreachable)
-                target = route(state, policy, now, in_flight, lost)
-                if target is not None:
-                    return target, state
-                if not holding:
-                    self._hold(+1)
-                    holding = held.waited = True
-                self._wake(state, policy, now)
-                left = held.arrived + self.settings.hold_s - now
-                if left <= 0:
-                    raise Reply(
-                        503,
-                        f"no VM of pool {policy.pool} became ready within "
-                        f"{self.settings.hold_s:.0f}s; retry later",
-                        "service_unavailable",
-                        "cold_start_timeout",
-                        {"Retry-After": str(RETRY_AFTER_S)},
-                    )
-                self.sleep(min(pause, left))
-                max_age = pause
-                pause = min(pause * 1.5, self.settings.poll_s)
-        finally:
-            if holding:
-                self._hold(-1)
-
-    def _hold(self, delta: int) -> None:
-        with self._lock:
-            if delta > 0 and self._held >= self.settings.max_held:
-                raise Reply(
-                    429,
-                    f"{self._held} requests are already held for a cold pool "
-                    f"(gateway.max_held {self.settings.max_held}); retry later",
-                    "rate_limit_error",
-                    "too_many_held_requests",
-                    {"Retry-After": str(RETRY_AFTER_S)},
-                )
-            self._held += delta
-
-    def _count(self, instance: str, delta: int) -> None:
-        with self._lock:
-            self._in_flight[instance] = self._in_flight.get(instance, 0) + delta
-
-    def _wake(self, state: PoolState, policy: PoolPolicy, now: float) -> None:
-        """Record the wake this state calls for, once per id in this instance."""
-        message_id = wake_id(state, policy, now)
-        if message_id is None:
-            return
-        with self._lock:
-            if self._woken.get(policy.pool) == message_id:
-                return
-            self._woken[policy.pool] = message_id
-        fact = RunRequested(
-            message_id, now, policy.pool, Holder.WAKE, "gateway: request waiting", policy.lease_s
-        )
-        try:
-            self.handle(fact)
-        except Exception as exc:  # held on: the next pause tries again
-            with self._lock:
-                self._woken.pop(policy.pool, None)
-            logs.warning(f"gateway: wake not recorded ({exc}); retrying", pool=policy.pool)
-
-    def _record_cold_start(
-        self, state: PoolState, target: Target, held: _Held, forwarded: float, first_byte: float
-    ) -> None:
-        """One event per lease epoch: the phases of the cold start this request waited for."""
-        lease = state.lease
-        event_id = f"cold-start:{state.pool}:{lease.epoch if lease else 0}"
-        with self._lock:
-            if event_id in self._recorded:
-                return
-            self._recorded.add(event_id)
-        instance = state.instances.get(target.instance)
-        phases = {
-            "arrived_at": held.arrived,
-            "wake_at": lease.granted_at if lease else None,
-            "running_at": instance.running_since if instance else None,
-            "ready_at": target.ready_since,
-            "forwarded_at": forwarded,
-            "first_byte_at": first_byte,
-        }
-        waited = forwarded - held.arrived
-        event = Event(
-            id=event_id,
-            kind="cold-start",
-            at=first_byte,
-            pool=state.pool,
-            reason=f"cold start: request held {waited:.1f}s, served by {target.instance}",
-            data={"instance": target.instance, "held_s": waited, "phases": phases},
-        )
-        try:
-            self.store.transact(lambda tx: None if tx.has_event(event.id) else tx.append(event))
-        except Exception as exc:  # observability must not fail the request
-            logs.warning(f"gateway: cold-start event not recorded: {exc}", pool=state.pool)
+def _error(reply: Reply) -> Response:
+    return Response(reply.body(), reply.status, reply.headers, media_type="application/json")
 
 
 def _route_path(path: str) -> str:

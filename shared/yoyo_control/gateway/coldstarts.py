@@ -1,4 +1,4 @@
-"""Cold starts, read back from the event log (pure): phases and a histogram.
+"""Cold starts, written and read back from the event log (pure): phases and a histogram.
 
 Invariants: a cold start is one ``cold-start`` event (one per lease epoch, written by the
 gateway when the first held request of that wake is answered); its ``phases`` are epoch
@@ -12,6 +12,10 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ..domain.model import PoolState
+from ..ports import Event
+from .routing import Target
 
 # (phase, its start mark, its end mark): wake recorded → VM RUNNING → agent ready →
 # request forwarded → first byte.
@@ -74,6 +78,31 @@ def histogram(
     for value in held:
         counts[sum(value >= edge for edge in edges)] += 1
     return list(zip(labels, counts, strict=True))
+
+
+def cold_start_event(
+    state: PoolState, target: Target, arrived: float, forwarded: float, first_byte: float
+) -> Event:
+    """The event of the cold start a held request waited for (one id per lease epoch)."""
+    lease = state.lease
+    instance = state.instances.get(target.instance)
+    phases = {
+        "arrived_at": arrived,
+        "wake_at": lease.granted_at if lease else None,
+        "running_at": instance.running_since if instance else None,
+        "ready_at": target.ready_since,
+        "forwarded_at": forwarded,
+        "first_byte_at": first_byte,
+    }
+    waited = forwarded - arrived
+    return Event(
+        id=f"cold-start:{state.pool}:{lease.epoch if lease else 0}",
+        kind="cold-start",
+        at=first_byte,
+        pool=state.pool,
+        reason=f"cold start: request held {waited:.1f}s, served by {target.instance}",
+        data={"instance": target.instance, "held_s": waited, "phases": phases},
+    )
 
 
 def _span(start: object, end: object) -> float | None:

@@ -8,6 +8,7 @@ Content-Length claims); a JSON body must be an object.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import flask
@@ -29,10 +30,13 @@ class Reply(Exception):
         self.status, self.kind, self.code, self.headers = status, kind, code, headers or {}
         self.param = param
 
-    def response(self) -> flask.Response:
+    def body(self) -> bytes:
         error = {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}
+        return json.dumps({"error": error}).encode()
+
+    def response(self) -> flask.Response:
         return flask.Response(
-            json.dumps({"error": error}), self.status, self.headers, content_type="application/json"
+            self.body(), self.status, self.headers, content_type="application/json"
         )
 
 
@@ -52,15 +56,37 @@ def read_json(request: flask.Request, limit: int) -> tuple[bytes, dict[str, Any]
     body = request.stream.read(limit + 1)
     if len(body) > limit:
         raise too_large(limit)
+    return body, parse_json(body)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotFinite(f"the number {text[:40]} is out of range (not finite)")
+    return number
+
+
+def _no_constant(name: str) -> float:
+    raise NotFinite(f"{name} is not a number JSON allows")
+
+
+class NotFinite(ValueError):
+    pass
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The JSON object in ``body``; numbers must be finite (1e400, NaN, Infinity: 400)."""
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except NotFinite as exc:
+        raise Reply(400, str(exc), "invalid_request_error", "invalid_number") from None
     except (ValueError, RecursionError) as exc:  # not UTF-8, too deep, huge numbers…
         raise Reply(
             400, f"the body is not JSON: {exc}", "invalid_request_error", "invalid_json"
         ) from None
     if not isinstance(doc, dict):
         raise Reply(400, "the body must be a JSON object", "invalid_request_error", "invalid_body")
-    return body, doc
+    return doc
 
 
 def json_response(doc: Any, status: int = 200) -> flask.Response:

@@ -1,7 +1,7 @@
 """``yoyoctl local up``: the whole control plane on one machine, in the foreground.
 
-One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default; keep-alive, as
-gunicorn in production: wsgi.py) serves:
+One HTTP server on ``local.host:local.port`` (127.0.0.1:8080 by default; uvicorn, as
+Cloud Run serves the functions: serving.py) serves:
 - ``/on_cycle`` … ``/on_control``, ``/on_kill_switch_written``: the real entry points of
   functions/main.py, each loaded with ``functions_framework.create_app`` as Cloud
   Functions does, fed CloudEvents by the bus (Pub/Sub topics) and the kill watcher
@@ -10,8 +10,9 @@ gunicorn in production: wsgi.py) serves:
 - ``/healthz``: the stack's own state (JSON): 200 once it is ready — every topic,
   subscription, watcher and the scheduler exist, so a command published now is delivered
   — and 503 before (and while stopping); ``yoyoctl`` finds the stack through it;
-- ``/v1/...``: the OpenAI-compatible gateway (the ``gateway`` HTTP function; its key is in
-  the state dir, ``yoyoctl gateway key`` prints it);
+- ``/v1/...``: the OpenAI-compatible gateway (the async ``gateway`` HTTP function on
+  functions-framework's ASGI app; its key is in the state dir, ``yoyoctl gateway key``
+  prints it);
 - ``/``: the status page (the ``status_page`` HTTP function).
 Every request passes guard.Guard: its own Host and Origin only, and the per-stack secret
 (``<state_dir>/stack-secret``) on anything that can change state.
@@ -89,7 +90,6 @@ def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[],
     if broker is not None:
         mounts["/bus"] = busmod.BusApp(broker)
     page = functions_framework.create_app(names.ENTRY_STATUS_PAGE, source, "http")
-    mounts["/v1"] = functions_framework.create_app(names.ENTRY_GATEWAY, source, "http")
 
     def root(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
@@ -184,7 +184,9 @@ class Stack:
         self._cleanup.append((what, fn))
 
     def start(self) -> None:
-        from .wsgi import make_server
+        import functions_framework
+
+        from . import serving
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = self.config
@@ -206,9 +208,13 @@ class Stack:
             build_app(config, self.broker, self.health), config.local.port, self.secret
         )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = make_server(config.local.host, config.local.port, app)
-        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-        thread.start()
+        # The gateway as the cloud serves it: its async function on functions-framework's
+        # ASGI app, under uvicorn; the rest of the stack (WSGI) behind the same server.
+        gateway = functions_framework.create_app(
+            names.ENTRY_GATEWAY, str(functions_source()), "http"
+        )
+        server = serving.Server(config.local.host, config.local.port, serving.front(app, gateway))
+        server.start()
         self._on_stop("http server", server.shutdown)
         logs.info(f"serving the functions, the bus and the status page on {self.base_url}")
 
