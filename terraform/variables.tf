@@ -249,7 +249,7 @@ variable "gateway" {
 }
 
 variable "gateway_store_writes" {
-  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off: the gateway reads state and records wakes by publishing to the queue topic, and cannot write the kill switch. Turn on only for gateway code that still writes Firestore itself (it could then write any document, the kill switch included)."
+  description = "Grant the gateway's account roles/datastore.user on the control plane's database (it could then write any document, the kill switch included). Off: it reads state and cannot write the kill switch; POST /v1/batches and /v1/batches/ID/cancel then fail (503) and cold-start events are not recorded while the gateway code writes them to Firestore itself. It does not make a wake through Service.handle work: that also starts VMs, and the account has no Compute role (docs/deploy.md)."
   type        = bool
   default     = false
 }

@@ -552,3 +552,17 @@ def test_agent_config_has_the_documented_fields() -> None:
         "heartbeat_audience",  # the control plane's heartbeat_audience (both must agree)
     }
     assert {resolve_key(key) for key in agent_config()} == expected
+
+
+def test_every_test_the_deployment_and_its_docs_cite_exists() -> None:
+    # gateway.tf said "tests/infra/test_gateway_iam.py proves the list": no such file.
+    cited = re.compile(r"\btests/[\w/]+\.(?:py|hcl)\b")
+    sources = [*TF_ROOT.rglob("*.tf"), *(REPO / "docs").glob("*.md"), REPO / "README.md"]
+    sources += [p for p in VM_DIR.rglob("*") if p.is_file()]
+    missing = sorted(
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sources
+        for name in set(cited.findall(path.read_text(errors="replace")))
+        if not (REPO / name).exists()
+    )
+    assert missing == []
