@@ -436,6 +436,29 @@ def test_each_pools_vms_run_as_their_own_account() -> None:
     assert "objects/pools/${each.key}/" in expression
 
 
+def test_the_image_builders_account_holds_no_pools_work() -> None:
+    # The VMs run as their pool's account; the shared "vm" account only builds images
+    # (vm/image/build-image.sh): logs, metrics, the weights bucket. batch.tf still gave it
+    # every pool's work subscription and the batch bucket, so any VM or build made with
+    # it could read and write every pool's batches.
+    builder = "google_service_account.vm.email"
+    grants = {
+        block.labels[:2]: expr(block.body["role"])
+        for block in root_blocks()
+        if block.kind == "resource"
+        and block.labels[0].endswith("_iam_member")
+        and builder in json.dumps(block.body.get("member", ""))
+    }
+    assert grants == {
+        ("google_project_iam_member", "vm_project"): "each.value",
+        ("google_storage_bucket_iam_member", "vm_weights_reader"): '"roles/storage.objectViewer"',
+    }
+    assert resource("google_project_iam_member", "vm_project")["for_each"] == {
+        "logs": '"roles/logging.logWriter"',
+        "metrics": '"roles/monitoring.metricWriter"',
+    }
+
+
 # --- 8./9. Direct VPC startup; the gateway's own memory, timeout, concurrency ----------
 
 
