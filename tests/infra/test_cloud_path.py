@@ -18,15 +18,13 @@ import json
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 
+from terraform_blocks import Block, blocks_of
 from yoyo_control import config as schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,38 +33,8 @@ TF = REPO / "terraform"
 # --- reading Terraform -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str
-    labels: tuple[str, ...]
-    body: dict[str, Any]
-    path: Path
-
-
-def _unquote(text: str) -> str:
-    assert text[0] == text[-1] == '"', text
-    return text[1:-1]
-
-
-@cache
-def _blocks(path: Path) -> tuple[Block, ...]:
-    with path.open(encoding="utf-8") as file:
-        document = hcl2.load(
-            file, serialization_options=hcl2.SerializationOptions(with_comments=False)
-        )
-    found = []
-    for kind, entries in document.items():
-        for entry in entries:
-            labels, body = [], entry
-            while "__is_block__" not in body:
-                ((label, body),) = body.items()
-                labels.append(_unquote(label))
-            found.append(Block(kind, tuple(labels), body, path))
-    return tuple(found)
-
-
 def root_blocks() -> list[Block]:
-    return [b for path in sorted(TF.glob("*.tf")) for b in _blocks(path)]
+    return [b for path in sorted(TF.glob("*.tf")) for b in blocks_of(path)]
 
 
 def resources(kind: str) -> dict[str, Block]:
@@ -245,7 +213,7 @@ def test_the_provider_floor_has_direct_vpc_on_functions() -> None:
     )
     assert uses_direct_vpc
     for versions in (TF / "versions.tf", TF / "examples" / "basic" / "versions.tf"):
-        (terraform,) = [b for b in _blocks(versions) if b.kind == "terraform"]
+        (terraform,) = [b for b in blocks_of(versions) if b.kind == "terraform"]
         (required,) = terraform.body["required_providers"]
         for name in ("google", "google-beta"):
             floor = version_floor(required[name]["version"])
