@@ -553,7 +553,7 @@ variable "force_destroy_buckets" {
 }
 
 variable "gateway_subnetwork_cidr" {
-  description = "IP range of the gateway's own subnetwork (Direct VPC egress), created when var.network is null. /26 or larger; the only range the VMs' port 8000 admits."
+  description = "IP range of the gateway's own subnetwork (Direct VPC egress), created when var.network is null. /26 or larger, with 2 addresses per gateway.max_instances (a /26 holds 30); the only range the VMs' port 8000 admits."
   type        = string
   default     = "10.20.1.0/26"
 
@@ -562,6 +562,16 @@ variable "gateway_subnetwork_cidr" {
   validation {
     condition     = can(cidrhost(var.gateway_subnetwork_cidr, 0)) && try(tonumber(split("/", var.gateway_subnetwork_cidr)[1]) <= 26, false)
     error_message = "gateway_subnetwork_cidr must be a CIDR range of /26 or larger."
+  }
+
+  # Direct VPC egress takes about 2 addresses per instance (Cloud Run networking best
+  # practices, "Monitor IP address usage":
+  # https://cloud.google.com/run/docs/configuring/networking-best-practices); 4 addresses
+  # of a subnet's range are unusable (https://cloud.google.com/vpc/docs/subnets, "Unusable
+  # addresses in IPv4 subnet ranges"). A /26 holds 30 gateway instances.
+  validation {
+    condition     = var.network != null || !can(cidrhost(var.gateway_subnetwork_cidr, 0)) || 2 * var.gateway.max_instances <= pow(2, 32 - try(tonumber(split("/", var.gateway_subnetwork_cidr)[1]), 0)) - 4
+    error_message = "gateway_subnetwork_cidr is too small for gateway.max_instances: Direct VPC egress takes about 2 addresses per instance and 4 of the range are unusable (a /26 holds 30 instances, a /24 126)."
   }
 }
 

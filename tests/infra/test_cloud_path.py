@@ -586,3 +586,37 @@ def test_the_gateway_cannot_write_state_start_vms_or_read_other_buckets() -> Non
     # the control plane's account is not the gateway's: no grant names the gateway there
     for name in ("functions_project",):
         assert GATEWAY not in json.dumps(resource("google_project_iam_member", name))
+
+
+def test_the_gateway_subnetwork_holds_two_addresses_per_instance(offline: Path) -> None:
+    """Direct VPC egress takes about two addresses per instance (Cloud Run networking best
+    practices, "Monitor IP address usage": "Multiply the instance count metric's value by
+    2"), from a range of which 4 addresses are unusable
+    (https://cloud.google.com/vpc/docs/subnets, "Unusable addresses in IPv4 subnet
+    ranges"): a /26 holds 30 instances. More were accepted and failed at scale-out."""
+    terraform_test(
+        offline,
+        {
+            "thirty_in_a_26": ({"gateway": {"max_instances": 30}}, [], ""),
+            "thirty_one_in_a_26": (
+                {"gateway": {"max_instances": 31}},
+                ["var.gateway_subnetwork_cidr"],
+                "",
+            ),
+            "hundred_in_a_24": (
+                {"gateway": {"max_instances": 100}, "gateway_subnetwork_cidr": "10.9.0.0/24"},
+                [],
+                "",
+            ),
+            "existing_network_not_checked_here": (
+                {
+                    "gateway": {"max_instances": 100},
+                    "network": "vpc",
+                    "subnetwork": "vms",
+                    "gateway_subnetwork": "gw",
+                },
+                [],
+                "",
+            ),
+        },
+    )
