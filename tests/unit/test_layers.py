@@ -234,6 +234,30 @@ def test_the_checks_see_a_circle_and_an_arrow_back_up() -> None:
     assert arrows_back_up(before) == ["local -> bootstrap"]
 
 
+def test_google_is_imported_outside_adapters_only_where_the_architecture_says() -> None:
+    # docs/architecture.md named adapters/, agent/identity.py and worker/queue.py; the
+    # event decoding (messages.py) and the local stack's envelope import google.* too.
+    outside = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in _files(".")
+        if path.relative_to(PACKAGE).parts[0] != "adapters"
+        and any(
+            name.startswith("google.")
+            for name in _all_imports(ast.parse(path.read_text()), _package(path))
+        )
+    )
+    assert outside == [
+        "agent/identity.py",
+        "local/envelope.py",
+        "messages.py",
+        "worker/queue.py",
+    ]
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
+    start = text.index("`google.*` is\n")
+    paragraph = text[start : text.index("\n- ", start)]
+    assert [m for m in outside if m not in paragraph] == []
+
+
 def test_every_package_names_its_modules() -> None:
     unnamed = []
     for init in sorted(PACKAGE.glob("*/__init__.py")):
