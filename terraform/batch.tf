@@ -76,26 +76,12 @@ resource "google_pubsub_subscription" "work" {
 
 # --- who may do what ---------------------------------------------------------------
 
-# The worker on the VMs: read inputs, write checkpoints (objectUser: rewriting an object
-# needs delete), pull its pool's shards. Nothing else in the project.
-resource "google_storage_bucket_iam_member" "vm_batch_user" {
-  bucket = google_storage_bucket.batch.name
-  role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.vm.email}"
-}
-
-resource "google_pubsub_subscription_iam_member" "vm_work_subscriber" {
-  for_each = var.pools
-
-  project      = var.project_id
-  subscription = google_pubsub_subscription.work[each.key].name
-  role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${google_service_account.vm.email}"
-}
+# The worker on the VMs reads inputs, writes checkpoints and pulls its pool's shards as
+# its pool's own account (pool_iam.tf: pool_batch_objects, pool_work_subscriber).
 
 # The functions' tick finalizes batches (merges checkpoints into the results) and
-# re-publishes the shards of a batch whose submit was interrupted; the gateway stores
-# uploads (/v1/files) and submits batches (/v1/batches).
+# re-publishes the shards of a batch whose submit was interrupted. (The gateway stores
+# uploads and submits batches as its own account: gateway.tf.)
 resource "google_storage_bucket_iam_member" "functions_batch_user" {
   bucket = google_storage_bucket.batch.name
   role   = "roles/storage.objectUser"

@@ -182,7 +182,13 @@ output "gateway_public_access_command" {
 # start, stop); read and write the batch bucket's objects (uploads, batch inputs, results)
 # and no other bucket's; read its two secrets; sign its own blobs (signed download URLs);
 # invoke its own service (Direct VPC egress asks for it). It holds no Compute role: it
-# cannot start or stop a VM. tests/infra/test_gateway_iam.py proves the list.
+# cannot start or stop a VM. tests/infra/test_cloud_path.py proves the list.
+#
+# The gateway code does not fit this account yet (docs/deploy.md, "The gateway's
+# account and today's gateway code"): its wake still goes through Service.handle, which
+# writes the pool document AND starts the VMs through Compute Engine itself, and batch
+# create/cancel and cold-start events write Firestore. gateway_store_writes covers the
+# Firestore writes only; it does not make the wake work (the start's 403 parks the VM).
 
 resource "google_service_account" "gateway" {
   project      = var.project_id
@@ -203,10 +209,11 @@ resource "google_project_iam_member" "gateway_firestore_reader" {
   }
 }
 
-# The escape hatch, off by default: gateway code that still writes Firestore itself (a
-# wake as a RunRequested fact, cold-start events, batch records on POST /v1/batches)
-# needs roles/datastore.user, and with it the gateway could write any document of the
-# database, the kill switch included (Firestore IAM cannot narrow to documents).
+# The escape hatch, off by default: gateway code that still writes Firestore itself
+# (batch records on POST /v1/batches and .../cancel, cold-start events) needs
+# roles/datastore.user, and with it the gateway could write any document of the
+# database, the kill switch included (Firestore IAM cannot narrow to documents). It does
+# not fix a wake recorded through Service.handle: that also starts VMs (Compute).
 resource "google_project_iam_member" "gateway_store_writer" {
   count = var.gateway_store_writes ? 1 : 0
 

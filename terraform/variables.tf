@@ -250,7 +250,7 @@ variable "gateway" {
 }
 
 variable "gateway_store_writes" {
-  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off: the gateway reads state and records wakes by publishing to the queue topic, and cannot write the kill switch. Turn on only for gateway code that still writes Firestore itself (it could then write any document, the kill switch included)."
+  description = "Grant the gateway's account roles/datastore.user on the control plane's database (it could then write any document, the kill switch included). Off: it reads state and cannot write the kill switch; POST /v1/batches and /v1/batches/ID/cancel then fail (503) and cold-start events are not recorded while the gateway code writes them to Firestore itself. It does not make a wake through Service.handle work: that also starts VMs, and the account has no Compute role (docs/deploy.md)."
   type        = bool
   default     = false
 }
@@ -562,7 +562,7 @@ variable "force_destroy_buckets" {
 }
 
 variable "gateway_subnetwork_cidr" {
-  description = "IP range of the gateway's own subnetwork (Direct VPC egress), created when var.network is null. /26 or larger; the only range the VMs' port 8000 admits."
+  description = "IP range of the gateway's own subnetwork (Direct VPC egress), created when var.network is null. /26 or larger, with 2 addresses per gateway.max_instances (a /26 holds 30); the only range the VMs' port 8000 admits."
   type        = string
   default     = "10.20.1.0/26"
 
@@ -571,6 +571,16 @@ variable "gateway_subnetwork_cidr" {
   validation {
     condition     = can(cidrhost(var.gateway_subnetwork_cidr, 0)) && try(tonumber(split("/", var.gateway_subnetwork_cidr)[1]) <= 26, false)
     error_message = "gateway_subnetwork_cidr must be a CIDR range of /26 or larger."
+  }
+
+  # Direct VPC egress takes about 2 addresses per instance (Cloud Run networking best
+  # practices, "Monitor IP address usage":
+  # https://cloud.google.com/run/docs/configuring/networking-best-practices); 4 addresses
+  # of a subnet's range are unusable (https://cloud.google.com/vpc/docs/subnets, "Unusable
+  # addresses in IPv4 subnet ranges"). A /26 holds 30 gateway instances.
+  validation {
+    condition     = var.network != null || !can(cidrhost(var.gateway_subnetwork_cidr, 0)) || 2 * var.gateway.max_instances <= pow(2, 32 - try(tonumber(split("/", var.gateway_subnetwork_cidr)[1]), 0)) - 4
+    error_message = "gateway_subnetwork_cidr is too small for gateway.max_instances: Direct VPC egress takes about 2 addresses per instance and 4 of the range are unusable (a /26 holds 30 instances, a /24 126)."
   }
 }
 

@@ -9,9 +9,9 @@ Layout (docs/architecture.md draws it; tests/unit/test_layers.py checks it):
   ``worker``, ``sim``; the operator's views ``statusview`` and ``statuspage``;
 - the edges: ``messages`` (decoding events), ``identity`` (heartbeat admission),
   ``config``, ``schedule``, ``names``, ``errors``, ``logs``, ``jsonhttp``;
-- ``ports`` are the Protocols; ``adapters`` hold the control plane's imports of google.*,
-  sqlite3 and the clock; ``local`` the laptop's adapters and its supervisor; ``domain``
-  is pure.
+- ``ports`` are the Protocols; ``adapters`` hold the control plane's Google clients,
+  sqlite3 and the clock (google.* elsewhere: docs/architecture.md); ``local`` the
+  laptop's adapters and its supervisor; ``domain`` is pure.
 """
 
 __version__ = "0.1.0"

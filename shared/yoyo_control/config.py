@@ -193,7 +193,8 @@ class ModelServerSettings:
     empty: the simulated vLLM, ``python -m yoyo_control.local.inference``."""
 
     command: tuple[Name, ...] = ()
-    metrics_path: str = "/metrics"
+    # an absolute path on that server (the VM appends it to http://127.0.0.1:PORT)
+    metrics_path: Annotated[str, StringConstraints(pattern=r"^/([^/\s?#][^\s?#]*)?$")] = "/metrics"
     metric_running: Name = "vllm:num_requests_running"
     metric_waiting: Name = "vllm:num_requests_waiting"
     metric_finished: Name = "vllm:request_success_total"

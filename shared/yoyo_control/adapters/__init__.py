@@ -1,4 +1,5 @@
-"""Adapters: the only modules that import google.*, sqlite3 or read the clock.
+"""Adapters: the only modules that import Google's clients, sqlite3 or read the clock
+(google.* elsewhere: the VM's tokens and the Firestore event's protobuf, docs/architecture.md).
 
 Modules, by port: ``firestore_store`` and ``sqlite_store`` (Store), ``compute_engine``
 (Compute), ``pubsub`` and ``pubsub_rest`` (Publisher: Google's client, or the REST API of

@@ -9,6 +9,8 @@ Invariants:
   wrong method 405, an upload body over ``gateway.max_file_bytes`` (any other body over
   ``gateway.max_body_bytes``) 413. A refused request stores nothing.
 - A batch's pool is the one serving its lines' ``model`` (as the gateway routes a request).
+  Its input is read whole, so only a file of purpose ``batch`` no larger than
+  ``gateway.max_file_bytes`` is taken (400 otherwise, before anything is read or stored).
 - Lists are newest first, paged by ``limit`` and ``after`` (an id), with ``has_more``;
   ``GET /v1/files`` also takes ``order`` (asc|desc) and ``purpose``, and lists every
   file ``GET /v1/files/<id>`` finds (a finished batch's output and error files too).
@@ -30,7 +32,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import logs
-from ..batch.files import FileNotFound, Files
+from ..batch.files import PURPOSE, FileNotFound, Files
 from ..batch.service import BatchNotFound, BatchService
 from ..config import GatewaySettings
 from ..domain.batch import Batch, BatchInputError, to_openai
@@ -167,9 +169,35 @@ class BatchApi:
                 "invalid_body",
             )
         file_id = doc["input_file_id"]
+        self._check_input(file_id)
         data = b"".join(self.files.content(file_id))
         batch = self.batches.submit(data, None, window, metadata, doc["endpoint"], file_id)
         return json_response(_batch(batch))
+
+    def _check_input(self, file_id: str) -> None:
+        """The create reads its input whole: only a batch input (purpose ``batch``) no
+        larger than an upload may be (a CLI-submitted input or an output can be far
+        larger than the instance is sized for)."""
+        file = self.files.get(file_id)
+        if file["purpose"] != PURPOSE:
+            raise Reply(
+                400,
+                f"{file_id} is a file of purpose {file['purpose']!r}; a batch's input is a"
+                f" file of purpose {PURPOSE!r}",
+                "invalid_request_error",
+                "invalid_input_file",
+                param="input_file_id",
+            )
+        if file["bytes"] > self.settings.max_file_bytes:
+            raise Reply(
+                400,
+                f"{file_id} is {file['bytes']} bytes; a batch made here reads at most"
+                f" gateway.max_file_bytes ({self.settings.max_file_bytes}): submit it with"
+                " yoyoctl batch submit",
+                "invalid_request_error",
+                "file_too_large",
+                param="input_file_id",
+            )
 
     def _list_batches(self, request: flask.Request) -> flask.Response:
         limit = _limit(request, 20, 100)

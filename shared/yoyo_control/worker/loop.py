@@ -26,6 +26,8 @@ from ..ports import ModelServer, QueuedMessage, WorkQueue
 from .config import WorkerConfig
 from .shard import ServerUnavailable, ShardRunner
 
+HEALTH_TIMEOUT_S = 5.0  # how long the model server's /health may take to say it is ready
+
 
 class Worker:
     def __init__(
@@ -38,7 +40,7 @@ class Worker:
         self.config = config
         self.queue = queue
         self.runner = runner
-        self.server = server or HttpModelServer(config.server_url)  # vLLM's /health
+        self.server = server or HttpModelServer(config.server_url, timeout_s=HEALTH_TIMEOUT_S)
         self.stop = threading.Event()
         self.shard_slots = threading.BoundedSemaphore(config.shards_at_once)
         self.threads: list[threading.Thread] = []
