@@ -21,10 +21,13 @@ Invariants:
   checked inside the transaction, in one batched read at flush time).
 - ``events()`` orders by (``at``, commit time, position in its transaction): a stable
   total order equal to insertion order whenever ``at`` does not go backwards.
-- One store object runs one transaction at a time (``serialize``, on by default): the
-  threads of one process queue in memory instead of contending on the same documents
-  (Firestore serialises transactions on a document anyway, DESIGN.md §4b); processes
-  still contend, and that is handled by the retries above.
+- One store object runs at most ``concurrency`` transactions at a time (``serialize``,
+  on by default; ``concurrency`` 1 by default): the threads of one process queue in
+  memory instead of contending on the same documents (Firestore serialises
+  transactions on a document anyway, DESIGN.md §4b). The service's fan-out
+  (``fanout.pools``, bootstrap.store_options) raises it: its threads work on different
+  pools, independent documents. Threads or processes that do meet on a document
+  contend, and that is handled by the retries above.
 - No client or network connection is made before the first call.
 
 Kill switch documents written by an operator in the console are read leniently
@@ -287,6 +290,7 @@ class FirestoreStore:
         max_attempts: int = 5,
         retry_deadline_s: float = 30.0,
         serialize: bool = True,
+        concurrency: int = 1,
     ) -> None:
         self.project = project
         self.database = database
@@ -298,7 +302,8 @@ class FirestoreStore:
         self._client = client
         self._owns_client = client is None
         self._lock = threading.Lock()
-        self._turn = threading.Lock()  # held by the transaction attempt in flight
+        # held by each transaction attempt in flight
+        self._turn = threading.BoundedSemaphore(max(1, concurrency))
         self._local = threading.local()
 
     # --- plumbing --------------------------------------------------------------------
