@@ -7,9 +7,9 @@ read the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
@@ -39,6 +39,16 @@ class Transaction(Protocol):
     def save_pool(self, state: PoolState) -> None: ...
     def save_kill(self, kill: KillSwitch) -> None: ...
     def append(self, event: Event) -> None: ...
+
+
+@runtime_checkable
+class PoolDocuments(Protocol):
+    """A store that reads many pools' documents in one call (an optional capability:
+    the kill's brake reads every pool at once through it, else pool by pool)."""
+
+    def get_pools(self, pools: Sequence[str]) -> dict[str, PoolState]:
+        """The pools' documents (a pool without one: absent), heartbeats NOT included."""
+        ...
 
 
 class Store(Protocol):

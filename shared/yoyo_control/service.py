@@ -96,7 +96,7 @@ from .errors import (
     PermanentError,
     TemporaryError,
 )
-from .ports import Clock, Compute, Event, Store, Transaction
+from .ports import Clock, Compute, Event, PoolDocuments, Store, Transaction
 
 
 @dataclass(frozen=True)
@@ -358,8 +358,9 @@ class Service:
         """With the kill switch engaged: every stop it calls for, in every pool, issued
         at once (``fanout.stops`` in flight), before any pool's transaction.
 
-        Each pool is read outside a transaction and decide() (pure) names the stops the
-        pool's next pass will decide, with their request ids (uuid5 of pool, instance,
+        Every pool is read outside a transaction (in batched reads where the store can:
+        ports.PoolDocuments; else ``fanout.pools`` at a time) and decide() (pure) names
+        the stops the pool's next pass will decide, with their request ids (uuid5 of pool, instance,
         epoch, action). A read that is stale by then is harmless: the switch is engaged,
         so decide() asks only for stops (a start is never issued here), the pass decides
         afresh in its transaction, and a stop whose request id it does not decide is
@@ -376,15 +377,27 @@ class Service:
             return []
         now = self.clock.now()
 
+        pools = list(self.config.pools)
+        read: dict[str, PoolState] | None = None
+        if isinstance(self.store, PoolDocuments):  # every pool in a few batched reads
+            try:
+                read = self.store.get_pools(pools)
+            except TemporaryError as exc:
+                logs.warning(f"brake: pools not read at once, one by one: {exc}")
+
         def planned(pool: str) -> list[Action]:
-            state = self.store.get_pool(pool)
+            # A pool without a document has nothing to stop; heartbeats play no part
+            # while the switch is engaged (every instance is desired stopped).
+            state = read.get(pool) if read is not None else self.store.get_pool(pool)
+            if state is None:
+                return []
             decision = decide(state, kill, self.config.policy(pool), now, NO_SPEND)
             return [a for a in decision.actions if a.kind == ActionKind.STOP]
 
         limit = self.config.fanout.stops
         stops: list[Action] = []
-        pools = list(self.config.pools)
-        for pool, plan in zip(pools, fanout.each(pools, planned, limit), strict=True):
+        reads = fanout.each(pools, planned, 1 if read is not None else self.config.fanout.pools)
+        for pool, plan in zip(pools, reads, strict=True):
             if isinstance(plan, Exception):
                 logs.warning(f"brake: pool not read, its reconcile stops it: {plan}", pool=pool)
             else:

@@ -9,6 +9,7 @@ the barrier breaks, after a generous timeout, failing the test).
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,50 @@ def test_fanout_raises_a_dying_process_after_the_others_ended() -> None:
         fanout.each([0, 1, 2, 3], fn, 4)
     assert sorted(done) == [1, 2, 3]
     assert threading.active_count() < 50  # no pool left behind (sanity, not timing)
+
+
+def test_a_stop_the_brake_issued_from_a_stale_read_is_recorded_as_stale(tmp_path: Path) -> None:
+    """The brake read a pool before a change (here: an older epoch, so other request
+    ids): its stop is harmless (the kill wanted it), the pass decides and calls its own,
+    and the brake's call is still in the event log, as stale."""
+    service, store, compute, clock = world(tmp_path, config(2, pools=2))
+    all_running(service, clock)
+    fresh = store.get_pools
+
+    def stale(pools: Any) -> Any:
+        return {p: replace(state, epoch=state.epoch - 1) for p, state in fresh(pools).items()}
+
+    store.get_pools = stale  # type: ignore[method-assign]
+    service.handle(kill(clock))
+    store.get_pools = fresh  # type: ignore[method-assign]
+    assert all(status == "TERMINATED" for status in compute.status.values())
+    stops = [c for c in compute.calls if c.kind == "stop"]
+    assert len(stops) == 4 and len({c.request_id for c in stops}) == 4  # brake's + passes'
+    reasons = [e.reason for e in store.events(limit=10_000) if e.kind == "action"]
+    assert sum("(stale)" in r for r in reasons) == 2, reasons
+    for pool in service.config.pools:
+        record = store.get_pool(pool).instances[f"vm-{pool[1:]}"].last_action
+        assert record is not None and record.kind == "stop" and record.outcome == "done"
+
+
+def test_a_pool_the_brake_cannot_read_is_stopped_by_its_reconcile(tmp_path: Path) -> None:
+    """The batched read fails: the brake reads pool by pool; the one it cannot read is
+    stopped by its own reconcile; every VM is stopped once."""
+    service, store, compute, clock = world(tmp_path, config(3, pools=3))
+    all_running(service, clock)
+    fresh = store.get_pool
+
+    def unavailable(pools: Any) -> Any:
+        raise TemporaryError("firestore unavailable")
+
+    def flaky(pool: str) -> Any:
+        if pool == "p1":
+            raise TemporaryError("firestore unavailable")
+        return fresh(pool)
+
+    store.get_pools = unavailable  # type: ignore[method-assign]
+    store.get_pool = flaky  # type: ignore[method-assign]
+    handled = service.handle(kill(clock))
+    assert {a.instance for a in handled.actions} == {"vm-0", "vm-1", "vm-2"}
+    assert all(status == "TERMINATED" for status in compute.status.values())
+    assert len([c for c in compute.calls if c.kind == "stop"]) == 3  # once each
