@@ -14,7 +14,8 @@ got a RunRequested, its start went through), then two figures:
 Store: FirestoreStore on the Firestore emulator (tests/emulators.py), one store object,
 as one function instance has. Compute: the production adapter (ComputeEngine, the
 google-cloud-compute REST client) against the REST stub of tests/compute_stub.py on
-127.0.0.1, which behaves like the service (an operation is DONE after two polls, a
+127.0.0.1, run in a process of its own (Compute is remote: its work must not take the
+control plane's CPU), which behaves like the service (an operation is DONE after two polls, a
 requestId already seen returns the same operation). Its latency is a fixed delay on
 every HTTP answer (``--latency-ms``; 0 = localhost round trips only); real Compute
 Engine answers in tens to hundreds of ms and a stop's operation takes seconds, so the
@@ -289,9 +290,13 @@ def section(sizes: list[int], latency_s: float, overrides: dict[str, Any]) -> st
         [
             "### Scale: the kill and the tick at N pools (Firestore emulator)",
             "",
-            "Reproduce: `.venv/bin/python bench/scale.py --write` (one instance per pool, "
-            "every VM running; Compute = the production adapter against tests/compute_stub.py, "
-            f"each answer delayed by the Compute latency; fan-out settings: {settings}).",
+            "Reproduce: `make bench-scale` (= `.venv/bin/python bench/scale.py --write`). "
+            "One instance per pool, every VM running under a lease; store: FirestoreStore on "
+            "the emulator; Compute: the production adapter (google-cloud-compute, REST) "
+            "against tests/compute_stub.py in a process of its own, each answer delayed by "
+            f"the Compute latency column; fan-out settings: {settings}. The first stop waits "
+            "for every pool's read; the kill's handle() includes each pool's reconcile "
+            "recording its stop.",
             "",
             markdown(rows, cols),
             "",
