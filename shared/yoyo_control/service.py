@@ -227,7 +227,7 @@ class Service:
         step = first = self._pass(pool, (), fact, observation)
         actions, temporary, passes = list(step.decision.actions), [], 1
         while step.decision.actions or step.again:
-            executed = self.execute(step.decision.actions, called)
+            executed = self._execute(step.decision.actions, called)
             temporary += [e for e in executed if e.outcome == Outcome.TEMPORARY]
             passes += 1
             step = self._pass(pool, executed, look_again=passes <= MAX_PASSES)
@@ -402,9 +402,9 @@ class Service:
                 logs.warning(f"brake: pool not read, its reconcile stops it: {plan}", pool=pool)
             else:
                 stops += plan
-        calls = fanout.each(stops, lambda a: self.execute((a,))[0], limit)
-        done = [e for e in calls if isinstance(e, Executed)]
-        for error in (e for e in calls if isinstance(e, Exception)):  # never raised by execute
+        calls = fanout.each(stops, lambda a: self.execute((a,)), limit)
+        done = [e for c in calls if not isinstance(c, Exception) for e in c]
+        for error in (c for c in calls if isinstance(c, Exception)):  # never raised by execute
             logs.error(f"brake: stop not issued: {type(error).__name__}: {error}")
         logs.info(f"brake: {len(done)} stop(s) issued at once", stops=len(done))
         return done
@@ -564,20 +564,27 @@ class Service:
 
     # --- actions ---------------------------------------------------------------------
 
-    def execute(
-        self, actions: Iterable[Action], called: dict[str, Executed] | None = None
+    def _execute(
+        self, actions: Iterable[Action], called: dict[str, Executed]
     ) -> tuple[Executed, ...]:
-        """Call Compute for each action; write nothing (the next pass records them).
+        """execute(), but a stop in ``called`` (by request id: the brake issued it) is not
+        called again: its outcome is taken (once) from there."""
+        actions = tuple(actions)
+        taken = {
+            a.request_id: called.pop(a.request_id)
+            for a in actions
+            if a.kind == ActionKind.STOP and a.request_id in called
+        }
+        if not taken:
+            return self.execute(actions)
+        fresh = iter(self.execute([a for a in actions if a.request_id not in taken]))
+        merged = [taken.get(a.request_id) or next(fresh, None) for a in actions]
+        return tuple(e for e in merged if e is not None)
 
-        A stop in ``called`` (by request id: the brake issued it) is not called again:
-        its outcome is taken (once) from there.
-        """
+    def execute(self, actions: Iterable[Action]) -> tuple[Executed, ...]:
+        """Call Compute for each action; write nothing (the next pass records them)."""
         executed: list[Executed] = []
         for action in actions:
-            earlier = called.pop(action.request_id, None) if called is not None else None
-            if earlier is not None and action.kind == ActionKind.STOP:
-                executed.append(earlier)
-                continue
             if action.kind == ActionKind.START:
                 try:
                     engaged = self.store.get_kill().engaged
