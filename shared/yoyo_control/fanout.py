@@ -5,8 +5,8 @@ Invariants:
   the items' order, an item's ``Exception`` as its result (the caller decides what a
   failure means).
 - A ``BaseException`` that is not an ``Exception`` (the process dying, an interrupt) is
-  never swallowed: it is raised once every call in flight has ended (in the caller's
-  thread: at once, the items after it not called).
+  never swallowed: from threads it is raised once every call has ended; in the
+  caller's thread, at once (the items after it are not called).
 - ``limit`` 1 (or one item) runs the calls in the caller's thread, in order: the same
   steps every time, as before there was a fan-out.
 - No thread outlives the call: the pool is shut down before it returns.

@@ -360,13 +360,14 @@ class Service:
 
         Every pool is read outside a transaction (in batched reads where the store can:
         ports.PoolDocuments; else ``fanout.pools`` at a time) and decide() (pure) names
-        the stops the pool's next pass will decide, with their request ids (uuid5 of pool, instance,
-        epoch, action). A read that is stale by then is harmless: the switch is engaged,
-        so decide() asks only for stops (a start is never issued here), the pass decides
-        afresh in its transaction, and a stop whose request id it does not decide is
-        only a stop Compute dedupes or that the kill wanted anyway. Nothing is written;
-        the passes record the outcomes. A pool that cannot be read is left to its
-        reconcile, which stops it the usual way.
+        the stops the pool's next pass will decide, with their request ids (uuid5 of
+        pool, instance, epoch, action). A read that is stale by then is harmless: the
+        switch is engaged, so decide() asks only for stops (a start is never issued
+        here), the pass decides afresh in its transaction, and a stop whose request id
+        it does not decide is only a stop Compute dedupes or that the kill wanted
+        anyway (recorded as stale). Nothing is written here; the passes record the
+        outcomes. A pool that cannot be read is left to its reconcile, which stops it
+        the usual way.
         """
         try:
             kill = self.store.get_kill()

@@ -882,7 +882,7 @@ class ManyPools(ControlPlane):
 
 
 def test_kill_wins_with_50_pools() -> None:
-    _run(examples=3, steps=25, seed=chosen_seed(slow=False), machine=ManyPools, shrink=False)
+    _run(examples=5, steps=40, seed=chosen_seed(slow=False), machine=ManyPools, shrink=False)
 
 
 @pytest.mark.slow
