@@ -7,15 +7,16 @@
 #   bench-gateway        gateway overhead ÷ direct, release delay, a cold burst of 1000, 200 streams (~5 min)
 #   bench-batch          batch worker throughput ÷ direct, VM-seconds per 1,000 lines (~2 min)
 #   bench-capacity       simulator: wakes served within 5 min and $ per served hour, 1-3 zones (~3 min)
+#   bench-scale          the kill and one tick at 10-1,000 pools on the Firestore emulator (~5 min)
 
 BENCH_SEEDS ?= 10
 BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12
 
-.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity
+.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
 
-bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity
+bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
@@ -38,3 +39,6 @@ bench-batch: install
 
 bench-capacity: install
 	$(PYTHON) bench/capacity.py --seeds 3 --days 30 --write
+
+bench-scale: install
+	$(PYTHON) bench/scale.py --write

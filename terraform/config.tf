@@ -63,6 +63,7 @@ locals {
     caps    = var.caps
     gateway = { for k, v in var.gateway : k => v if !contains(local.deployment_only.gateway, k) }
     batch   = { for k, v in var.batch : k => v if !contains(local.deployment_only.batch, k) }
+    fanout  = var.fanout
     pools = {
       for pool, p in var.pools : pool => merge(
         { for k, v in p : k => v if v != null && !contains(local.deployment_only.pools, k) },

@@ -631,3 +631,22 @@ variable "batch_bucket_name" {
   type        = string
   default     = null
 }
+
+# --- The brake and the tick at many pools (shared/yoyo_control/config.py, FanoutSettings) ---
+
+variable "fanout" {
+  description = "How much of one event the control plane runs at once: pools (pools a tick or a kill's reconcile works on at once, 1-100) and stops (stop calls a kill has in flight at once, 1-1000); see the README's configuration reference."
+  type = object({
+    pools = optional(number, 16)
+    stops = optional(number, 200)
+  })
+  default = {}
+
+  validation {
+    condition = (
+      var.fanout.pools >= 1 && var.fanout.pools <= 100 && floor(var.fanout.pools) == var.fanout.pools
+      && var.fanout.stops >= 1 && var.fanout.stops <= 1000 && floor(var.fanout.stops) == var.fanout.stops
+    )
+    error_message = "fanout.pools must be a whole number within 1..100 and fanout.stops within 1..1000."
+  }
+}

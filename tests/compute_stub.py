@@ -12,7 +12,8 @@ Invariants:
   with ``auto_tick`` (default) every operation poll (get or wait) advances one tick first.
   A start takes TERMINATED → PROVISIONING → STAGING → RUNNING, a stop RUNNING → STOPPING →
   TERMINATED; the instance reaches its final status on the tick its operation becomes DONE
-  (after ``ticks_to_finish`` ticks). No real sleeping except injected hangs and ``wait_hold_s``.
+  (after ``ticks_to_finish`` ticks). No real sleeping except injected hangs,
+  ``wait_hold_s`` and ``latency_s``.
 - A ``requestId`` already seen returns the SAME operation and is not acted on again.
 - Start of a RUNNING instance and stop of a TERMINATED one are no-op operations (DONE).
   Start of a STOPPING instance answers ``stopping_start_status`` (409 by default) with
@@ -40,6 +41,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +150,7 @@ class ComputeStub:
     ticks_to_finish: int = 2
     auto_tick: bool = True
     wait_hold_s: float = 0.0  # how long /wait blocks for DONE before answering (real: 120 s)
+    latency_s: float = 0.0  # every answer leaves this late (a network round trip; benchmarks)
     page_size: int = 500  # the server's own page limit (maxResults may lower it)
     stopping_start_status: int = 409
     calls: list[Call] = field(default_factory=list)
@@ -581,6 +584,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if self.stub.latency_s > 0:
+            time.sleep(self.stub.latency_s)
         status, body, hang = self.stub.handle(verb, url.path, query)
         if hang:
             self.stub._release.wait(hang)

@@ -44,6 +44,7 @@ def build_store(config: Config) -> Store:
             project=config.project,
             database=config.firestore_database,
             event_ttl_days=config.event_ttl_days,
+            concurrency=config.fanout.pools,  # as many as the service's pools at once
         )
     from . import laptop
 

@@ -239,6 +239,25 @@ _POLICY = PoolPolicy(pool="")  # the domain's defaults: a pool setting's default
 
 
 @dataclass(frozen=True, config=_SCHEMA)
+class FanoutSettings:
+    """How much of one event runs at once (service.py): the brake and the tick.
+
+    ``pools``: pools a tick (or a kill's reconcile) works on at once, each in its own
+    transactions. Pools are independent documents, so their transactions do not
+    contend: Firestore's limits are per document (a sustained write a second, and
+    transactions on one document serialised: https://cloud.google.com/firestore/quotas,
+    "Maximum write rate to a document"); the kill switch is only read by them. The
+    bound keeps one function instance under the ~100 concurrent streams of the one
+    HTTP/2 connection its Firestore client's gRPC channel uses; calls beyond that queue
+    in the client (https://grpc.io/docs/guides/performance/).
+    ``stops``: stop calls a kill has in flight at once (each waits for its operation).
+    """
+
+    pools: Annotated[Count, Field(ge=1, le=100)] = 16
+    stops: Annotated[Count, Field(ge=1, le=1000)] = 200
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class InstanceSettings:
     """One ``instances`` item given as an object; missing keys take the pool's values."""
 
@@ -349,6 +368,7 @@ class Config:
     gateway: GatewaySettings = GatewaySettings()
     local: LocalSettings = LocalSettings()
     batch: BatchSettings = BatchSettings()
+    fanout: FanoutSettings = FanoutSettings()
 
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}-{suffix}"

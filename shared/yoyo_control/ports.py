@@ -41,6 +41,16 @@ class Transaction(Protocol):
     def append(self, event: Event) -> None: ...
 
 
+@runtime_checkable
+class PoolDocuments(Protocol):
+    """A store that reads many pools' documents in one call (an optional capability:
+    the kill's brake reads every pool at once through it, else pool by pool)."""
+
+    def get_pools(self, pools: Sequence[str]) -> dict[str, PoolState]:
+        """The pools' documents (a pool without one: absent), heartbeats NOT included."""
+        ...
+
+
 class Store(Protocol):
     def transact(self, fn: Callable[[Transaction], T]) -> T:
         """Run ``fn`` in one serialisable transaction (retried on contention).

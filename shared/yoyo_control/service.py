@@ -14,7 +14,17 @@ Invariants (DESIGN.md §3):
   state; a redelivery only re-reconciles.
 - Each pass reads the pool and the kill switch, (records outcomes,) decides and writes in
   ONE store transaction; Compute is called only after that commit, with the action's
-  request id.
+  request id — but for the brake's stops (below), which need no decision to be safe.
+- The brake: an event that engages the kill switch (a kill, the switch's document
+  written, a budget over its limit) first issues every stop the engaged switch calls
+  for, in every pool, at once (``fanout.stops`` in flight), from reads outside any
+  transaction and decide()'s request ids; only then does each pool's reconcile decide
+  in its transaction, and a pass that decides one of those stops records its outcome
+  instead of calling it again. The brake never starts anything, so a stale read costs
+  at most a stop the kill wanted anyway (or one Compute dedupes by its request id).
+- Pools are independent documents: a tick, and the reconciles after a kill, work on
+  ``fanout.pools`` pools at once; each pool is still reconciled by one thread, pass after
+  pass, and every pool is tried even when others fail (the failures raise at the end).
 - The kill switch is re-read immediately before every start. A kill always engages it;
   an unkill is ignored when published before the switch was engaged, by the switch's
   ``changed_at`` (the control plane's clock or the store's commit time), never by an
@@ -40,11 +50,11 @@ Invariants (DESIGN.md §3):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import logs
+from . import fanout, logs
 from .config import Config
 from .domain import scaling, spend
 from .domain.budget import BudgetRules, is_ours, kill_reason
@@ -86,7 +96,7 @@ from .errors import (
     PermanentError,
     TemporaryError,
 )
-from .ports import Clock, Compute, Event, Store, Transaction
+from .ports import Clock, Compute, Event, PoolDocuments, Store, Transaction
 
 
 @dataclass(frozen=True)
@@ -200,17 +210,30 @@ class Service:
         return Handled(kind_of(fact), done.duplicate, (pool,), done.actions)
 
     def reconcile(
-        self, pool: str, fact: Fact | None = None, observation: StatusObserved | None = None
+        self,
+        pool: str,
+        fact: Fact | None = None,
+        observation: StatusObserved | None = None,
+        issued: Mapping[str, Executed] | None = None,
     ) -> Reconciled:
-        """Passes until no outcome asks to look again: decide → act → record (→ decide)."""
+        """Passes until no outcome asks to look again: decide → act → record (→ decide).
+
+        ``issued``: the pool's stops the brake already called (by request id); a pass
+        that decides one of them records that call's outcome instead of calling Compute
+        again. One that no pass decided (the brake read the pool before a change) is
+        recorded as stale by a last pass: every call made is in the event log.
+        """
+        called = dict(issued or {})
         step = first = self._pass(pool, (), fact, observation)
         actions, temporary, passes = list(step.decision.actions), [], 1
         while step.decision.actions or step.again:
-            executed = self.execute(step.decision.actions)
+            executed = self._execute(step.decision.actions, called)
             temporary += [e for e in executed if e.outcome == Outcome.TEMPORARY]
             passes += 1
             step = self._pass(pool, executed, look_again=passes <= MAX_PASSES)
             actions += step.decision.actions
+        if called:
+            self._pass(pool, tuple(called.values()), look_again=False)
         if temporary:
             raise TemporaryError(
                 "; ".join(f"{e.action.kind} {e.action.instance}: {e.detail}" for e in temporary)
@@ -323,22 +346,92 @@ class Service:
             pools, self.clock.now(), self.config.timezone, caps.daily_usd, caps.monthly_usd
         )
 
-    def reconcile_all(self) -> list[Action]:
-        return self._each_pool(lambda pool: self.reconcile(pool).actions)
+    def reconcile_all(self, brake: bool = False) -> list[Action]:
+        """Reconcile every pool; with ``brake``, the kill's stops are issued first, all
+        at once (``_brake``), and each pool's reconcile records them."""
+        issued: dict[str, dict[str, Executed]] = {}
+        for done in self._brake() if brake else ():
+            issued.setdefault(done.action.pool, {})[done.action.request_id] = done
+        return self._each_pool(lambda pool: self.reconcile(pool, issued=issued.get(pool)).actions)
+
+    def _brake(self) -> list[Executed]:
+        """With the kill switch engaged: every stop it calls for, in every pool, issued
+        at once (``fanout.stops`` in flight), before any pool's transaction.
+
+        Every pool is read outside a transaction (in batched reads where the store can:
+        ports.PoolDocuments; else ``fanout.pools`` at a time) and decide() (pure) names
+        the stops the pool's next pass will decide, with their request ids (uuid5 of
+        pool, instance, epoch, action). A read that is stale by then is harmless: the
+        switch is engaged, so decide() asks only for stops (a start is never issued
+        here), the pass decides afresh in its transaction, and a stop whose request id
+        it does not decide is only a stop Compute dedupes or that the kill wanted
+        anyway (recorded as stale). Nothing is written here; the passes record the
+        outcomes. A pool that cannot be read is left to its reconcile, which stops it
+        the usual way.
+        """
+        try:
+            kill = self.store.get_kill()
+        except TemporaryError as exc:
+            logs.warning(f"brake: kill switch not read, the reconciles stop every VM: {exc}")
+            return []
+        if not kill.engaged:
+            return []
+        now = self.clock.now()
+
+        pools = list(self.config.pools)
+        read: dict[str, PoolState] | None = None
+        if isinstance(self.store, PoolDocuments):  # every pool in a few batched reads
+            try:
+                read = self.store.get_pools(pools)
+            except TemporaryError as exc:
+                logs.warning(f"brake: pools not read at once, one by one: {exc}")
+
+        def planned(pool: str) -> list[Action]:
+            # A pool without a document has nothing to stop; heartbeats play no part
+            # while the switch is engaged (every instance is desired stopped).
+            state = read.get(pool) if read is not None else self.store.get_pool(pool)
+            if state is None:
+                return []
+            decision = decide(state, kill, self.config.policy(pool), now, NO_SPEND)
+            return [a for a in decision.actions if a.kind == ActionKind.STOP]
+
+        limit = self.config.fanout.stops
+        stops: list[Action] = []
+        reads = fanout.each(pools, planned, 1 if read is not None else self.config.fanout.pools)
+        for pool, plan in zip(pools, reads, strict=True):
+            if isinstance(plan, Exception):
+                logs.warning(f"brake: pool not read, its reconcile stops it: {plan}", pool=pool)
+            else:
+                stops += plan
+        calls = fanout.each(stops, lambda a: self.execute((a,)), limit)
+        done = [e for c in calls if not isinstance(c, Exception) for e in c]
+        for error in (c for c in calls if isinstance(c, Exception)):  # never raised by execute
+            logs.error(f"brake: stop not issued: {type(error).__name__}: {error}")
+        logs.info(f"brake: {len(done)} stop(s) issued at once", stops=len(done))
+        return done
 
     def _each_pool(self, fn: Callable[[str], Iterable[Action]]) -> list[Action]:
-        """``fn`` for every pool, even when one fails: a pool whose Compute calls fail must
-        not starve the others (nor keep the kill switch from them); the failures raise
-        together at the end, so the event is redelivered."""
+        """``fn`` for every pool, ``fanout.pools`` of them at once, even when one fails: a
+        pool whose Compute calls fail must not starve the others (nor keep the kill
+        switch from them); the failures raise together at the end, so the event is
+        redelivered (a temporary one as TemporaryError; else the first other error)."""
+        pools = list(self.config.pools)
+        results = fanout.each(pools, lambda pool: list(fn(pool)), self.config.fanout.pools)
         actions: list[Action] = []
         failures: list[str] = []
-        for pool in self.config.pools:
-            try:
-                actions.extend(fn(pool))
-            except TemporaryError as exc:
-                failures.append(f"{pool}: {exc}")
+        other: Exception | None = None
+        for pool, result in zip(pools, results, strict=True):
+            if isinstance(result, TemporaryError):
+                failures.append(f"{pool}: {result}")
+            elif isinstance(result, Exception):
+                logs.error(f"{type(result).__name__}: {result}", pool=pool)
+                other = other or result
+            else:
+                actions.extend(result)
         if failures:
             raise TemporaryError("; ".join(failures))
+        if other is not None:
+            raise other
         return actions
 
     # --- fact kinds ------------------------------------------------------------------
@@ -445,7 +538,12 @@ class Service:
         duplicate = self._record_global(fact, new_kill)
         actions: list[Action] = []
         if not (isinstance(fact, BudgetNotified) and note.endswith(("ignored", "no action"))):
-            actions = self.reconcile_all()
+            # A kill (its command, its document's write, a budget that engaged it) brakes:
+            # every stop at once, then each pool records its own.
+            brake = isinstance(fact, (KillRequested, KillSwitchWritten)) or note.startswith(
+                "kill switch engaged"
+            )
+            actions = self.reconcile_all(brake=brake)
         logs.info(note or kind_of(fact), message_id=fact.message_id, source=kind_of(fact))
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions), note)
 
@@ -468,6 +566,23 @@ class Service:
         return self.store.transact(txn)
 
     # --- actions ---------------------------------------------------------------------
+
+    def _execute(
+        self, actions: Iterable[Action], called: dict[str, Executed]
+    ) -> tuple[Executed, ...]:
+        """execute(), but a stop in ``called`` (by request id: the brake issued it) is not
+        called again: its outcome is taken (once) from there."""
+        actions = tuple(actions)
+        taken = {
+            a.request_id: called.pop(a.request_id)
+            for a in actions
+            if a.kind == ActionKind.STOP and a.request_id in called
+        }
+        if not taken:
+            return self.execute(actions)
+        fresh = iter(self.execute([a for a in actions if a.request_id not in taken]))
+        merged = [taken.get(a.request_id) or next(fresh, None) for a in actions]
+        return tuple(e for e in merged if e is not None)
 
     def execute(self, actions: Iterable[Action]) -> tuple[Executed, ...]:
         """Call Compute for each action; write nothing (the next pass records them)."""

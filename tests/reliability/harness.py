@@ -17,6 +17,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,16 +62,24 @@ class Boundaries:
     # Called at every boundary: the world may change there (another process writes the
     # store between this one's commit and its Compute call).
     hook: Callable[[str], None] | None = None
+    # The service's fan-out may pass boundaries from several threads at once: counting
+    # (and the committed documents, CrashingStore) is done under this lock; the hook is
+    # called outside it (it writes the store, which another thread may hold).
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self, armed_at: int | None = None) -> None:
-        self.armed_at, self.passed = armed_at, []
+        with self.lock:
+            self.armed_at, self.passed = armed_at, []
 
     def point(self, name: str) -> None:
-        self.passed.append(name)
+        with self.lock:
+            self.passed.append(name)
+            crash = self.armed_at is not None and len(self.passed) == self.armed_at
+            if crash:
+                self.armed_at = None
         if self.hook is not None:
             self.hook(name)
-        if self.armed_at is not None and len(self.passed) == self.armed_at:
-            self.armed_at = None
+        if crash:
             raise Crash(name)
 
 
@@ -125,7 +134,8 @@ class CrashingStore:
             return result
 
         result = self.inner.transact(body)
-        self.committed.update(saved)
+        with self.b.lock:
+            self.committed.update(saved)
         self.b.point("after-commit")
         return result
 
@@ -157,30 +167,39 @@ class CrashingStore:
 
 
 class CrashingCompute:
-    """The Compute port around a real one, with crash points before and after each call."""
+    """The Compute port around a real one, with crash points before and after each call.
+
+    The simulated Compute is not thread-safe: the calls of the service's fan-out reach
+    it one at a time (``lock``), as requests reach the real service in some order.
+    """
 
     def __init__(self, inner: Any, boundaries: Boundaries) -> None:
         self.inner = inner
         self.b = boundaries
+        self.lock = threading.RLock()
 
     def list_instances(self, pool: str, zone: str) -> list[ObservedInstance]:
         self.b.point("before-list")
-        listed: list[ObservedInstance] = self.inner.list_instances(pool, zone)
+        with self.lock:
+            listed: list[ObservedInstance] = self.inner.list_instances(pool, zone)
         self.b.point("after-list")
         return listed
 
     def get(self, zone: str, instance: str) -> ObservedInstance:
-        found: ObservedInstance = self.inner.get(zone, instance)
+        with self.lock:
+            found: ObservedInstance = self.inner.get(zone, instance)
         return found
 
     def start(self, zone: str, instance: str, request_id: str) -> None:
         self.b.point("before-start")
-        self.inner.start(zone, instance, request_id)
+        with self.lock:
+            self.inner.start(zone, instance, request_id)
         self.b.point("after-start")
 
     def stop(self, zone: str, instance: str, request_id: str) -> None:
         self.b.point("before-stop")
-        self.inner.stop(zone, instance, request_id)
+        with self.lock:
+            self.inner.stop(zone, instance, request_id)
         self.b.point("after-stop")
 
 
@@ -226,8 +245,12 @@ def pool_config(
     instances: tuple[str, ...] = ("vm-0",),
     extra_pools: dict[str, dict[str, Any]] | None = None,
     kill_fraction: float = 1.0,
+    fanout: dict[str, int] | None = None,
     **policy: Any,
 ) -> Config:
+    """One pool ``gpu`` (plus ``extra_pools``). ``fanout`` defaults to one pool and one
+    stop at a time: the service then runs in the caller's thread, so a seed replays the
+    same steps and crash points (the many-pools suite passes the production bounds)."""
     gpu: dict[str, Any] = {
         "zone": "z",
         "instances": list(instances),
@@ -246,7 +269,11 @@ def pool_config(
     gpu.update(policy)
     pools = {"gpu": gpu, **(extra_pools or {})}
     return parse_config(
-        {"budget": {"budget_ids": ["b-1"], "kill_fraction": kill_fraction}, "pools": pools}
+        {
+            "budget": {"budget_ids": ["b-1"], "kill_fraction": kill_fraction},
+            "pools": pools,
+            "fanout": fanout if fanout is not None else {"pools": 1, "stops": 1},
+        }
     )
 
 

@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, note, settings
@@ -129,6 +129,8 @@ BUDGET_KINDS = ("under", "under", "under", "foreign", "over", "threshold", "fore
 class ControlPlane(RuleBasedStateMachine):
     suite = SUITE  # where the checks are tallied (reliability/conftest.py reports them)
     checker_tick_s = TICK_S  # the one-tick window the checks allow
+    many_pools = 0  # >0: that many pools of one instance each instead of gpu (+ cpu)
+    fanout: ClassVar[dict[str, int] | None] = None  # None: one pool at a time, same steps
 
     def __init__(self) -> None:
         super().__init__()
@@ -169,6 +171,11 @@ class ControlPlane(RuleBasedStateMachine):
             if setup.second_pool
             else None
         )
+        if self.many_pools:
+            extra = {
+                f"p{i:02d}": {"zone": "z", "instances": [f"p{i:02d}-0"], "hourly_price_usd": 0.36}
+                for i in range(self.many_pools - 1)
+            }
         config = pool_config(
             instances=names,
             extra_pools=extra,
@@ -179,6 +186,7 @@ class ControlPlane(RuleBasedStateMachine):
             lease_s=setup.lease_s,
             idle_timeout_s=setup.idle_timeout_s,
             max_action_attempts=setup.max_action_attempts,
+            fanout=self.fanout,
         )
         start = T0 + setup.start_offset
         self.world = World.build(config, self.dir, start=start)
@@ -279,10 +287,12 @@ class ControlPlane(RuleBasedStateMachine):
             return
         store = w.service.store
         assert isinstance(store, CrashingStore)
-        called = {c.request_id for c in w.sim.calls if c.kind == "start"}
+        with w.boundaries.lock:  # the fan-out's other threads may be committing
+            committed = list(store.committed.values())
+            called = {c.request_id for c in w.sim.calls if c.kind == "start"}
         decided = [
             inst.last_action.request_id
-            for state in store.committed.values()
+            for state in committed
             for inst in state.instances.values()
             if inst.last_action is not None
             and inst.last_action.kind == ActionKind.START
@@ -845,6 +855,40 @@ SKEW_SEED = 104
 
 def test_invariants_hold_under_clock_skew_between_actors() -> None:
     _run(examples=40, steps=100, seed=SKEW_SEED, machine=SkewedControlPlane, shrink=False)
+
+
+# --- many pools (issue 27): the brake and the tick fanned out ---------------------------------
+
+
+class ManyPools(ControlPlane):
+    """50 pools of one VM each, with the production fan-out (``fanout`` defaults: the
+    kill's stops issued at once from threads, a tick's pools worked on 16 at a time).
+    Kill wins, one owner, the caps and every other check must hold as with one pool; a
+    rule wakes every pool at once so that a kill lands on many running VMs. Threads
+    make the order of crash points vary between runs: a failure prints its seed, but a
+    replay may take other steps (``YOYO_HYPOTHESIS_NO_SHRINK=1`` keeps the first)."""
+
+    suite = "stateful-many-pools"
+    many_pools = 50
+    fanout: ClassVar[dict[str, int] | None] = {}  # the production defaults
+
+    @rule(busy=st.booleans())
+    def wake_every_pool(self, busy: bool) -> None:
+        """A nightly window opens in every pool at once."""
+        now = self.w.clock.now()
+        for pool in self.pools():
+            self.deliver(RunRequested(self.mid("run"), now, pool, "cycle", "nightly", 1800.0))
+        self.agents = "busy" if busy else "idle"
+
+
+def test_kill_wins_with_50_pools() -> None:
+    _run(examples=5, steps=40, seed=chosen_seed(slow=False), machine=ManyPools, shrink=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_kill_wins_with_50_pools_long() -> None:
+    _run(examples=25, steps=80, seed=chosen_seed(slow=True), machine=ManyPools)
 
 
 # --- mutants: the suite must catch a control plane that breaks a promise ---------------------

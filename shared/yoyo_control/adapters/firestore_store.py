@@ -21,10 +21,13 @@ Invariants:
   checked inside the transaction, in one batched read at flush time).
 - ``events()`` orders by (``at``, commit time, position in its transaction): a stable
   total order equal to insertion order whenever ``at`` does not go backwards.
-- One store object runs one transaction at a time (``serialize``, on by default): the
-  threads of one process queue in memory instead of contending on the same documents
-  (Firestore serialises transactions on a document anyway, DESIGN.md §4b); processes
-  still contend, and that is handled by the retries above.
+- One store object runs at most ``concurrency`` transactions at a time (``serialize``,
+  on by default; ``concurrency`` 1 by default): the threads of one process queue in
+  memory instead of contending on the same documents (Firestore serialises
+  transactions on a document anyway, DESIGN.md §4b). The service's fan-out
+  (``fanout.pools``, bootstrap.store_options) raises it: its threads work on different
+  pools, independent documents. Threads or processes that do meet on a document
+  contend, and that is handled by the retries above.
 - No client or network connection is made before the first call.
 
 Kill switch documents written by an operator in the console are read leniently
@@ -48,7 +51,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -274,6 +277,9 @@ class _FirestoreTx:
 # --- the store -----------------------------------------------------------------------
 
 
+GET_ALL_CHUNK = 300  # documents per batched read (get_pools): one streamed response each
+
+
 class FirestoreStore:
     """The Store port on Firestore (native mode). Thread-safe; one client per store."""
 
@@ -287,6 +293,7 @@ class FirestoreStore:
         max_attempts: int = 5,
         retry_deadline_s: float = 30.0,
         serialize: bool = True,
+        concurrency: int = 1,
     ) -> None:
         self.project = project
         self.database = database
@@ -298,7 +305,8 @@ class FirestoreStore:
         self._client = client
         self._owns_client = client is None
         self._lock = threading.Lock()
-        self._turn = threading.Lock()  # held by the transaction attempt in flight
+        # held by each transaction attempt in flight
+        self._turn = threading.BoundedSemaphore(max(1, concurrency))
         self._local = threading.local()
 
     # --- plumbing --------------------------------------------------------------------
@@ -426,6 +434,21 @@ class FirestoreStore:
         doc = snap.to_dict() if snap.exists else None
         state = from_doc(PoolState, doc) if doc is not None else PoolState(pool=pool)
         return replace(state, heartbeats={hb.instance: hb for hb in beats})
+
+    def get_pools(self, pools: Sequence[str]) -> dict[str, PoolState]:
+        """The pools' documents in batched reads (BatchGetDocuments, ``GET_ALL_CHUNK``
+        a call) instead of one read and one query per pool; heartbeats NOT included
+        (ports.PoolDocuments). Billed one read per document, as get_pool's first read."""
+        by_id = {doc_id(p): p for p in pools}
+        found: dict[str, PoolState] = {}
+        refs = [self.pool_ref(p) for p in pools]
+        with _temporary_on_transient("get pools"):
+            for i in range(0, len(refs), GET_ALL_CHUNK):
+                for snap in self.client.get_all(refs[i : i + GET_ALL_CHUNK]):
+                    doc = snap.to_dict() if snap.exists else None
+                    if doc is not None and snap.id in by_id:
+                        found[by_id[snap.id]] = from_doc(PoolState, doc)
+        return found
 
     def list_pools(self) -> list[str]:
         with _temporary_on_transient("list pools"):

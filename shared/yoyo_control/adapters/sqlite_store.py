@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,6 +161,12 @@ class SqliteStore:
 
     def get_pool(self, pool: str) -> PoolState:
         return _Tx(self._conn()).load_pool(pool)
+
+    def get_pools(self, pools: Sequence[str]) -> dict[str, PoolState]:
+        """The pools' documents (ports.PoolDocuments), heartbeats not included."""
+        wanted = set(pools)
+        rows = self._conn().execute("SELECT pool, doc FROM pools").fetchall()
+        return {p: from_doc(PoolState, json.loads(d)) for p, d in rows if p in wanted}
 
     def list_pools(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT pool FROM pools ORDER BY pool")]
