@@ -27,12 +27,10 @@ Invariant: deterministic — the same arguments give the same tables.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from _results import machine, write_section

@@ -49,9 +49,9 @@ def _action_record(doc: Doc) -> Doc:
 def _pool_state(doc: Doc) -> Doc:
     """A pool whose history cannot be read loads with none (it is advice, DESIGN.md §4):
     a corrupt, huge, older or newer history never stops the pool's document loading."""
-    raw = doc.get("history")
-    if raw is None:
+    if "history" not in doc:
         return doc
+    raw = doc["history"]
     try:
         if not isinstance(raw, Mapping):
             raise TypeError("history is not a map")

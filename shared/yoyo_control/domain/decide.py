@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import NamedTuple
 
-from . import actions, capacity, keepalive, prewarm as prewarming
+from . import actions, capacity, keepalive
+from . import prewarm as prewarming
 from .actions import Step, request_id
 from .heartbeats import is_busy
 from .history import History

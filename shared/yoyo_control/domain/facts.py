@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from .actions import settle_observed, unanswered_start
 from . import history
+from .actions import settle_observed, unanswered_start
 from .heartbeats import is_busy
 from .keepalive import record_gap
 from .ledger import accrue

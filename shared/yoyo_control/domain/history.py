@@ -117,7 +117,7 @@ def sanitize(value: object) -> History:
             if ok and all(math.isfinite(c) and 0 <= c <= 1e6 for r in rows for c in r):
                 classes = rows
         firsts = tuple(int(f) for f in value.firsts[-MAX_FIRSTS:] if _minute(f))
-        since = int(value.since) if _minute(value.since) else None
+        since = int(value.since) if value.since is not None and _minute(value.since) else None
         spent = float(value.prewarm_s)
         spent = spent if math.isfinite(spent) and 0 <= spent <= 86400 * 1000 else 0.0
         at = value.prewarm_at
@@ -142,8 +142,7 @@ def describe(history: History, timezone: str) -> list[str]:
     h = sanitize(history)
     if h.since is None:
         return ["no history yet"]
-    names = ("wkday 00-06", "wkday 06-12", "wkday 12-18", "wkday 18-24")
-    names += ("wkend 00-06", "wkend 06-12", "wkend 12-18", "wkend 18-24")
+    names = [f"{kind} {h:02d}-{h + 6:02d}" for kind in ("wkday", "wkend") for h in (0, 6, 12, 18)]
     lines = [f"history since {local(h.since * 60, timezone):%Y-%m-%d %H:%M %Z}"]
     for name, row in zip(names, h.classes, strict=False):
         total = sum(row)

@@ -347,7 +347,9 @@ class PoolState:
     idle_gaps: GapHistogram = field(default_factory=GapHistogram)  # recent gaps (bounded)
     idle_since: float | None = None  # when the pool's last activity ended, while idle
     zones: Mapping[str, ZoneHealth] = field(default_factory=dict)  # capacity, per zone
-    history: History = History()  # advice for keep-alive and pre-warm (domain/history.py)
+    history: History = field(
+        default_factory=History
+    )  # advice for keep-alive and pre-warm (domain/history.py)
     last_decision: str = ""
     updated_at: float | None = None
 

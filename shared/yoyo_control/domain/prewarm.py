@@ -14,12 +14,13 @@ VM-seconds (a user-second waiting is worth ``wait_weight`` of them):
 - otherwise (a miss): the boot and the hold paid for nothing: ``-(b + W)``.
 
 Days are weighted by likeness to today: the same weekday 1, the same kind (weekday or
-weekend) 0.5, the other kind 0.25 — 0.05 once a day of today's kind is in the history. A pre-warm starts at ``now`` when the weighted mean value is
-positive and above ``MIN_VALUE`` of a full saving, waiting one more tick would not be
-worth more (so it starts as late as is useful), at least ``MIN_EVIDENCE`` days of history
-back it, the pool holds no lease, none started in the last ``b + W``, and the day's
-budget (``prewarm_budget_min`` VM-minutes, local day of the pool's time zone) still holds
-the whole lease it asks for (``b + W``): a pre-warm lease can keep a VM no longer, so the
+weekend) 0.5, the other kind 0.25 — 0.05 once a day of today's kind is in the history.
+A pre-warm starts at ``now`` when the weighted mean value is above ``MIN_VALUE`` of a
+full saving, waiting one more tick would not be worth more (so it starts as late as is
+useful), at least ``MIN_EVIDENCE`` weighted days of history back it, the pool holds no
+lease, none started in the last ``b + W``, and the day's budget (``prewarm_budget_min``
+VM-minutes, local day of the pool's time zone) still holds the whole lease it asks for
+(``b + W``): a pre-warm lease can keep a VM no longer, so the
 budget bounds the VM-time pre-warms alone can cause (up to the stop's own latency).
 
 Invariants: pure — the same (history, now, settings) always gives the same Verdict; a

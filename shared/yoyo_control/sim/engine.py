@@ -48,6 +48,8 @@ from ..agent import policy as agent_policy
 from ..config import Config
 from ..domain import keepalive, spend
 from ..domain.facts import Fact, HeartbeatReceived, QueueDepthObserved, RunRequested, Tick
+from ..domain.history import LONG_IDLE_S
+from ..domain.history import local as history_local
 from ..domain.keepalive import GapHistogram
 from ..domain.model import Heartbeat, Holder
 from ..errors import InvalidMessage, TemporaryError
@@ -56,8 +58,6 @@ from ..service import Service
 from .compute import SimCompute
 from .events import EventQueue
 from .memory_store import MemoryStore
-from ..domain.history import LONG_IDLE_S
-from ..domain.history import local as history_local
 from .optimum import busy_periods, offline_optimum
 from .params import DEFAULT_PARAMS, SimParams
 from .policies import FOREVER, SimPolicy
@@ -272,8 +272,7 @@ class Simulation:
             now,
             self.params.pool,
             holder=Holder.PREWARM,
-            reason="oracle pre-warm: a first request in "
-            f"{self.oracle_lead_s():.0f}s",
+            reason=f"oracle pre-warm: a first request in {self.oracle_lead_s():.0f}s",
             duration_s=lease_s,
         )
         self._deliver(fact)

@@ -11,11 +11,11 @@ cost), ``histogram`` (the histogram's cheapest timeout, after 3 gaps, up to 30 m
 ``adaptive`` — **the default**, under the name the configuration and the README give it:
 no override, the pool's own keep-alive (PoolPolicy's default, ``keepalive = "adaptive"``)
 computed by decide() from the idle gaps the control plane observes through heartbeats
-and wakes, i.e. what production runs; ``adaptive-noprewarm`` (the default with its pre-warm off), ``oracle-prewarm`` (the
-default's keep-alive with the simulator's oracle pre-warm instead of its own: a bound),
-``adaptive-neutral`` (the default's rule, but fed
-the exact gaps the simulated gateway sees instead of the observed ones),
-or ``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
+and wakes, i.e. what production runs; ``adaptive-noprewarm`` (the default with its
+pre-warm off), ``oracle-prewarm`` (the default's keep-alive with the simulator's oracle
+pre-warm instead of its own: a bound), ``adaptive-neutral`` (the default's rule, but fed
+the exact gaps the simulated gateway sees instead of the observed ones), or
+``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
 ``histogram:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
 
 Invariants: a policy is an immutable value; ``timeout`` is pure given its arguments;
