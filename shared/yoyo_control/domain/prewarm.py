@@ -13,7 +13,8 @@ VM-seconds (a user-second waiting is worth ``wait_weight`` of them):
   ``b × wait_weight - (a - b)``;
 - otherwise (a miss): the boot and the hold paid for nothing: ``-(b + W)``.
 
-Days are weighted by likeness to today: the same weekday 1, the same kind (weekday or
+To the days looked at, ``PRIOR_DAYS`` of misses are added (a pattern seen once is not
+yet one). Days are weighted by likeness to today: the same weekday 1, the same kind (weekday or
 weekend) 0.5, the other kind 0.25 — 0.05 once a day of today's kind is in the history.
 A pre-warm starts at ``now`` when the weighted mean value is above ``MIN_VALUE`` of a
 full saving, waiting one more tick would not be worth more (so it starts as late as is
@@ -38,6 +39,7 @@ from .history import HORIZON_DAYS, History, local, sanitize
 
 DAY = 86400.0
 MIN_VALUE = 0.1  # of one full saving (b × wait_weight): below it a pre-warm is not worth it
+PRIOR_DAYS = 0.5  # weighted days of misses every estimate starts from
 MIN_EVIDENCE = 0.5  # weighted days of history before any pre-warm (one day like today)
 
 
@@ -105,7 +107,9 @@ def value_at(history: History, s: float, settings: Settings, skip_s: float = 0.0
         weight_sum += weight
     if weight_sum <= 0:
         return Verdict(False, "no history", 0.0, 0.0)
-    return Verdict(False, "", total / weight_sum, weight_sum)
+    # A prior of PRIOR_DAYS days that were misses: a pattern must repeat before it pays.
+    prior = PRIOR_DAYS * -(b + w)
+    return Verdict(False, "", (total + prior) / (weight_sum + PRIOR_DAYS), weight_sum)
 
 
 def spent_today(history: History, now: float, timezone: str) -> float:
