@@ -39,7 +39,7 @@ from .history import HORIZON_DAYS, History, local, sanitize
 
 DAY = 86400.0
 MIN_VALUE = 0.1  # of one full saving (b × wait_weight): below it a pre-warm is not worth it
-PRIOR_DAYS = 0.5  # weighted days of misses every estimate starts from
+PRIOR_DAYS = 0.25  # weighted days of misses every estimate starts from
 MIN_EVIDENCE = 0.5  # weighted days of history before any pre-warm (one day like today)
 
 
