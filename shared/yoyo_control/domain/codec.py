@@ -17,7 +17,7 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
 
-from .history import MAX_FIRSTS, History, sanitize
+from .history import BINS, CLASSES, MAX_FIRSTS, History, sanitize
 from .model import ActionRecord, OutcomeKind, PoolState
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def _pool_state(doc: Doc) -> Doc:
         if not isinstance(raw, Mapping):
             raise TypeError("history is not a map")
         trimmed = dict(raw)
-        for key, most in (("firsts", MAX_FIRSTS), ("classes", 8)):
+        for key, most in (("firsts", MAX_FIRSTS), ("classes", CLASSES * len(BINS))):
             value = trimmed.get(key)
             if isinstance(value, (list, tuple)) and len(value) > most:
                 trimmed[key] = list(value)[-most:]

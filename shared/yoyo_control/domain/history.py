@@ -3,7 +3,8 @@
 What it keeps (``PoolState.history``, a small field of the pool document):
 - ``classes``: idle gaps by class — the time of week the gap began (weekday or weekend ×
   six-hour block of the local day, 8 classes) — as decayed counts over coarse bins
-  (``BINS``); each new gap multiplies its class's older counts by ``1 - 1/MEMORY``;
+  (``BINS``), flat (class-major: Firestore stores no array inside an array); each new
+  gap multiplies its class's older counts by ``1 - 1/MEMORY``;
 - ``firsts``: the times (UTC minutes) of the first requests after a long idle (a gap of at
   least ``LONG_IDLE_S``), the newest ``MAX_FIRSTS``, none older than ``HORIZON_DAYS``;
 - ``since``: when the history began (UTC minutes): days before it are not evidence;
@@ -39,14 +40,19 @@ _NEGLIGIBLE = 1e-3
 class History:
     version: int = VERSION
     since: int | None = None  # UTC minute when the history began
-    classes: tuple[tuple[float, ...], ...] = ()  # CLASSES × len(BINS) decayed counts
+    classes: tuple[float, ...] = ()  # CLASSES × len(BINS) decayed counts, class-major
     firsts: tuple[int, ...] = ()  # UTC minutes of first requests after a long idle
     prewarm_day: str = ""  # local date of the budget spent below
     prewarm_s: float = 0.0  # pre-warm lease-seconds granted that day
     prewarm_at: float | None = None  # when the last pre-warm lease was granted
 
     def gaps_seen(self) -> float:
-        return sum(sum(row) for row in self.classes)
+        return sum(self.classes)
+
+    def rows(self) -> list[tuple[float, ...]]:
+        """The counts of each class, in class order (empty: none recorded)."""
+        n = len(BINS)
+        return [self.classes[i * n : (i + 1) * n] for i in range(len(self.classes) // n)]
 
 
 EMPTY = History()
@@ -83,10 +89,11 @@ def record(
     history = sanitize(history)
     cls = class_of(began, timezone)
     keep = 1.0 - 1.0 / max(1.0, memory)
-    rows = [list(r) for r in history.classes] or [[0.0] * len(BINS) for _ in range(CLASSES)]
+    rows = [list(r) for r in history.rows()] or [[0.0] * len(BINS) for _ in range(CLASSES)]
     row = [0.0 if c * keep < _NEGLIGIBLE else round(c * keep, 4) for c in rows[cls]]
     row[bin_of(gap)] += 1.0
     rows[cls] = row
+    flat = tuple(c for r in rows for c in r)
     minute = int(ended // 60)
     firsts = history.firsts
     if gap >= LONG_IDLE_S:
@@ -94,7 +101,7 @@ def record(
     oldest = minute - HORIZON_DAYS * 1440
     firsts = tuple(f for f in firsts if f >= oldest)[-MAX_FIRSTS:]
     since = history.since if history.since is not None else int(began // 60)
-    return replace(history, since=since, classes=tuple(map(tuple, rows)), firsts=firsts)
+    return replace(history, since=since, classes=flat, firsts=firsts)
 
 
 def start(history: History, at: float) -> History:
@@ -110,12 +117,11 @@ def sanitize(value: object) -> History:
     if not isinstance(value, History) or value.version != VERSION:
         return EMPTY
     try:
-        classes: tuple[tuple[float, ...], ...] = ()
-        if value.classes:
-            rows = tuple(tuple(float(c) for c in row) for row in value.classes[:CLASSES])
-            ok = len(rows) == CLASSES and all(len(r) == len(BINS) for r in rows)
-            if ok and all(math.isfinite(c) and 0 <= c <= 1e6 for r in rows for c in r):
-                classes = rows
+        classes: tuple[float, ...] = ()
+        if len(value.classes) == CLASSES * len(BINS):
+            counts = tuple(float(c) for c in value.classes)
+            if all(math.isfinite(c) and 0 <= c <= 1e6 for c in counts):
+                classes = counts
         firsts = tuple(int(f) for f in value.firsts[-MAX_FIRSTS:] if _minute(f))
         since = int(value.since) if value.since is not None and _minute(value.since) else None
         spent = float(value.prewarm_s)
@@ -144,7 +150,7 @@ def describe(history: History, timezone: str) -> list[str]:
         return ["no history yet"]
     names = [f"{kind} {h:02d}-{h + 6:02d}" for kind in ("wkday", "wkend") for h in (0, 6, 12, 18)]
     lines = [f"history since {local(h.since * 60, timezone):%Y-%m-%d %H:%M %Z}"]
-    for name, row in zip(names, h.classes, strict=False):
+    for name, row in zip(names, h.rows(), strict=False):
         total = sum(row)
         if total < 0.5:
             continue
