@@ -74,7 +74,10 @@ def _prewarm_doc(p: PoolView) -> dict[str, Any]:
 
 def _history_lines(p: PoolView, now: float) -> list[str]:
     """The learned pattern (domain/history.py) and the next planned pre-warm."""
-    lines = [f"  history:  {line}" for line in history.describe(p.state.history, p.policy.timezone)]
+    learned = history.describe(p.state.history, p.policy.timezone)
+    lines = [
+        ("  history:  " if i == 0 else "            ") + line for i, line in enumerate(learned)
+    ]
     doc = _prewarm_doc(p)
     if doc["budget_min"] <= 0:
         lines.append("  prewarm:  off (prewarm_budget_min = 0)")

@@ -157,6 +157,6 @@ def describe(history: History, timezone: str) -> list[str]:
         short = sum(c for c, edge in zip(row, BINS, strict=True) if edge <= 900.0)
         lines.append(f"gaps {name}: {total:.1f} (≤15 min: {100 * short / total:.0f}%)")
     if h.firsts:
-        times = sorted(local(f * 60, timezone).strftime("%a %H:%M") for f in h.firsts[-6:])
+        times = [local(f * 60, timezone).strftime("%a %H:%M") for f in sorted(h.firsts)[-6:]]
         lines.append(f"first requests after a long idle ({len(h.firsts)}): " + ", ".join(times))
     return lines
