@@ -36,6 +36,7 @@ from typing import Any
 from _results import machine, write_section
 from heldout import DAYS_FRESH, DAYS_FRESH_DAILY, DAYS_FRESH_SEEDS
 
+from yoyo_control.domain.model import PoolPolicy
 from yoyo_control.sim.engine import SimParams, simulate
 from yoyo_control.sim.policies import parse_policy
 from yoyo_control.sim.report import markdown
@@ -218,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --seeds {len(seeds)} --jobs {args.jobs} --write`. Seeds {', '.join(map(str, seeds))}; "
         f"the control plane restarts every {args.restart_h:g} h of simulated time; totals "
         "over the seeds. Same pool and cost model as the keep-alive tables above; pre-warm "
-        "budget: PoolPolicy's default (30 VM-minutes of pre-warm lease a day), the oracle "
-        "within the same budget.",
+        f"budget: PoolPolicy's default ({PoolPolicy(pool='-').prewarm_budget_min:g} VM-minutes "
+        "of pre-warm lease a day), the oracle within the same budget.",
         "",
         *tables(runs, specs, daily),
         f"_Generated {machine()}; {time.perf_counter() - began:.0f} s._",
