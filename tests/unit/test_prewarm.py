@@ -79,6 +79,14 @@ def test_the_spend_cap_wins_and_charges_nothing() -> None:
     assert d.state.history == state.history
 
 
+def test_an_operators_stop_holds_prewarm_off_for_the_rest_of_the_day() -> None:
+    stopped = replace(ready_for_now(), operator_stop_at=NOW - 7 * 3600)  # 01:00 today
+    d = decide(stopped, OFF, POLICY, NOW)
+    assert d.state.lease is None and not d.actions
+    yesterday = replace(ready_for_now(), operator_stop_at=NOW - 9 * 3600)  # 23:00 before
+    assert decide(yesterday, OFF, POLICY, NOW).state.lease is not None
+
+
 def test_a_budget_of_zero_turns_it_off() -> None:
     d = decide(ready_for_now(), OFF, replace(POLICY, prewarm_budget_min=0), NOW)
     assert d.state.lease is None and not d.actions

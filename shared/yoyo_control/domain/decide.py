@@ -219,10 +219,13 @@ def lease(d: _Draft) -> None:
 def prewarm(d: _Draft) -> None:
     """Pre-warm (after rules 1–3, which it cannot pass): an idle pool whose history
     predicts a first request soon asks for a short lease (holder ``prewarm``), within its
-    daily pre-warm budget, charged in this same decision (domain/prewarm.py)."""
+    daily pre-warm budget, charged in this same decision (domain/prewarm.py); never on a
+    local day an operator stopped the pool."""
     settings = prewarm_settings(d.policy)
     if settings.budget_min <= 0 or not d.policy.instances:
         return
+    if prewarming.stopped_today(d.state.operator_stop_at, d.now, settings.timezone):
+        return  # an operator's stop holds pre-warm off for the rest of the local day
     busy = d.lease is not None or bool(d.requests) or _demand_active(d)
     verdict = prewarming.decide(d.state.history, d.now, settings, has_lease=busy)
     if not verdict.fire:

@@ -147,6 +147,13 @@ def decide(history: History, now: float, settings: Settings, has_lease: bool) ->
     return Verdict(True, why, here.value, here.evidence)
 
 
+def stopped_today(stopped_at: float | None, now: float, timezone: str) -> bool:
+    """Whether an operator stopped the pool earlier on ``now``'s local day."""
+    if stopped_at is None or stopped_at > now:
+        return stopped_at is not None and stopped_at - now < DAY
+    return local(stopped_at, timezone).date() == local(now, timezone).date()
+
+
 def charge(history: History, now: float, settings: Settings) -> History:
     """The history after a pre-warm lease of ``settings.lease_s`` was granted at ``now``."""
     h = sanitize(history)
