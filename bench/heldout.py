@@ -54,3 +54,26 @@ FRESH: dict[str, str] = {
 }
 FRESH_BURSTY = ("f-bursty-a", "f-bursty-b")
 FRESH_SEEDS = tuple(range(200, 206))
+
+# Issue 28 (keep-alive with a memory, pre-warm): multi-day workloads with daily and weekly
+# patterns, fixed on 2026-12-07 before the history, the pre-warm or the oracle were
+# written or measured. Two weeks from Monday 2027-03-01; ``week`` masks the days with
+# traffic (Mon…Sun), ``+`` merges two streams (sim/workload.py build_all). k, s and seeds
+# (400…405) used by no other set. Run once, at the end, on the frozen rule.
+DAYS_FRESH: dict[str, str] = {
+    # office weekdays from 08:30 (up to 50 min of jitter), about 7 hours of traffic
+    "k-office": "trace=conv,k=85,s=7,days=14,week=xxxxx..,jitter_s=3000,at=08:30",
+    # a nightly batch every night from 01:30 (15 min of jitter), about 90 minutes
+    "k-nightly": "trace=conv,k=35,s=1.5,days=14,jitter_s=900,at=01:30",
+    # office weekdays from 07:45 and a batch at 03:00 Monday to Saturday
+    "k-office-nightly": (
+        "trace=conv,k=110,s=9,days=14,week=xxxxx..,jitter_s=1800,at=07:45"
+        " + trace=code,k=22,s=1.2,days=14,week=xxxxxx.,jitter_s=600,at=03:00"
+    ),
+    # bursty code traffic Monday to Saturday from 10:00, up to 90 min of jitter
+    "k-bursty": "trace=code,k=55,s=11,days=14,week=xxxxxx.,jitter_s=5400,at=10:00",
+    # a few requests a weekday, spread over 12 hours from 09:30
+    "k-sparse-days": "trace=code,k=600,s=12,days=14,week=xxxxx..,jitter_s=3600,at=09:30",
+}
+DAYS_FRESH_DAILY = ("k-office", "k-nightly", "k-office-nightly")  # the daily-pattern goal
+DAYS_FRESH_SEEDS = tuple(range(400, 406))

@@ -1,6 +1,8 @@
 # Benchmarks: `make bench` regenerates every table of bench/RESULTS.md (the prose around
 # them is kept). Each part can be run alone; none runs in `make test`.
 #   bench-keepalive      simulator: keep-alive policies × derived and held-out workloads (~10 CPU-min)
+#   bench-keepalive-days simulator: history and pre-warm on multi-day workloads, then the
+#                        held-out DAYS_FRESH (~50 + ~55 CPU-min at the full 10 + 6 seeds)
 #   bench-store-ops      store operations per day vs the Firestore free tier (<1 min)
 #   bench-control-plane  Service.handle() latency, SQLite and the Firestore emulator (<1 min)
 #   bench-local          kill latency and idle detection on `yoyoctl local up` (~3 min)
@@ -14,13 +16,20 @@ BENCH_JOBS ?= 2
 BENCH_KILLS ?= 20
 BENCH_IDLES ?= 12
 
-.PHONY: bench bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
+BENCH_DAYS_SEEDS ?= 10
+BENCH_DAYS_FRESH_SEEDS ?= 6
 
-bench: bench-keepalive bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
+.PHONY: bench bench-keepalive bench-keepalive-days bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
+
+bench: bench-keepalive bench-keepalive-days bench-store-ops bench-control-plane bench-local bench-gateway bench-batch bench-capacity bench-scale
 
 bench-keepalive: install
 	$(PYTHON) bench/keepalive.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --write
 	$(PYTHON) bench/keepalive.py --fresh --jobs $(BENCH_JOBS) --write
+
+bench-keepalive-days: install
+	$(PYTHON) bench/keepalive_days.py --seeds $(BENCH_DAYS_SEEDS) --jobs $(BENCH_JOBS) --write
+	$(PYTHON) bench/keepalive_days.py --fresh --seeds $(BENCH_DAYS_FRESH_SEEDS) --jobs $(BENCH_JOBS) --write
 
 bench-store-ops: install
 	$(PYTHON) bench/store_ops.py --write

@@ -296,6 +296,8 @@ class PoolSettings:
     keepalive_max_s: Duration = _POLICY.keepalive_max_s
     boot_s: Duration = _POLICY.boot_s
     wait_weight: Number = _POLICY.wait_weight
+    prewarm_budget_min: Annotated[Number, Field(le=1440)] = _POLICY.prewarm_budget_min
+    prewarm_hold_s: Duration = _POLICY.prewarm_hold_s
     heartbeat_gap_s: Duration = _POLICY.heartbeat_gap_s
     boot_grace_s: Duration = _POLICY.boot_grace_s
     max_session_s: Duration = _POLICY.max_session_s

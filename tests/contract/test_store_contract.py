@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from yoyo_control.domain import history
 from yoyo_control.domain.model import (
     ActionKind,
     ActionRecord,
@@ -50,6 +51,19 @@ def full_state(pool: str = "gpu", epoch: int = 7) -> PoolState:
         demand=Demand(3, "monitoring", T0 + 3),
         ledger=Ledger("2027-01-15", "2027-01", 1.25, 20.5, T0 + 4),
         paused="daily cap 5.00 reached",
+        # The pool's history (issue 28): a field of the pool document, with no array
+        # inside an array (Firestore refuses those).
+        history=replace(
+            history.record(
+                history.record(history.EMPTY, T0 - 9 * 3600, T0 - 3600, "Europe/Paris"),
+                T0 - 3000,
+                T0 - 2900,
+                "Europe/Paris",
+            ),
+            prewarm_day="2027-01-15",
+            prewarm_s=1050.0,
+            prewarm_at=T0 - 3600,
+        ),
         last_decision="lease epoch 7 granted to cycle: nightly",
         updated_at=T0 + 5,
     )

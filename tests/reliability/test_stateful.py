@@ -28,7 +28,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,6 +57,7 @@ from reliability.harness import (
     shm_dir,
 )
 from reliability.invariants import STATS, TALLY, Checker
+from yoyo_control.domain.decide import prewarm_settings
 from yoyo_control.domain.facts import (
     BudgetNotified,
     ExtendRequested,
@@ -71,6 +72,7 @@ from yoyo_control.domain.facts import (
     UnkillRequested,
 )
 from yoyo_control.domain.heartbeats import is_busy
+from yoyo_control.domain.history import local, sanitize
 from yoyo_control.domain.model import ActionKind, Heartbeat, KillSwitch
 from yoyo_control.errors import TemporaryError
 from yoyo_control.service import Handled, fact_event_id
@@ -706,6 +708,27 @@ class ControlPlane(RuleBasedStateMachine):
         of its decision and its Compute call (issue 19: the re-read before a start)."""
         self.race_armed = True
 
+    def _check_prewarm_budget(self) -> None:
+        """Pre-warm never crosses its budget: the pre-warm leases granted on each local day
+        (read from the event log) fit in ``prewarm_budget_min``."""
+        for pool in self.pools():
+            settings = prewarm_settings(self.w.config.policy(pool))
+            per_day: dict[str, int] = {}
+            for e in self.w.store.events(pool=pool, limit=100_000):
+                changes = e.data.get("changes", []) if isinstance(e.data, dict) else []
+                for change in changes:
+                    if "granted to prewarm" in str(change.get("reason", "")):
+                        day = local(e.at, settings.timezone).date().isoformat()
+                        per_day[day] = per_day.get(day, 0) + 1
+            for day, granted in per_day.items():
+                spent = granted * settings.lease_s
+                assert spent <= settings.budget_min * 60 + 1e-6, (
+                    f"prewarm-budget: {pool} granted {granted} pre-warm leases on {day}: "
+                    f"{spent / 60:.1f} VM-min > {settings.budget_min:g}"
+                )
+            stats = STATS[self.suite]
+            stats["prewarms"] = stats.get("prewarms", 0) + sum(per_day.values())
+
     @rule(at=st.integers(1, 8))
     def arm_crash(self, at: int) -> None:
         """The process handling the next delivery dies at its ``at``-th step boundary."""
@@ -727,6 +750,7 @@ class ControlPlane(RuleBasedStateMachine):
             if self.world is not None:
                 self.w.verify_pool_views()
                 self._check_log_once()
+                self._check_prewarm_budget()
                 stats = STATS[self.suite]
                 stats["rule_steps"] = stats.get("rule_steps", 0) + self.steps
                 for key, value in self.checker.max_overrun.items():
@@ -889,6 +913,70 @@ def test_kill_wins_with_50_pools() -> None:
 @pytest.mark.timeout(1800)
 def test_kill_wins_with_50_pools_long() -> None:
     _run(examples=25, steps=80, seed=chosen_seed(slow=True), machine=ManyPools)
+
+
+# --- pre-warm (issue 28): a history that predicts first requests -----------------------------
+
+
+class WithHistory(ControlPlane):
+    """The same world, plus a rule that gives a pool's history first requests to predict,
+    so that the pre-warm rule fires among everything else (kills, caps, crashes, faults).
+    Apart from the base machine so that adding it leaves the base suite's steps as they
+    were. The budget check (``_check_prewarm_budget``) runs at every teardown, here and in
+    the base suite."""
+
+    suite = "stateful-prewarm"
+
+    def built(self) -> None:
+        """One pre-warm lease a day (17.5 of 20 VM-minutes): a second one crosses it."""
+        pools = {n: replace(p, prewarm_budget_min=20.0) for n, p in self.w.config.pools.items()}
+        self.w.config = replace(self.w.config, pools=pools)
+        self.w.service.config = self.w.config
+
+    @rule(which=st.integers(0, 1), lead=st.sampled_from([0.0, 0.0, 120.0, 900.0]))
+    def history_predicts(self, which: int, lead: float) -> None:
+        """A pool's history says a first request comes about a boot plus ``lead`` from now
+        on each of the last seven days: the next decisions may pre-warm the pool (issue
+        28), within its daily budget, never past the kill switch or a cap. The budget
+        spent today is kept (it is written in the same transaction as the lease it paid)."""
+        pools = self.pools()
+        pool = pools[which % len(pools)]
+        policy = self.w.config.policy(pool)
+        now = self.w.clock.now()
+        first = now + policy.boot_s + lead
+        firsts = tuple(int((first - j * 86400) // 60) for j in range(7, 0, -1))
+
+        def write(tx: Any) -> None:
+            state = tx.load_pool(pool)
+            kept = sanitize(state.history)
+            history = replace(kept, since=int((now - 8 * 86400) // 60), firsts=firsts)
+            tx.save_pool(replace(state, history=history))
+
+        self.w.service.store.transact(write)  # through the harness: its view stays true
+        self.trace(f"history of {pool}: a first request expected at +{first - now:.0f}s")
+
+
+PREWARM_SEED = 30  # 28 before the merge with scale and brake drew other steps
+
+
+def test_prewarm_never_crosses_its_budget() -> None:
+    _run(examples=40, steps=100, seed=PREWARM_SEED, machine=WithHistory, shrink=False)
+
+
+class _NoBudget(WithHistory):
+    suite = "stateful-mutants"
+
+
+def test_the_suite_catches_a_prewarm_that_ignores_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mutation: the pre-warm rule reads nothing spent today, so it pre-warms again at
+    every chance; the budget check must fail."""
+    from yoyo_control.domain import prewarm
+
+    monkeypatch.setattr(prewarm, "spent_today", lambda history, now, timezone: 0.0)
+    with pytest.raises(AssertionError, match="prewarm-budget"):
+        _run(examples=40, steps=100, seed=PREWARM_SEED, machine=_NoBudget, shrink=False)
 
 
 # --- mutants: the suite must catch a control plane that breaks a promise ---------------------

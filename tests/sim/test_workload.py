@@ -81,6 +81,28 @@ def test_jitter_is_seeded_and_bounded(trace: str) -> None:
         assert 0 <= r.arrival - W.start_of(spec, day) < 600
 
 
+def test_a_week_mask_leaves_the_marked_days_empty_and_shifts_no_other(trace: str) -> None:
+    every = W.WorkloadSpec(trace=trace, days=14, jitter_s=900, seed=5)
+    office = W.parse_spec(f"trace={trace},days=14,jitter_s=900,seed=5,week=xxxxx..")
+    assert W.parse_spec(str(office)) == office
+    kept = W.build(office)
+    days = {datetime.fromtimestamp(r.arrival, ZoneInfo("UTC")).weekday() for r in kept}
+    assert days == {0, 1, 2, 3, 4} and len(kept) == 10 * 20
+    assert set(kept) <= set(W.build(every))  # the other days' jitter is unchanged
+    for bad in ("week=xxxxx", "week=xxxxxyz", "week=1111100"):
+        with pytest.raises(ValueError):
+            W.parse_spec(bad)
+
+
+def test_streams_joined_with_a_plus_are_merged_by_arrival(trace: str) -> None:
+    day = f"trace={trace},days=2,at=09:00"
+    night = f"trace={trace},days=2,at=02:00"
+    merged = W.build_all(f"{day} + {night}", seed=3)
+    assert len(merged) == 80
+    assert [r.arrival for r in merged] == sorted(r.arrival for r in merged)
+    assert merged == W.build_all(f"{day} + {night}", seed=3)
+
+
 def test_specs_parse_print_and_resolve_names() -> None:
     spec = W.parse_spec("trace=conv,k=40,s=10,days=5,jitter_s=1800")
     assert (spec.trace, spec.k, spec.s, spec.days, spec.jitter_s) == ("conv", 40, 10.0, 5, 1800)

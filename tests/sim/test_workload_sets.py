@@ -31,18 +31,25 @@ def _load(name: str) -> ModuleType:
 
 
 def _transforms(specs: dict[str, str]) -> set[tuple[str, int, float]]:
-    return {(w.trace, w.k, w.s) for w in map(resolve, specs.values())}
+    parts = [part for text in specs.values() for part in text.split("+")]
+    return {(w.trace, w.k, w.s) for w in map(resolve, (p.strip() for p in parts))}
 
 
 def test_no_transform_or_seed_is_shared_between_the_sets() -> None:
-    heldout, dev = _load("heldout"), _load("keepalive_dev")
+    heldout, dev, days = _load("heldout"), _load("keepalive_dev"), _load("keepalive_days")
     sets = {
         "benchmark": (NAMED, set(range(10))),
         "dev": (dev.DEV, set(dev.DEV_SEEDS)),
         "held-out": (heldout.HELD_OUT, set(heldout.SEEDS)),
         "fresh": (heldout.FRESH, set(heldout.FRESH_SEEDS)),
+        "days-fresh": (heldout.DAYS_FRESH, set(heldout.DAYS_FRESH_SEEDS)),
+        # The multi-day benchmark shares the benchmark's seeds (0…9), not its transforms.
+        "days": (days.DAYS, set()),
     }
     for (a, (specs_a, seeds_a)), (b, (specs_b, seeds_b)) in itertools.combinations(sets.items(), 2):
         assert not _transforms(specs_a) & _transforms(specs_b), (a, b)
         assert not seeds_a & seeds_b, (a, b)
     assert set(dev.DEV_BURSTY) <= set(dev.DEV)
+    assert set(heldout.DAYS_FRESH_DAILY) <= set(heldout.DAYS_FRESH)
+    assert set(days.DAYS_DAILY) <= set(days.DAYS)
+    assert not set(days.DAYS_SEEDS) & set(heldout.DAYS_FRESH_SEEDS)

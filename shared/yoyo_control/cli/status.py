@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
+from ..domain import history, prewarm
 from ..domain.codec import to_doc
+from ..domain.decide import prewarm_settings
 from ..domain.killswitch import banner
 from ..domain.timetext import clock, relative, stamp
 from ..ports import Event
@@ -48,6 +50,8 @@ def _pool_doc(p: PoolView) -> dict[str, Any]:
         "hourly_price_usd": p.policy.hourly_price_usd,
         "instances": [_instance_doc(i) for i in p.instances],
         "zones": [asdict(z) for z in p.zones],
+        "history": to_doc(p.state.history),
+        "prewarm": _prewarm_doc(p),
         "last_decision": p.state.last_decision,
         "decisions": [{"at": e.at, "reason": e.reason} for e in p.decisions[-5:]],
         "cold_starts": [
@@ -55,6 +59,37 @@ def _pool_doc(p: PoolView) -> dict[str, Any]:
             for c in p.cold_starts[-5:]
         ],
     }
+
+
+def _prewarm_doc(p: PoolView) -> dict[str, Any]:
+    """The pool's pre-warm budget, what it spent today and the next pre-warm it plans."""
+    settings = prewarm_settings(p.policy)
+    planned = prewarm.next_planned(p.state.history, p.now, settings)
+    return {
+        "budget_min": settings.budget_min,
+        "spent_today_min": prewarm.spent_today(p.state.history, p.now, settings.timezone) / 60,
+        "next_at": planned[0] if planned else None,
+        "next_reason": planned[1].reason if planned else None,
+    }
+
+
+def _history_lines(p: PoolView, now: float) -> list[str]:
+    """The learned pattern (domain/history.py) and the next planned pre-warm."""
+    learned = history.describe(p.state.history, p.policy.timezone)
+    lines = [
+        ("  history:  " if i == 0 else "            ") + line for i, line in enumerate(learned)
+    ]
+    doc = _prewarm_doc(p)
+    if doc["budget_min"] <= 0:
+        lines.append("  prewarm:  off (prewarm_budget_min = 0)")
+        return lines
+    spent = f"{doc['spent_today_min']:.1f} of {doc['budget_min']:g} VM-min spent today"
+    if doc["next_at"] is None:
+        lines.append(f"  prewarm:  none planned in the next 24 h; {spent}")
+    else:
+        when = f"{stamp(doc['next_at'])} ({relative(now, doc['next_at'])})"
+        lines.append(f"  prewarm:  next at {when}; {spent}")
+    return lines
 
 
 def _instance_doc(i: InstanceView) -> dict[str, Any]:
@@ -106,6 +141,7 @@ def _pool_lines(p: PoolView, now: float) -> list[str]:
         f"  spend:    ${ledger.day_usd:.4f} today, ${ledger.month_usd:.4f} this month "
         "(ledger: each VM at its own hourly price)"
     )
+    lines += _history_lines(p, now)
     for i in p.instances:
         hb = i.heartbeat
         beat = "no heartbeat"

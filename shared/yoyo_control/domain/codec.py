@@ -17,7 +17,8 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
 
-from .model import ActionRecord, OutcomeKind
+from .history import BINS, CLASSES, MAX_FIRSTS, History, sanitize
+from .model import ActionRecord, OutcomeKind, PoolState
 
 T = TypeVar("T")
 Doc = Mapping[str, Any]
@@ -45,7 +46,32 @@ def _action_record(doc: Doc) -> Doc:
     return {**doc, "outcome": OutcomeKind.ERROR.value, "detail": text}  # settled, unknown
 
 
-_UPGRADES: dict[type, Callable[[Doc], Doc]] = {ActionRecord: _action_record}
+def _pool_state(doc: Doc) -> Doc:
+    """A pool whose history cannot be read loads with none (it is advice, DESIGN.md §4):
+    a corrupt, huge, older or newer history never stops the pool's document loading."""
+    if "history" not in doc:
+        return doc
+    raw = doc["history"]
+    try:
+        if not isinstance(raw, Mapping):
+            raise TypeError("history is not a map")
+        trimmed = dict(raw)
+        for key, most in (("firsts", MAX_FIRSTS), ("classes", CLASSES * len(BINS))):
+            value = trimmed.get(key)
+            if isinstance(value, (list, tuple)) and len(value) > most:
+                trimmed[key] = list(value)[-most:]
+            elif value is not None and not isinstance(value, (list, tuple)):
+                del trimmed[key]
+        history = sanitize(from_doc(History, trimmed))
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RecursionError):
+        return {k: v for k, v in doc.items() if k != "history"}
+    return {**doc, "history": to_doc(history)}
+
+
+_UPGRADES: dict[type, Callable[[Doc], Doc]] = {
+    ActionRecord: _action_record,
+    PoolState: _pool_state,
+}
 
 
 def to_doc(value: Any) -> Any:

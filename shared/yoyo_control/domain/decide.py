@@ -29,8 +29,10 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from . import actions, capacity, keepalive, scaling
+from . import prewarm as prewarming
 from .actions import Step, request_id
 from .heartbeats import is_busy
+from .history import History
 from .killswitch import describe
 from .ledger import accrue, pool_cap_reached
 from .model import (
@@ -87,6 +89,7 @@ def decide(
     # The pool's lease: rules 1 and 2 pre-empt everything; else 3, 4 and 6 settle it.
     if not (kill_switch(d, kill) or spend_cap(d, paused)):
         no_lease(d)
+        prewarm(d)
         lease(d)
         idle(d)
     # Each instance under a lease still held: at most one of rules 7, 5, 8, in that order.
@@ -109,6 +112,8 @@ def decide(
         zones=d.zones,
         load=d.load,
     )
+    if d.history is not None:
+        new = replace(new, history=d.history)
     if d.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in d.changes))
     if new != state:
@@ -139,6 +144,7 @@ class _Draft:
     ledger: Ledger = field(default_factory=Ledger)  # accrued to now (scale-out budget)
     spend: Spend = NO_SPEND  # the other pools' spend and the overall caps
     load: Load = field(default_factory=Load)  # PoolState.load as this decision leaves it
+    history: History | None = None  # the pool's history, when the pre-warm rule charged it
 
     @classmethod
     def of(
@@ -216,6 +222,43 @@ def lease(d: _Draft) -> None:
     if d.lease is not None and _busy_heartbeats(d):
         # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
         _extend_to(d, now + policy.lease_s + d.timeout, "busy heartbeat", quiet=True)
+
+
+def prewarm(d: _Draft) -> None:
+    """Pre-warm (after rules 1–3, which it cannot pass): an idle pool whose history
+    predicts a first request soon asks for a short lease (holder ``prewarm``), within its
+    daily pre-warm budget, charged in this same decision (domain/prewarm.py); never on a
+    local day an operator stopped the pool."""
+    settings = prewarm_settings(d.policy)
+    if settings.budget_min <= 0 or not d.policy.instances:
+        return
+    if prewarming.stopped_today(d.state.operator_stop_at, d.now, settings.timezone):
+        return  # an operator's stop holds pre-warm off for the rest of the local day
+    busy = d.lease is not None or bool(d.requests) or _demand_active(d)
+    verdict = prewarming.decide(d.state.history, d.now, settings, has_lease=busy)
+    if not verdict.fire:
+        return
+    d.requests = (
+        *d.requests,
+        LeaseRequest(Holder.PREWARM, verdict.reason, d.now + settings.lease_s),
+    )
+    d.history = prewarming.charge(d.state.history, d.now, settings)
+
+
+def prewarm_settings(policy: PoolPolicy) -> prewarming.Settings:
+    return prewarming.Settings(
+        budget_min=policy.prewarm_budget_min,
+        hold_s=policy.prewarm_hold_s,
+        boot_s=policy.boot_s,
+        wait_weight=policy.wait_weight,
+        tick_s=policy.tick_s,
+        timezone=policy.timezone,
+    )
+
+
+def _prewarm_holds(d: _Draft, lease: Lease) -> bool:
+    """A pre-warm lease nobody has used yet is not idle: it ends at its own deadline."""
+    return lease.holder == Holder.PREWARM and _last_request(d, lease) is None
 
 
 def running(d: _Draft) -> set[str]:
@@ -310,7 +353,7 @@ def heartbeat_gap(d: _Draft, inst: Instance) -> bool:
 def idle(d: _Draft) -> None:
     """Rule 6: nothing to do (no busy heartbeat, no queued work, nothing booting) for the
     keep-alive → lease released."""
-    if d.lease is None:
+    if d.lease is None or _prewarm_holds(d, d.lease):
         return
     idle_for = _idle_for(d, d.lease)
     if idle_for < d.timeout:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from . import history
 from .actions import settle_observed, unanswered_start
 from .heartbeats import is_busy
 from .keepalive import record_gap
@@ -179,7 +180,7 @@ def apply_fact(
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
         state = replace(state, requests=(*state.requests, request))
         if fact.holder == Holder.WAKE:
-            state = activity_resumed(state, fact.at)
+            state = activity_resumed(state, fact.at, policy.timezone)
         return state, ()
     if isinstance(fact, QueueDepthObserved):
         known = state.demand.observed_at
@@ -202,7 +203,8 @@ def apply_fact(
     if isinstance(fact, HeartbeatReceived):
         beats = dict(state.heartbeats)
         beats[fact.heartbeat.instance] = fact.heartbeat
-        return track_activity(replace(state, heartbeats=beats), fact.heartbeat), ()
+        state = replace(state, heartbeats=beats)
+        return track_activity(state, fact.heartbeat, policy.timezone), ()
     if isinstance(fact, StopRequested):
         state = replace(state, operator_stop_at=max(fact.at, state.operator_stop_at or 0.0))
         if state.lease is None and not state.requests:
@@ -241,20 +243,22 @@ def _stale_command(state: PoolState, fact: Fact) -> Change | None:
     return Change(Rule.OPERATOR, f"{what} published before the last {opposite}: ignored")
 
 
-def activity_resumed(state: PoolState, at: float) -> PoolState:
-    """Work arrived at an idle pool: the idle gap that ends here joins the history."""
+def activity_resumed(state: PoolState, at: float, timezone: str = "UTC") -> PoolState:
+    """Work arrived at an idle pool: the idle gap that ends here joins the histogram and
+    the pool's history (domain/history.py; in the same write that clears idle_since)."""
     if state.idle_since is None:
         return state
     gaps = record_gap(state.idle_gaps, max(0.0, at - state.idle_since))
-    return replace(state, idle_gaps=gaps, idle_since=None)
+    kept = history.record(state.history, state.idle_since, max(at, state.idle_since), timezone)
+    return replace(state, idle_gaps=gaps, idle_since=None, history=kept)
 
 
-def track_activity(state: PoolState, hb: Heartbeat) -> PoolState:
+def track_activity(state: PoolState, hb: Heartbeat, timezone: str = "UTC") -> PoolState:
     """A busy heartbeat ends an idle gap; the pool turns idle when an instance that has
     served something reports idle and none is busy (a fresh boot's first report, with no
     request yet, starts no gap: that time was the cold start)."""
     if is_busy(hb):
-        return activity_resumed(state, hb.last_request_at or hb.received_at)
+        return activity_resumed(state, hb.last_request_at or hb.received_at, timezone)
     if state.idle_since is not None or hb.last_request_at is None:
         return state
     if any(is_busy(other) for other in state.heartbeats.values()):

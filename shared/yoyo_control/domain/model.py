@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from .history import History
 from .keepalive import GapHistogram
 
 
@@ -61,6 +62,7 @@ class Holder(StrEnum):
     WAKE = "wake"  # a request waiting at the gateway (or the simulator's)
     QUEUE = "queue"  # queued work at or above the pool's threshold
     OPERATOR = "operator"  # an operator's start on the control topic
+    PREWARM = "prewarm"  # the pool's history predicts a first request (domain/prewarm.py)
 
 
 class KillSource(StrEnum):
@@ -128,6 +130,11 @@ class PoolPolicy:
     keepalive_max_s: float = 900.0
     boot_s: float = 150.0  # expected wake → ready: what a cold start makes its user wait
     wait_weight: float = 5.0  # a user-second of waiting is worth this many VM-seconds
+    # Pre-warm (domain/prewarm.py): start the pool ahead of a first request its history
+    # predicts, within this many VM-minutes of pre-warm lease a local day (0: off); a
+    # pre-warmed VM nobody uses is held prewarm_hold_s past its expected boot.
+    prewarm_budget_min: float = 40.0
+    prewarm_hold_s: float = 900.0
     heartbeat_gap_s: float = 180.0
     boot_grace_s: float = 300.0
     max_session_s: float = 4 * 3600.0
@@ -367,6 +374,9 @@ class PoolState:
     idle_gaps: GapHistogram = field(default_factory=GapHistogram)  # recent gaps (bounded)
     idle_since: float | None = None  # when the pool's last activity ended, while idle
     zones: Mapping[str, ZoneHealth] = field(default_factory=dict)  # capacity, per zone
+    history: History = field(
+        default_factory=History
+    )  # advice for keep-alive and pre-warm (domain/history.py)
     last_decision: str = ""
     updated_at: float | None = None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,6 +45,11 @@ class Dist:
     @property
     def mean_s(self) -> float:
         return self.median_s * math.exp(self.sigma**2 / 2)
+
+    def quantile(self, q: float) -> float:
+        if self.sigma <= 0:
+            return self.median_s
+        return self.median_s * math.exp(self.sigma * statistics.NormalDist().inv_cdf(q))
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ from ..agent import policy as agent_policy
 from ..config import Config
 from ..domain import keepalive, spend
 from ..domain.facts import Fact, HeartbeatReceived, QueueDepthObserved, RunRequested, Tick
+from ..domain.history import LONG_IDLE_S
+from ..domain.history import local as history_local
 from ..domain.keepalive import GapHistogram
 from ..domain.model import Heartbeat, Holder
 from ..errors import InvalidMessage, TemporaryError
@@ -56,7 +58,7 @@ from ..service import Service
 from .compute import SimCompute
 from .events import EventQueue
 from .memory_store import MemoryStore
-from .optimum import offline_optimum
+from .optimum import busy_periods, offline_optimum
 from .params import DEFAULT_PARAMS, SimParams
 from .policies import FOREVER, SimPolicy
 from .result import SimResult, percentile
@@ -119,6 +121,13 @@ class Simulation:
         self.rng = random.Random(params.seed)
         self.compute = SimCompute(self.queue, self.rng, params.machine, listener=self)
         self.base = params.pool_policy(None if policy.kind == "pool" else policy.timeout_s)
+        # The oracle's budget is the pool's (before the pool's own pre-warm is turned off).
+        self.oracle_budget_s = self.base.prewarm_budget_min * 60.0
+        if policy.prewarm in ("off", "oracle"):
+            self.base = replace(self.base, prewarm_budget_min=0.0)
+        self.prewarms = 0
+        self.prewarm_lease_s = 0.0
+        self.oracle_spent: dict[str, float] = {}
         for name in self.base.instances:
             self.compute.add(params.pool, name)
         self.store: Store = store if store is not None else MemoryStore(params.max_events)
@@ -158,6 +167,10 @@ class Simulation:
                 self.queue.at(request.arrival, self._arrive, index, request)
             self.queue.at(self.start, self._tick)
             self._schedule_windows()
+            if self.policy.prewarm == "oracle":
+                self._schedule_oracle()
+            if self.params.restart_every_s:
+                self.queue.after(self.params.restart_every_s, self._restart)
             self.queue.run_until(self.end)
         finally:
             logs.set_stream(None)
@@ -191,6 +204,8 @@ class Simulation:
             interrupted=self.interrupted,
             events=self.queue.processed,
             wall_s=wall_s,
+            prewarms=self.prewarms,
+            prewarm_lease_s=self.prewarm_lease_s,
         )
 
     def _mid(self, kind: str) -> str:
@@ -200,13 +215,75 @@ class Simulation:
         """Pub/Sub push to the function: handle, and redeliver on TemporaryError."""
         self._apply_policy()
         self.delivered[type(fact).__name__] += 1
+        before = self._prewarm_mark()
         try:
             self.service.handle(fact)
+            after = self._prewarm_mark()
+            if after is not None and after != before:
+                self.prewarms += 1
+                self.prewarm_lease_s += self.base.prewarm_budget_min and (
+                    self.base.boot_s + self.base.prewarm_hold_s
+                )
         except TemporaryError:
             self.delivered["redelivery"] += 1
             self.queue.after(min(600.0, 10.0 * 2**attempt), self._deliver, fact, attempt + 1)
         except InvalidMessage:
             self.delivered["rejected"] += 1
+
+    def _prewarm_mark(self) -> float | None:
+        """When the pool's own pre-warm last fired (its history says), if it can."""
+        if self.base.prewarm_budget_min <= 0:
+            return None
+        return self.store.get_pool(self.params.pool).history.prewarm_at
+
+    # --- the oracle pre-warm and a control-plane restart ---------------------------------
+
+    def _schedule_oracle(self) -> None:
+        """Knows every first request after a long idle; starts the pool ``lead`` before it,
+        so that a boot at the 90th percentile is ready just in time, within the pool's
+        daily budget (charged ``lead + hold`` per pre-warm, as the pool's own is)."""
+        periods = busy_periods(self.requests)
+        firsts = [periods[0][0]] if periods else []
+        firsts += [b[0] for a, b in itertools.pairwise(periods) if b[0] - a[1] >= LONG_IDLE_S]
+        for first in firsts:
+            at = first - self.oracle_lead_s()
+            if at > self.start:
+                self.queue.at(at, self._oracle)
+
+    def oracle_lead_s(self) -> float:
+        m = self.params.machine
+        return m.staging.quantile(0.9) + m.ready.quantile(0.9)
+
+    def _oracle(self) -> None:
+        now = self.queue.now()
+        if self.boots or self._in_flight():
+            return  # a VM is up or booting: nothing to pre-warm
+        hold = self.base.prewarm_hold_s / 2
+        lease_s = self.oracle_lead_s() + hold
+        day = history_local(now, self.params.timezone).date().isoformat()
+        spent = self.oracle_spent.get(day, 0.0)
+        if spent + lease_s > self.oracle_budget_s + 1e-6:
+            return
+        self.oracle_spent[day] = spent + lease_s
+        self.prewarms += 1
+        self.prewarm_lease_s += lease_s
+        fact = RunRequested(
+            self._mid("oracle"),
+            now,
+            self.params.pool,
+            holder=Holder.PREWARM,
+            reason=f"oracle pre-warm: a first request in {self.oracle_lead_s():.0f}s",
+            duration_s=lease_s,
+        )
+        self._deliver(fact)
+
+    def _restart(self) -> None:
+        """The control plane restarts: a new Service on the same store (nothing in memory
+        survives; the history lives in the pool's document)."""
+        self.service = Service(self.store, self.compute, self.queue.clock, self.service.config)
+        self.delivered["restart"] += 1
+        assert self.params.restart_every_s is not None
+        self.queue.after(self.params.restart_every_s, self._restart)
 
     def _apply_policy(self) -> None:
         if self.policy.kind == "pool":

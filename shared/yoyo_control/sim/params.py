@@ -44,13 +44,20 @@ class SimParams:
     daily_cap_usd: float | None = None
     monthly_cap_usd: float | None = None
     max_events: int = 20_000
+    # Pre-warm (domain/prewarm.py): None keeps PoolPolicy's default budget for the pool's
+    # own keep-alive (the ``pool`` policies); fixed policies run without pre-warm.
+    prewarm_budget_min: float | None = None
+    restart_every_s: float | None = None  # the control plane restarts (a new Service)
 
     def pool_policy(self, idle_timeout_s: float | None) -> PoolPolicy:
         """The simulated pool. ``idle_timeout_s`` None: the pool's own configured
         keep-alive (whatever decide() does by default); a number: a fixed timeout that the
         policy under test sets (``keepalive="fixed"`` where PoolPolicy has that field)."""
         extra: dict[str, Any] = {}
+        if self.prewarm_budget_min is not None:
+            extra["prewarm_budget_min"] = self.prewarm_budget_min
         if idle_timeout_s is not None:
+            extra["prewarm_budget_min"] = 0.0
             extra["idle_timeout_s"] = idle_timeout_s
             if "keepalive" in {f.name for f in fields(PoolPolicy)}:
                 extra["keepalive"] = "fixed"

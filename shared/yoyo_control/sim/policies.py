@@ -11,9 +11,11 @@ cost), ``histogram`` (the histogram's cheapest timeout, after 3 gaps, up to 30 m
 ``adaptive`` — **the default**, under the name the configuration and the README give it:
 no override, the pool's own keep-alive (PoolPolicy's default, ``keepalive = "adaptive"``)
 computed by decide() from the idle gaps the control plane observes through heartbeats
-and wakes, i.e. what production runs; ``adaptive-neutral`` (the default's rule, but fed
-the exact gaps the simulated gateway sees instead of the observed ones),
-or ``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
+and wakes, i.e. what production runs; ``adaptive-noprewarm`` (the default with its
+pre-warm off), ``oracle-prewarm`` (the default's keep-alive with the simulator's oracle
+pre-warm instead of its own: a bound), ``adaptive-neutral`` (the default's rule, but fed
+the exact gaps the simulated gateway sees instead of the observed ones), or
+``fixed:<seconds>``, ``window:HH:MM-HH:MM``,
 ``histogram:ref=900,margin=2,min_samples=2,max=1800,min=60`` (any subset).
 
 Invariants: a policy is an immutable value; ``timeout`` is pure given its arguments;
@@ -42,6 +44,10 @@ class SimPolicy:
     min_s: float = 60.0
     min_samples: int = 3
     margin: float = 1.0
+    # Pre-warm: "" the pool's own (PoolPolicy; only ``pool`` policies have one), "off" a
+    # budget of 0, "oracle" the simulator's oracle (knows each next first request after
+    # a long idle; sim/engine.py) with the pool's own pre-warm off.
+    prewarm: str = ""
 
     def windows(self) -> tuple[float, float] | None:
         if self.kind == "always":
@@ -101,6 +107,9 @@ POLICIES: dict[str, SimPolicy] = {
     "histogram": SimPolicy("histogram", "histogram", 1800.0),
     # No override: the pool's own configured keep-alive, as decide() computes it.
     "adaptive": SimPolicy("adaptive", "pool", _DEFAULT_MAX_S),
+    # Issue 28: the default without its pre-warm, and with the oracle's instead.
+    "adaptive-noprewarm": SimPolicy("adaptive-noprewarm", "pool", _DEFAULT_MAX_S, prewarm="off"),
+    "oracle-prewarm": SimPolicy("oracle-prewarm", "pool", _DEFAULT_MAX_S, prewarm="oracle"),
     "adaptive-neutral": SimPolicy(
         "adaptive-neutral",
         "histogram",

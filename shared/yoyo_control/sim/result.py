@@ -48,6 +48,13 @@ class SimResult:
     interrupted: int
     events: int
     wall_s: float
+    prewarms: int = 0  # pre-warm leases granted (the pool's own, or the oracle's)
+    prewarm_lease_s: float = 0.0  # their lease-seconds, charged to the pre-warm budget
+
+    @property
+    def waited(self) -> int:
+        """Requests that waited for a cold start (more than a second)."""
+        return sum(w > 1.0 for w in self.waits)
 
     @property
     def ratio(self) -> float:
@@ -81,6 +88,10 @@ class SimResult:
             "delivered": dict(self.delivered),
             "poweroffs": dict(self.poweroffs),
             "interrupted": self.interrupted,
+            "waited": self.waited,
+            "cold_wait_s": round(self.cold_wait_s, 1),
+            "prewarms": self.prewarms,
+            "prewarm_lease_min": round(self.prewarm_lease_s / 60.0, 1),
             "events": self.events,
             "wall_s": round(self.wall_s, 3),
         }

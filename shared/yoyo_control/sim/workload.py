@@ -10,7 +10,12 @@ workload is the trace's arrival process transformed, in this order:
 3. **place**: the first request arrives at ``start`` (local time ``at`` on 2027-03-01,
    a Monday, in the workload's time zone); with ``days`` > 1 the stream is repeated
    once per day at that local time, each repetition shifted by a jitter drawn uniformly
-   from ``[0, jitter_s)`` by the same seeded generator.
+   from ``[0, jitter_s)`` by the same seeded generator; with ``week`` (seven characters,
+   Monday first, ``x`` a day with traffic, ``.`` one without) the days it marks ``.`` are
+   left empty (their jitter is still drawn, so a mask never shifts the other days).
+
+Several streams make one workload with ``+`` (``build_all``): an office day and a
+nightly batch are two specs, each built with its own seed, merged by arrival.
 
 Each request's service time comes from its token counts:
 ``context_tokens / prefill_tps + generated_tokens × tpot_s`` (defaults 8000 tokens/s and
@@ -59,6 +64,7 @@ class WorkloadSpec:
     at: str = "09:00"  # local time of the first request (each day)
     jitter_s: float = 0.0
     timezone: str = "UTC"
+    week: str = ""  # Mon…Sun, "x" = traffic that day, "." = none; "" = every day
     prefill_tps: float = 8000.0
     tpot_s: float = 0.025
 
@@ -89,6 +95,8 @@ def parse_spec(text: str) -> WorkloadSpec:
         spec = replace(spec, **{key: converted})
     if spec.k < 1 or spec.s <= 0 or spec.days < 1 or spec.jitter_s < 0:
         raise ValueError(f"workload {text!r}: need k >= 1, s > 0, days >= 1, jitter_s >= 0")
+    if spec.week and (len(spec.week) != 7 or set(spec.week) - {"x", "."}):
+        raise ValueError(f"workload {text!r}: week is seven of x (traffic) or . (none)")
     return spec
 
 
@@ -132,6 +140,11 @@ def start_of(spec: WorkloadSpec, day: int = 0) -> float:
     return datetime(date.year, date.month, date.day, hour, minute, tzinfo=zone).timestamp()
 
 
+def weekday(day: int) -> int:
+    """Monday 0 … Sunday 6 of the workload's day ``day`` (EPOCH_DATE is a Monday)."""
+    return (datetime(*EPOCH_DATE).weekday() + day) % 7
+
+
 def build(spec: WorkloadSpec) -> list[Request]:
     rows = read_trace(str(trace_path(spec.trace)))
     rng = random.Random(spec.seed)
@@ -143,6 +156,8 @@ def build(spec: WorkloadSpec) -> list[Request]:
     requests: list[Request] = []
     for day in range(spec.days):
         start = start_of(spec, day) + (rng.uniform(0, spec.jitter_s) if spec.jitter_s else 0.0)
+        if spec.week and spec.week[weekday(day)] != "x":
+            continue
         for t, context, generated in kept:
             service = context / spec.prefill_tps + generated * spec.tpot_s
             requests.append(Request(start + (t - first) * spec.s, service, context, generated))
@@ -158,6 +173,16 @@ NAMED: dict[str, str] = {
     "sparse": "trace=code,k=400,s=150",
     "office-days": "trace=conv,k=100,s=10,days=5,jitter_s=1800",
 }
+
+
+def build_all(text: str, seed: int = 0) -> list[Request]:
+    """The streams of ``a + b + …`` (each resolved, its seed shifted by ``seed``), merged."""
+    requests: list[Request] = []
+    for part in text.split("+"):
+        spec = resolve(part.strip())
+        requests += build(replace(spec, seed=spec.seed + seed))
+    requests.sort(key=lambda r: r.arrival)
+    return requests
 
 
 def resolve(text: str) -> WorkloadSpec:
