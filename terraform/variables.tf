@@ -385,6 +385,8 @@ variable "pools" {
     keepalive_max_s     = optional(number, 900)
     boot_s              = optional(number, 150)
     wait_weight         = optional(number, 5)
+    prewarm_budget_min  = optional(number, 40) # README "History and pre-warm"; 0: off
+    prewarm_hold_s      = optional(number, 900)
     heartbeat_gap_s     = optional(number, 180)
     boot_grace_s        = optional(number, 300)
     max_session_s       = optional(number, 14400)
@@ -456,10 +458,11 @@ variable "pools" {
       p.zone_backoff_s >= 0, p.zone_backoff_max_s >= 0, p.fallback_after_s >= 0,
       p.scale_target >= 0, p.scale_window_s >= 0,
       p.scale_backlog_weight >= 0, p.scale_backlog_weight <= 1,
+      p.prewarm_budget_min >= 0, p.prewarm_budget_min <= 1440, p.prewarm_hold_s >= 0,
       p.daily_cap_usd == null ? true : p.daily_cap_usd >= 0,
       p.monthly_cap_usd == null ? true : p.monthly_cap_usd >= 0,
     ])])
-    error_message = "Pool durations, prices, caps, wait_weight and the scaling settings must not be negative; scale_backlog_weight is at most 1; max_lease_s must be at least lease_s."
+    error_message = "Pool durations, prices, caps, wait_weight and the scaling and pre-warm settings must not be negative; scale_backlog_weight is at most 1, prewarm_budget_min at most 1440 (a day); max_lease_s must be at least lease_s."
   }
 
   validation {
