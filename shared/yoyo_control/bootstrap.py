@@ -139,11 +139,7 @@ def batch_configured(config: Config) -> bool:
 
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
-    store = build_store(config)
-    work_demand = None
-    if batch_configured(config):
-        work_demand = build_batch_service(config, store, build_publisher(config)).pending_shards
-    return Service(store, build_compute(config), build_clock(), config, work_demand)
+    return Service(build_store(config), build_compute(config), build_clock(), config)
 
 
 def service() -> Service:

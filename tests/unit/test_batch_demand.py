@@ -17,6 +17,7 @@ from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.config import parse_config
 from yoyo_control.domain.facts import (
+    BatchDemandObserved,
     HeartbeatReceived,
     QueueDepthObserved,
     StopRequested,
@@ -62,7 +63,6 @@ class World:
             self.compute,
             self.clock,
             config(instances, threshold),
-            work_demand=lambda pool: self.pending[pool],
         )
         self.n = 0
 
@@ -71,8 +71,12 @@ class World:
         self.pending["gpu"] = shards
 
     def tick(self) -> None:
+        """A minute's pulses: the batch controller's count (no shard moves), the tick."""
         self.n += 1
-        self.service.handle(Tick(f"t{self.n}", self.clock.now()))
+        now = self.clock.now()
+        shards = self.pending["gpu"]
+        self.service.handle(BatchDemandObserved(f"b{self.n}", now, "gpu", shards, None, 0.0))
+        self.service.handle(Tick(f"t{self.n}", now))
 
     def beat(self, instance: str, ready: bool, busy: bool = False) -> None:
         self.n += 1

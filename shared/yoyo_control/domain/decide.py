@@ -16,6 +16,10 @@ Invariants:
   but a decision that follows an observation of Compute (a tick, ``observed_at``) made
   after the action was issued, and still seeing the status the action was to change,
   re-issues it at once (its call died with its process; Compute dedupes the request id).
+- Demand has sources, each in its own unit: a producer's queue depth (``demand``, per
+  ``queue_threshold``) and pending batch shards (``batch``, one VM each); none erases
+  another. Batch work holds a pool only while it moves (rule 9) and not against an
+  operator's stop (``BatchDemand.held``).
 - Scaling down keeps the instances with work in flight, then those already running:
   idle VMs stop first, never a busy one while an idle one runs.
 - The decision names the rule behind every instance's desired state (``Decision.why``).
@@ -38,6 +42,7 @@ from .model import (
     STOPPED_STATUSES,
     Action,
     ActionKind,
+    BatchDemand,
     Change,
     Desired,
     Heartbeat,
@@ -89,7 +94,7 @@ def decide(
     # Each instance under a lease still held: at most one of rules 7, 5, 8, in that order.
     if d.lease is not None and d.lease.valid(now):
         for inst in _may_run(d, d.lease):
-            if not runtime_cap(d, inst) and not heartbeat_gap(d, inst):
+            if not (runtime_cap(d, inst) or heartbeat_gap(d, inst) or no_progress(d, inst)):
                 preempted(d, inst)
         _give_up_lease_if_none_can_run(d)
     # Rule 4 picks the instances to run; every other one is desired STOPPED.
@@ -104,6 +109,7 @@ def decide(
         paused=paused,
         idle_since=d.idle_since,
         zones=d.zones,
+        batch=d.batch,
     )
     if d.changes:
         new = replace(new, last_decision="; ".join(c.reason for c in d.changes))
@@ -127,6 +133,7 @@ class _Draft:
     zones: dict[str, ZoneHealth]  # capacity (domain/capacity.py)
     idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
+    batch: BatchDemand  # pending batch work (rule 9 may mark it lapsed)
     changes: list[Change] = field(default_factory=list)
     why: dict[str, Change] = field(default_factory=dict)  # the rule behind each instance
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -152,6 +159,7 @@ class _Draft:
             dict(state.zones),
             state.idle_since,
             idle_timeout(policy, state),
+            state.batch,
         )
 
     def note(self, rule: Rule, reason: str, instance: str | None = None) -> Change:
@@ -201,10 +209,15 @@ def lease(d: _Draft) -> None:
     queued = f"queue depth {d.state.demand.depth}"
     if _demand_active(d) and d.lease is None:
         wanted.append(LeaseRequest(Holder.QUEUE, queued, now + policy.lease_s))
+    pending = f"batch: {d.batch.shards} shards pending"
+    if _batch_active(d) and d.lease is None and not wanted:
+        wanted.append(LeaseRequest(Holder.BATCH, pending, now + policy.lease_s))
     if wanted:
         _grant_or_extend(d, wanted)
     if d.lease is not None and _demand_active(d):
         _extend_to(d, now + policy.lease_s, queued, quiet=True)
+    if d.lease is not None and _batch_active(d):
+        _extend_to(d, now + policy.lease_s, pending, quiet=True)
     if d.lease is not None and _busy_heartbeats(d):
         # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
         _extend_to(d, now + policy.lease_s + d.timeout, "busy heartbeat", quiet=True)
@@ -219,7 +232,7 @@ def running(d: _Draft) -> set[str]:
     demand = d.state.demand.depth if _demand_active(d) else 0
     by_demand = demand // max(1, d.policy.queue_threshold)
     busy = [hb.instance for hb in _busy_heartbeats(d)]
-    wanted = max(1, min(len(eligible), max(by_demand, len(busy))))
+    wanted = max(1, min(len(eligible), max(by_demand, len(busy), batch_vms(d))))
     idle = [
         hb.instance
         for hb in d.state.heartbeats.values()
@@ -227,6 +240,11 @@ def running(d: _Draft) -> set[str]:
     ]
     chosen = capacity.choose(d.policy, d.instances, d.zones, eligible, wanted, busy, idle, d.now)
     return set(chosen)
+
+
+def batch_vms(d: _Draft) -> int:
+    """The VMs pending batch work wants: one per pending shard, while it holds the pool."""
+    return d.batch.shards if _batch_active(d) else 0
 
 
 def heartbeat_gap(d: _Draft, inst: Instance) -> bool:
@@ -308,6 +326,30 @@ def preempted(d: _Draft, inst: Instance) -> bool:
     ):
         return False
     _restart(d, inst, Rule.PREEMPTED, f"observed {inst.observed}")
+    return True
+
+
+def no_progress(d: _Draft, inst: Instance) -> bool:
+    """Rule 9, no spend without progress: while batch work holds the pool (under any
+    lease but an operator's start), a VM RUNNING
+    past the boot grace (ready or not) through which no shard moved and nothing was busy
+    for another boot grace → stop, restart within the restart budget (rule 5's); once no
+    instance can run, the batch work lapses (``_give_up_lease_if_none_can_run``)."""
+    lease = d.lease
+    if lease is None or lease.holder == Holder.OPERATOR or not _batch_active(d):
+        return False
+    if _cooling(d, inst) or inst.observed != "RUNNING" or inst.running_since is None:
+        return False
+    since = inst.running_since
+    hb = d.state.heartbeats.get(inst.name)
+    marks = [since, d.batch.progress_at or since]
+    if hb is not None and hb.received_at >= since:
+        marks += [t for t in (hb.ready_since, hb.last_busy_at) if t is not None]
+    if d.now - max(marks) < d.policy.boot_grace_s or d.now - since < d.policy.boot_grace_s:
+        return False
+    ready = hb is not None and hb.ready and hb.received_at >= since
+    what = "ready, no shard moved" if ready else "never ready"
+    _restart(d, inst, Rule.NO_PROGRESS, f"{what} in {d.policy.boot_grace_s:.0f}s of batch work")
     return True
 
 
@@ -396,7 +438,27 @@ def _give_up_lease_if_none_can_run(d: _Draft) -> None:
     """Rules 5, 7 and 8 may leave no instance to run: the lease is released."""
     if d.policy.instances and not any(_eligible(d, d.instances[n]) for n in d.policy.instances):
         d.note(Rule.LEASE, "no instance can run under this lease: released")
-        d.lease = None
+        lease, d.lease = d.lease, None
+        assert lease is not None
+        _lapse_batch(d, lease)
+
+
+def _lapse_batch(d: _Draft, lease: Lease) -> None:
+    """Rule 9: a lease (not an operator's) held while batch work was pending ended with
+    no instance able to run and no shard moved under it → the work lapses: no new lease
+    from it (so no fresh restart budget) until an explicit action (an operator's start,
+    ``yoyoctl batch retry``)."""
+    batch = d.batch
+    moved = batch.progress_at is not None and batch.progress_at >= lease.granted_at
+    if lease.holder == Holder.OPERATOR or not _batch_active(d) or moved:
+        return
+    budget = d.policy.restart_budget
+    why = (
+        f"no shard moved in {1 + budget} starts (1 + restart_budget {budget}) of "
+        f"lease epoch {lease.epoch}: the pool stops"
+    )
+    d.batch = replace(batch, lapsed=why, lapsed_at=d.now)
+    d.note(Rule.NO_PROGRESS, f"batch work lapsed: {why}; yoyoctl batch retry runs it again")
 
 
 def _may_run(d: _Draft, lease: Lease) -> list[Instance]:
@@ -422,6 +484,16 @@ def _demand_active(d: _Draft) -> bool:
         return False
     # A demand nobody refreshes or clears stops counting after a lease's length.
     return d.now - demand.updated_at < max(policy.lease_s, d.timeout)
+
+
+def _batch_active(d: _Draft) -> bool:
+    """Pending batch work holds the pool: shards pending, counted lately, neither lapsed
+    (rule 9) nor held by an operator's stop. Its own unit: no queue_threshold."""
+    batch = d.batch
+    if batch.shards <= 0 or batch.updated_at is None or batch.lapsed or batch.held:
+        return False
+    # A count nobody refreshes stops counting after a lease's length.
+    return d.now - batch.updated_at < max(d.policy.lease_s, d.timeout)
 
 
 def _fresh(d: _Draft, hb: Heartbeat) -> bool:
@@ -454,7 +526,7 @@ def _last_request(d: _Draft, lease: Lease) -> float | None:
 def _idle_for(d: _Draft, lease: Lease) -> float:
     """How long the pool has had nothing to do; booting counts as work (a woken VM
     must live to serve, whatever the keep-alive), the clock starts when it is ready."""
-    if _demand_active(d) or _busy_heartbeats(d):
+    if _demand_active(d) or _batch_active(d) or _busy_heartbeats(d):
         return 0.0
     if any(_booting(d, i) for i in d.instances.values()):
         return 0.0
