@@ -19,6 +19,7 @@ from .ports import Clock, Compute, IdentityVerifier, Publisher, Scheduler, Stora
 from .service import Service
 
 if TYPE_CHECKING:
+    from .batch.controller import BatchController
     from .batch.service import BatchService
     from .gateway.app import Gateway
     from .local.operator import Operator
@@ -27,6 +28,7 @@ _lock = threading.Lock()
 _service: Service | None = None
 _identity: IdentityVerifier | None = None
 _gateway: Gateway | None = None
+_batch_controller: BatchController | None = None
 
 
 def build_store(config: Config) -> Store:
@@ -113,6 +115,28 @@ def build_batch_service(config: Config, store: Store, publisher: Publisher) -> B
     from .batch.service import BatchService
 
     return BatchService(store, build_storage(config), publisher, build_clock(), config)
+
+
+def build_batch_controller(service: Service) -> BatchController:
+    """The batch controller over ``service``'s store; its facts go to ``service.handle``."""
+    from .batch.controller import BatchController
+
+    config = service.config
+    return BatchController(
+        build_batch_service(config, service.store, build_publisher(config)), service.handle
+    )
+
+
+def batch_controller() -> BatchController:
+    """The process-wide batch controller, built on first use."""
+    global _batch_controller
+    built = service()
+    with _lock:
+        if _batch_controller is None:
+            if not batch_configured(built.config):
+                raise ConfigError("batch.bucket: not set, so there is no batch to control")
+            _batch_controller = build_batch_controller(built)
+        return _batch_controller
 
 
 def build_clock() -> Clock:
@@ -205,8 +229,9 @@ def gateway() -> Gateway:
 
 def reset() -> None:
     """Forget the process-wide service, verifier and gateway (tests, configuration reloads)."""
-    global _service, _identity, _gateway
+    global _service, _identity, _gateway, _batch_controller
     with _lock:
         _service = None
         _identity = None
         _gateway = None
+        _batch_controller = None

@@ -8,8 +8,9 @@ read the clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
@@ -173,6 +174,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
+        ...
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream that writes the whole object in bounded memory; the object is
+        replaced only when the block ends without an exception (else nothing is left)."""
         ...
 
 

@@ -4,6 +4,8 @@ Layout under ``batches/<id>/``: ``input.jsonl`` (as submitted), ``cancelled`` (p
 once cancelled: workers stop at their next chunk), ``shards/<shard>/<first>-<last>.jsonl``
 (checkpoints: result records of lines first..last, written once complete),
 ``shards/<shard>/done.json`` (the shard's counts, written after its last checkpoint),
+``shards/<shard>/started`` (a worker began it) and ``shards/<shard>/stopped`` (its worker
+stopped after a cancel, once the lines it had answered were checkpointed),
 ``output.jsonl`` and ``errors.jsonl`` (the merged results).
 
 Invariants: a work message is a reference (batch id, pool, shard, the input key and the
@@ -61,6 +63,14 @@ def checkpoint_key(batch_id: str, shard: int, first: int, last: int) -> str:
 
 def done_key(batch_id: str, shard: int) -> str:
     return f"{shard_prefix(batch_id, shard)}done.json"
+
+
+def started_key(batch_id: str, shard: int) -> str:
+    return f"{shard_prefix(batch_id, shard)}started"
+
+
+def stopped_key(batch_id: str, shard: int) -> str:
+    return f"{shard_prefix(batch_id, shard)}stopped"
 
 
 def checkpoint_range(key: str) -> tuple[int, int] | None:
