@@ -59,6 +59,7 @@ def test_a_redelivered_shard_resumes_from_its_checkpoints(bench: Bench) -> None:
 
     bench.worker(concurrency=1, chunk_lines=10, post=flaky, retries=0)
     shard = bench.service.store.get_batch(batch.id).shards[0]
+
     def checkpoints() -> list[str]:
         keys = bench.storage.list(work.shard_prefix(batch.id, 0))
         return [k for k in keys if work.checkpoint_range(k)]

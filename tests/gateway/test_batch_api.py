@@ -21,6 +21,7 @@ from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.adapters.upstream_http import HttpUpstream
 from yoyo_control.batch.files import FileNotFound
+from yoyo_control.batch.controller import BatchController
 from yoyo_control.batch.service import BatchService
 from yoyo_control.config import parse_config
 from yoyo_control.gateway.app import Gateway
@@ -126,7 +127,10 @@ def test_upload_create_get_list_cancel_and_read_the_batchs_files(api) -> None:
     rest = a.call("GET", f"/batches?limit=1&after={second['id']}").get_json()
     assert [b["id"] for b in rest["data"]] == [batch["id"]] and rest["has_more"] is False
 
-    cancelled = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    cancelling = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    assert cancelling["status"] == "cancelling"  # as OpenAI's; the batch controller ends it
+    BatchController(a.batch_api.batches, None).run()
+    cancelled = a.call("GET", f"/batches/{batch['id']}").get_json()
     assert cancelled["status"] == "cancelled" and cancelled["output_file_id"]
     errors = a.call("GET", f"/files/{cancelled['error_file_id']}/content").data
     assert sorted(json.loads(x)["custom_id"] for x in errors.splitlines()) == ["a", "b", "c"]

@@ -289,8 +289,8 @@ def _batch_demand(
     state = replace(state, batch=batch)
     if batch.shards == 0:
         return replace(state, batch=replace(batch, held="", lapsed="", lapsed_at=None)), ()
-    newer_retry = fact.retry_at is not None and (known.retry_at or 0.0) < fact.retry_at
-    if batch.lapsed and newer_retry and fact.retry_at > (batch.lapsed_at or 0.0):
+    asked = fact.retry_at or 0.0
+    if batch.lapsed and (known.retry_at or 0.0) < asked and asked > (batch.lapsed_at or 0.0):
         return _resume_batch(state, "retried (a new batch, or yoyoctl batch retry)")
     return state, ()  # a hold ends only with an operator's start (or the work gone)
 
