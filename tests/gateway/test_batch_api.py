@@ -20,8 +20,8 @@ from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.adapters.upstream_http import HttpUpstream
-from yoyo_control.batch.files import FileNotFound
 from yoyo_control.batch.controller import BatchController
+from yoyo_control.batch.files import FileNotFound
 from yoyo_control.batch.service import BatchService
 from yoyo_control.config import parse_config
 from yoyo_control.gateway.app import Gateway

@@ -59,7 +59,8 @@ class BatchController:
     ) -> None:
         self.batches = batches
         self.post = post  # the lifecycle service's handle (None: no lifecycle, tests)
-        self.policy = policy or StepPolicy()
+        b = batches.config.batch
+        self.policy = policy or StepPolicy(b.cancel_grace_s, b.republish_after_s, b.max_republish)
 
     @property
     def storage(self) -> Any:
