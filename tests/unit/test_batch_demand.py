@@ -143,3 +143,52 @@ def test_a_producers_depth_zero_does_not_erase_batch_demand(tmp_path: Path) -> N
     w.service.handle(QueueDepthObserved("p0", w.clock.now(), "gpu", 0, "producer"))
     assert sorted(w.compute.status.values()) == ["RUNNING"] * 3
     assert w.compute.acted("stop") == []
+
+
+def test_a_retry_lifts_the_lapse_with_a_fresh_budget_and_an_operator_start_too(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path)
+    w.batch(1)
+    w.tick()
+    for _ in range(60):
+        w.clock.advance(60)
+        w.tick()
+    state = w.store.get_pool("gpu")
+    assert state.batch.lapsed and "no shard moved" in state.batch.lapsed
+    assert state.batch.waiting == state.batch.lapsed
+    lapsed_starts = w.starts()
+    w.clock.advance(60)
+    now = w.clock.now()
+    w.service.handle(BatchDemandObserved("retry", now, "gpu", 1, None, now))
+    assert w.starts() == lapsed_starts + 1
+    assert not w.store.get_pool("gpu").batch.lapsed
+
+
+def test_a_stop_holds_only_pending_work_and_ends_when_the_work_is_gone(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.batch(2)
+    w.tick()
+    w.service.handle(StopRequested("stop", w.clock.now(), "gpu", "ops", "night"))
+    assert "stopped by ops" in w.store.get_pool("gpu").batch.held
+    w.batch(0)  # cancelled: nothing pending
+    w.clock.advance(60)
+    w.tick()
+    assert w.store.get_pool("gpu").batch.held == ""
+    w.batch(1)  # a new batch after the work was gone runs
+    w.clock.advance(60)
+    w.tick()
+    assert w.starts() == 2
+
+
+def test_a_ready_vm_through_which_shards_move_is_never_restarted(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.batch(3)
+    w.tick()
+    for minute in range(120):
+        w.clock.advance(60)
+        now = w.clock.now()
+        w.beat("vm-0", ready=True, busy=minute % 3 == 0)
+        w.service.handle(BatchDemandObserved(f"p{minute}", now, "gpu", 3, now, 0.0))
+        w.service.handle(Tick(f"tt{minute}", now))
+    assert w.starts() == 1 and w.compute.status["vm-0"] == "RUNNING"

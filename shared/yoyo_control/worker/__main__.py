@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,9 @@ class Worker:
                 continue
             if not self.shard_slots.acquire(timeout=0.2):
                 continue
+            asked = time.monotonic()
             try:
-                pulled = self.queue.pull(1)
+                pulled = self.queue.pull(1)  # a long poll: it waits for a message itself
             except OSError as exc:
                 self.shard_slots.release()
                 logs.warning(f"worker: pull failed: {exc}")
@@ -118,7 +120,8 @@ class Worker:
                 continue
             if not pulled:
                 self.shard_slots.release()
-                self.stop.wait(0.2)
+                if time.monotonic() - asked < 1.0:  # a queue that answered at once
+                    self.stop.wait(1.0)
                 continue
             thread = threading.Thread(target=self.handle, args=(pulled[0],), name="shard")
             self.threads = [t for t in self.threads if t.is_alive()] + [thread]
