@@ -22,13 +22,16 @@ BUDGET = 2
 
 
 def starts(stack: Stack) -> int:
+    """Starts carried out (distinct request ids: a re-sent start is the same start)."""
     events = stack.yoyoctl("events", "--limit", "1000")["events"]
-    return sum(
-        1
-        for e in events
-        if e["kind"] == "action"
-        and e["data"]["action"]["kind"] == "start"
-        and e["data"]["outcome"] == "done"
+    return len(
+        {
+            e["data"]["action"]["request_id"]
+            for e in events
+            if e["kind"] == "action"
+            and e["data"]["action"]["kind"] == "start"
+            and e["data"]["outcome"] == "done"
+        }
     )
 
 

@@ -449,13 +449,12 @@ def _lapse_batch(d: _Draft, lease: Lease) -> None:
     from it (so no fresh restart budget) until an explicit action (an operator's start,
     ``yoyoctl batch retry``)."""
     batch = d.batch
-    moved = batch.progress_at is not None and batch.progress_at >= lease.granted_at
-    if lease.holder == Holder.OPERATOR or not _batch_active(d) or moved:
-        return
+    if lease.holder == Holder.OPERATOR or not _batch_active(d) or batch.starts == 0:
+        return  # a shard moved after every start it caused: a new lease may follow
     budget = d.policy.restart_budget
     why = (
-        f"no shard moved in {1 + budget} starts (1 + restart_budget {budget}) of "
-        f"lease epoch {lease.epoch}: the pool stops"
+        f"no shard moved through {batch.starts} VM starts (at most 1 + restart_budget "
+        f"{budget} per instance) under lease epoch {lease.epoch}: the pool stops"
     )
     d.batch = replace(batch, lapsed=why, lapsed_at=d.now)
     d.note(Rule.NO_PROGRESS, f"batch work lapsed: {why}; yoyoctl batch retry runs it again")
@@ -494,6 +493,12 @@ def _batch_active(d: _Draft) -> bool:
         return False
     # A count nobody refreshes stops counting after a lease's length.
     return d.now - batch.updated_at < max(d.policy.lease_s, d.timeout)
+
+
+def _batch_holds(d: _Draft) -> bool:
+    """Batch work is what keeps the pool up now (its starts count towards rule 9)."""
+    lease = d.lease
+    return lease is not None and lease.holder != Holder.OPERATOR and _batch_active(d)
 
 
 def _fresh(d: _Draft, hb: Heartbeat) -> bool:
@@ -561,6 +566,8 @@ def _plan(d: _Draft, wanted: set[str]) -> list[Action]:
             if action is not None:
                 planned.append(action)
                 fresh = before is None or before.request_id != action.request_id
+                if kind == ActionKind.START and fresh and _batch_holds(d):
+                    d.batch = replace(d.batch, starts=d.batch.starts + 1)
                 if kind == ActionKind.START and fresh:
                     for skipped in capacity.skipped(d.policy, d.zones, name, d.now):
                         d.note(Rule.CAPACITY, f"start {name}: {skipped}", name)

@@ -256,7 +256,7 @@ def _resume_batch(state: PoolState, why: str) -> tuple[PoolState, tuple[Change, 
     batch = state.batch
     if not (batch.held or batch.lapsed):
         return state, ()
-    resumed = replace(batch, held="", lapsed="", lapsed_at=None)
+    resumed = replace(batch, held="", lapsed="", lapsed_at=None, starts=0)
     change = Change(Rule.OPERATOR, f"batch work resumes: {why}")
     return replace(state, batch=resumed), (change,)
 
@@ -286,9 +286,12 @@ def _batch_demand(
         updated_at=now,
         observed_at=fact.at,
     )
+    if progress != known.progress_at:
+        batch = replace(batch, starts=0)  # a shard moved: the starts before it paid off
     state = replace(state, batch=batch)
     if batch.shards == 0:
-        return replace(state, batch=replace(batch, held="", lapsed="", lapsed_at=None)), ()
+        gone = replace(batch, held="", lapsed="", lapsed_at=None, starts=0)
+        return replace(state, batch=gone), ()
     asked = fact.retry_at or 0.0
     if batch.lapsed and (known.retry_at or 0.0) < asked and asked > (batch.lapsed_at or 0.0):
         return _resume_batch(state, "retried (a new batch, or yoyoctl batch retry)")

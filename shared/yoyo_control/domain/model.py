@@ -323,6 +323,7 @@ class BatchDemand:
     lapsed: str = ""  # why it no longer keeps the pool up ("": it does)
     lapsed_at: float | None = None
     held: str = ""  # an operator's stop holds it ("": not held)
+    starts: int = 0  # VM starts it caused since a shard last moved (or an explicit action)
 
     @property
     def waiting(self) -> str:
