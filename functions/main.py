@@ -218,6 +218,8 @@ def on_batch(event: Any) -> None:
         logs.warning(f"batch controller: temporary failure, redelivery requested: {exc}")
         raise
     for run in runs:
+        if not (run.shards or run.posted):
+            continue  # nothing pending, nothing told: no line every minute per pool
         logs.info(
             f"batch controller: {run.shards} shards pending in {len(run.batches)} batches"
             + (" (demand posted)" if run.posted else ""),

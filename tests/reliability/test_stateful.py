@@ -351,7 +351,12 @@ class ControlPlane(RuleBasedStateMachine):
             return ""  # the stored report again (a redelivery): reconciled again, so logged
         if stored is not None and new.sent_at <= stored.sent_at:
             return "stale heartbeat ignored"
-        matters = stored is None or stored.boot_id != new.boot_id or is_busy(stored) != is_busy(new)
+        matters = (
+            stored is None
+            or stored.boot_id != new.boot_id
+            or is_busy(stored) != is_busy(new)
+            or stored.ready != new.ready  # a model that loads (or stops answering) matters
+        )
         return "" if matters else "heartbeat recorded"
 
     def _after_heartbeat(self, fact: Fact, expected: str | None, passed: list[str]) -> None:

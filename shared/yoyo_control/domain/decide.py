@@ -98,7 +98,7 @@ def decide(
                 preempted(d, inst)
         _give_up_lease_if_none_can_run(d)
     # Rule 4 picks the instances to run; every other one is desired STOPPED.
-    planned = _plan(d, running(d))
+    planned = _plan(d, spent_budget(d, running(d)))
     new = replace(
         state,
         epoch=d.epoch,
@@ -441,6 +441,32 @@ def _give_up_lease_if_none_can_run(d: _Draft) -> None:
         lease, d.lease = d.lease, None
         assert lease is not None
         _lapse_batch(d, lease)
+
+
+def spent_budget(d: _Draft, wanted: set[str]) -> set[str]:
+    """Rule 9's hard bound: batch work has caused instances × (1 + restart_budget) VM
+    starts since a shard last moved, and one more is needed → the work lapses instead
+    (and a lease held for it is released), however those starts came about."""
+    if not _batch_holds(d) or d.lease is None:
+        return wanted
+    bound = len(d.policy.instances) * (1 + d.policy.restart_budget)
+    fresh = [
+        n
+        for n in wanted
+        if actions.needed(d.instances[n], Desired.RUNNING, _cooling(d, d.instances[n]))
+        == ActionKind.START
+        and actions.next_step(d.instances[n], ActionKind.START, d.policy, d.now, d.observed_at)
+        == Step.NEW
+    ]
+    if d.batch.starts < bound or not fresh:
+        return wanted
+    lease = d.lease
+    _lapse_batch(d, lease)
+    if lease.holder != Holder.BATCH:
+        return wanted  # another source holds the lease: its own rules keep it
+    d.released = d.note(Rule.NO_PROGRESS, f"lease epoch {lease.epoch} released: batch work lapsed")
+    d.lease = None
+    return set()
 
 
 def _lapse_batch(d: _Draft, lease: Lease) -> None:

@@ -294,7 +294,10 @@ def _batch_demand(
         return replace(state, batch=gone), ()
     asked = fact.retry_at or 0.0
     if batch.lapsed and (known.retry_at or 0.0) < asked and asked > (batch.lapsed_at or 0.0):
-        return _resume_batch(state, "retried (a new batch, or yoyoctl batch retry)")
+        # A retry lifts the lapse, never an operator's hold (only a start does).
+        resumed = replace(batch, lapsed="", lapsed_at=None, starts=0)
+        why = "batch work resumes: retried (a new batch, or yoyoctl batch retry)"
+        return replace(state, batch=resumed), (Change(Rule.OPERATOR, why),)
     return state, ()  # a hold ends only with an operator's start (or the work gone)
 
 
