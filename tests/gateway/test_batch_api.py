@@ -253,3 +253,13 @@ def test_delete_removes_an_upload_but_not_a_batchs_file(api) -> None:
     own = f"file-{batch['id']}-input"
     assert error_of(a.call("DELETE", f"/files/{own}"), 400)
     assert a.call("GET", f"/files/{own}/content").data == jsonl(line("a"))
+
+
+def test_a_batch_from_an_upload_reads_the_upload_it_is_stored_once(api) -> None:
+    """Issue 23: the upload was stored, read back and stored again as the batch's input."""
+    a = api()
+    file_id = a.upload(jsonl(line("a"), line("b"))).get_json()["id"]
+    batch = a.create(input_file_id=file_id, endpoint="/v1/chat/completions").get_json()
+    record = a.batch_api.batches.store.get_batch(batch["id"])
+    assert record.input_key == f"files/{file_id}/content.jsonl"
+    assert a.storage.list(f"batches/{batch['id']}/") == []  # no second copy

@@ -76,12 +76,15 @@ class BatchService:
         metadata_ok = model.check_metadata(metadata or {})
         now = self.clock.now()
         batch_id = f"batch_{uuid.uuid4().hex}"
-        self.storage.put(work.input_key(batch_id), data)
+        key = work.upload_key(input_file) if input_file else work.input_key(batch_id)
+        if not input_file or self.storage.size(key) != len(data):
+            key = work.input_key(batch_id)  # stored once: an upload is referenced, not copied
+            self.storage.put(key, data)
         batch = Batch(
             id=batch_id,
             pool=pool,
             endpoint=lines[0].url,
-            input_key=work.input_key(batch_id),
+            input_key=key,
             created_at=now,
             expires_at=now + window_s,
             completion_window=completion_window,

@@ -8,6 +8,9 @@ once cancelled: workers stop at their next chunk), ``shards/<shard>/<first>-<las
 stopped after a cancel, once the lines it had answered were checkpointed),
 ``output.jsonl`` and ``errors.jsonl`` (the merged results).
 
+A batch made from an upload reads the upload's own object (``files/<file id>/content.jsonl``):
+its input is stored once.
+
 Invariants: a work message is a reference (batch id, pool, shard, the input key and the
 byte and line ranges), never a payload; ``decode_shard`` refuses anything else with
 ValueError saying why (the worker acknowledges such a message and logs the reason).
@@ -47,6 +50,14 @@ def error_key(batch_id: str) -> str:
 
 def cancel_key(batch_id: str) -> str:
     return f"{prefix(batch_id)}cancelled"
+
+
+_UPLOAD_KEY = re.compile(r"^files/file-[0-9a-f]{32}/content\.jsonl$")
+
+
+def upload_key(file_id: str) -> str:
+    """Where an uploaded file's content lives (POST /v1/files: batch/files.py)."""
+    return f"files/{file_id}/content.jsonl"
 
 
 def shards_prefix(batch_id: str) -> str:
@@ -127,7 +138,8 @@ def decode_shard(data: bytes, attributes: Mapping[str, str] | None = None) -> Sh
     if not all(type(doc[k]) is int and 0 <= doc[k] < 2**53 for k in numbers):
         raise ValueError(f"work message: {numbers} must be non-negative integers")
     work = ShardWork(**{k: doc[k] for k in fields})
-    if not valid_batch_id(work.batch_id) or work.input != input_key(work.batch_id):
+    own_input = work.input == input_key(work.batch_id) or _UPLOAD_KEY.match(work.input)
+    if not valid_batch_id(work.batch_id) or not own_input:
         raise ValueError(f"work message names no batch of ours: {work.batch_id!r:.80}")
     if work.endpoint not in ENDPOINTS:
         raise ValueError(f"work message endpoint {work.endpoint!r:.80} is not served")
