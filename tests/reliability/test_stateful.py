@@ -1043,10 +1043,12 @@ class BrokenPoolFromTheStart(BatchControlPlane):
 def test_the_batch_suite_catches_a_lease_from_demand_that_never_lapses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The mutation: rule 9 never lapses batch work (a new lease, a fresh budget, again)."""
+    """The mutation: rule 9 never lapses batch work nor bounds its starts (a new lease,
+    a fresh restart budget, again)."""
     from yoyo_control.domain import decide
 
     monkeypatch.setattr(decide, "_lapse_batch", lambda d, lease: None)
+    monkeypatch.setattr(decide, "spent_budget", lambda d, wanted: wanted)
     with pytest.raises(AssertionError, match="no-spend-without-progress"):
         _run(examples=40, steps=100, seed=FIXED_SEED, machine=BrokenPoolFromTheStart, shrink=False)
 
