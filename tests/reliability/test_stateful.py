@@ -22,6 +22,7 @@ Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothe
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import os
 import random
@@ -1045,8 +1046,7 @@ def test_the_batch_suite_catches_a_lease_from_demand_that_never_lapses(
 ) -> None:
     """The mutation: rule 9 never lapses batch work nor bounds its starts (a new lease,
     a fresh restart budget, again)."""
-    from yoyo_control.domain import decide
-
+    decide = importlib.import_module("yoyo_control.domain.decide")  # the module, not decide()
     monkeypatch.setattr(decide, "_lapse_batch", lambda d, lease: None)
     monkeypatch.setattr(decide, "spent_budget", lambda d, wanted: wanted)
     with pytest.raises(AssertionError, match="no-spend-without-progress"):
