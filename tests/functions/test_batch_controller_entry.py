@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from functions.conftest import POOL
 from fakes import RecordingPublisher
+from functions.conftest import POOL
 from yoyo_control import bootstrap, names
 
 
