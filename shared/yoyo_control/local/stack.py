@@ -256,6 +256,17 @@ class Stack:
             name = work_subscription(config, pool)
             broker.create_subscription(name, work_topic, None, f'attributes.pool = "{pool}"', 60)
             subs[name] = pool
+        queue_topic = config.topic(names.TOPIC_QUEUE)
+
+        def drained(sub: busmod.Subscription) -> None:
+            # Like the backlog alert closing: the pool's work queue is empty again (a
+            # producer's depth: batch demand is its own field and never erased by it).
+            pool = subs.get(sub.name)
+            if pool is not None:
+                broker.publish(queue_topic, json.dumps({"pool": pool, "depth": 0}).encode(), {})
+                logs.info("work queue drained: depth 0 published", pool=pool)
+
+        broker.on_drained.append(drained)
         broker.start()
         self._on_stop("bus", broker.stop)
 
