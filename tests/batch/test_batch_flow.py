@@ -200,3 +200,23 @@ def test_the_worker_sends_the_local_stacks_secret_when_it_has_one(tmp_path: Any)
     assert build(config).queue.headers == {HEADER: "s3cret"}
     without = WorkerConfig(project="p", subscription="s", pubsub_url="http://x", storage_dir="d")
     assert build(without).queue.headers == {}
+
+
+def test_the_worker_long_polls_without_return_immediately(monkeypatch: Any) -> None:
+    """Pub/Sub deprecates returnImmediately (it "adversely impacts the performance of Pull
+    operations"); a pull that outlasts the worker's own bound got nothing."""
+    from yoyo_control import jsonhttp
+    from yoyo_control.worker.queue import WorkQueue
+
+    sent: list[tuple[dict[str, Any], float]] = []
+
+    def fake(method: str, url: str, body: bytes, headers: Any, timeout: float) -> Any:
+        sent.append((json.loads(body), timeout))
+        if len(sent) == 2:
+            raise TimeoutError("the long poll outlasted its bound")
+        return 200, b"{}"
+
+    monkeypatch.setattr(jsonhttp, "request", fake)
+    queue = WorkQueue("http://127.0.0.1:9", "p", "s", pull_timeout_s=25.0)
+    assert queue.pull(1) == [] and queue.pull(1) == []
+    assert sent[0] == ({"maxMessages": 1}, 25.0)
