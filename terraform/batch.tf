@@ -93,9 +93,9 @@ resource "google_pubsub_subscription_iam_member" "vm_work_subscriber" {
   member       = "serviceAccount:${google_service_account.vm.email}"
 }
 
-# The functions' tick finalizes batches (merges checkpoints into the results) and
-# re-publishes the shards of a batch whose submit was interrupted; the gateway stores
-# uploads (/v1/files) and submits batches (/v1/batches).
+# The batch controller's function finalizes batches (merges checkpoints into the results)
+# and re-publishes the shards of a batch whose submit was interrupted or that stopped
+# moving; the gateway stores uploads (/v1/files) and submits batches (/v1/batches).
 resource "google_storage_bucket_iam_member" "functions_batch_user" {
   bucket = google_storage_bucket.batch.name
   role   = "roles/storage.objectUser"
@@ -109,8 +109,8 @@ resource "google_pubsub_topic_iam_member" "functions_work_publisher" {
   member  = "serviceAccount:${google_service_account.functions.email}"
 }
 
-# The gateway's POST /v1/batches submits a batch: its shards go to the work topic (above)
-# and the pool's wake, a queue-depth message, to the queue topic.
+# Producers' depths reach the queue topic; a batch's wake is the batch controller's
+# nudge (its own topic, below), not a queue depth.
 resource "google_pubsub_topic_iam_member" "functions_queue_publisher" {
   project = var.project_id
   topic   = google_pubsub_topic.event["queue"].name
