@@ -220,3 +220,11 @@ def test_the_worker_long_polls_without_return_immediately(monkeypatch: Any) -> N
     queue = WorkQueue("http://127.0.0.1:9", "p", "s", pull_timeout_s=25.0)
     assert queue.pull(1) == [] and queue.pull(1) == []
     assert sent[0] == ({"maxMessages": 1}, 25.0)
+
+
+def test_a_named_pool_must_serve_the_lines_model(bench: Bench) -> None:
+    """Issue 23: `yoyoctl batch submit` woke a pool that does not serve the lines' model."""
+    lines = [request_line(0), request_line(1, model="other/model")]
+    with pytest.raises(BatchInputError, match="line 2: model 'other/model' is not served"):
+        bench.service.submit(jsonl(lines), POOL)
+    assert bench.service.list() == [] and bench.broker.backlog(SUBSCRIPTION) == 0
