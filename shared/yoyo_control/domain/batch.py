@@ -14,7 +14,8 @@ Invariants:
 - States: validating → in_progress → finalizing → completed | failed | expired |
   cancelled (cancelling in between); terminal states never change. ``step`` is the
   batch controller's pure reconciler: (batch, progress, now) → (batch, actions, when to
-  look again); ``advance`` the same move for callers that count only done shards.
+  look again), moving to finalizing with ``advance``. ``merge`` is the in-memory statement
+  of the result files' contract; batch/finalize.py writes the same records streamed.
 - A cancel keeps what ran: the finalize waits for every shard a worker began to report
   (or ``cancel_grace_s``); only lines that never started are ``batch_cancelled``.
 - A batch's pool, when not named, is the one serving every line's ``body.model`` (as the
@@ -453,8 +454,9 @@ def step(
     if progress.moved != batch.moved:
         batch = replace(batch, moved=progress.moved, progress_at=now, republished=0)
     if batch.status is Status.IN_PROGRESS:
-        if progress.done >= len(batch.shards) or now >= batch.expires_at:
-            return replace(batch, status=Status.FINALIZING, finalizing_at=now), (Act.FINALIZE,), 0
+        advanced = advance(batch, progress.done, now)  # every shard done, or expired
+        if advanced.status is Status.FINALIZING:
+            return advanced, (Act.FINALIZE,), 0.0
         since = batch.progress_at or batch.in_progress_at or batch.created_at
         due = since + policy.republish_after_s * 2.0**batch.republished
         if progress.waiting or now < due:
