@@ -40,6 +40,7 @@ from yoyo_control import names
 from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.batch import work
+from yoyo_control.batch.controller import BatchController
 from yoyo_control.batch.service import BatchService
 from yoyo_control.config import DEFAULT_LOCAL, parse_config
 from yoyo_control.local.bus import Broker, BusApp, LocalBusPublisher
@@ -134,11 +135,12 @@ def through_worker(server_url: str, data: bytes, tmp: Path) -> float:
             while not done_keys <= set(storage.list(work.shards_prefix(batch.id))):
                 time.sleep(0.02)
             took = time.monotonic() - started
+            BatchController(service, None).run([POOL])  # finalize (the batch controller)
+            final = service.get(batch.id)
         finally:
             worker.stop.set()
             thread.join(30)
             store.close()
-    final = service.get(batch.id)
     assert final.request_counts.completed == len(data.splitlines()), final.request_counts
     return len(data.splitlines()) / took
 
@@ -208,7 +210,7 @@ def vm_seconds(lines: int) -> dict[str, float]:
             done = s.wait(
                 lambda: (b := store.get_batch(batch_id)) is not None and b.terminal,
                 600,
-                "the batch to finish (at a tick)",
+                "the batch to finish (at a batch controller run)",
             )
             store.close()
             gone = s.wait(lambda: s.gone(["batch-0"]), 300, "the VM to stop")

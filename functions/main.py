@@ -1,6 +1,7 @@
 """Cloud Functions entry points: decode and validate the event, call the service. No logic.
 
 One entry point per event source (names.ENTRY_POINTS, names.ENTRY_KILL_SWITCH_WRITTEN),
+the batch controller (names.ENTRY_BATCH: its own topic, schedule and function),
 plus the HTTP status page (names.ENTRY_STATUS_PAGE) and the OpenAI-compatible gateway
 (``gateway``: yoyo_control.gateway.app, async on functions-framework's ASGI stack; its
 answers are HTTP responses, not acks). Decoding lives in
@@ -190,6 +191,44 @@ def on_heartbeat(event: Any) -> None:
 def on_control(event: Any) -> None:
     """An operator command: kill, unkill, start, stop, extend."""
     _deliver(names.TOPIC_CONTROL, event)
+
+
+# --- the batch controller (its own function: terraform/batch.tf) ---------------------
+
+
+@functions_framework.cloud_event
+def on_batch(event: Any) -> None:
+    """Cloud Scheduler, or a submit/cancel/retry's nudge ``{"pool": P}``: reconcile the
+    pending batches (of P, else of every pool) and tell the lifecycle each pool's batch
+    demand. Never part of the lifecycle tick.
+
+    Always acknowledged once it ran (a batch that fails is logged and skipped; the next
+    scheduled run looks again); raised only when the controller cannot be built (the
+    deployment, not the message, is wrong) or the store/Storage is briefly unavailable.
+    """
+    raw = _event_dict(event)
+    message_id = messages.event_message_id(raw)
+    pools = messages.batch_pools(raw)
+    try:
+        controller = bootstrap.batch_controller()
+    except Exception as exc:
+        logs.error(f"cannot build the batch controller: {type(exc).__name__}: {exc}")
+        raise
+    try:
+        runs = controller.run(pools, run_id=message_id)
+    except TemporaryError as exc:
+        logs.warning(f"batch controller: temporary failure, redelivery requested: {exc}")
+        raise
+    for run in runs:
+        if not (run.shards or run.posted):
+            continue  # nothing pending, nothing told: no line every minute per pool
+        logs.info(
+            f"batch controller: {run.shards} shards pending in {len(run.batches)} batches"
+            + (" (demand posted)" if run.posted else ""),
+            source=names.TOPIC_BATCH,
+            message_id=message_id,
+            pool=run.pool,
+        )
 
 
 # --- Firestore trigger ---------------------------------------------------------------

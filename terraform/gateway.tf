@@ -232,6 +232,7 @@ resource "google_pubsub_topic_iam_member" "gateway_publisher" {
   for_each = {
     queue = google_pubsub_topic.event["queue"].name # a pool's wake
     work  = google_pubsub_topic.work.name           # a batch's shards (POST /v1/batches)
+    batch = google_pubsub_topic.batch.name          # the batch controller's nudge (submit, cancel)
   }
 
   project = var.project_id

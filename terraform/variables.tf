@@ -607,8 +607,20 @@ variable "batch" {
     concurrency    = optional(number, 8)
     ack_deadline_s = optional(number, 60)
     retention_days = optional(number, 30)
+    # The batch controller (terraform/batch.tf): cancel grace, republish without progress.
+    cancel_grace_s    = optional(number, 120)
+    republish_after_s = optional(number, 900)
+    max_republish     = optional(number, 4)
   })
   default = {}
+
+  validation {
+    condition = (
+      var.batch.cancel_grace_s >= 0 && var.batch.republish_after_s >= 60
+      && var.batch.max_republish >= 0 && floor(var.batch.max_republish) == var.batch.max_republish
+    )
+    error_message = "batch.cancel_grace_s must not be negative, republish_after_s at least 60, max_republish a whole number >= 0."
+  }
 
   validation {
     condition = alltrue([

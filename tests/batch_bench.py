@@ -18,6 +18,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from yoyo_control.adapters.local_storage import LocalStorage
+from yoyo_control.batch.controller import BatchController
 from yoyo_control.batch.service import BatchService
 from yoyo_control.local.bus import Broker
 from yoyo_control.local.inference import Engine
@@ -89,9 +90,16 @@ class Bench:
             thread.join(30)
         self.workers = []
 
+    @property
+    def controller(self) -> BatchController:
+        """The batch controller over this bench's service (no lifecycle to tell)."""
+        return BatchController(self.service, None)
+
     def wait_terminal(self, batch_id: str, timeout: float = 60) -> Any:
+        """Run the batch controller until the batch is terminal."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.controller.run()
             batch = self.service.get(batch_id)
             if batch.terminal:
                 return batch

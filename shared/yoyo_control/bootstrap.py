@@ -26,6 +26,7 @@ from .ports import Clock, Compute, IdentityVerifier, Publisher, Scheduler, Stora
 from .service import Service
 
 if TYPE_CHECKING:
+    from .batch.controller import BatchController
     from .batch.service import BatchService
     from .gateway.app import Gateway
     from .laptop import LocalOperator
@@ -34,6 +35,7 @@ _lock = threading.Lock()
 _service: Service | None = None
 _identity: IdentityVerifier | None = None
 _gateway: Gateway | None = None
+_batch_controller: BatchController | None = None
 
 
 def build_store(config: Config) -> Store:
@@ -123,6 +125,28 @@ def build_batch_service(config: Config, store: Store, publisher: Publisher) -> B
     return BatchService(store, build_storage(config), publisher, build_clock(), config)
 
 
+def build_batch_controller(service: Service) -> BatchController:
+    """The batch controller over ``service``'s store; its facts go to ``service.handle``."""
+    from .batch.controller import BatchController
+
+    config = service.config
+    return BatchController(
+        build_batch_service(config, service.store, build_publisher(config)), service.handle
+    )
+
+
+def batch_controller() -> BatchController:
+    """The process-wide batch controller, built on first use."""
+    global _batch_controller
+    built = service()
+    with _lock:
+        if _batch_controller is None:
+            if not batch_configured(built.config):
+                raise ConfigError("batch.bucket: not set, so there is no batch to control")
+            _batch_controller = build_batch_controller(built)
+        return _batch_controller
+
+
 def build_clock() -> Clock:
     from .adapters.clock import SystemClock
 
@@ -147,11 +171,7 @@ def batch_configured(config: Config) -> bool:
 
 def build_service(config: Config | None = None) -> Service:
     config = config or load_config()
-    store = build_store(config)
-    work_demand = None
-    if batch_configured(config):
-        work_demand = build_batch_service(config, store, build_publisher(config)).pending_shards
-    return Service(store, build_compute(config), build_clock(), config, work_demand)
+    return Service(build_store(config), build_compute(config), build_clock(), config)
 
 
 def service() -> Service:
@@ -218,8 +238,9 @@ def gateway() -> Gateway:
 
 def reset() -> None:
     """Forget the process-wide service, verifier and gateway (tests, configuration reloads)."""
-    global _service, _identity, _gateway
+    global _service, _identity, _gateway, _batch_controller
     with _lock:
         _service = None
         _identity = None
         _gateway = None
+        _batch_controller = None

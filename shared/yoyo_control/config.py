@@ -231,6 +231,12 @@ class BatchSettings:
     shard_lines: Annotated[Count, Field(ge=1)] = 100  # lines per work message
     concurrency: Annotated[Count, Field(ge=1)] = 8  # lines a worker runs at once
     ack_deadline_s: Annotated[Count, Field(ge=10, le=600)] = 60  # Pub/Sub's range
+    # The batch controller (domain.batch.step): a cancel waits this long for running
+    # shards to checkpoint what they answered; no shard moved this long (doubling) →
+    # the pending shards are published again, at most max_republish times, then failed.
+    cancel_grace_s: Duration = 120.0
+    republish_after_s: Annotated[float, BeforeValidator(_seconds), Field(ge=60)] = 900.0
+    max_republish: Count = 4
 
 
 # --- pools ---------------------------------------------------------------------------

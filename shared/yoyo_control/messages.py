@@ -641,3 +641,18 @@ def decode(source: str, event: Mapping[str, Any], config: Config) -> Fact:
     else:
         fact = DECODERS[source](unwrap_pubsub(event), config)
     return replace(fact, origin=source)
+
+
+# --- the batch controller's topic ----------------------------------------------------
+
+
+def batch_pools(event: Mapping[str, Any]) -> list[str] | None:
+    """The pool a batch-controller message names (``{"pool": P}``: a submit's nudge), or
+    None for every pool (the scheduler's ``{}``, or anything unreadable: a run over every
+    pool is always safe). Never raises."""
+    try:
+        payload = json_payload(unwrap_pubsub(event), "batch")
+    except Exception:
+        return None
+    pool = payload.get("pool")
+    return [pool] if isinstance(pool, str) and pool else None

@@ -28,6 +28,12 @@ ENTRY_POINTS = {
     TOPIC_CONTROL: "on_control",
 }
 ENTRY_KILL_SWITCH_WRITTEN = "on_kill_switch_written"  # Firestore document trigger
+# The batch controller (batch/controller.py): its own topic and function, beside the
+# lifecycle's (terraform/batch.tf). Its scheduler job and a submit or cancel publish to it.
+TOPIC_BATCH = "batch"
+ENTRY_BATCH = "on_batch"
+# Every topic a function is triggered by, and its entry point (the local stack pushes each).
+FUNCTION_TOPICS = {**ENTRY_POINTS, TOPIC_BATCH: ENTRY_BATCH}
 ENTRY_STATUS_PAGE = "status_page"  # HTTP
 ENTRY_GATEWAY = "gateway"  # HTTP: the OpenAI-compatible endpoint (/v1/...)
 

@@ -8,8 +8,9 @@ read the clock.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from .domain.batch import Batch
 from .domain.model import Heartbeat, KillSwitch, PoolState
@@ -193,6 +194,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
+        ...
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream that writes the whole object in bounded memory; the object is
+        replaced only when the block ends without an exception (else nothing is left)."""
         ...
 
 

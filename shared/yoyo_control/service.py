@@ -36,9 +36,9 @@ Invariants (DESIGN.md §3):
   raise TemporaryError after all actions were tried and recorded (so Pub/Sub
   redelivers), permanent ones are recorded and swallowed. A missing instance is told by
   its error type (InstanceNotFound), never by the text of a message.
-- Pending batch work is queue demand (source ``work``) for as long as it is pending: each
-  tick records the pool's pending shards (``work_demand``), and zero once they are done
-  (only over its own count: a producer's depth or an incident clears itself).
+- The lifecycle tick never reads a batch: pending batch work reaches a pool as the batch
+  controller's fact (BatchDemandObserved → ``PoolState.batch``, batch/controller.py), in
+  the pool's own document; nothing a VM writes into Storage can slow or break a tick.
 - A capacity refusal (CapacityError) is recorded (its zone backs off) and the pass that
   records it decides again at once, so the next healthy zone is tried in the same event;
   each pass backs off one more zone, so the passes end (and MAX_PASSES bounds them).
@@ -66,7 +66,6 @@ from .domain.facts import (
     HeartbeatReceived,
     KillRequested,
     KillSwitchWritten,
-    QueueDepthObserved,
     StatusObserved,
     Tick,
     UnkillRequested,
@@ -127,9 +126,6 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
     )
 
 
-WORK_DEMAND_SOURCE = "work"
-
-
 MAX_PASSES = 8  # passes that may decide in one reconcile (one more records the last outcomes)
 
 
@@ -179,13 +175,11 @@ class Service:
         compute: Compute,
         clock: Clock,
         config: Config,
-        work_demand: Callable[[str], int] | None = None,
     ) -> None:
         self.store = store
         self.compute = compute
         self.clock = clock
         self.config = config
-        self.work_demand = work_demand  # a pool's pending batch shards (batch/service.py)
         self.budget_rules = BudgetRules(
             config.budget.budget_ids,
             config.budget.kill_fraction,
@@ -465,7 +459,6 @@ class Service:
         duplicate = self._record_global(fact, None)
 
         def observe_and_reconcile(pool: str) -> Iterable[Action]:
-            self._observe_work(fact, pool)
             observed_at = self.clock.now()
             listed = [
                 i
@@ -482,27 +475,6 @@ class Service:
 
         actions = self._each_pool(observe_and_reconcile)
         return Handled(kind_of(fact), duplicate, tuple(self.config.pools), tuple(actions))
-
-    def _observe_work(self, tick: Tick, pool: str) -> None:
-        """Record the pool's pending batch shards as queue demand (zero once they are done)."""
-        if self.work_demand is None:
-            return
-        try:
-            depth = self.work_demand(pool)
-        except Exception as exc:  # the lifecycle tick goes on regardless:
-            # whatever a batch's objects hold (written by VMs), every pool is still
-            # listed and reconciled, so every stop path of the tick still runs.
-            logs.warning(
-                f"pending batch work unknown this tick: {type(exc).__name__}: {exc}", pool=pool
-            )
-            return
-        if depth == 0:  # clear only what this count set: others' depths clear themselves
-            demand = self.store.get_pool(pool).demand
-            if demand.source != WORK_DEMAND_SOURCE or demand.depth == 0:
-                return
-        message_id = f"{tick.message_id}:work:{pool}"
-        observed = QueueDepthObserved(message_id, self.clock.now(), pool, depth, WORK_DEMAND_SOURCE)
-        self.reconcile(pool, observed)
 
     def _global(self, fact: Fact) -> Handled:
         note = ""

@@ -59,20 +59,26 @@ def test_a_redelivered_shard_resumes_from_its_checkpoints(bench: Bench) -> None:
 
     bench.worker(concurrency=1, chunk_lines=10, post=flaky, retries=0)
     shard = bench.service.store.get_batch(batch.id).shards[0]
-    eventually(
-        lambda: len(bench.storage.list(work.shard_prefix(batch.id, 0))) >= 2, "checkpoints", 20
-    )
+
+    def checkpoints() -> list[str]:
+        keys = bench.storage.list(work.shard_prefix(batch.id, 0))
+        return [k for k in keys if work.checkpoint_range(k)]
+
+    eventually(lambda: len(checkpoints()) >= 2, "checkpoints", 20)
     bench.stop_workers()
     assert bench.storage.size(work.done_key(batch.id, 0)) is None
-    checkpointed = len(bench.storage.list(work.shard_prefix(batch.id, 0))) * 10
-    assert checkpointed == 20 and shard.last_line == 50
+    ranges = [r for r in map(work.checkpoint_range, checkpoints()) if r is not None]
+    checkpointed = sum(last - first + 1 for first, last in ranges)
+    # 20: the failure was seen first (the partial chunk's 3 answers are lost); 23: the
+    # stop came first, and a stop checkpoints every answered line before handing back.
+    assert checkpointed in (20, 23) and shard.last_line == 50
 
     served_before = sum(bench.engine.succeeded.values())
     bench.worker()
     done = bench.wait_terminal(batch.id)
     assert done.request_counts.completed == 50
-    # Only the 30 lines without a checkpoint ran again (23 - 20 = 3 answers were lost).
-    assert sum(bench.engine.succeeded.values()) - served_before == 30
+    # Only the lines without a checkpoint ran again.
+    assert sum(bench.engine.succeeded.values()) - served_before == 50 - checkpointed
     ids = [r["custom_id"] for r in records(bench.service.results(batch.id)[0])]
     assert sorted(ids) == sorted(f"req-{i}" for i in range(50))
 
@@ -82,7 +88,8 @@ def test_cancel_stops_the_worker_and_accounts_for_every_line(bench_factory: Any)
     batch = bench.service.submit(jsonl([request_line(i) for i in range(200)]), POOL)
     bench.worker(concurrency=2, chunk_lines=5)
     eventually(lambda: bench.storage.list(work.shards_prefix(batch.id)), "a shard's checkpoint", 20)
-    cancelled = bench.service.cancel(batch.id)
+    assert bench.service.cancel(batch.id).status is Status.CANCELLING
+    cancelled = bench.wait_terminal(batch.id)
     assert cancelled.status is Status.CANCELLED
     time.sleep(1.0)  # one heartbeat interval of the local stack
     settled = sum(bench.engine.succeeded.values())
@@ -100,7 +107,7 @@ def test_cancel_stops_the_worker_and_accounts_for_every_line(bench_factory: Any)
 def test_the_completion_window_expires_what_did_not_run(bench: Bench) -> None:
     batch = bench.service.submit(jsonl([request_line(i) for i in range(10)]), POOL)
     bench.clock.offset = 86400 + 1  # no worker ran; a day passed
-    expired = bench.service.get(batch.id)
+    expired = bench.wait_terminal(batch.id)
     assert expired.status is Status.EXPIRED
     err = records(bench.service.results(batch.id)[1])
     assert [r["error"]["code"] for r in err] == ["batch_expired"] * 10
@@ -140,10 +147,11 @@ def test_pending_shards_are_the_pools_demand_until_the_batch_completes(bench: Be
     """Demand counts shards, the unit one VM works on, not lines: a batch of N shards asks
     for N instances at most (queue_threshold 1), however many lines it has."""
     batch = bench.service.submit(jsonl([request_line(i) for i in range(100)]), POOL)
-    assert len(batch.shards) == 2 and bench.service.pending_shards(POOL) == 2
+    (run,) = bench.controller.run([POOL])
+    assert len(batch.shards) == 2 and run.shards == 2
     bench.worker()
     bench.wait_terminal(batch.id)
-    assert bench.service.pending_shards(POOL) == 0
+    assert bench.controller.run([POOL])[0].shards == 0
 
 
 def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
@@ -154,7 +162,8 @@ def test_the_server_failing_hands_the_shard_back(bench: Bench) -> None:
     worker = bench.worker(post=down, retries=1, backoff_s=0.01)
     with pytest.raises(ServerUnavailable):
         worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
-    assert bench.storage.list(work.shards_prefix(batch.id)) == []
+    keys = bench.storage.list(work.shards_prefix(batch.id))
+    assert [k for k in keys if not k.endswith("/started")] == []  # no line written off
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -169,7 +178,8 @@ def test_a_server_refusing_the_workers_key_hands_the_shard_back(bench: Bench, st
     worker = bench.worker(post=refused, retries=1, backoff_s=0.01)
     with pytest.raises(ServerUnavailable):
         worker.runner.run(work.decode_shard(*work.encode_shard(_job(bench, batch.id))))
-    assert bench.storage.list(work.shards_prefix(batch.id)) == []
+    keys = bench.storage.list(work.shards_prefix(batch.id))
+    assert [k for k in keys if not k.endswith("/started")] == []  # no line written off
 
 
 def _job(bench: Bench, batch_id: str) -> work.ShardWork:
@@ -193,3 +203,31 @@ def test_the_worker_sends_the_local_stacks_secret_when_it_has_one(tmp_path: Any)
     assert build(config).queue.headers == {HEADER: "s3cret"}
     without = WorkerConfig(project="p", subscription="s", pubsub_url="http://x", storage_dir="d")
     assert build(without).queue.headers == {}
+
+
+def test_the_worker_long_polls_without_return_immediately(monkeypatch: Any) -> None:
+    """Pub/Sub deprecates returnImmediately (it "adversely impacts the performance of Pull
+    operations"); a pull that outlasts the worker's own bound got nothing."""
+    from yoyo_control import jsonhttp
+    from yoyo_control.worker.queue import WorkQueue
+
+    sent: list[tuple[dict[str, Any], float]] = []
+
+    def fake(method: str, url: str, body: bytes, headers: Any, timeout: float) -> Any:
+        sent.append((json.loads(body), timeout))
+        if len(sent) == 2:
+            raise TimeoutError("the long poll outlasted its bound")
+        return 200, b"{}"
+
+    monkeypatch.setattr(jsonhttp, "request", fake)
+    queue = WorkQueue("http://127.0.0.1:9", "p", "s", pull_timeout_s=25.0)
+    assert queue.pull(1) == [] and queue.pull(1) == []
+    assert sent[0] == ({"maxMessages": 1}, 25.0)
+
+
+def test_a_named_pool_must_serve_the_lines_model(bench: Bench) -> None:
+    """Issue 23: `yoyoctl batch submit` woke a pool that does not serve the lines' model."""
+    lines = [request_line(0), request_line(1, model="other/model")]
+    with pytest.raises(BatchInputError, match="line 2: model 'other/model' is not served"):
+        bench.service.submit(jsonl(lines), POOL)
+    assert bench.service.list() == [] and bench.broker.backlog(SUBSCRIPTION) == 0

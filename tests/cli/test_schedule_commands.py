@@ -103,6 +103,7 @@ def test_local_schedule_lists_the_cycle_and_the_tick(local, capsys) -> None:
     assert [(j["job"], j["schedule"]) for j in doc["jobs"]] == [
         ("cycle-gpu", "0 2 * * *"),
         ("tick", "* * * * *"),
+        ("batch", "* * * * *"),  # the batch controller: its own job, on the tick's schedule
     ]
     assert all(j["state"] == "ENABLED" and j["next"] for j in doc["jobs"])
 

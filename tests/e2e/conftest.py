@@ -46,7 +46,7 @@ POOL = "default"
 INSTANCE = "yoyo-default-0"
 ZONE = "us-central1-a"
 BUDGET_ID = "de72f49d-779b-4945-a127-4d6ce8def0bb"
-ENTRY_POINTS = {**names.ENTRY_POINTS, "kill_switch": names.ENTRY_KILL_SWITCH_WRITTEN}
+ENTRY_POINTS = {**names.FUNCTION_TOPICS, "kill_switch": names.ENTRY_KILL_SWITCH_WRITTEN}
 _projects = itertools.count(1)
 
 
@@ -278,7 +278,7 @@ def world(
         bootstrap.reset()
         service = bootstrap.service()
         admin = PubSubAdmin(google_emulators.pubsub.host, project)
-        for suffix in names.EVENT_TOPICS:
+        for suffix in names.FUNCTION_TOPICS:
             admin.create_topic(f"yoyo-{suffix}")
         try:
             yield World(

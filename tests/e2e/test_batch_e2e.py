@@ -1,12 +1,13 @@
 """The batch work path end to end on Google's emulators and the Storage API emulator.
 
 yoyoctl's BatchService → Cloud Storage (input) + Firestore (record) + Pub/Sub (one shard
-reference per message on the pool's filtered work subscription, a queue-depth fact on
-``yoyo-queue``) → on_queue wakes the pool (Compute REST stub) → the real worker pulls the
-shards from the emulator, drives a simulated inference server, writes checkpoints to
-Cloud Storage and acknowledges → a tick (on_tick) finalizes: every custom_id once in the
-output object, the record completed, the pool's work demand (counted by the ticks while
-lines were pending) back to zero.
+reference per message on the pool's filtered work subscription, a nudge on the batch
+controller's own topic ``yoyo-batch``) → on_batch counts the pool's batch demand (3
+shards: ``PoolState.batch``) and the lifecycle wakes the pool (Compute REST stub) → the
+real worker pulls the shards from the emulator, drives a simulated inference server,
+writes checkpoints to Cloud Storage and acknowledges → the batch controller (on_batch,
+never the tick) finalizes, streaming: every custom_id once in the output object, the
+record completed, the pool's batch demand back to zero; the producer's demand untouched.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def lines(n: int) -> bytes:
 
 def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server) -> None:
     server_url, engine = server
-    world.subscribe("queue")
+    world.subscribe("batch")
     world.subscribe("tick")
     world.admin.create_topic(world.topic(names.TOPIC_WORK))
     world.admin._call(
@@ -107,12 +108,8 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
     finally:
         publisher.close()
     world.eventually(lambda: world.status() == "RUNNING", "the submit woke the pool")
-    assert world.store.get_pool(world.pool).demand.depth == 3
-    world.clock.advance(60)
-    world.publish("tick", {})  # the pending shards become the pool's own work demand
-    world.eventually(
-        lambda: world.store.get_pool(world.pool).demand.source == "work", "the tick counted"
-    )
+    state = world.store.get_pool(world.pool)
+    assert state.batch.shards == 3 and state.demand.depth == 0  # its own unit and field
 
     worker_config = WorkerConfig(
         project=world.project,
@@ -136,10 +133,11 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
             "three shards checkpointed and done",
         )
         world.clock.advance(60)
-        world.publish("tick", {})
+        world.publish("tick", {})  # the lifecycle's tick: it never reads a batch
+        world.publish("batch", {})  # the batch controller's scheduled run
         world.eventually(
             lambda: world.store.get_batch(batch.id).status is Status.COMPLETED,
-            "the tick finalized the batch",
+            "the batch controller finalized the batch",
         )
     finally:
         worker.stop.set()
@@ -149,6 +147,5 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
     assert sorted(ids) == sorted(f"e2e-{i}" for i in range(60))
     assert sum(engine.succeeded.values()) == 60
     world.eventually(
-        lambda: world.store.get_pool(world.pool).demand.depth == 0, "the work demand cleared"
+        lambda: world.store.get_pool(world.pool).batch.shards == 0, "the batch demand cleared"
     )
-    assert world.store.get_pool(world.pool).demand.source == "work"

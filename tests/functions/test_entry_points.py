@@ -34,4 +34,9 @@ def test_main_defines_no_other_public_function(app):
         for name, value in vars(main).items()
         if inspect.isfunction(value) and value.__module__ == "main" and not name.startswith("_")
     }
-    assert public == {*EVENT_ENTRIES, names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY}
+    assert public == {
+        *EVENT_ENTRIES,
+        names.ENTRY_STATUS_PAGE,
+        names.ENTRY_GATEWAY,
+        names.ENTRY_BATCH,
+    }

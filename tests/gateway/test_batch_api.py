@@ -25,6 +25,7 @@ from yoyo_control.adapters.cloud_storage import CloudStorage
 from yoyo_control.adapters.local_storage import LocalStorage
 from yoyo_control.adapters.sqlite_store import SqliteStore
 from yoyo_control.adapters.upstream_http import HttpUpstream
+from yoyo_control.batch.controller import BatchController
 from yoyo_control.batch.files import FileNotFound
 from yoyo_control.batch.service import BatchService
 from yoyo_control.config import parse_config
@@ -84,6 +85,15 @@ class Api:
         form = {"purpose": purpose, "file": (io.BytesIO(data), "in.jsonl")}
         return self.call("POST", "/files", data=form, content_type="multipart/form-data", **kw)
 
+    def cancel(self, batch_id: str) -> dict[str, Any]:
+        """Cancel (the answer is ``cancelling``, as OpenAI's), let the batch controller end
+        it, and read the batch back."""
+        cancelling = self.call("POST", f"/batches/{batch_id}/cancel").get_json()
+        assert cancelling["status"] == "cancelling", cancelling
+        BatchController(self.batch_api.batches, None).run()
+        done: dict[str, Any] = self.call("GET", f"/batches/{batch_id}").get_json()
+        return done
+
     def create(self, **doc: Any) -> Any:
         return self.call("POST", "/batches", json={"completion_window": "24h", **doc})
 
@@ -137,7 +147,10 @@ def test_upload_create_get_list_cancel_and_read_the_batchs_files(api) -> None:
     rest = a.call("GET", f"/batches?limit=1&after={second['id']}").get_json()
     assert [b["id"] for b in rest["data"]] == [batch["id"]] and rest["has_more"] is False
 
-    cancelled = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    cancelling = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    assert cancelling["status"] == "cancelling"  # as OpenAI's; the batch controller ends it
+    BatchController(a.batch_api.batches, None).run()
+    cancelled = a.call("GET", f"/batches/{batch['id']}").get_json()
     assert cancelled["status"] == "cancelled" and cancelled["output_file_id"]
     errors = a.call("GET", f"/files/{cancelled['error_file_id']}/content").data
     assert sorted(json.loads(x)["custom_id"] for x in errors.splitlines()) == ["a", "b", "c"]
@@ -314,7 +327,7 @@ def test_a_finished_batchs_output_and_error_files_are_listed(api) -> None:
     batch = a.create(input_file_id=upload["id"], endpoint="/v1/chat/completions").get_json()
     assert [f["id"] for f in a.call("GET", "/files").get_json()["data"]] == [upload["id"]]
     a.clock.advance(10)
-    done = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    done = a.cancel(batch["id"])
     listed = {f["id"]: f for f in a.call("GET", "/files").get_json()["data"]}
     assert set(listed) == {upload["id"], done["output_file_id"], done["error_file_id"]}
     for file_id in (done["output_file_id"], done["error_file_id"]):
@@ -359,7 +372,9 @@ def test_every_answer_of_the_gateways_own_follows_openais_document(api) -> None:
     answer("GET", f"/batches/{batch['id']}")
     answer("GET", "/batches?limit=1")
     a.clock.advance(3)
-    done = answer("POST", f"/batches/{batch['id']}/cancel")
+    answer("POST", f"/batches/{batch['id']}/cancel")
+    BatchController(a.batch_api.batches, None).run()
+    done = answer("GET", f"/batches/{batch['id']}")
     answer("GET", f"/files/{done['output_file_id']}")
     answer("GET", "/files")
     answer("GET", "/models")
@@ -403,7 +418,9 @@ def test_the_openai_client_reads_every_answer(api) -> None:
     assert batch.output_file_id is None and batch.request_counts.total == 2  # type: ignore[union-attr]
     assert [b.id for b in client.batches.list()] == [batch.id]
     a.clock.advance(1)  # its files are newer than the upload
-    done = client.batches.cancel(batch.id)
+    assert client.batches.cancel(batch.id).status == "cancelling"  # as OpenAI's
+    BatchController(a.batch_api.batches, None).run()  # the batch controller ends it
+    done = client.batches.retrieve(batch.id)
     assert done.status == "cancelled" and done.output_file_id and done.error_file_id
     listed = [f.id for f in client.files.list(order="asc")]
     assert listed[0] == file.id and set(listed[1:]) == {done.output_file_id, done.error_file_id}
@@ -755,8 +772,18 @@ def test_a_batch_is_created_only_from_an_input_the_gateway_may_read_whole(api) -
     upload = a.upload(jsonl(line("a"))).get_json()
     batch = a.create(input_file_id=upload["id"], endpoint="/v1/chat/completions").get_json()
     a.clock.advance(10)
-    done = a.call("POST", f"/batches/{batch['id']}/cancel").get_json()
+    done = a.cancel(batch["id"])
     for file_id in (done["output_file_id"], done["error_file_id"]):
         error = error_of(a.create(input_file_id=file_id, endpoint="/v1/chat/completions"), 400)
         assert error["param"] == "input_file_id" and "batch_output" in error["message"]
     assert len(a.store.list_batches()) == before + 1  # only the upload's batch was made
+
+
+def test_a_batch_from_an_upload_reads_the_upload_it_is_stored_once(api) -> None:
+    """Issue 23: the upload was stored, read back and stored again as the batch's input."""
+    a = api()
+    file_id = a.upload(jsonl(line("a"), line("b"))).get_json()["id"]
+    batch = a.create(input_file_id=file_id, endpoint="/v1/chat/completions").get_json()
+    record = a.batch_api.batches.store.get_batch(batch["id"])
+    assert record.input_key == f"files/{file_id}/content.jsonl"
+    assert a.storage.list(f"batches/{batch['id']}/") == []  # no second copy

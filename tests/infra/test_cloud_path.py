@@ -426,10 +426,12 @@ def test_the_gateway_function_has_settings_of_its_own() -> None:
     assert expr(service["service_account_email"]) == "google_service_account.gateway.email"
     env = expr(service["environment_variables"])
     assert env == "local.function_env"  # an ASGI function: no gunicorn THREADS
+    own = {"gateway": '"${local.gateway_memory_mib}Mi"', "batch": "var.batch_controller_memory"}
     for name, block in resources("google_cloudfunctions2_function").items():
-        if name != "gateway":  # the event functions keep the shared settings
-            memory = expr(one(block.body, "service_config")["available_memory"])
-            assert memory == "var.function_memory", name
+        # the event functions keep the shared settings; the gateway and the batch
+        # controller (which streams a whole batch's files) have settings of their own
+        memory = expr(one(block.body, "service_config")["available_memory"])
+        assert memory == own.get(name, "var.function_memory"), name
 
 
 def test_the_gateways_memory_and_concurrency_come_from_one_setting(offline: Path) -> None:
@@ -544,12 +546,13 @@ def test_the_gateway_cannot_write_state_start_vms_or_read_other_buckets() -> Non
     assert expr(condition["expression"]) == (
         '"resource.name == \\"projects/${var.project_id}/databases/${var.firestore_database}\\""'
     )
-    # Pub/Sub: the wake (queue) and a batch's shards (work); never the control topic,
-    # whose operator commands include unkill
+    # Pub/Sub: the wake (queue), a batch's shards (work) and the batch controller's nudge
+    # (batch); never the control topic, whose operator commands include unkill
     publisher = resource("google_pubsub_topic_iam_member", "gateway_publisher")
     assert publisher["for_each"] == {
         "queue": '${google_pubsub_topic.event["queue"].name}',
         "work": "${google_pubsub_topic.work.name}",
+        "batch": "${google_pubsub_topic.batch.name}",
     }
     grants = gateway_grants()
     grants.pop(("google_project_iam_member", "gateway_store_writer"))  # off by default (above)

@@ -216,7 +216,12 @@ def test_every_topic_in_names_is_created_and_nothing_else() -> None:
     prefix = variable_default("prefix")
     expected = {
         f"{prefix}-{suffix}"
-        for suffix in (*names.EVENT_TOPICS, names.TOPIC_DEAD_LETTER, names.TOPIC_WORK)
+        for suffix in (
+            *names.EVENT_TOPICS,
+            names.TOPIC_DEAD_LETTER,
+            names.TOPIC_WORK,
+            names.TOPIC_BATCH,  # the batch controller's own topic (terraform/batch.tf)
+        )
     }
     assert set(created_topics()) == expected
 
@@ -313,12 +318,12 @@ def deployed_functions() -> tuple[Function, ...]:
 def test_every_entry_point_is_deployed_with_its_trigger() -> None:
     prefix = variable_default("prefix")
     by_entry = {f.entry_point: f for f in deployed_functions()}
-    expected = {*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN}
+    expected = {*names.FUNCTION_TOPICS.values(), names.ENTRY_KILL_SWITCH_WRITTEN}
     expected |= {names.ENTRY_STATUS_PAGE, names.ENTRY_GATEWAY}
     assert sorted(by_entry) == sorted(expected)
     assert len(by_entry) == len(deployed_functions()), "an entry point is deployed twice"
 
-    for topic, entry in names.ENTRY_POINTS.items():
+    for topic, entry in names.FUNCTION_TOPICS.items():
         function = by_entry[entry]
         assert function.event_type == "google.cloud.pubsub.topic.v1.messagePublished"
         assert function.topic == f"{prefix}-{topic}", entry

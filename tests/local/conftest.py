@@ -181,8 +181,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def batch_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose dead workers' shards come back within 10 s (tests/local/test_batch_stack)."""
+
+    def serves_the_examples_model(config: dict[str, Any]) -> None:
+        config["pools"]["default"]["model"] = "yoyo-local/simulated"  # examples/batch.jsonl
+
     s = start_stack(
         tmp_path_factory.mktemp("batch"),
+        serves_the_examples_model,
         batch={"shard_lines": 50, "concurrency": 8, "ack_deadline_s": 10},
     )
     try:

@@ -37,6 +37,7 @@ from yoyo_control.domain.actions import pending
 from yoyo_control.domain.model import (
     RUNNING_STATUSES,
     ActionKind,
+    Holder,
     KillSwitch,
     Lease,
     OutcomeKind,
@@ -54,6 +55,10 @@ INVARIANTS = {
     "effect; a lift never undoes a kill published after it",
     "heartbeat-classified": "a heartbeat is handled as mattering, routine or stale as the "
     "stored report says",
+    "no-spend-without-progress": "VM starts for batch work since a shard last moved are at "
+    "most instances x (1 + restart_budget)",
+    "operator-stop-holds": "after an operator's stop with batch work pending, no lease is held "
+    "for batch work until an operator's start or the work is gone",
 }
 
 
@@ -364,4 +369,59 @@ class Checker:
                 f"spend-cap: {pool} spent {spent:.4f} against a {which} cap of {cap:.4f} "
                 f"(allowed overrun {allowance:.4f}: one tick of one instance "
                 f"+ {excused:.4f} excused)"
+            )
+
+
+# --- batch work (issue 23) -----------------------------------------------------------
+
+
+@dataclass
+class BatchChecker:
+    """The two promises of batch work, from a model the test keeps (never the control
+    plane's own bookkeeping):
+
+    - **no-spend-without-progress**: the VM starts made under a lease held for batch
+      work, since a shard last moved (or an explicit action: a submit, a retry, an
+      operator's start, the work gone), are at most instances × (1 + restart_budget);
+    - **operator-stop-holds**: after an operator's stop (applied, not stale) while batch
+      work was pending, no lease held for batch work exists until an operator's start
+      or the work is gone (another source may still grant its own lease).
+    """
+
+    world: Any
+    suite: str
+    counted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    held: dict[str, bool] = field(default_factory=lambda: defaultdict(bool))
+    seen_calls: int = 0
+
+    def tally(self, invariant: str, relevant: bool = False) -> None:
+        TALLY[self.suite][invariant].add(relevant)
+
+    def reset(self, pool: str) -> None:
+        """A shard moved, or an explicit action: the starts before it are paid for."""
+        self.counted[pool] = set()
+
+    def check(self) -> None:
+        w = self.world
+        calls = w.sim.calls[self.seen_calls :]
+        self.seen_calls = len(w.sim.calls)
+        for pool, policy in w.config.pools.items():
+            state = w.pool(pool)
+            batch_lease = state.lease is not None and state.lease.holder == Holder.BATCH
+            mine = set(policy.instances)
+            for call in calls:
+                real = call.kind == "start" and call.acted and call.result == "ok"
+                if real and call.instance in mine and batch_lease:
+                    self.counted[pool].add(call.request_id)
+            bound = len(policy.instances) * (1 + policy.restart_budget)
+            starts = len(self.counted[pool])
+            self.tally("no-spend-without-progress", relevant=starts > 0)
+            assert starts <= bound, (
+                f"no-spend-without-progress: {starts} VM starts for batch work on {pool} "
+                f"since a shard last moved (bound {bound})"
+            )
+            self.tally("operator-stop-holds", relevant=self.held[pool])
+            assert not (self.held[pool] and batch_lease), (
+                f"operator-stop-holds: {pool} holds a lease for batch work after an "
+                f"operator's stop: {state.lease}"
             )

@@ -22,6 +22,7 @@ Reproducing a failure: the seed is printed (``HYPOTHESIS seed=…``) and Hypothe
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import os
 import random
@@ -56,9 +57,10 @@ from reliability.harness import (
     quiet_logs,
     shm_dir,
 )
-from reliability.invariants import STATS, TALLY, Checker
+from reliability.invariants import STATS, TALLY, BatchChecker, Checker
 from yoyo_control.domain.decide import prewarm_settings
 from yoyo_control.domain.facts import (
+    BatchDemandObserved,
     BudgetNotified,
     ExtendRequested,
     Fact,
@@ -362,7 +364,12 @@ class ControlPlane(RuleBasedStateMachine):
             return ""  # the stored report again (a redelivery): reconciled again, so logged
         if stored is not None and new.sent_at <= stored.sent_at:
             return "stale heartbeat ignored"
-        matters = stored is None or stored.boot_id != new.boot_id or is_busy(stored) != is_busy(new)
+        matters = (
+            stored is None
+            or stored.boot_id != new.boot_id
+            or is_busy(stored) != is_busy(new)
+            or stored.ready != new.ready  # a model that loads (or stops answering) matters
+        )
         return "" if matters else "heartbeat recorded"
 
     def _after_heartbeat(self, fact: Fact, expected: str | None, passed: list[str]) -> None:
@@ -996,3 +1003,202 @@ def test_the_suite_catches_a_start_without_the_kill_switch_re_read(
     monkeypatch.setattr(CrashingStore, "get_kill", lambda self: KillSwitch())
     with pytest.raises(AssertionError, match="no-start-while-killed"):
         _run(examples=40, steps=100, seed=FIXED_SEED, machine=Mutant, shrink=False)
+
+
+# --- batch work as its own demand (issue 23) --------------------------------------------------
+
+
+class BatchControlPlane(ControlPlane):
+    """Batch actors beside every other: submits, the batch controller's counts (every
+    minute), workers' progress, cancels, retries, operator stops and starts, and VMs whose
+    model never gets ready. Two more invariants (invariants.BatchChecker): no spend
+    without progress beyond instances × (1 + restart_budget) starts, and an operator's
+    stop holds."""
+
+    suite = "stateful-batch"
+    never_ready_at_start = False
+
+    def built(self) -> None:
+        self.batch: dict[str, dict[str, Any]] = {}
+        self.never_ready = self.never_ready_at_start
+        self.op_run_at: dict[str, float] = {}  # newest operator start/extend (publish time)
+        self.op_stop_at: dict[str, float] = {}
+        self.count_at: dict[str, float] = {}  # the newest count applied (its time)
+        self.counted_shards: dict[str, int] = {}  # …and what it said
+        self.modeled: set[str] = set()  # facts the model took in (once each)
+        self.batch_checker = BatchChecker(self.w, self.suite)
+
+    def work(self, pool: str) -> dict[str, Any]:
+        return self.batch.setdefault(pool, {"shards": 0, "progress_at": None, "retry_at": None})
+
+    def post(self, pool: str) -> None:
+        """The batch controller's count of the pool's pending work."""
+        b = self.work(pool)
+        fact = BatchDemandObserved(
+            self.mid("batch"), self.w.clock.now(), pool, b["shards"], b["progress_at"],
+            b["retry_at"], origin="batch",
+        )  # fmt: skip
+        self.deliver(fact)
+
+    def deliver(self, fact: Fact) -> Handled | None:
+        handled = super().deliver(fact)
+        # A fact in the event log was applied (even if its delivery then crashed).
+        if fact.message_id not in self.modeled and self.w.fact_logged(fact_event_id(fact)):
+            self.modeled.add(fact.message_id)
+            self._model(fact)
+        if isinstance(fact, Tick) and handled is not None:
+            for pool in self.pools():  # the controller runs on the tick's schedule
+                if self.work(pool)["shards"]:
+                    self.post(pool)
+        return handled
+
+    def _model(self, fact: Fact) -> None:
+        """The promises' model: what an applied fact changes (stale commands change none)."""
+        pool = getattr(fact, "pool", None)
+        if pool is None:
+            return
+        pending = self.counted_shards.get(pool, 0) > 0  # what the control plane was told
+        if isinstance(fact, StopRequested):
+            if fact.at >= self.op_run_at.get(pool, float("-inf")):
+                self.op_stop_at[pool] = max(fact.at, self.op_stop_at.get(pool, fact.at))
+                if pending:
+                    self.batch_checker.held[pool] = True
+        elif (isinstance(fact, RunRequested) and fact.holder == "operator") or isinstance(
+            fact, ExtendRequested
+        ):
+            if fact.at >= self.op_stop_at.get(pool, float("-inf")):
+                self.op_run_at[pool] = max(fact.at, self.op_run_at.get(pool, fact.at))
+                if isinstance(fact, RunRequested):
+                    self.batch_checker.held[pool] = False
+                    self.batch_checker.reset(pool)
+        elif isinstance(fact, BatchDemandObserved):
+            if fact.at < self.count_at.get(pool, float("-inf")):
+                return  # an older count, delivered late: ignored
+            self.count_at[pool], self.counted_shards[pool] = fact.at, fact.shards
+            if fact.shards == 0:
+                self.batch_checker.held[pool] = False
+                self.batch_checker.reset(pool)
+
+    def check(self) -> None:
+        super().check()
+        if self.world is not None and hasattr(self, "batch_checker"):
+            self.batch_checker.check()
+
+    @rule(which=st.integers(0, 3), shards=st.integers(1, 4))
+    def batch_submit(self, which: int, shards: int) -> None:
+        """A batch is submitted (an explicit ask: a lapse ends, a fresh budget)."""
+        pool = self.pools()[which % len(self.pools())]
+        b = self.work(pool)
+        b["shards"] += shards
+        b["retry_at"] = self.w.clock.now()
+        self.batch_checker.reset(pool)
+        self.post(pool)
+
+    @rule(which=st.integers(0, 3))
+    def batch_progress(self, which: int) -> None:
+        """A worker checkpoints a chunk (only on a running VM whose model is ready)."""
+        pool = self.pools()[which % len(self.pools())]
+        b = self.work(pool)
+        up = any(self.w.sim.running(n) for n in self.w.config.pools[pool].instances)
+        if self.never_ready or not up or not b["shards"]:
+            return
+        b["progress_at"] = self.w.clock.now()
+        if self.data_done(b):
+            b["shards"] -= 1
+        self.batch_checker.reset(pool)
+        self.post(pool)
+
+    @staticmethod
+    def data_done(b: dict[str, Any]) -> bool:
+        return bool(b["shards"] % 2)  # every other chunk finishes a shard
+
+    @rule(which=st.integers(0, 3), retry=st.booleans())
+    def batch_cancel_or_retry(self, which: int, retry: bool) -> None:
+        """``yoyoctl batch retry`` (explicit), or a cancel (the work is gone)."""
+        pool = self.pools()[which % len(self.pools())]
+        b = self.work(pool)
+        if retry:
+            b["retry_at"] = self.w.clock.now()
+        else:
+            b["shards"] = 0
+        self.batch_checker.reset(pool)
+        self.post(pool)
+
+    @rule(which=st.integers(0, 3), start=st.booleans())
+    def operator(self, which: int, start: bool) -> None:
+        """``yoyoctl stop`` or ``yoyoctl start`` (the operator's clock)."""
+        pool = self.pools()[which % len(self.pools())]
+        said = self.operator_now()
+        if start:
+            self.deliver(RunRequested(self.mid("opstart"), said, pool, "operator", "ops", 600.0))
+        else:
+            self.deliver(StopRequested(self.mid("opstop"), said, pool, "ops", "maintenance"))
+
+    @rule(never=st.booleans())
+    def model_loads(self, never: bool) -> None:
+        """The VMs' model never gets ready from now on (a bad image), or loads again."""
+        self.never_ready = never
+
+    def agent_heartbeats(self) -> None:
+        if self.agents == "dead":
+            return
+        w = self.w
+        for pool, policy in w.config.pools.items():
+            for name in policy.instances:
+                inst = w.sim.instances[name]
+                if not w.sim.running(name) or inst.status != "RUNNING":
+                    continue
+                busy = self.agents == "busy" and not self.never_ready
+                now = self.vm_now()
+                hb = Heartbeat(
+                    name, w.sim.boot_id(name), now, 0.0, busy=busy, running=int(busy),
+                    ready=not self.never_ready,
+                )  # fmt: skip
+                self.deliver(HeartbeatReceived(self.mid("agent"), now, pool, hb))
+
+
+def test_batch_invariants_hold_over_random_interleavings() -> None:
+    _run(examples=40, steps=100, seed=chosen_seed(slow=False), machine=BatchControlPlane)
+
+
+class BrokenPoolFromTheStart(BatchControlPlane):
+    """The mutants' world: the model never loads; a batch is pending from the start."""
+
+    suite = "stateful-batch-mutants"
+    never_ready_at_start = True
+
+    def built(self) -> None:
+        super().built()
+        self.work("gpu")["shards"] = 2
+        self.post("gpu")
+
+
+def test_the_batch_suite_catches_a_lease_from_demand_that_never_lapses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mutation: rule 9 never lapses batch work nor bounds its starts (a new lease,
+    a fresh restart budget, again)."""
+    decide = importlib.import_module("yoyo_control.domain.decide")  # the module, not decide()
+    monkeypatch.setattr(decide, "_lapse_batch", lambda d, lease: None)
+    monkeypatch.setattr(decide, "spent_budget", lambda d, wanted: wanted)
+    with pytest.raises(AssertionError, match="no-spend-without-progress"):
+        _run(examples=40, steps=100, seed=FIXED_SEED, machine=BrokenPoolFromTheStart, shrink=False)
+
+
+def test_the_batch_suite_catches_a_stop_undone_by_pending_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mutation: an operator's stop does not hold pending batch work."""
+    from yoyo_control.domain import facts
+
+    real = facts.apply_fact
+
+    def forgetful(state, fact, policy, now):  # type: ignore[no-untyped-def]
+        new, changes = real(state, fact, policy, now)
+        if isinstance(fact, StopRequested):
+            new = replace(new, batch=replace(new.batch, held=""))
+        return new, changes
+
+    monkeypatch.setattr("yoyo_control.service.apply_fact", forgetful)
+    with pytest.raises(AssertionError, match="operator-stop-holds"):
+        _run(examples=40, steps=100, seed=FIXED_SEED, machine=BatchControlPlane, shrink=False)

@@ -51,3 +51,19 @@ def test_list_by_prefix_sorted_and_delete(storage: Any) -> None:
 def test_invalid_keys_are_refused(storage: Any, key: str) -> None:
     with pytest.raises(ValueError, match="invalid storage key"):
         storage.put(key, b"x")
+
+
+def test_a_streamed_write_appears_whole_and_only_when_it_ends(storage: Any) -> None:
+    """Storage.writer (the finalize's outputs): larger than one upload chunk (1 MiB), and
+    nothing is left behind by a write that raises."""
+    piece = b"0123456789abcdef" * 4096  # 64 KiB
+    with storage.writer("out/big.jsonl") as f:
+        for _ in range(40):  # 2.5 MiB: three resumable chunks on Cloud Storage
+            f.write(piece)
+        assert storage.size("out/big.jsonl") is None  # not there until the block ends
+    assert storage.size("out/big.jsonl") == 40 * len(piece)
+    assert storage.get("out/big.jsonl", 0, 16) == piece[:16]
+    with pytest.raises(RuntimeError), storage.writer("out/broken.jsonl") as f:
+        f.write(piece)
+        raise RuntimeError("the finalize died")
+    assert storage.size("out/broken.jsonl") is None

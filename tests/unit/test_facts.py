@@ -11,6 +11,7 @@ POOL_FACTS = [
     f.RunRequested("m", 1.0, "gpu", holder="cycle", reason="r", duration_s=60.0),
     f.QueueDepthObserved("m", 1.0, "gpu", depth=3, source="producer"),
     f.LoadReported("m", 1.0, "gpu", in_flight=3, held=1),
+    f.BatchDemandObserved("m", 1.0, "gpu", shards=2, progress_at=0.5, retry_at=0.25),
     f.HeartbeatReceived("m", 1.0, "gpu", Heartbeat("vm-1", "b1", 1.0, 1.0)),
     f.StopRequested("m", 1.0, "gpu", by="op", reason="r"),
     f.ExtendRequested("m", 1.0, "gpu", by="op", duration_s=60.0),

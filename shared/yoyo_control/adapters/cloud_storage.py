@@ -15,10 +15,12 @@ an upload is one request (atomic: readers see the old or the new object);
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import google.auth.credentials
 import google.auth.exceptions
@@ -28,6 +30,11 @@ from google.cloud import storage  # type: ignore[attr-defined]  # no type inform
 
 from ..errors import TemporaryError
 from .local_storage import check_key
+
+# A streamed write's buffer: a multiple of 256 KiB, as resumable uploads require
+# (google/cloud/storage/fileio.py CHUNK_SIZE_MULTIPLE; Google's "Perform resumable
+# uploads": cloud.google.com/storage/docs/performing-resumable-uploads).
+STREAM_CHUNK = 1024 * 1024
 
 _TRANSIENT = (
     gexc.TooManyRequests,
@@ -90,6 +97,30 @@ class CloudStorage:
             return sorted(b.name for b in self.bucket.list_blobs(prefix=prefix))
         except _TRANSIENT as exc:
             raise TemporaryError(f"cloud storage list {prefix}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """A resumable upload in STREAM_CHUNK pieces (``blob.open("wb")``: BlobWriter
+        buffers one chunk; its default is 40 MiB, google/cloud/storage/fileio.py). A block
+        that raises still closes the writer (BlobWriter commits on close, and on garbage
+        collection), so the partial object is deleted at once: the finalize that failed
+        is retried and writes it whole."""
+        blob = self.bucket.blob(check_key(key))
+        try:
+            stream = blob.open("wb", chunk_size=STREAM_CHUNK, ignore_flush=True)
+        except _TRANSIENT as exc:
+            raise TemporaryError(f"cloud storage write {key}: {exc}") from exc
+        try:
+            yield stream
+        except BaseException:
+            with contextlib.suppress(Exception):
+                stream.close()
+                self.delete(key)
+            raise
+        try:
+            stream.close()
+        except _TRANSIENT as exc:
+            raise TemporaryError(f"cloud storage write {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:

@@ -26,6 +26,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Literal
 
 from ..domain.batch import BATCH_FILES, Batch, batch_file_id
@@ -147,15 +148,33 @@ class Files:
                 docs.append(_batch_file(made[0], made[1], size))
         return docs
 
+    def _keep_input(self, batch_id: str, upload: str) -> None:
+        """Copy an upload a batch reads to the batch's own input key, then point the
+        batch at it (the one case an input is stored twice: its upload is deleted)."""
+        own = work.input_key(batch_id)
+        if self.storage.size(own) is None:
+            self.storage.put(own, self.storage.get(upload) or b"")
+        self.batches.store.update_batch(batch_id, _moved(own))
+
     def delete(self, file_id: str) -> dict[str, Any]:
         """Remove an uploaded file (a batch's own files go with the batch's retention)."""
         content, meta = _keys(file_id)
         if not meta:
             raise ValueError(f"{file_id} belongs to its batch and cannot be deleted")
         self.get(file_id)
+        for batch in self.batches.store.list_batches():
+            if batch.input_key == content:  # the batch reads the upload (stored once):
+                self._keep_input(batch.id, content)  # it gets its own copy first
         self.storage.delete(meta)
         self.storage.delete(content)
         return {"id": file_id, "object": "file", "deleted": True}
+
+
+def _moved(key: str) -> Any:
+    def change(current: Any) -> Any:
+        return None if current is None else replace(current, input_key=key)
+
+    return change
 
 
 def _file(
@@ -212,7 +231,7 @@ def _keys(file_id: str) -> tuple[str, str]:
     """(content key, file object key: "" for a batch's own file); FileNotFound if the id
     is neither kind."""
     if _UPLOAD_ID.fullmatch(file_id):
-        return f"{UPLOADS}{file_id}/content.jsonl", f"{UPLOADS}{file_id}/file.json"
+        return work.upload_key(file_id), f"{UPLOADS}{file_id}/file.json"
     match = _BATCH_FILE_ID.fullmatch(file_id)
     if match is None:
         raise FileNotFound(f"no file {file_id[:80]!r}")

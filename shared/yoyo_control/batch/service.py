@@ -1,19 +1,19 @@
-"""The batch service: submit, status, list, cancel, results, and the finalizer.
+"""The batch service: submit, status, list, cancel, retry and results (no reconciling).
 
 Invariants:
 - ``submit`` validates the whole file before anything is stored or published: a bad
-  file raises BatchInputError (line number and reason) and leaves no trace.
+  file raises BatchInputError (line number and reason) and leaves no trace; with a pool
+  named, every line's ``body.model`` must be one that pool serves.
 - Order of writes on submit: input object → record (validating) → one work message per
-  shard → record in_progress → a queue-depth fact for the pool (the wake). A crash in
-  between leaves a ``validating`` record that ``refresh`` re-publishes (duplicates are
-  harmless: workers resume from checkpoints), so an accepted batch is never dropped.
-- ``refresh`` is level-triggered and idempotent: it reads the record and the shards'
-  ``done`` markers, moves the state forward, and once finalizing (all shards done, the
-  completion window passed, or cancelled) merges the checkpoints into the output and
-  error files — every custom_id exactly once — before the terminal state is saved.
+  shard → record in_progress → a nudge to the batch controller (its topic), which counts
+  the pool's demand at once. A crash in between leaves a ``validating`` record that the
+  controller re-publishes (duplicates are harmless: workers resume from checkpoints), so
+  an accepted batch is never dropped.
+- Reads never write: ``get``, ``list`` and ``results`` read the record (and the result
+  objects); the batch controller (batch/controller.py) alone moves a batch forward.
+- ``cancel`` marks the batch cancelling and writes its cancel marker (workers stop,
+  checkpoint what they answered and report); the controller finalizes it after that.
 - The store holds the record; Storage holds the bytes; work messages hold references.
-- ``pending_shards(pool)`` is the pool's demand from its batches: shards' worth of lines
-  not yet done (one VM can work one shard: a 40-line batch must not wake three VMs).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from .. import logs, names
 from ..config import Config
@@ -39,6 +38,10 @@ class BatchNotFound(YoyoError):
 
 class BatchNotFinished(YoyoError):
     """The batch has no results yet."""
+
+
+class BatchNotPending(YoyoError):
+    """The batch is not pending: nothing to retry."""
 
 
 class BatchService:
@@ -73,12 +76,15 @@ class BatchService:
         metadata_ok = model.check_metadata(metadata or {})
         now = self.clock.now()
         batch_id = f"batch_{uuid.uuid4().hex}"
-        self.storage.put(work.input_key(batch_id), data)
+        key = work.upload_key(input_file) if input_file else work.input_key(batch_id)
+        if not input_file or self.storage.size(key) != len(data):
+            key = work.input_key(batch_id)  # stored once: an upload is referenced, not copied
+            self.storage.put(key, data)
         batch = Batch(
             id=batch_id,
             pool=pool,
             endpoint=lines[0].url,
-            input_key=work.input_key(batch_id),
+            input_key=key,
             created_at=now,
             expires_at=now + window_s,
             completion_window=completion_window,
@@ -91,8 +97,8 @@ class BatchService:
         logs.info(
             f"batch {batch_id}: {len(lines)} requests in {len(batch.shards)} shards", pool=pool
         )
-        started = self._start(batch)
-        self._publish_depth(pool, len(batch.shards))
+        started = self.publish_shards(batch)
+        self.nudge(pool)
         return started
 
     def check(self, data: bytes, pool: str | None) -> tuple[list[model.InputLine], str]:
@@ -104,13 +110,22 @@ class BatchService:
             )
         limits = self.config.batch
         lines = model.parse_input(data, limits.max_file_bytes, limits.max_lines)
-        return lines, pool or model.pool_by_model(lines, self.config.model_pools())
+        if pool is None:
+            return lines, model.pool_by_model(lines, self.config.model_pools())
+        served = sorted(m for m, p in self.config.model_pools().items() if p == pool)
+        for line in lines:  # a line without a model runs on the pool's one model
+            name = line.body.get("model")
+            if name is not None and name not in served:
+                raise BatchInputError(
+                    line.number, f"model {name!r:.80} is not served by pool {pool!r} ({served})"
+                )
+        return lines, pool
 
     def get(self, batch_id: str) -> Batch:
         batch = self.store.get_batch(batch_id) if work.valid_batch_id(batch_id) else None
         if batch is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
-        return self.refresh(batch)
+        return batch
 
     def list(
         self, pool: str | None = None, after: str | None = None, limit: int | None = None
@@ -122,17 +137,29 @@ class BatchService:
             if after not in ids:
                 raise BatchNotFound(f"no batch {after!r} to list after")
             batches = batches[ids.index(after) + 1 :]
-        return [self.refresh(b) for b in batches[:limit]]
+        return batches[:limit]
 
     def cancel(self, batch_id: str) -> Batch:
         batch = self.get(batch_id)
         if batch.terminal:
             return batch
-        self.storage.put(work.cancel_key(batch_id), b"")  # workers stop at their next chunk
+        self.storage.put(work.cancel_key(batch_id), b"")  # workers stop and report
         now = self.clock.now()
         cancelling = self.store.update_batch(batch_id, lambda cur: cur and model.cancel(cur, now))
         assert cancelling is not None
-        return self.refresh(cancelling)
+        self.nudge(cancelling.pool)
+        return cancelling
+
+    def retry(self, batch_id: str) -> Batch:
+        """Ask a pending batch's pool to run it again (after its work lapsed: rule 9)."""
+        batch = self.get(batch_id)
+        if batch.status not in (Status.VALIDATING, Status.IN_PROGRESS):
+            raise BatchNotPending(f"batch {batch_id} is {batch.status}: nothing to retry")
+        now = self.clock.now()
+        retried = self.store.update_batch(batch_id, lambda cur: cur and model.retry(cur, now))
+        assert retried is not None
+        self.nudge(retried.pool)
+        return retried
 
     def results(self, batch_id: str) -> tuple[bytes, bytes]:
         """(output file, error file) of a finished batch."""
@@ -143,37 +170,15 @@ class BatchService:
         errors = self.storage.get(batch.error_key) or b""
         return output, errors
 
-    # --- progress --------------------------------------------------------------------
-
-    def pending_shards(self, pool: str) -> int:
-        """Shards' worth of the pool's requests not done yet (the unit one VM works on)."""
-        pending = 0
-        for batch in self.store.list_batches(pool=pool, pending=True):
-            batch = self.refresh(batch)
-            if not batch.terminal:
-                counts = batch.request_counts
-                lines = max(0, counts.total - counts.completed - counts.failed)
-                size = max(1, self.config.batch.shard_lines)
-                pending += min(len(batch.shards), -(-lines // size))
-        return pending
-
-    def refresh(self, batch: Batch) -> Batch:
-        """Move the batch forward from what Storage shows; finalize when it is time."""
-        if batch.terminal:
-            return batch
-        if batch.status is Status.VALIDATING:
-            batch = self._start(batch)
-        if batch.status is Status.IN_PROGRESS:
-            batch = self._progress(batch)
-        if batch.status in (Status.FINALIZING, Status.CANCELLING):
-            batch = self._finalize(batch)
-        return batch
-
     # --- steps -----------------------------------------------------------------------
 
-    def _start(self, batch: Batch) -> Batch:
+    def publish_shards(self, batch: Batch, only: set[int] | None = None) -> Batch:
+        """Publish the work message of every shard (of those in ``only``); a validating
+        batch is then in progress."""
         topic = self.config.topic(names.TOPIC_WORK)
         for shard in batch.shards:
+            if only is not None and shard.index not in only:
+                continue
             data, attributes = work.encode_shard(
                 work.ShardWork(
                     batch.id,
@@ -197,73 +202,11 @@ class BatchService:
 
         return self.store.update_batch(batch.id, started) or batch
 
-    def _done_counts(self, batch: Batch) -> tuple[int, RequestCounts]:
-        done = [
-            k for k in self.storage.list(work.shards_prefix(batch.id)) if k.endswith("/done.json")
-        ]
-        completed = failed = 0
-        for key in done:
-            doc = json.loads(self.storage.get(key) or b"{}")
-            completed += int(doc.get("completed", 0))
-            failed += int(doc.get("failed", 0))
-        counts = RequestCounts(batch.request_counts.total, completed, failed)
-        return len(done), counts
-
-    def _progress(self, batch: Batch) -> Batch:
-        shards_done, counts = self._done_counts(batch)
-        now = self.clock.now()
-
-        def progressed(current: Batch | None) -> Batch | None:
-            if current is None or current.status is not Status.IN_PROGRESS:
-                return None
-            return model.advance(replace(current, request_counts=counts), shards_done, now)
-
-        return self.store.update_batch(batch.id, progressed) or batch
-
-    def _finalize(self, batch: Batch) -> Batch:
-        data = self.storage.get(batch.input_key)
-        if data is None:
-            return self._fail(batch, "the input object is gone from storage")
-        requests = model.parse_input(data, len(data), len(data) + 1)
-        results: list[Mapping[str, Any]] = []
-        for key in self.storage.list(work.shards_prefix(batch.id)):
-            if work.checkpoint_range(key) is not None:
-                raw = self.storage.get(key) or b""
-                results.extend(json.loads(line) for line in raw.splitlines() if line.strip())
-        merged = model.merge(batch.id, requests, results, model.missing_code(batch))
-        self.storage.put(work.output_key(batch.id), merged.output)
-        self.storage.put(work.error_key(batch.id), merged.errors)
-        now = self.clock.now()
-        status = batch.status
-
-        def finished(current: Batch | None) -> Batch | None:
-            if current is None or current.status is not status:
-                return None
-            named = replace(
-                current, output_key=work.output_key(batch.id), error_key=work.error_key(batch.id)
-            )
-            return model.finish(named, merged.counts, now)
-
-        final = self.store.update_batch(batch.id, finished) or batch
-        logs.info(
-            f"batch {batch.id} {final.status}: {merged.counts.completed} completed, "
-            f"{merged.counts.failed} failed",
-            pool=batch.pool,
-        )
-        return final
-
-    def _fail(self, batch: Batch, reason: str) -> Batch:
-        now = self.clock.now()
-
-        def failed(current: Batch | None) -> Batch | None:
-            if current is None or current.terminal:
-                return None
-            return replace(current, status=Status.FAILED, failed_at=now, errors=(reason,))
-
-        logs.error(f"batch {batch.id} failed: {reason}", pool=batch.pool)
-        return self.store.update_batch(batch.id, failed) or batch
-
-    def _publish_depth(self, pool: str, depth: int) -> None:
-        """The wake: the same producer fact a queue-depth publisher sends."""
-        body = json.dumps({"pool": pool, "depth": depth}).encode()
-        self.publisher.publish(self.config.topic(names.TOPIC_QUEUE), body)
+    def nudge(self, pool: str) -> None:
+        """Ask the batch controller to look at ``pool`` now (best effort: it also runs on
+        its schedule)."""
+        body = json.dumps({"pool": pool}).encode()
+        try:
+            self.publisher.publish(self.config.topic(names.TOPIC_BATCH), body)
+        except Exception as exc:
+            logs.warning(f"batch controller not nudged ({type(exc).__name__}: {exc})", pool=pool)

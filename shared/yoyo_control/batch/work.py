@@ -4,7 +4,12 @@ Layout under ``batches/<id>/``: ``input.jsonl`` (as submitted), ``cancelled`` (p
 once cancelled: workers stop at their next chunk), ``shards/<shard>/<first>-<last>.jsonl``
 (checkpoints: result records of lines first..last, written once complete),
 ``shards/<shard>/done.json`` (the shard's counts, written after its last checkpoint),
+``shards/<shard>/started`` (a worker began it) and ``shards/<shard>/stopped`` (its worker
+stopped after a cancel, once the lines it had answered were checkpointed),
 ``output.jsonl`` and ``errors.jsonl`` (the merged results).
+
+A batch made from an upload reads the upload's own object (``files/<file id>/content.jsonl``):
+its input is stored once.
 
 Invariants: a work message is a reference (batch id, pool, shard, the input key and the
 byte and line ranges), never a payload; ``decode_shard`` refuses anything else with
@@ -47,6 +52,14 @@ def cancel_key(batch_id: str) -> str:
     return f"{prefix(batch_id)}cancelled"
 
 
+_UPLOAD_KEY = re.compile(r"^files/file-[0-9a-f]{32}/content\.jsonl$")
+
+
+def upload_key(file_id: str) -> str:
+    """Where an uploaded file's content lives (POST /v1/files: batch/files.py)."""
+    return f"files/{file_id}/content.jsonl"
+
+
 def shards_prefix(batch_id: str) -> str:
     return f"{prefix(batch_id)}shards/"
 
@@ -61,6 +74,14 @@ def checkpoint_key(batch_id: str, shard: int, first: int, last: int) -> str:
 
 def done_key(batch_id: str, shard: int) -> str:
     return f"{shard_prefix(batch_id, shard)}done.json"
+
+
+def started_key(batch_id: str, shard: int) -> str:
+    return f"{shard_prefix(batch_id, shard)}started"
+
+
+def stopped_key(batch_id: str, shard: int) -> str:
+    return f"{shard_prefix(batch_id, shard)}stopped"
 
 
 def checkpoint_range(key: str) -> tuple[int, int] | None:
@@ -117,7 +138,8 @@ def decode_shard(data: bytes, attributes: Mapping[str, str] | None = None) -> Sh
     if not all(type(doc[k]) is int and 0 <= doc[k] < 2**53 for k in numbers):
         raise ValueError(f"work message: {numbers} must be non-negative integers")
     work = ShardWork(**{k: doc[k] for k in fields})
-    if not valid_batch_id(work.batch_id) or work.input != input_key(work.batch_id):
+    own_input = work.input == input_key(work.batch_id) or _UPLOAD_KEY.match(work.input)
+    if not valid_batch_id(work.batch_id) or not own_input:
         raise ValueError(f"work message names no batch of ours: {work.batch_id!r:.80}")
     if work.endpoint not in ENDPOINTS:
         raise ValueError(f"work message endpoint {work.endpoint!r:.80} is not served")

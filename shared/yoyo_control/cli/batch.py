@@ -1,4 +1,4 @@
-"""``yoyoctl batch …``: submit, status, list, results, cancel.
+"""``yoyoctl batch …``: submit, status, list, results, cancel, retry.
 
 Invariants: thin commands over BatchService; ``--json`` prints OpenAI's batch object
 (``list`` prints ``{"object": "list", "data": [...]}``); a bad input file is one line
@@ -31,10 +31,15 @@ def _service(ctx: Ctx) -> BatchService:
 
 def _summary(batch: Batch) -> str:
     c = batch.request_counts
-    return (
+    text = (
         f"{batch.id}  {batch.status:<11}  pool {batch.pool}  {c.completed + c.failed}/{c.total} "
         f"done ({c.completed} completed, {c.failed} failed)  {batch.endpoint}"
     )
+    if batch.waiting and not batch.terminal:
+        text += f"\n  waiting: {batch.waiting}"
+    for error in batch.errors:
+        text += f"\n  error: {error}"
+    return text
 
 
 def cmd_submit(ctx: Ctx) -> int:
@@ -72,6 +77,16 @@ def cmd_cancel(ctx: Ctx) -> int:
     return 0
 
 
+def cmd_retry(ctx: Ctx) -> int:
+    batch = _service(ctx).retry(ctx.args.id)
+    ctx.out(
+        to_openai(batch),
+        f"{_summary(batch)}\nretry asked: its pool runs it again (a fresh restart budget)",
+        f"yoyoctl batch status {batch.id}",
+    )
+    return 0
+
+
 def cmd_results(ctx: Ctx) -> int:
     service = _service(ctx)
     if ctx.args.wait:
@@ -102,6 +117,8 @@ def cmd_results(ctx: Ctx) -> int:
 
 
 def _next(batch: Batch) -> str:
+    if batch.waiting and not batch.terminal:
+        return f"yoyoctl batch retry {batch.id}   (or: yoyoctl start --pool {batch.pool})"
     if batch.terminal:
         return f"yoyoctl batch results {batch.id} -o results.jsonl"
     return f"yoyoctl batch results {batch.id} --wait -o results.jsonl"
@@ -123,4 +140,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--wait", action="store_true", help="wait until the batch has finished")
     p.add_argument("--timeout", type=float, default=3600.0, help="with --wait, in seconds")
     p = batch.add("cancel", cmd_cancel, "stop a batch; what ran is kept")
+    p.add_argument("id")
+    p = batch.add("retry", cmd_retry, "run a batch whose pool stopped for lack of progress")
     p.add_argument("id")

@@ -12,8 +12,12 @@ Invariants:
   the first record per line number and writes an error record for each line that never
   ran (``batch_expired`` / ``batch_cancelled``).
 - States: validating → in_progress → finalizing → completed | failed | expired |
-  cancelled (cancelling in between); terminal states never change. ``advance`` is pure:
-  the caller passes the shards finished so far and the current time.
+  cancelled (cancelling in between); terminal states never change. ``step`` is the
+  batch controller's pure reconciler: (batch, progress, now) → (batch, actions, when to
+  look again), moving to finalizing with ``advance``. ``merge`` is the in-memory statement
+  of the result files' contract; batch/finalize.py writes the same records streamed.
+- A cancel keeps what ran: the finalize waits for every shard a worker began to report
+  (or ``cancel_grace_s``); only lines that never started are ``batch_cancelled``.
 - A batch's pool, when not named, is the one serving every line's ``body.model`` (as the
   gateway routes a request): ``pool_by_model`` names the first line that disagrees.
 - File ids: ``file-<batch id>-input|output|errors`` name a batch's own files; a batch made
@@ -113,10 +117,21 @@ class Batch:
     expired_at: float | None = None
     cancelling_at: float | None = None
     cancelled_at: float | None = None
+    # The batch controller's bookkeeping (``step``):
+    moved: int = 0  # checkpoints + done markers seen: it grows while shards move
+    progress_at: float | None = None  # when ``moved`` last grew (or the batch started)
+    retry_at: float | None = None  # the newest ``yoyoctl batch retry`` (None: never)
+    republished: int = 0  # times its pending shards were published again without progress
+    waiting: str = ""  # why its pool does not run it now (PoolState.batch), shown in errors
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def asked_at(self) -> float:
+        """The newest explicit ask to run it: its submit, or a retry."""
+        return max(self.created_at, self.retry_at or 0.0)
 
 
 # --- input ---------------------------------------------------------------------------
@@ -383,6 +398,99 @@ def finish(batch: Batch, counts: RequestCounts, now: float) -> Batch:
     return replace(batch, status=Status.COMPLETED, completed_at=now, request_counts=counts)
 
 
+# --- the batch controller's step ---------------------------------------------------
+
+
+class Act(StrEnum):
+    """What the controller's shell does for a batch after ``step``."""
+
+    PUBLISH = "publish"  # publish every shard's work message (a validating batch)
+    REPUBLISH = "republish"  # publish again the shards without a done marker
+    FINALIZE = "finalize"  # merge the checkpoints into the output files, then ``finish``
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What Storage shows of a batch's shards (one listing), and what its pool says."""
+
+    done: int = 0  # shards with a done marker
+    completed: int = 0  # lines answered 2xx, by the done markers
+    failed: int = 0
+    moved: int = 0  # checkpoints + done markers: grows with every chunk written
+    started: int = 0  # shards a worker began (started markers)
+    stopped: int = 0  # of those, not done, whose worker reported its stop after a cancel
+    waiting: str = ""  # why the pool does not run its batch work (PoolState.batch.waiting)
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    cancel_grace_s: float = 120.0  # a cancel waits this long for running shards to report
+    republish_after_s: float = 900.0  # no shard moved this long: publish the rest again
+    max_republish: int = 4  # …doubling the wait each time; then the batch fails, saying why
+
+
+def step(
+    batch: Batch, progress: Progress, now: float, policy: StepPolicy = StepPolicy()
+) -> tuple[Batch, tuple[Act, ...], float | None]:
+    """The batch controller's pure step: (next batch, what to do, when to look again).
+
+    - validating → in_progress, publishing its shards (a submit cut short is finished);
+    - in_progress: counts and progress from ``progress``; finalizing when every shard is
+      done or the window passed; with no shard moved for ``republish_after_s`` (doubling),
+      while its pool is not waiting, its pending shards are published again (a message
+      dead-lettered after ten hand-backs is not lost); past ``max_republish``, failed;
+    - cancelling: finalized once every shard a worker began has reported (done, or
+      stopped with its answered lines written) or ``cancel_grace_s`` passed;
+    - finalizing: finalize. Terminal batches never change.
+    """
+    if batch.terminal:
+        return batch, (), None
+    if batch.status is Status.VALIDATING:
+        started = replace(batch, status=Status.IN_PROGRESS, in_progress_at=now, progress_at=now)
+        return started, (Act.PUBLISH,), 0.0
+    counts = RequestCounts(batch.request_counts.total, progress.completed, progress.failed)
+    batch = replace(batch, request_counts=counts, waiting=progress.waiting)
+    if progress.moved != batch.moved:
+        batch = replace(batch, moved=progress.moved, progress_at=now, republished=0)
+    if batch.status is Status.IN_PROGRESS:
+        advanced = advance(batch, progress.done, now)  # every shard done, or expired
+        if advanced.status is Status.FINALIZING:
+            return advanced, (Act.FINALIZE,), 0.0
+        since = batch.progress_at or batch.in_progress_at or batch.created_at
+        due = since + policy.republish_after_s * 2.0**batch.republished
+        if progress.waiting or now < due:
+            return batch, (), max(0.0, due - now)
+        if batch.republished >= policy.max_republish:
+            why = (
+                f"no shard moved in {now - since:.0f}s through {batch.republished} "
+                "republishes of its pending shards (each handed back or dead-lettered)"
+            )
+            failed = replace(batch, status=Status.FAILED, failed_at=now, errors=(why,))
+            return failed, (), None
+        return replace(batch, republished=batch.republished + 1), (Act.REPUBLISH,), 0.0
+    if batch.status is Status.CANCELLING:
+        running = progress.started - progress.done - progress.stopped
+        deadline = (batch.cancelling_at or now) + policy.cancel_grace_s
+        if running > 0 and now < deadline:
+            return batch, (), deadline - now
+        return batch, (Act.FINALIZE,), 0.0
+    return batch, (Act.FINALIZE,), 0.0  # finalizing
+
+
+def pending_shards(batch: Batch, done: int) -> int:
+    """The VMs' worth of work a batch still asks its pool for (0 once cancelling)."""
+    if batch.status not in (Status.VALIDATING, Status.IN_PROGRESS):
+        return 0
+    return max(0, len(batch.shards) - done)
+
+
+def retry(batch: Batch, now: float) -> Batch:
+    """An explicit ask to run a pending batch again (its pool's lapse ends)."""
+    if batch.status not in (Status.VALIDATING, Status.IN_PROGRESS):
+        return batch
+    return replace(batch, retry_at=now, republished=0, progress_at=now)
+
+
 def missing_code(batch: Batch) -> str:
     """The error code of lines that never ran, by how the batch ended."""
     return "batch_cancelled" if batch.status is Status.CANCELLING else "batch_expired"
@@ -394,14 +502,10 @@ def to_openai(batch: Batch) -> dict[str, Any]:
     def ts(value: float | None) -> int | None:
         return None if value is None else int(value)
 
-    errors = (
-        {
-            "object": "list",
-            "data": [{"code": "invalid_request", "message": m} for m in batch.errors],
-        }
-        if batch.errors
-        else None
-    )
+    data = [{"code": "invalid_request", "message": m} for m in batch.errors]
+    if batch.waiting and not batch.terminal:
+        data.append({"code": "waiting", "message": batch.waiting})
+    errors = {"object": "list", "data": data} if data else None
     return {
         "id": batch.id,
         "object": "batch",

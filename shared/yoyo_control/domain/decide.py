@@ -16,6 +16,10 @@ Invariants:
   but a decision that follows an observation of Compute (a tick, ``observed_at``) made
   after the action was issued, and still seeing the status the action was to change,
   re-issues it at once (its call died with its process; Compute dedupes the request id).
+- Demand has sources, each in its own unit: a producer's queue depth (``demand``, per
+  ``queue_threshold``) and pending batch shards (``batch``, one VM each); none erases
+  another. Batch work holds a pool only while it moves (rule 9) and not against an
+  operator's stop (``BatchDemand.held``).
 - Scaling down keeps the instances with work in flight, then those already running:
   idle VMs stop first, never a busy one while an idle one runs.
 - The decision names the rule behind every instance's desired state (``Decision.why``).
@@ -40,6 +44,7 @@ from .model import (
     STOPPED_STATUSES,
     Action,
     ActionKind,
+    BatchDemand,
     Change,
     Desired,
     Heartbeat,
@@ -95,11 +100,11 @@ def decide(
     # Each instance under a lease still held: at most one of rules 7, 5, 8, in that order.
     if d.lease is not None and d.lease.valid(now):
         for inst in _may_run(d, d.lease):
-            if not runtime_cap(d, inst) and not heartbeat_gap(d, inst):
+            if not (runtime_cap(d, inst) or heartbeat_gap(d, inst) or no_progress(d, inst)):
                 preempted(d, inst)
         _give_up_lease_if_none_can_run(d)
     # Rule 4 picks the instances to run; every other one is desired STOPPED.
-    planned = _plan(d, running(d))
+    planned = _plan(d, spent_budget(d, running(d)))
     new = replace(
         state,
         epoch=d.epoch,
@@ -111,6 +116,7 @@ def decide(
         idle_since=d.idle_since,
         zones=d.zones,
         load=d.load,
+        batch=d.batch,
     )
     if d.history is not None:
         new = replace(new, history=d.history)
@@ -136,6 +142,7 @@ class _Draft:
     zones: dict[str, ZoneHealth]  # capacity (domain/capacity.py)
     idle_since: float | None  # when the current idle gap began (PoolState.idle_since)
     timeout: float  # rule 6's keep-alive in this decision (idle_timeout())
+    batch: BatchDemand  # pending batch work (rule 9 may mark it lapsed)
     changes: list[Change] = field(default_factory=list)
     why: dict[str, Change] = field(default_factory=dict)  # the rule behind each instance
     blocked: Change | None = None  # rule 1 or 2 holds: why nothing may run
@@ -165,6 +172,7 @@ class _Draft:
             dict(state.zones),
             state.idle_since,
             idle_timeout(policy, state),
+            state.batch,
             load=state.load,
         )
 
@@ -215,10 +223,15 @@ def lease(d: _Draft) -> None:
     queued = f"queue depth {d.state.demand.depth}"
     if _demand_active(d) and d.lease is None:
         wanted.append(LeaseRequest(Holder.QUEUE, queued, now + policy.lease_s))
+    pending = f"batch: {d.batch.shards} shards pending"
+    if _batch_active(d) and d.lease is None and not wanted:
+        wanted.append(LeaseRequest(Holder.BATCH, pending, now + policy.lease_s))
     if wanted:
         _grant_or_extend(d, wanted)
     if d.lease is not None and _demand_active(d):
         _extend_to(d, now + policy.lease_s, queued, quiet=True)
+    if d.lease is not None and _batch_active(d):
+        _extend_to(d, now + policy.lease_s, pending, quiet=True)
     if d.lease is not None and _busy_heartbeats(d):
         # …past the keep-alive too: coarse steps leave only lease_s / 2 of a lease.
         _extend_to(d, now + policy.lease_s + d.timeout, "busy heartbeat", quiet=True)
@@ -265,8 +278,9 @@ def running(d: _Draft) -> set[str]:
     """Rule 4, the instances: under a valid lease, as many as demand needs (at least
     one), chosen by capacity.choose (busy, loading and running ones kept first).
 
-    Demand is the most of: the producer's queue depth per ``queue_threshold``, the VMs
-    with work in flight, the VMs still loading, and online load (``scale_on_load``)."""
+    Demand is the most of: the producer's queue depth per ``queue_threshold``, pending
+    batch shards (``batch_vms``), the VMs with work in flight, the VMs still loading, and
+    online load (``scale_on_load``)."""
     if d.lease is None or not d.lease.valid(d.now):
         d.load = scaling.track(d.load, 0, d.now, d.policy.scale_window_s)
         return set()
@@ -284,7 +298,7 @@ def running(d: _Draft) -> set[str]:
     # one VM that already serves.
     up = [n for n in eligible if capacity.is_up(d.instances[n]) and n not in loading]
     serving = 1 if any(n in up for n in idle + busy) else 0
-    keep = max(1, by_demand, len(busy) + len(loading), len(loading) + serving)
+    keep = max(1, by_demand, batch_vms(d), len(busy) + len(loading), len(loading) + serving)
     by_load = scale_on_load(d, eligible, keep)
     wanted = max(1, min(len(eligible), max(keep, by_load)))
     first = busy + loading
@@ -332,6 +346,11 @@ def scale_on_load(d: _Draft, eligible: list[str], keep: int) -> int:
         d.note(Rule.LOAD, f"scale in to {max(keep, want)} VM(s): load {now_load} for {held}")
     d.load = replace(tracked, refused=refused)
     return want
+
+
+def batch_vms(d: _Draft) -> int:
+    """The VMs pending batch work wants: one per pending shard, while it holds the pool."""
+    return d.batch.shards if _batch_active(d) else 0
 
 
 def heartbeat_gap(d: _Draft, inst: Instance) -> bool:
@@ -413,6 +432,30 @@ def preempted(d: _Draft, inst: Instance) -> bool:
     ):
         return False
     _restart(d, inst, Rule.PREEMPTED, f"observed {inst.observed}")
+    return True
+
+
+def no_progress(d: _Draft, inst: Instance) -> bool:
+    """Rule 9, no spend without progress: while batch work holds the pool (under any
+    lease but an operator's start), a VM RUNNING
+    past the boot grace (ready or not) through which no shard moved and nothing was busy
+    for another boot grace → stop, restart within the restart budget (rule 5's); once no
+    instance can run, the batch work lapses (``_give_up_lease_if_none_can_run``)."""
+    lease = d.lease
+    if lease is None or lease.holder == Holder.OPERATOR or not _batch_active(d):
+        return False
+    if _cooling(d, inst) or inst.observed != "RUNNING" or inst.running_since is None:
+        return False
+    since = inst.running_since
+    hb = d.state.heartbeats.get(inst.name)
+    marks = [since, d.batch.progress_at or since]
+    if hb is not None and hb.received_at >= since:
+        marks += [t for t in (hb.ready_since, hb.last_busy_at) if t is not None]
+    if d.now - max(marks) < d.policy.boot_grace_s or d.now - since < d.policy.boot_grace_s:
+        return False
+    ready = hb is not None and hb.ready and hb.received_at >= since
+    what = "ready, no shard moved" if ready else "never ready"
+    _restart(d, inst, Rule.NO_PROGRESS, f"{what} in {d.policy.boot_grace_s:.0f}s of batch work")
     return True
 
 
@@ -501,7 +544,52 @@ def _give_up_lease_if_none_can_run(d: _Draft) -> None:
     """Rules 5, 7 and 8 may leave no instance to run: the lease is released."""
     if d.policy.instances and not any(_eligible(d, d.instances[n]) for n in d.policy.instances):
         d.note(Rule.LEASE, "no instance can run under this lease: released")
-        d.lease = None
+        lease, d.lease = d.lease, None
+        assert lease is not None
+        _lapse_batch(d, lease)
+
+
+def spent_budget(d: _Draft, wanted: set[str]) -> set[str]:
+    """Rule 9's hard bound: batch work has caused instances × (1 + restart_budget) VM
+    starts since a shard last moved, and one more is needed → the work lapses instead
+    (and a lease held for it is released), however those starts came about."""
+    if not _batch_holds(d) or d.lease is None:
+        return wanted
+    bound = len(d.policy.instances) * (1 + d.policy.restart_budget)
+    fresh = [
+        n
+        for n in wanted
+        if actions.needed(d.instances[n], Desired.RUNNING, _cooling(d, d.instances[n]))
+        == ActionKind.START
+        and actions.next_step(d.instances[n], ActionKind.START, d.policy, d.now, d.observed_at)
+        == Step.NEW
+    ]
+    if d.batch.starts < bound or not fresh:
+        return wanted
+    lease = d.lease
+    _lapse_batch(d, lease)
+    if lease.holder != Holder.BATCH:
+        return wanted  # another source holds the lease: its own rules keep it
+    d.released = d.note(Rule.NO_PROGRESS, f"lease epoch {lease.epoch} released: batch work lapsed")
+    d.lease = None
+    return set()
+
+
+def _lapse_batch(d: _Draft, lease: Lease) -> None:
+    """Rule 9: a lease (not an operator's) held while batch work was pending ended with
+    no instance able to run and no shard moved under it → the work lapses: no new lease
+    from it (so no fresh restart budget) until an explicit action (an operator's start,
+    ``yoyoctl batch retry``)."""
+    batch = d.batch
+    if lease.holder == Holder.OPERATOR or not _batch_active(d) or batch.starts == 0:
+        return  # a shard moved after every start it caused: a new lease may follow
+    budget = d.policy.restart_budget
+    why = (
+        f"no shard moved through {batch.starts} VM starts (at most 1 + restart_budget "
+        f"{budget} per instance) under lease epoch {lease.epoch}: the pool stops"
+    )
+    d.batch = replace(batch, lapsed=why, lapsed_at=d.now)
+    d.note(Rule.NO_PROGRESS, f"batch work lapsed: {why}; yoyoctl batch retry runs it again")
 
 
 def _may_run(d: _Draft, lease: Lease) -> list[Instance]:
@@ -527,6 +615,22 @@ def _demand_active(d: _Draft) -> bool:
         return False
     # A demand nobody refreshes or clears stops counting after a lease's length.
     return d.now - demand.updated_at < max(policy.lease_s, d.timeout)
+
+
+def _batch_active(d: _Draft) -> bool:
+    """Pending batch work holds the pool: shards pending, counted lately, neither lapsed
+    (rule 9) nor held by an operator's stop. Its own unit: no queue_threshold."""
+    batch = d.batch
+    if batch.shards <= 0 or batch.updated_at is None or batch.lapsed or batch.held:
+        return False
+    # A count nobody refreshes stops counting after a lease's length.
+    return d.now - batch.updated_at < max(d.policy.lease_s, d.timeout)
+
+
+def _batch_holds(d: _Draft) -> bool:
+    """Batch work is what keeps the pool up now (its starts count towards rule 9)."""
+    lease = d.lease
+    return lease is not None and lease.holder != Holder.OPERATOR and _batch_active(d)
 
 
 def _fresh(d: _Draft, hb: Heartbeat) -> bool:
@@ -559,7 +663,7 @@ def _last_request(d: _Draft, lease: Lease) -> float | None:
 def _idle_for(d: _Draft, lease: Lease) -> float:
     """How long the pool has had nothing to do; booting counts as work (a woken VM
     must live to serve, whatever the keep-alive), the clock starts when it is ready."""
-    if _demand_active(d) or _busy_heartbeats(d):
+    if _demand_active(d) or _batch_active(d) or _busy_heartbeats(d):
         return 0.0
     if any(_booting(d, i) for i in d.instances.values()):
         return 0.0
@@ -594,6 +698,8 @@ def _plan(d: _Draft, wanted: set[str]) -> list[Action]:
             if action is not None:
                 planned.append(action)
                 fresh = before is None or before.request_id != action.request_id
+                if kind == ActionKind.START and fresh and _batch_holds(d):
+                    d.batch = replace(d.batch, starts=d.batch.starts + 1)
                 if kind == ActionKind.START and fresh:
                     for skipped in capacity.skipped(d.policy, d.zones, name, d.now):
                         d.note(Rule.CAPACITY, f"start {name}: {skipped}", name)

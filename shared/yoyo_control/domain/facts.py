@@ -22,6 +22,7 @@ from .model import (
     BILLED_STATUSES,
     MISSING,
     UNKNOWN,
+    BatchDemand,
     Change,
     Demand,
     Heartbeat,
@@ -78,6 +79,20 @@ class LoadReported(Fact):
     pool: str
     in_flight: int
     held: int
+
+
+@dataclass(frozen=True)
+class BatchDemandObserved(Fact):
+    """The batch controller's count of the pool's pending batch work (PoolState.batch).
+
+    ``shards``: VMs' worth of work; ``progress_at``: when a shard last moved;
+    ``retry_at``: the newest explicit ask to run it (a submit, ``yoyoctl batch retry``).
+    """
+
+    pool: str
+    shards: int
+    progress_at: float | None = None
+    retry_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,7 @@ PoolFact = (
     RunRequested
     | QueueDepthObserved
     | LoadReported
+    | BatchDemandObserved
     | HeartbeatReceived
     | StopRequested
     | ExtendRequested
@@ -175,13 +191,17 @@ def apply_fact(
     if stale is not None:
         return state, (stale,)
     if isinstance(fact, RunRequested):
+        changes: tuple[Change, ...] = ()
         if fact.holder == OPERATOR:
             state = replace(state, operator_run_at=max(fact.at, state.operator_run_at or 0.0))
+            state, changes = _resume_batch(state, f"an operator's start ({fact.reason})")
         request = LeaseRequest(fact.holder, fact.reason, now + fact.duration_s)
         state = replace(state, requests=(*state.requests, request))
         if fact.holder == Holder.WAKE:
             state = activity_resumed(state, fact.at, policy.timezone)
-        return state, ()
+        return state, changes
+    if isinstance(fact, BatchDemandObserved):
+        return _batch_demand(state, fact, now)
     if isinstance(fact, QueueDepthObserved):
         known = state.demand.observed_at
         if known is not None and fact.at < known:
@@ -207,10 +227,16 @@ def apply_fact(
         return track_activity(state, fact.heartbeat, policy.timezone), ()
     if isinstance(fact, StopRequested):
         state = replace(state, operator_stop_at=max(fact.at, state.operator_stop_at or 0.0))
+        held: tuple[Change, ...] = ()
+        if state.batch.shards > 0 and not state.batch.held:
+            # An operator's stop holds while batch work is pending (until a start).
+            why = f"stopped by {fact.by}: {fact.reason}"
+            state = replace(state, batch=replace(state.batch, held=why))
+            held = (Change(Rule.OPERATOR, _waits(state.batch, why)),)
         if state.lease is None and not state.requests:
-            return state, (Change(Rule.OPERATOR, f"stop by {fact.by}: no lease to release"),)
+            return state, (Change(Rule.OPERATOR, f"stop by {fact.by}: no lease to release"), *held)
         change = Change(Rule.OPERATOR, f"lease released by {fact.by}: {fact.reason}")
-        return replace(state, lease=None, requests=(), demand=Demand()), (change,)
+        return replace(state, lease=None, requests=(), demand=Demand()), (change, *held)
     if isinstance(fact, ExtendRequested):
         state = replace(state, operator_run_at=max(fact.at, state.operator_run_at or 0.0))
         return _extend(state, fact, now)
@@ -241,6 +267,63 @@ def _stale_command(state: PoolState, fact: Fact) -> Change | None:
     if newer is None or fact.at >= newer:
         return None
     return Change(Rule.OPERATOR, f"{what} published before the last {opposite}: ignored")
+
+
+def _waits(batch: BatchDemand, why: str) -> str:
+    return (
+        f"batch work ({batch.shards} shards) waits: {why}; "
+        "it runs again on an operator's start (yoyoctl start) or yoyoctl batch retry"
+    )
+
+
+def _resume_batch(state: PoolState, why: str) -> tuple[PoolState, tuple[Change, ...]]:
+    """An explicit action lifts a hold or a lapse of the pool's batch work."""
+    batch = state.batch
+    if not (batch.held or batch.lapsed):
+        return state, ()
+    resumed = replace(batch, held="", lapsed="", lapsed_at=None, starts=0)
+    change = Change(Rule.OPERATOR, f"batch work resumes: {why}")
+    return replace(state, batch=resumed), (change,)
+
+
+def _latest(*times: float | None) -> float | None:
+    return max((t for t in times if t is not None), default=None)
+
+
+def _batch_demand(
+    state: PoolState, fact: BatchDemandObserved, now: float
+) -> tuple[PoolState, tuple[Change, ...]]:
+    """Fold the batch controller's count in; it never touches the producer's ``demand``.
+
+    A lapse stays until an explicit action (a ``retry_at`` newer than the lapse, an
+    operator's start); a hold until an operator's start; both end when the work is gone.
+    """
+    known = state.batch
+    if known.observed_at is not None and fact.at < known.observed_at:
+        return state, ()  # reordered delivery: a newer count already landed
+    progress = _latest(known.progress_at, fact.progress_at)
+    retry = _latest(known.retry_at, fact.retry_at)
+    batch = replace(
+        known,
+        shards=max(0, fact.shards),
+        progress_at=progress,
+        retry_at=retry,
+        updated_at=now,
+        observed_at=fact.at,
+    )
+    if progress != known.progress_at:
+        batch = replace(batch, starts=0)  # a shard moved: the starts before it paid off
+    state = replace(state, batch=batch)
+    if batch.shards == 0:
+        gone = replace(batch, held="", lapsed="", lapsed_at=None, starts=0)
+        return replace(state, batch=gone), ()
+    asked = fact.retry_at or 0.0
+    if batch.lapsed and (known.retry_at or 0.0) < asked and asked > (batch.lapsed_at or 0.0):
+        # A retry lifts the lapse, never an operator's hold (only a start does).
+        resumed = replace(batch, lapsed="", lapsed_at=None, starts=0)
+        why = "batch work resumes: retried (a new batch, or yoyoctl batch retry)"
+        return replace(state, batch=resumed), (Change(Rule.OPERATOR, why),)
+    return state, ()  # a hold ends only with an operator's start (or the work gone)
 
 
 def activity_resumed(state: PoolState, at: float, timezone: str = "UTC") -> PoolState:

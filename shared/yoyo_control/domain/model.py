@@ -49,6 +49,7 @@ class Rule(StrEnum):
     PREEMPTED = "8-preempted"
     LOAD = "4-load"  # rule 4's count: VMs added or removed for online load
     SCALE_CAP = "2-scale-cap"  # rule 2 on a scale-out: refused, it would cross a cap
+    NO_PROGRESS = "9-no-progress"  # batch work keeps a pool up only while it moves
     OPERATOR = "operator"
     ORPHAN = "orphan"
     OUTCOME = "outcome"
@@ -63,6 +64,7 @@ class Holder(StrEnum):
     QUEUE = "queue"  # queued work at or above the pool's threshold
     OPERATOR = "operator"  # an operator's start on the control topic
     PREWARM = "prewarm"  # the pool's history predicts a first request (domain/prewarm.py)
+    BATCH = "batch"  # pending batch shards (the batch controller's count: PoolState.batch)
 
 
 class KillSource(StrEnum):
@@ -345,6 +347,34 @@ class Load:
 
 
 @dataclass(frozen=True)
+class BatchDemand:
+    """The pool's pending batch work, as the batch controller counts it (batch/controller.py).
+
+    Its own unit: ``shards`` is VMs' worth of work (one VM works one shard), never a
+    producer's message count (``Demand``); neither source erases the other. It keeps the
+    pool up only while it is fresh, not ``lapsed`` (no shard moved through a VM's boot
+    grace and restart budget: rule 9) and not ``held`` (an operator's stop while it was
+    pending); both end only on an explicit action (an operator's start, a newer
+    ``retry_at``: a submit or ``yoyoctl batch retry``) or when the work is gone.
+    """
+
+    shards: int = 0
+    progress_at: float | None = None  # when a shard last moved (checkpoint or done marker)
+    retry_at: float | None = None  # newest explicit ask to run it (submit, batch retry)
+    updated_at: float | None = None  # when the service learnt it
+    observed_at: float | None = None  # when the controller counted it: older news is ignored
+    lapsed: str = ""  # why it no longer keeps the pool up ("": it does)
+    lapsed_at: float | None = None
+    held: str = ""  # an operator's stop holds it ("": not held)
+    starts: int = 0  # VM starts it caused since a shard last moved (or an explicit action)
+
+    @property
+    def waiting(self) -> str:
+        """Why pending work does not run now ("" when nothing holds it back)."""
+        return self.held or self.lapsed if self.shards > 0 else ""
+
+
+@dataclass(frozen=True)
 class Ledger:
     """Spend integrated from observed running time × hourly price (DESIGN.md §4)."""
 
@@ -365,6 +395,7 @@ class PoolState:
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # per-instance docs
     demand: Demand = Demand()
     load: Load = Load()  # online load (domain/scaling.py)
+    batch: BatchDemand = BatchDemand()  # pending batch work (its own unit: shards)
     ledger: Ledger = Ledger()
     paused: str | None = None  # why no lease may be granted (spend cap)
     # Publish times of the newest operator start/extend and stop applied: an operator

@@ -60,7 +60,7 @@ class Bridge:
 
     def start(self) -> None:
         c = self.config
-        for topic in (*names.EVENT_TOPICS, names.TOPIC_WORK):
+        for topic in (*names.FUNCTION_TOPICS, names.TOPIC_WORK):
             self._put(f"topics/{c.topic(topic)}", {})
         for pool in c.pools:
             self._put(
@@ -71,7 +71,7 @@ class Bridge:
                     "filter": f'attributes.pool = "{pool}"',
                 },
             )
-        for topic in names.EVENT_TOPICS:
+        for topic in names.FUNCTION_TOPICS:
             sub = f"{c.topic(topic)}-bridge"
             self._put(
                 f"subscriptions/{sub}",
@@ -80,7 +80,7 @@ class Bridge:
                     "ackDeadlineSeconds": 60,
                 },
             )
-            url = f"{self.functions_url}/{names.ENTRY_POINTS[topic]}/"
+            url = f"{self.functions_url}/{names.FUNCTION_TOPICS[topic]}/"
             thread = threading.Thread(
                 target=self._loop,
                 args=(c.topic(topic), sub, url),

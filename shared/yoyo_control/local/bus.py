@@ -169,10 +169,15 @@ class Broker:
             self._cond.notify_all()
         return message.id
 
-    def pull(self, name: str, max_messages: int = 1) -> list[dict[str, Any]]:
+    def pull(self, name: str, max_messages: int = 1, wait_s: float = 0.0) -> list[dict[str, Any]]:
+        """Up to ``max_messages``; with ``wait_s``, a long poll: waits that long for one."""
+        deadline = time.monotonic() + wait_s
         with self._cond:
             sub = self._sub(name)
             self._expire(sub)
+            while not sub.ready and time.monotonic() < deadline:
+                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._expire(sub)
             out = []
             while sub.ready and len(out) < max_messages:
                 pending = sub.ready.pop(0)
@@ -386,7 +391,10 @@ class BusApp:
             sub = b._sub(name)
             return {"name": name, "topic": sub.topic, "backlog": b.backlog(name)}
         if kind == "subscriptions" and verb == "pull":
-            return {"receivedMessages": b.pull(name, int(body.get("maxMessages", 1)))}
+            # Without returnImmediately (deprecated), a pull waits a bounded time for a
+            # message, as Pub/Sub's does.
+            wait_s = 0.0 if body.get("returnImmediately") else LONG_POLL_S
+            return {"receivedMessages": b.pull(name, int(body.get("maxMessages", 1)), wait_s)}
         if kind == "subscriptions" and verb == "acknowledge":
             b.acknowledge(name, list(body["ackIds"]))
             return {}
@@ -394,6 +402,9 @@ class BusApp:
             b.modify_ack_deadline(name, list(body["ackIds"]), float(body["ackDeadlineSeconds"]))
             return {}
         raise ValueError(f"{method} {kind}/{name}:{verb} is not supported")
+
+
+LONG_POLL_S = 2.0  # how long a pull without returnImmediately waits for a message
 
 
 def _answer(start_response: Callable[..., Any], status: int, doc: Any) -> list[bytes]:

@@ -1,7 +1,8 @@
 """The local scheduler: Cloud Scheduler's jobs, fired from the same cron expressions.
 
 Jobs: one cycle job per pool (``config.cycles[pool].cron`` in its time zone, publishing
-``{"pool": P, "window": "30m"}`` to the cycle topic, as terraform/scheduler.tf does) and
+``{"pool": P, "window": "30m"}`` to the cycle topic, as terraform/scheduler.tf does), the
+batch controller's (``{}`` to its own topic, on the tick's schedule: terraform/batch.tf) and
 the tick (``config.tick_cron`` in UTC, or every ``local.tick_interval_s`` seconds when
 that is > 0, publishing ``{}``). A tick is also published at start-up so a restarted
 stack converges at once.
@@ -64,6 +65,8 @@ def jobs(config: Config) -> list[Job]:
         tick_next = _cron(config.tick_cron, "Etc/UTC")
         every = config.tick_cron
     out.append(Job("tick", config.topic(names.TOPIC_TICK), b"{}", tick_next, every))
+    # The batch controller: its own job and topic, on the tick's schedule (never in it).
+    out.append(Job("batch", config.topic(names.TOPIC_BATCH), b"{}", tick_next, every))
     return out
 
 

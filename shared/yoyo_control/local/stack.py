@@ -85,7 +85,7 @@ def build_app(config: Config, broker: busmod.Broker | None, health: Callable[[],
 
     source = str(functions_source())
     mounts: dict[str, Any] = {}
-    for entry in [*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN]:
+    for entry in [*names.FUNCTION_TOPICS.values(), names.ENTRY_KILL_SWITCH_WRITTEN]:
         mounts[f"/{entry}"] = functions_framework.create_app(entry, source, "cloudevent")
     if broker is not None:
         mounts["/bus"] = busmod.BusApp(broker)
@@ -254,8 +254,7 @@ class Stack:
 
     def _wire_bus(self, broker: busmod.Broker) -> None:
         config = self.config
-        for topic in names.EVENT_TOPICS:
-            entry = names.ENTRY_POINTS[topic]
+        for topic, entry in names.FUNCTION_TOPICS.items():
             broker.create_subscription(
                 f"{config.topic(topic)}-push", config.topic(topic), f"{self.base_url}/{entry}/"
             )
@@ -268,7 +267,8 @@ class Stack:
         queue_topic = config.topic(names.TOPIC_QUEUE)
 
         def drained(sub: busmod.Subscription) -> None:
-            # Like the backlog alert closing: the pool's work queue is empty again.
+            # Like the backlog alert closing: the pool's work queue is empty again (a
+            # producer's depth: batch demand is its own field and never erased by it).
             pool = subs.get(sub.name)
             if pool is not None:
                 broker.publish(queue_topic, json.dumps({"pool": pool, "depth": 0}).encode(), {})

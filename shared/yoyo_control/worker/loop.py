@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
+import time
 
 from .. import logs
 from ..adapters.model_server import HttpModelServer
@@ -55,8 +56,9 @@ class Worker:
                 continue
             if not self.shard_slots.acquire(timeout=0.2):
                 continue
+            asked = time.monotonic()
             try:
-                pulled = self.queue.pull(1)
+                pulled = self.queue.pull(1)  # a long poll: it waits for a message itself
             except OSError as exc:
                 self.shard_slots.release()
                 logs.warning(f"worker: pull failed: {exc}")
@@ -64,7 +66,8 @@ class Worker:
                 continue
             if not pulled:
                 self.shard_slots.release()
-                self.stop.wait(0.2)
+                if time.monotonic() - asked < 1.0:  # a queue that answered at once
+                    self.stop.wait(1.0)
                 continue
             thread = threading.Thread(target=self.handle, args=(pulled[0],), name="shard")
             self.threads = [t for t in self.threads if t.is_alive()] + [thread]

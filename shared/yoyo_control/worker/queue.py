@@ -51,18 +51,24 @@ class WorkQueue:
         token: Callable[[], str] | None = None,
         timeout_s: float = 30.0,
         headers: Mapping[str, str] | None = None,
+        pull_timeout_s: float = 25.0,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/subscriptions/{subscription}"
         self.token = token
         self.timeout_s = timeout_s
+        self.pull_timeout_s = pull_timeout_s  # a long poll's own bound (then: no message)
         self.headers = dict(headers or {})  # e.g. the local stack's secret header
 
-    def _call(self, verb: str, doc: dict[str, object]) -> dict[str, Any]:
+    def _call(self, verb: str, doc: dict[str, object], timeout: float = 0.0) -> dict[str, Any]:
         headers = {**self.headers, "Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token()}"
         status, raw = http.request(
-            "POST", f"{self.url}:{verb}", json.dumps(doc).encode(), headers, self.timeout_s
+            "POST",
+            f"{self.url}:{verb}",
+            json.dumps(doc).encode(),
+            headers,
+            timeout or self.timeout_s,
         )
         if status != 200:
             raise OSError(f"pubsub {verb}: HTTP {status}: {raw[:200]!r}")
@@ -70,7 +76,15 @@ class WorkQueue:
         return answer if isinstance(answer, dict) else {}
 
     def pull(self, max_messages: int = 1) -> list[Pulled]:
-        answer = self._call("pull", {"maxMessages": max_messages, "returnImmediately": True})
+        """A long poll: Pub/Sub holds the request a bounded time until a message comes
+        (``returnImmediately`` is deprecated: "setting this field to true is discouraged
+        because it adversely impacts the performance of Pull operations", PullRequest in
+        cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions/pull). A
+        pull that outlasts ``pull_timeout_s`` got nothing."""
+        try:
+            answer = self._call("pull", {"maxMessages": max_messages}, timeout=self.pull_timeout_s)
+        except TimeoutError:
+            return []
         pulled = []
         for item in answer.get("receivedMessages") or []:
             message = item.get("message") or {}

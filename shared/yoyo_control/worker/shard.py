@@ -12,8 +12,12 @@ Invariants:
   408/429, 5xx and connection errors are retried with backoff, then raise ServerUnavailable so the
   shard is redelivered later instead of writing a failure it did not earn.
 - The batch's ``cancelled`` marker is checked every ``cancel_poll_s`` while lines run:
-  after a cancel no new line starts and no checkpoint is written; lines already at the
-  server finish there.
+  after a cancel no new line starts; the lines already at the server finish, and every
+  line answered but not yet checkpointed (the partial chunk) is checkpointed before the
+  shard reports ``stopped`` (its marker): the finalize waits for that report, so a cancel
+  keeps every answered line. A stop (SIGTERM) checkpoints the same way, then hands back.
+- A shard's ``started`` marker is written before its first line runs (the finalize of a
+  cancelled batch waits for the shards that have one).
 - All of a shard's lines are queued at once, taken in order by ``concurrency`` threads,
   and the runner's slots bound what is in flight across shards, so the server stays full
   across chunk and shard boundaries; checkpoints are written in order.
@@ -27,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +100,8 @@ class ShardRunner:
         if data is None:
             raise LookupError(f"input {job.input} is gone")
         requests = model.lines_of_shard(data, job.as_shard)
+        if self.storage.size(work.started_key(job.batch_id, job.shard)) is None:
+            self.storage.put(work.started_key(job.batch_id, job.shard), b"")
         covered = self._covered(job)
         todo = [(n, r) for n, r in requests if n not in covered]
         chunks = [todo[i : i + self.chunk_lines] for i in range(0, len(todo), self.chunk_lines)]
@@ -109,17 +115,39 @@ class ShardRunner:
                 for chunk in chunks
             ]
             try:
-                for chunk, pending in zip(chunks, futures, strict=True):
+                for index, (chunk, pending) in enumerate(zip(chunks, futures, strict=True)):
                     records = self._wait(job, pending, halt, stop)
                     if records is None:
-                        return ShardOutcome("stopped" if stop.is_set() else "cancelled", ran)
-                    key = work.checkpoint_key(job.batch_id, job.shard, chunk[0][0], chunk[-1][0])
-                    self.storage.put(key, b"".join(json.dumps(r).encode() + b"\n" for r in records))
+                        halt.set()  # no line starts now; those at the server finish
+                        rest = [f for later in futures[index:] for f in later]
+                        ran += self._flush(job, rest)
+                        if stop.is_set():
+                            return ShardOutcome("stopped", ran)
+                        self.storage.put(work.stopped_key(job.batch_id, job.shard), b"")
+                        return ShardOutcome("cancelled", ran)
+                    self._checkpoint(job, records)
                     ran += len(chunk)
             finally:
                 halt.set()  # on any exit, lines not yet started never start
         self._mark_done(job)
         return ShardOutcome("done", ran)
+
+    def _checkpoint(self, job: work.ShardWork, records: list[dict[str, Any]]) -> None:
+        lines = [int(r["line"]) for r in records]
+        key = work.checkpoint_key(job.batch_id, job.shard, min(lines), max(lines))
+        self.storage.put(key, b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+    def _flush(self, job: work.ShardWork, futures: list[Future[dict[str, Any] | None]]) -> int:
+        """Checkpoint every line of ``futures`` that was answered (after the ones at the
+        server finish); the number written. A line whose server failed is not written."""
+        wait(futures)
+        records = []
+        for future in futures:
+            if future.exception() is None and future.result() is not None:
+                records.append(future.result())
+        if records:
+            self._checkpoint(job, [r for r in records if r is not None])
+        return len(records)
 
     def _checkpoints(self, job: work.ShardWork) -> list[str]:
         keys = self.storage.list(work.shard_prefix(job.batch_id, job.shard))
