@@ -13,7 +13,9 @@ EVENT_ENTRIES = {*names.ENTRY_POINTS.values(), names.ENTRY_KILL_SWITCH_WRITTEN}
 
 
 def test_every_entry_point_exists_with_its_signature_type(app, monkeypatch):
-    monkeypatch.setattr(bootstrap, "_service", None)
+    # (another test of the session may have built them: start from none)
+    for built in ("_service", "_gateway", "_batch_controller"):
+        monkeypatch.setattr(bootstrap, built, None)
     for entry in sorted(EVENT_ENTRIES):
         app(entry, "cloudevent")
         assert _function_registry.REGISTRY_MAP[entry] == "cloudevent", entry
@@ -24,6 +26,7 @@ def test_every_entry_point_exists_with_its_signature_type(app, monkeypatch):
     assert names.ENTRY_GATEWAY in _function_registry.ASGI_FUNCTIONS
     # loading the source built no adapter
     assert bootstrap._service is None and bootstrap._gateway is None
+    assert bootstrap._batch_controller is None
 
 
 def test_main_defines_no_other_public_function(app):
