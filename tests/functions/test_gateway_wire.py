@@ -13,6 +13,7 @@ Eventarc delivers it (the ``world`` fixture: the real bootstrap on SQLite).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -186,3 +187,32 @@ def test_regression_the_gcp_gateway_wakes_and_records_by_publishing_never_writin
         asker.join(20)
         client.close()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"pool": POOL, "wake": "12345"},
+        {"pool": POOL, "wake": "gateway-wake-" + "\ud83d"},
+        {"pool": POOL, "cold_start": {"epoch": 1, "instance": "elsewhere", "held_s": 1}},
+        {"pool": POOL, "cold_start": {"epoch": 10**40, "instance": INSTANCE, "held_s": 1}},
+    ],
+)
+def test_a_malformed_gateway_message_is_acknowledged_and_recorded_as_rejected(
+    world: World, call: Callable[..., Any], payload: Any
+) -> None:
+    _deliver(call, world, json.dumps(payload).encode(), "701")
+    assert "701" in world.rejected()
+    assert world.store.get_pool(POOL).lease is None
+    assert world.events("cold-start") == []
+
+
+def test_a_cold_start_is_recorded_once_per_epoch(world: World, call: Callable[..., Any]) -> None:
+    now = world.clock.now()
+    for message_id, held in (("801", 12.5), ("802", 99.0)):  # two instances, one epoch
+        body = {"epoch": 4, "instance": INSTANCE, "held_s": held, "phases": {"wake_at": now}}
+        _deliver(call, world, json.dumps({"pool": POOL, "cold_start": body}).encode(), message_id)
+    [event] = world.events("cold-start")
+    assert event.id == f"cold-start:{POOL}:4" and event.data["held_s"] == 12.5
+    assert event.data["phases"]["wake_at"] == pytest.approx(now, abs=0.001)
+    assert world.rejected() == {}
