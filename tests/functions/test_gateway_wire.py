@@ -13,17 +13,18 @@ Eventarc delivers it (the ``world`` fixture: the real bootstrap on SQLite).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from google.api_core.exceptions import PermissionDenied
 
 from fakes import FakeCompute
-from gateway.serving import Client, Server, asgi_app
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control import bootstrap, names
 from yoyo_control.config import parse_config
@@ -35,6 +36,16 @@ from yoyo_control.local.inference import Engine
 from yoyo_control.service import Service
 
 from .conftest import CONFIG, INSTANCE, POOL, World, pubsub_event
+
+# tests/gateway/serving.py, loaded under a name of its own: a module named "gateway" in
+# sys.modules would be taken by Flask for the root of functions/main.py's ``gateway``.
+_spec = importlib.util.spec_from_file_location(
+    "gateway_serving", Path(__file__).parents[1] / "gateway" / "serving.py"
+)
+assert _spec is not None and _spec.loader is not None
+serving = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serving)
+Client, Server, asgi_app = serving.Client, serving.Server, serving.asgi_app
 
 KEY = "gw-key"
 MODEL = "m"

@@ -23,8 +23,9 @@ Invariants:
   ``scaling.load_report`` says whether it is worth a ``LoadReported`` (a half-target step
   crossed, held starting or ending, the load ending, or every 30 s under load); this
   instance sends at most one per pool per ``LOAD_GAP_S``: a report due sooner is sent
-  when the gap ends, with the counts of that moment. A failed send is retried by the
-  next change.
+  when the gap ends, with the counts of that moment. A failed send is tried again
+  after the gap, with the counts of that moment (so at most one send per pool per gap,
+  failed or not).
 """
 
 from __future__ import annotations
@@ -235,13 +236,16 @@ class Forwarder:
     async def _send_load(self, fact: Fact, previous: tuple[int, int, float] | None) -> None:
         try:
             await asyncio.to_thread(self.handle, fact)
-        except Exception as exc:  # the next change tries again
+        except Exception as exc:  # tried again after the gap (or by the next change)
             pool = getattr(fact, "pool", "")
             if previous is None:
                 self._reported.pop(pool, None)
             else:
                 self._reported[pool] = previous
-            logs.warning(f"gateway: load report not sent ({exc})", pool=pool)
+            logs.warning(f"gateway: load report not sent ({exc}); retrying", pool=pool)
+            if pool not in self._deferred:
+                loop = asyncio.get_running_loop()
+                self._deferred[pool] = loop.call_later(LOAD_GAP_S, self._load_changed, pool, True)
 
     async def _wake(self, message_id: str | None, policy: PoolPolicy, now: float) -> None:
         """Record the wake this state calls for, once per id in this instance."""
