@@ -77,15 +77,18 @@ class Harness:
         self.client = Client(self.server.url)
 
     def handle(self, fact: Fact) -> Any:
-        if isinstance(fact, LoadReported):
-            with self.lock:
-                if self.fail_next:
-                    self.fail_next -= 1
-                    raise TemporaryError("publish: deadline exceeded")
-                self.sent.append((time.monotonic(), fact))
-            # what the queue function would decode from the message
-            encode_fact(fact)
-        return self.service.handle(fact)
+        if not isinstance(fact, LoadReported):
+            return self.service.handle(fact)
+        sent_at = time.monotonic()
+        with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                raise TemporaryError("publish: deadline exceeded")
+        encode_fact(fact)  # what would be published
+        handled = self.service.handle(fact)  # what the queue function would do with it
+        with self.lock:
+            self.sent.append((sent_at, fact))
+        return handled
 
     def warm(self) -> None:
         now = self.clock.now()

@@ -22,10 +22,10 @@ Invariants:
 - Load: whenever a pool's count of requests this instance has in flight + holds changes,
   ``scaling.load_report`` says whether it is worth a ``LoadReported`` (a half-target step
   crossed, held starting or ending, the load ending, or every 30 s under load); this
-  instance sends at most one per pool per ``LOAD_GAP_S``: a report due sooner is sent
-  when the gap ends, with the counts of that moment. A failed send is tried again
-  after the gap, with the counts of that moment (so at most one send per pool per gap,
-  failed or not).
+  instance sends at most one per pool per ``LOAD_GAP_S``, and one at a time (so they
+  are published in order): a report due sooner is sent when the gap ends, with the
+  counts of that moment. A failed send is tried again after the gap, the same way (so
+  at most one send per pool per gap, failed or not).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 from .. import logs
 from ..config import Config
 from ..domain import scaling
-from ..domain.facts import Fact, RunRequested
+from ..domain.facts import Fact, LoadReported, RunRequested
 from ..domain.model import Holder, PoolPolicy, PoolState
 from ..ports import Clock, Event, Upstream, UpstreamLost, UpstreamResponse
 from . import hold
@@ -95,6 +95,7 @@ class Forwarder:
         self._sent_at: dict[str, float] = {}  # pool → when its last report was sent
         self._deferred: dict[str, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()  # pools with a report being sent
 
     async def serve(self, pool: str, path: str, body: bytes, stream: bool) -> Answer:
         policy = self.config.policy(pool)
@@ -216,10 +217,9 @@ class Forwarder:
         if not scaling.report_due(self._reported.get(pool), in_flight, held, now, policy.target):
             return
         wait = self._sent_at.get(pool, -LOAD_GAP_S) + LOAD_GAP_S - now
-        if not deferred and wait > 0:
-            self._deferred[pool] = loop.call_later(
-                min(wait, LOAD_GAP_S), self._load_changed, pool, True
-            )
+        if pool in self._busy or (not deferred and wait > 0):  # one send at a time, in order
+            delay = LOAD_GAP_S if pool in self._busy else min(wait, LOAD_GAP_S)
+            self._deferred[pool] = loop.call_later(delay, self._load_changed, pool, True)
             return
         fact = scaling.load_report(
             pool, self._reported.get(pool), in_flight, held, now, policy.target,
@@ -229,15 +229,16 @@ class Forwarder:
             return
         previous = self._reported.get(pool)
         self._reported[pool], self._sent_at[pool] = (in_flight, held, now), now
+        self._busy.add(pool)
         task = loop.create_task(self._send_load(fact, previous))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send_load(self, fact: Fact, previous: tuple[int, int, float] | None) -> None:
+    async def _send_load(self, fact: LoadReported, previous: tuple[int, int, float] | None) -> None:
+        pool = fact.pool
         try:
             await asyncio.to_thread(self.handle, fact)
-        except Exception as exc:  # tried again after the gap (or by the next change)
-            pool = getattr(fact, "pool", "")
+        except Exception as exc:  # tried again after the gap, with the counts of then
             if previous is None:
                 self._reported.pop(pool, None)
             else:
@@ -246,6 +247,8 @@ class Forwarder:
             if pool not in self._deferred:
                 loop = asyncio.get_running_loop()
                 self._deferred[pool] = loop.call_later(LOAD_GAP_S, self._load_changed, pool, True)
+        finally:
+            self._busy.discard(pool)
 
     async def _wake(self, message_id: str | None, policy: PoolPolicy, now: float) -> None:
         """Record the wake this state calls for, once per id in this instance."""
