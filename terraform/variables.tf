@@ -250,7 +250,7 @@ variable "gateway" {
 }
 
 variable "gateway_store_writes" {
-  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off: the gateway reads state and records wakes by publishing to the queue topic, and cannot write the kill switch. Turn on only for gateway code that still writes Firestore itself (it could then write any document, the kill switch included)."
+  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off (default): the gateway reads the store and publishes what it has to tell the control plane (wakes, its load, cold starts) to the queue topic; it cannot write Firestore, the kill switch included, and the batch API's records cannot be written (POST /v1/batches, POST /v1/batches/ID/cancel, and a GET of a batch whose record moves forward answer 503; /v1/files and the OpenAI inference routes do not need it). On: the batch API works, and a compromised gateway could write any document of the database, the kill switch included (Firestore IAM does not narrow to documents)."
   type        = bool
   default     = false
 }

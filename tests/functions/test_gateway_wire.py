@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.api_core.exceptions import PermissionDenied
 
-from fakes import FakeCompute
+from fakes import FakeCompute, ReadOnlyStore
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control import bootstrap, names
 from yoyo_control.config import parse_config
@@ -49,29 +48,6 @@ Client, Server, asgi_app = serving.Client, serving.Server, serving.asgi_app
 
 KEY = "gw-key"
 MODEL = "m"
-
-
-class ReadOnlyStore:
-    """The control plane's store as roles/datastore.viewer sees it: reads pass, every
-    write (a transaction, a heartbeat, a batch record) is PERMISSION_DENIED."""
-
-    WRITES = ("transact", "put_heartbeat", "update_batch", "create_batch", "append")
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.refused: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.WRITES:
-
-            def refuse(*args: Any, **kwargs: Any) -> Any:
-                self.refused.append(name)
-                raise PermissionDenied("Missing or insufficient permissions.")
-
-            return refuse
-        if name == "watch_kill":  # the SQLite store has no listener; Firestore's is a read
-            raise AttributeError(name)
-        return getattr(self._store, name)
 
 
 class RecordingPublisher:
