@@ -165,7 +165,8 @@ def on_tick(event: Any) -> None:
 
 @functions_framework.cloud_event
 def on_queue(event: Any) -> None:
-    """A Cloud Monitoring backlog incident or a producer's ``{"pool", "depth"}``."""
+    """A Cloud Monitoring backlog incident, a producer's ``{"pool", "depth"}``, or the
+    gateway's wake, load or cold start (gateway/wire.py; docs/messages.md "queue")."""
     _deliver(names.TOPIC_QUEUE, event)
 
 

@@ -209,11 +209,16 @@ resource "google_project_iam_member" "gateway_firestore_reader" {
   }
 }
 
-# The escape hatch, off by default: gateway code that still writes Firestore itself
-# (batch records on POST /v1/batches and .../cancel, cold-start events) needs
-# roles/datastore.user, and with it the gateway could write any document of the
-# database, the kill switch included (Firestore IAM cannot narrow to documents). It does
-# not fix a wake recorded through Service.handle: that also starts VMs (Compute).
+# The escape hatch, off by default. The gateway publishes its wakes, load reports and
+# cold starts to PREFIX-queue (gateway/wire.py) and writes no pool or event document.
+# Only the batch API still writes Firestore from the gateway: batch records on
+# POST /v1/batches and its cancel (reads never write: the batch controller moves a
+# batch forward). Those need roles/datastore.user, and with it the gateway
+# could write any document of the database, the kill switch included (Firestore IAM
+# cannot narrow to documents). roles/datastore.viewer alone still begins transactions
+# and commits empty ones (datastore.databases.get: "Begin or rollback a transaction.
+# Commit with empty mutations.", cloud.google.com/datastore/docs/access/iam), which is
+# all a read of a batch asks.
 resource "google_project_iam_member" "gateway_store_writer" {
   count = var.gateway_store_writes ? 1 : 0
 

@@ -250,7 +250,7 @@ variable "gateway" {
 }
 
 variable "gateway_store_writes" {
-  description = "Grant the gateway's account roles/datastore.user on the control plane's database (it could then write any document, the kill switch included). Off: it reads state and cannot write the kill switch; POST /v1/batches and /v1/batches/ID/cancel then fail (503) and cold-start events are not recorded while the gateway code writes them to Firestore itself. It does not make a wake through Service.handle work: that also starts VMs, and the account has no Compute role (docs/deploy.md)."
+  description = "Grant the gateway's account roles/datastore.user on the control plane's database. Off (default): the gateway reads the store and publishes what it has to tell the control plane (wakes, its load, cold starts) to the queue topic; it cannot write Firestore, the kill switch included, and the batch API's records cannot be written (POST /v1/batches and POST /v1/batches/ID/cancel answer 503; reads never write; /v1/files and the OpenAI inference routes do not need it). On: the batch API works, and a compromised gateway could write any document of the database, the kill switch included (Firestore IAM does not narrow to documents)."
   type        = bool
   default     = false
 }

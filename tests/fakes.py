@@ -1,5 +1,6 @@
-"""In-memory Compute Engine that behaves like the real service (for unit tests), and a
-publisher that records what it was given (where the bus is not under test).
+"""In-memory Compute Engine that behaves like the real service (for unit tests), a
+publisher that records what it was given (where the bus is not under test), and a store
+that refuses writes as Firestore does for a read-only account.
 
 Invariants: statuses move through the real lifecycle (TERMINATED → STAGING → RUNNING →
 STOPPING → TERMINATED) as the test advances ``settle()``; a request id already seen is
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from yoyo_control import names
 from yoyo_control.errors import InstanceNotFound, TemporaryError
@@ -111,3 +113,29 @@ class RecordingPublisher:
     def publish(self, topic: str, data: bytes, **attributes: str) -> str:
         self.data.append(data)
         return str(len(self.data))
+
+
+class ReadOnlyStore:
+    """A store as roles/datastore.viewer sees it (the gateway's account in the cloud):
+    reads pass to ``store``, every write (a transaction, a heartbeat, a batch record) is
+    refused as Firestore refuses it, with google.api_core's PermissionDenied (403)."""
+
+    WRITES = ("transact", "put_heartbeat", "update_batch", "append")
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.WRITES:
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                from google.api_core.exceptions import PermissionDenied
+
+                self.refused.append(name)
+                raise PermissionDenied("Missing or insufficient permissions.")
+
+            return refuse
+        if name == "watch_kill":  # only Firestore's store has a listener (a read)
+            raise AttributeError(name)
+        return getattr(self._store, name)

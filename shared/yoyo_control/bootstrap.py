@@ -196,11 +196,17 @@ def identity() -> IdentityVerifier:
 def build_gateway(service: Service) -> Gateway:
     """The gateway over ``service``: keys and the VMs' inference key from the environment
     (Secret Manager secrets mounted as variables), else the local state directory; with
-    batch inference configured, also /v1/files and /v1/batches."""
+    batch inference configured, also /v1/files and /v1/batches.
+
+    It reads the store (its view) but tells the control plane what it saw — a wake, its
+    load, a cold start — by publishing to the queue topic (gateway/wire.py), on every
+    backend: in the cloud its service account may not write Firestore, and locally the
+    bus delivers the message to the same entry point (``on_queue``)."""
     from .adapters.upstream_http import HttpUpstream
     from .gateway import auth
     from .gateway.app import Gateway
     from .gateway.batches import BatchApi
+    from .gateway.wire import QueueWire
 
     config = service.config
     vllm_key = os.environ.get(names.ENV_VLLM_API_KEY, "")
@@ -208,17 +214,19 @@ def build_gateway(service: Service) -> Gateway:
         if config.backend != "local":
             raise ConfigError(f"{names.ENV_VLLM_API_KEY} is not set (the VMs' vLLM API key)")
         vllm_key = auth.ensure_vllm_key(config.local.state_dir)
+    publisher = build_publisher(config)
+    wire = QueueWire(publisher, config)
     batches = None
     if batch_configured(config):
-        batches = build_batch_service(config, service.store, build_publisher(config))
+        batches = build_batch_service(config, service.store, publisher)
     return Gateway(
         config,
         service.store,
-        service.handle,
+        wire.handle,
         HttpUpstream(vllm_key, read_timeout_s=config.gateway.upstream_timeout_s),
         auth.KeyRing.load(config.local.state_dir),
         service.clock,
-        record=service.record,
+        record=wire.record,
         batch_api=BatchApi(batches, config.gateway) if batches else None,
     )
 

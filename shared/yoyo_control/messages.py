@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from . import names
@@ -43,6 +44,7 @@ from .config import Config, Cycle, parse_duration
 from .domain.facts import (
     OPERATOR,
     BudgetNotified,
+    ColdStartReported,
     ExtendRequested,
     Fact,
     HeartbeatReceived,
@@ -319,12 +321,31 @@ def decode_tick(message: PubSubMessage, config: Config) -> Tick:
     return Tick(message.message_id, message.publish_time)
 
 
-def decode_queue(message: PubSubMessage, config: Config) -> QueueDepthObserved | LoadReported:
-    """A Cloud Monitoring incident (version 1.2), a producer's ``{"pool", "depth"}`` or
-    a gateway's load ``{"pool", "in_flight", "held"}`` (domain/scaling.py)."""
+QueueFact = QueueDepthObserved | LoadReported | RunRequested | ColdStartReported
+WAKE_PREFIX = "gateway-wake-"  # routing.wake_id's ids: never a Pub/Sub id (digits only)
+WAKE_REASON = "gateway: request waiting"
+COLD_START_MARKS = (
+    "arrived_at",
+    "wake_at",
+    "running_at",
+    "ready_at",
+    "forwarded_at",
+    "first_byte_at",
+)
+_MAX_HELD_S = 86_400.0
+
+
+def decode_queue(message: PubSubMessage, config: Config) -> QueueFact:
+    """A Cloud Monitoring incident (version 1.2), a producer's ``{"pool", "depth"}``, or
+    the gateway's: its load ``{"pool", "in_flight", "held"}`` (domain/scaling.py), a
+    wake ``{"pool", "wake"}`` or a cold start ``{"pool", "cold_start": {...}}``."""
     raw = json_payload(message, "queue")
     if "incident" in raw:
         return _incident(message, raw, config)
+    if "wake" in raw:
+        return _wake(message, raw, config)
+    if "cold_start" in raw:
+        return _cold_start(message, raw, config)
     if "in_flight" in raw or "held" in raw:
         return _load(message, raw, config)
     what = "queue depth"
@@ -345,6 +366,63 @@ def _load(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> Loa
     in_flight = _count(raw.get("in_flight", 0), f"{what}: in_flight")
     held = _count(raw.get("held", 0), f"{what}: held")
     return LoadReported(message.message_id, message.publish_time, policy.pool, in_flight, held)
+
+
+def _wake(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> RunRequested:
+    """The gateway's wake: a lease request (holder wake) whose message id is the wake id
+    (routing.wake_id), not Pub/Sub's: every gateway instance that reads the same pool
+    state publishes the same id, so the control plane records one wake (the fact is
+    recorded once per origin and id). Its time is the publish time."""
+    what = "wake"
+    _only_keys(raw, {"pool", "wake"}, what)
+    policy = _pool(raw, "pool", what, config)
+    wake = raw.get("wake")
+    wake_id = safe_id(wake) if isinstance(wake, str) else ""
+    prefix = f"{WAKE_PREFIX}{policy.pool}-"
+    if not wake_id.startswith(prefix) or len(wake_id) == len(prefix):
+        raise _fail(
+            f"{what}: 'wake' must be an id starting with {prefix!r} (at most 128 of "
+            f"A-Z a-z 0-9 . _ : @ + = -), got {_show(wake)}"
+        )
+    return RunRequested(
+        wake_id, message.publish_time, policy.pool, Holder.WAKE, WAKE_REASON, policy.lease_s
+    )
+
+
+def _cold_start(
+    message: PubSubMessage, raw: Mapping[str, Any], config: Config
+) -> ColdStartReported:
+    """``{"pool", "cold_start": {"epoch", "instance", "held_s", "phases": {mark: time or
+    null}}}``: what the gateway measured (gateway/coldstarts.py names the marks)."""
+    what = "cold start"
+    _only_keys(raw, {"pool", "cold_start"}, what)
+    policy = _pool(raw, "pool", what, config)
+    body = _object(raw.get("cold_start"), f"{what}: cold_start")
+    _only_keys(body, {"epoch", "instance", "held_s", "phases"}, f"{what}: cold_start")
+    instance = _text(body, "instance", what, limit=63)
+    if instance not in policy.instances:
+        raise _fail(f"{what}: instance {instance!r} is not in pool {policy.pool!r}")
+    for key in ("epoch", "held_s"):
+        if key not in body:
+            raise _fail(f"{what}: {key!r} is required")
+    held = _number(body["held_s"], f"{what}: held_s")
+    if held > _MAX_HELD_S:
+        raise _fail(f"{what}: held_s {_show(body['held_s'])} is more than a day")
+    marks = _object(body.get("phases", {}), f"{what}: phases")
+    _only_keys(marks, set(COLD_START_MARKS), f"{what}: phases")
+    phases = {
+        key: None if marks.get(key) is None else parse_time(marks[key], f"{what}: {key}")
+        for key in COLD_START_MARKS
+    }
+    return ColdStartReported(
+        message.message_id,
+        message.publish_time,
+        policy.pool,
+        epoch=_count(body["epoch"], f"{what}: epoch"),
+        instance=instance,
+        held_s=held,
+        phases=MappingProxyType(phases),
+    )
 
 
 def _incident(message: PubSubMessage, raw: Mapping[str, Any], config: Config) -> QueueDepthObserved:

@@ -62,6 +62,7 @@ from .domain.codec import to_doc
 from .domain.decide import Decision, decide
 from .domain.facts import (
     BudgetNotified,
+    ColdStartReported,
     Fact,
     HeartbeatReceived,
     KillRequested,
@@ -123,6 +124,24 @@ def _recorded(tx: Transaction, fact: Fact) -> bool:
     legacy = f"fact:{kind_of(fact)}:{fact.message_id}"
     return tx.has_event(fact_event_id(fact)) or (
         legacy != fact_event_id(fact) and tx.has_event(legacy)
+    )
+
+
+def cold_start_event(fact: ColdStartReported) -> Event:
+    """The ``cold-start`` event of a gateway's report: one per pool and lease epoch (the
+    first report wins; gateway/coldstarts.py reads it back), at its publish time."""
+    return Event(
+        id=f"cold-start:{fact.pool}:{fact.epoch}",
+        kind="cold-start",
+        at=fact.at,
+        pool=fact.pool,
+        reason=f"cold start: request held {fact.held_s:.1f}s, served by {fact.instance}",
+        data={
+            "instance": fact.instance,
+            "held_s": fact.held_s,
+            "epoch": fact.epoch,
+            "phases": dict(fact.phases),
+        },
     )
 
 
@@ -193,6 +212,11 @@ class Service:
         pool = pool_of(fact)
         if pool is not None and pool not in self.config.pools:
             raise InvalidMessage(f"unknown pool {pool!r} (configured: {sorted(self.config.pools)})")
+        if isinstance(fact, ColdStartReported):
+            if fact.pool not in self.config.pools:
+                raise InvalidMessage(f"unknown pool {fact.pool!r}")
+            self.record(cold_start_event(fact))
+            return Handled(kind_of(fact), pools=(fact.pool,))
         if isinstance(fact, HeartbeatReceived):
             return self._heartbeat(fact)
         if isinstance(fact, Tick):

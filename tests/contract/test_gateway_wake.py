@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from asgi_serving import Client, Server, asgi_app
 from fakes import FakeCompute
-from gateway.serving import Client, Server, asgi_app
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control.adapters.clock import SystemClock
 from yoyo_control.adapters.upstream_http import HttpUpstream

@@ -287,3 +287,90 @@ def test_a_malformed_address_is_refused_with_the_reason(bad: object):
     payload = {"pool": "gpu", "instance": "vm-0", "boot_id": "b", "sent_at": T0, "address": bad}
     with pytest.raises(InvalidMessage, match="address"):
         messages.decode_heartbeat(msg(payload), CONFIG)
+
+
+# --- the gateway's messages on the queue topic (gateway/wire.py) ---------------------
+
+
+def test_a_gateway_wake_is_a_wake_lease_request_keyed_by_its_wake_id():
+    from yoyo_control.domain.model import Holder
+    from yoyo_control.gateway.wire import encode_fact
+
+    wake = RunRequested("gateway-wake-gpu-3-cold-29923446", 0.0, "gpu", Holder.WAKE, "x", 1)
+    fact = messages.decode_queue(msg(encode_fact(wake)), CONFIG)
+    assert isinstance(fact, RunRequested)
+    assert fact.message_id == "gateway-wake-gpu-3-cold-29923446"  # not Pub/Sub's "m-1"
+    assert (fact.pool, fact.holder, fact.at, fact.duration_s) == ("gpu", Holder.WAKE, T0, 900)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"pool": "gpu", "wake": None},
+        {"pool": "gpu", "wake": ""},
+        {"pool": "gpu", "wake": 12},
+        {"pool": "gpu", "wake": "12345"},  # a Pub/Sub-like id: would collide with one
+        {"pool": "gpu", "wake": "gateway-wake-"},
+        {"pool": "gpu", "wake": "gateway-wake-gpu-"},
+        {"pool": "gpu", "wake": "gateway-wake-other-1-cold-2"},  # another pool's id
+        {"pool": "gpu", "wake": "gateway-wake-gpu-1/../x"},
+        {"pool": "gpu", "wake": "gateway-wake-gpu-\ud83d"},
+        {"pool": "gpu", "wake": "gateway-wake-gpu-" + "9" * 200},
+        {"pool": "gpu", "wake": "gateway-wake-gpu-1", "depth": 3},
+        {"pool": "nope", "wake": "gateway-wake-nope-1"},
+        {"wake": "gateway-wake-gpu-1"},
+    ],
+)
+def test_a_malformed_wake_is_invalid(payload):
+    with pytest.raises(InvalidMessage, match="wake"):
+        messages.decode_queue(msg(payload), CONFIG)
+
+
+def _cold(**body: object) -> dict[str, object]:
+    marks = {"arrived_at": T0 - 90, "wake_at": T0 - 89, "first_byte_at": T0}
+    doc = {"epoch": 3, "instance": "vm-0", "held_s": 88.5, "phases": marks, **body}
+    return {"pool": "gpu", "cold_start": {k: v for k, v in doc.items() if v != "-"}}
+
+
+def test_a_gateway_cold_start_is_a_cold_start_report_at_its_publish_time():
+    from yoyo_control.domain.facts import ColdStartReported
+
+    fact = messages.decode_queue(msg(_cold()), CONFIG)
+    assert isinstance(fact, ColdStartReported)
+    assert (fact.pool, fact.epoch, fact.instance, fact.held_s, fact.at) == (
+        "gpu",
+        3,
+        "vm-0",
+        88.5,
+        T0,
+    )
+    assert fact.phases["wake_at"] == T0 - 89 and fact.phases["ready_at"] is None
+    assert set(fact.phases) == set(messages.COLD_START_MARKS)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"pool": "gpu", "cold_start": None},
+        {"pool": "gpu", "cold_start": [1]},
+        _cold(instance="vm-9"),  # not the pool's
+        _cold(instance="-"),
+        _cold(epoch="-"),
+        _cold(epoch=-1),
+        _cold(epoch=10**30),
+        _cold(epoch=1.5),
+        _cold(held_s="-"),
+        _cold(held_s=-1),
+        _cold(held_s=1e308),
+        _cold(held_s="NaN"),
+        _cold(phases={"arrived_at": "tomorrow"}),
+        _cold(phases={"arrived_at": 1e20}),
+        _cold(phases={"bogus_at": T0}),
+        _cold(phases="later"),
+        _cold(extra=1),
+        {**_cold(), "depth": 1},
+    ],
+)
+def test_a_malformed_cold_start_is_invalid(payload):
+    with pytest.raises(InvalidMessage, match="cold start"):
+        messages.decode_queue(msg(payload), CONFIG)

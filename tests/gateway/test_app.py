@@ -23,8 +23,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from asgi_serving import Client, Server, asgi_app
 from fakes import FakeCompute
-from gateway.serving import Client, Server, asgi_app
 from inference_servers import VLLM_KEY, serve_inference
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.sqlite_store import SqliteStore
@@ -589,7 +589,15 @@ def test_a_stream_is_relayed_event_by_event_never_buffered(make_world) -> None:
 def test_a_pool_whose_every_vm_fails_to_start_is_refused_not_held(make_world) -> None:
     w = make_world()
     quota = "QUOTA_EXCEEDED: Quota 'GPUS_ALL_REGIONS' exceeded"
-    w.compute.faults.extend([PermanentError(quota), PermanentError(quota)])
+
+    def no_gpu_quota(kind: str, instance: str, request_id: str) -> None:
+        # Every start is refused, and only starts: the gateway's load report reconciles
+        # the pool too, and may stop a VM whose start failed (a list of faults for "the
+        # next two calls" would be taken by that stop).
+        if kind == "start":
+            raise PermanentError(quota)
+
+    w.compute.on_call = no_gpu_quota
     started = w.clock.now()
     ticks: list[float] = []
 

@@ -18,8 +18,8 @@ from werkzeug.test import EnvironBuilder
 
 import emulators
 import storage_emulator
+from asgi_serving import Client, Server, asgi_app
 from fakes import RecordingPublisher
-from gateway.serving import Client, Server, asgi_app
 from yoyo_control.adapters.clock import ManualClock
 from yoyo_control.adapters.cloud_storage import CloudStorage
 from yoyo_control.adapters.local_storage import LocalStorage

@@ -96,6 +96,19 @@ class BatchDemandObserved(Fact):
 
 
 @dataclass(frozen=True)
+class ColdStartReported(Fact):
+    """The gateway's measure of a cold start it held a request through (one per lease
+    epoch): the control plane records it as a ``cold-start`` event (gateway/coldstarts.py
+    reads it back). It changes no pool state."""
+
+    pool: str
+    epoch: int
+    instance: str
+    held_s: float
+    phases: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class HeartbeatReceived(Fact):
     pool: str
     heartbeat: Heartbeat

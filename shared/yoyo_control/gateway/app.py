@@ -78,15 +78,7 @@ class Gateway:
             response = _error(reply)
         except Exception as exc:  # the store or the service failed: say so, OpenAI-format
             logs.error(f"gateway: {type(exc).__name__}: {exc}", path=request.url.path)
-            response = _error(
-                Reply(
-                    503,
-                    f"the gateway could not serve this request ({type(exc).__name__}); retry",
-                    "service_unavailable",
-                    "gateway_unavailable",
-                    {"Retry-After": "5"},
-                )
-            )
+            response = _error(_failed(exc))
         response.headers["x-request-id"] = request_id
         return response
 
@@ -190,6 +182,29 @@ def _allow(request: Request, *methods: str) -> None:
             "method_not_allowed",
             {"Allow": ", ".join(methods)},
         )
+
+
+def _failed(exc: Exception) -> Reply:
+    """The 503 of a failure: retry later, unless the store refused a write for good
+    (Firestore's PERMISSION_DENIED: the gateway's account may only read the store
+    unless ``gateway_store_writes``; only the batch API writes from the gateway)."""
+    if any(cls.__name__ == "PermissionDenied" for cls in type(exc).__mro__):
+        return Reply(
+            503,
+            "this gateway may not write the control plane's store (Terraform "
+            "gateway_store_writes is off): create and cancel batches with yoyoctl batch, "
+            "or see docs/deploy.md, 'What the gateway writes'",
+            "service_unavailable",
+            "store_write_denied",
+            {"x-should-retry": "false"},
+        )
+    return Reply(
+        503,
+        f"the gateway could not serve this request ({type(exc).__name__}); retry",
+        "service_unavailable",
+        "gateway_unavailable",
+        {"Retry-After": "5"},
+    )
 
 
 def _error(reply: Reply) -> Response:

@@ -101,7 +101,12 @@ def cold_start_event(
         at=first_byte,
         pool=state.pool,
         reason=f"cold start: request held {waited:.1f}s, served by {target.instance}",
-        data={"instance": target.instance, "held_s": waited, "phases": phases},
+        data={
+            "instance": target.instance,
+            "held_s": waited,
+            "epoch": lease.epoch if lease else 0,
+            "phases": phases,
+        },
     )
 
 
