@@ -1,5 +1,5 @@
 """The gateway reports its load per pool (domain/scaling.load_report → LoadReported),
-at most once per pool per ``forward.LOAD_GAP_S`` per instance, and the load's end.
+at most once per pool per ``gateway_load.LOAD_GAP_S`` per instance, and the load's end.
 
 The gateway is served by uvicorn on 127.0.0.1 over a real SQLite store and service, a
 real (simulated) inference server, the system clock. Its ``handle`` records what it
@@ -29,7 +29,7 @@ from yoyo_control.config import parse_config
 from yoyo_control.domain.facts import Fact, HeartbeatReceived, LoadReported, RunRequested
 from yoyo_control.domain.model import Heartbeat
 from yoyo_control.errors import TemporaryError
-from yoyo_control.gateway import forward
+from yoyo_control.gateway import load as gateway_load
 from yoyo_control.gateway.app import Gateway
 from yoyo_control.gateway.auth import KeyRing, digest
 from yoyo_control.gateway.wire import encode_fact
@@ -117,7 +117,7 @@ class Harness:
     def settled(self) -> list[LoadReported]:
         """The reports, once the last one says the load ended (a deferred one may follow
         the last answer by up to LOAD_GAP_S)."""
-        deadline = time.monotonic() + 10 * forward.LOAD_GAP_S
+        deadline = time.monotonic() + 10 * gateway_load.LOAD_GAP_S
         while True:
             with self.lock:
                 facts = [f for _, f in self.sent]
@@ -161,9 +161,9 @@ def test_a_burst_is_reported_at_most_once_a_second_and_its_end_is_reported(
     assert len({f.message_id for f in facts}) == len(facts)  # each its own message
     times = [t for t, _ in harness.sent]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(gap >= forward.LOAD_GAP_S * 0.9 for gap in gaps), gaps  # the bound
+    assert all(gap >= gateway_load.LOAD_GAP_S * 0.9 for gap in gaps), gaps  # the bound
     # 24 changes of the count, each crossing a step: the bound made them few.
-    assert len(facts) <= 2 + (times[-1] - times[0]) / forward.LOAD_GAP_S
+    assert len(facts) <= 2 + (times[-1] - times[0]) / gateway_load.LOAD_GAP_S
     # the control plane folded them in: the newest says the load ended
     load = harness.service.store.get_pool("gpu").load
     assert (load.in_flight, load.held) == (0, 0) and load.observed_at is not None
