@@ -76,6 +76,10 @@ class PubSubAdmin:
         self._call("PUT", path, body)
         return path
 
+    def delete_subscription(self, path: str) -> None:
+        """Delete a subscription (its path): nothing of it is pushed any more."""
+        self._call("DELETE", path)
+
     def create_pull_subscription(self, subscription: str, topic: str) -> str:
         path = self.subscription_path(subscription)
         self._call("PUT", path, {"topic": self.topic_path(topic)})

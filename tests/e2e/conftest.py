@@ -151,6 +151,7 @@ class World:
     emulators: Emulators
     config: dict[str, Any] = field(default_factory=dict)
     key_dir: Path | None = None  # the key heartbeats are signed with (Google's stand-in)
+    subscriptions: list[str] = field(default_factory=list)  # deleted with the world
 
     def sign(self, beat: dict[str, Any]) -> dict[str, Any]:
         """``beat`` with an identity token of its own instance, as the metadata server gives."""
@@ -186,12 +187,13 @@ class World:
 
     def subscribe(self, suffix: str, name: str = "", ack_deadline_s: int = 60) -> None:
         entry = ENTRY_POINTS[suffix]
-        self.admin.create_push_subscription(
+        path = self.admin.create_push_subscription(
             name or f"yoyo-{suffix}-push",
             self.topic(suffix),
             f"{self.base_url}/{entry}/",
             ack_deadline_s=ack_deadline_s,
         )
+        self.subscriptions.append(path)
 
     def publish(self, suffix: str, payload: Any, **attributes: str) -> str:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -280,11 +282,16 @@ def world(
         admin = PubSubAdmin(google_emulators.pubsub.host, project)
         for suffix in names.FUNCTION_TOPICS:
             admin.create_topic(f"yoyo-{suffix}")
+        world = World(
+            project, admin, stub, clock, answers, base_url, google_emulators, config, key_dir
+        )
         try:
-            yield World(
-                project, admin, stub, clock, answers, base_url, google_emulators, config, key_dir
-            )
+            yield world
         finally:
+            # The function server is shared by the module's tests: a subscription left
+            # behind would push its redeliveries into the next test's world.
+            for path in world.subscriptions:
+                admin.delete_subscription(path)
             bootstrap.reset()
             service.store.close()
             for engine in engines:

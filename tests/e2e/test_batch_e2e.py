@@ -24,6 +24,7 @@ import pytest
 import storage_emulator
 from yoyo_control import bootstrap, names
 from yoyo_control.adapters.pubsub import PubSubPublisher
+from yoyo_control.batch import work
 from yoyo_control.domain.batch import Status
 from yoyo_control.local.inference import Engine, make_handler
 from yoyo_control.worker.__main__ import Worker, WorkerConfig
@@ -128,9 +129,10 @@ def test_a_batch_travels_the_work_path_and_comes_back_exactly_once(world, server
     thread = threading.Thread(target=worker.serve, daemon=True)
     thread.start()
     try:
-        world.eventually(
-            lambda: len(runner.storage.list(f"batches/{batch.id}/shards/")) >= 3 + 3,
-            "three shards checkpointed and done",
+        done = [work.done_key(batch.id, shard) for shard in range(3)]
+        world.eventually(  # (each shard also has started and checkpoint objects: count done)
+            lambda: all(runner.storage.size(key) is not None for key in done),
+            "three shards done",
         )
         world.clock.advance(60)
         world.publish("tick", {})  # the lifecycle's tick: it never reads a batch
