@@ -141,7 +141,8 @@ class UpstreamLost(Exception):
 
     ``kind`` says whose failure it is: ``connect`` (no connection: the VM's or the
     network's), ``timeout`` (silence after the request was sent), ``dropped`` (the server
-    took the request and closed without a whole answer: perhaps this request's own).
+    took the request and closed without a whole answer: perhaps this request's own),
+    ``not_ready`` (the server answered 503 before running it: its model is loading).
     """
 
     def __init__(self, message: str, kind: str = "dropped") -> None:

@@ -10,6 +10,7 @@ advance the manual clock (and run the test's ``on_pause`` hooks).
 from __future__ import annotations
 
 import asyncio
+import http.server
 import itertools
 import json
 import socket
@@ -901,3 +902,52 @@ def test_a_client_that_leaves_a_stream_closes_the_vms_stream(make_world) -> None
     finally:
         listener.close()
         thread.join(20)
+
+
+class LoadingVm:
+    """A model server still loading its model: every request is a 503 ("Loading model"),
+    as vLLM's and llama.cpp's servers answer before the model is up."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.refused += 1
+                body = b'{"error": {"code": 503, "message": "Loading model"}}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_vm_that_answers_503_while_loading_is_skipped_not_relayed(make_world) -> None:
+    """A server that says it is not ready (503) has not run the request: the gateway
+    tries another ready VM (or holds the request) instead of handing the 503 to the
+    client; the VM is not marked lost for everyone."""
+    w = make_world()
+    w.warm()
+    loading = LoadingVm()
+    try:
+        w.ready("vm-0", address=loading.address)  # least loaded: tried first
+        w.ready("vm-1", running=2)
+        response = w.chat()
+        assert response.status_code == 200, response.data
+        assert loading.refused == 1
+        assert w.gateway.forwarder.unreachable == {}
+    finally:
+        loading.close()

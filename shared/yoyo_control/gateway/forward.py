@@ -13,7 +13,9 @@ Invariants:
   instance's, so only that request skips the VM until it is heard from again);
   ``dropped`` is the request's (it counts against the request only: lost
   ``hold.MAX_LOST`` times → 502); ``timeout`` counts against the request, and marks the
-  VM once two different requests timed out on it.
+  VM once two different requests timed out on it; ``not_ready`` (the server answered
+  503: loading, it ran nothing) skips the VM for that request until it is heard from
+  again, and is never relayed.
 - Responses are relayed as they arrive (a stream chunk by chunk); a VM lost mid-stream
   ends the stream with an OpenAI-format error event. The first held request served after
   a wake records the cold start's phases through ``record``, once per epoch.
@@ -46,6 +48,8 @@ from .routing import Target
 from .view import View
 
 LOST_KEPT_S = 3600.0  # a lost VM not heard from again within this is forgotten
+# A model server answers 503 before its model is up (vLLM, llama.cpp): it ran nothing.
+NOT_READY = 503
 NETWORK_WARMUP_S = 60.0  # Direct VPC egress of a new instance may take this to connect
 
 
@@ -129,6 +133,8 @@ class Forwarder:
         response: UpstreamResponse | None = None
         try:
             response = await self.upstream.post(target.address, f"/v1{path}", body)
+            if response.status == NOT_READY:
+                raise UpstreamLost(f"{target.instance} answered 503: not ready", "not_ready")
             chunks = aiter(response.chunks())
             first = await anext(chunks, b"")
             rest = [] if stream else [c async for c in chunks]
@@ -156,6 +162,9 @@ class Forwarder:
     ) -> hold.Request:
         """Whose failure (module docstring); the request as it goes on."""
         now, vm = self.clock.now(), (target.instance, target.boot_id)
+        if exc.kind == "not_ready":  # it ran nothing: skip it until it is heard from again
+            logs.warning(f"gateway: {target.instance} is not ready yet ({exc})", pool=pool)
+            return replace(request, skip={**request.skip, vm: now})
         mark = exc.kind == "connect"
         if exc.kind == "timeout":
             timed_out = self._timeouts.setdefault(vm, set())
